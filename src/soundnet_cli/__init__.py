@@ -1,0 +1,42 @@
+"""soundnet-cli: SoundNet (Aytar, Vondrick, Torralba, NIPS 2016) as a tool and a library.
+
+The public API is re-exported here lazily (importing the package does not import torch)::
+
+    from soundnet_cli import load_model, load_audio
+    model = load_model()                 # the embedded default network
+    wave = load_audio("clip.wav")        # (samples,) float32 at 22,050 Hz
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._version import __version__
+
+_EXPORTS = {
+    "load_audio": "audio",
+    "audio_info": "audio",
+    "SAMPLE_RATE": "audio",
+    "SoundNet": "model",
+    "SoundNetConfig": "model",
+    "make_config": "model",
+    "load_model": "weights",
+    "resolve_weights": "weights",
+    "save_checkpoint": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "iter_activations": "inference",
+    "load_dataset": "datasets",
+    "resolve_device": "device",
+    "SoundNetError": "errors",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module 'soundnet_cli' has no attribute {name!r}")

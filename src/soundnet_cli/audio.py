@@ -1,0 +1,254 @@
+"""Decoding, down-mixing and resampling audio files into what SoundNet reads.
+
+SoundNet reads mono waveforms at :data:`SAMPLE_RATE` (22,050 Hz). Files are decoded with
+libsndfile (through ``soundfile``: wav, flac, ogg/vorbis, opus, mp3, aiff, ...), channels are
+averaged, and other rates are resampled with ``soxr``. torchaudio is deliberately not used (its
+wheels pin one torch build and link CUDA). Samples are returned as float32 in [-1, 1]; the
+network's own input scale (x256 for SoundNet) is applied inside the model, from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from .errors import AudioError, SoundNetWarning
+
+#: SoundNet's sample rate in Hz. Every hop and window in seconds is derived from it.
+SAMPLE_RATE = 22_050
+#: Peak amplitude below which a decoded file counts as silent (about -100 dBFS).
+SILENCE_PEAK = 1e-5
+#: Suffixes treated as audio when a directory is expanded (libsndfile's formats, lower case).
+AUDIO_SUFFIXES = frozenset(
+    {
+        ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
+        ".au", ".snd", ".caf", ".w64", ".rf64", ".sd2", ".voc", ".wve", ".mat", ".htk",
+        ".pvf", ".xi", ".sds", ".avr", ".nist", ".sph", ".ircam", ".sf", ".paf", ".mpc",
+    }
+)
+
+
+class SilentAudioWarning(SoundNetWarning):
+    """A decoded file has no signal above :data:`SILENCE_PEAK`."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file header says, before decoding.
+
+    Attributes are the native sample rate (Hz), channel count, frame count (samples per channel)
+    and duration in seconds.
+    """
+
+    path: Path
+    sample_rate: int
+    channels: int
+    frames: int
+
+    @property
+    def duration(self) -> float:
+        """Duration in seconds at the native rate."""
+        return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+
+def _soundfile():
+    import soundfile
+
+    return soundfile
+
+
+def _check_path(path: Path) -> None:
+    if not path.exists():
+        raise AudioError(f"{path}: no such file")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    if not os.access(path, os.R_OK):
+        raise AudioError(f"{path}: permission denied")
+
+
+def audio_info(path: str | os.PathLike) -> AudioInfo:
+    """Read a file's header: native rate, channels, frames. Raises :class:`AudioError`."""
+    path = Path(path)
+    _check_path(path)
+    sf = _soundfile()
+    try:
+        info = sf.info(str(path))
+    except Exception as e:  # libsndfile raises LibsndfileError / RuntimeError / TypeError
+        raise AudioError(f"{path}: cannot decode: not a readable audio file ({_reason(e)})") from e
+    return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames))
+
+
+def load_audio(
+    path: str | os.PathLike,
+    sample_rate: int = SAMPLE_RATE,
+    *,
+    resample_quality: str = "HQ",
+) -> np.ndarray:
+    """Decode a file into a mono float32 waveform at ``sample_rate``.
+
+    Parameters
+    ----------
+    path
+        Any file libsndfile reads.
+    sample_rate
+        Target rate in Hz (SoundNet: 22,050).
+    resample_quality
+        soxr quality: ``"QQ"``, ``"LQ"``, ``"MQ"``, ``"HQ"`` (default) or ``"VHQ"``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(samples,)``, float32, nominally in [-1, 1], channels averaged.
+
+    Raises
+    ------
+    AudioError
+        Missing, unreadable, not audio, corrupt, empty, or holding NaN/Inf samples.
+
+    Warns
+    -----
+    SilentAudioWarning
+        When the whole file is below :data:`SILENCE_PEAK`.
+    """
+    path = Path(path)
+    _check_path(path)
+    sf = _soundfile()
+    try:
+        data, native_rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:
+        raise AudioError(f"{path}: cannot decode: {_reason(e)}") from e
+    return prepare_waveform(data, native_rate, sample_rate, name=str(path),
+                            resample_quality=resample_quality)
+
+
+def prepare_waveform(
+    data: np.ndarray,
+    native_rate: int,
+    sample_rate: int = SAMPLE_RATE,
+    *,
+    name: str = "<array>",
+    resample_quality: str = "HQ",
+) -> np.ndarray:
+    """Validate, down-mix and resample decoded samples.
+
+    ``data`` is ``(samples,)`` or ``(samples, channels)`` at ``native_rate`` Hz; the result is
+    ``(samples',)`` float32 at ``sample_rate`` Hz. Raises :class:`AudioError` on empty or
+    non-finite input and warns (:class:`SilentAudioWarning`) on silence.
+    """
+    data = np.asarray(data, dtype=np.float32)
+    if data.ndim == 1:
+        data = data[:, None]
+    if data.ndim != 2:
+        raise AudioError(f"{name}: expected (samples, channels) audio, got shape {data.shape}")
+    if data.shape[0] == 0 or data.shape[1] == 0:
+        raise AudioError(f"{name}: empty audio (no samples)")
+    if native_rate <= 0:
+        raise AudioError(f"{name}: invalid sample rate {native_rate}")
+    if not np.isfinite(data).all():
+        raise AudioError(f"{name}: audio holds NaN or infinite samples")
+    mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    if native_rate != sample_rate:
+        mono = resample(mono, native_rate, sample_rate, quality=resample_quality)
+    if mono.size == 0:
+        raise AudioError(f"{name}: too short to resample to {sample_rate} Hz (no samples left)")
+    if float(np.abs(mono).max()) < SILENCE_PEAK:
+        warnings.warn(f"{name}: audio is silent", SilentAudioWarning, stacklevel=3)
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def resample(x: np.ndarray, from_rate: int, to_rate: int, *, quality: str = "HQ") -> np.ndarray:
+    """Resample a mono float32 signal ``(samples,)`` from ``from_rate`` to ``to_rate`` Hz (soxr)."""
+    import soxr
+
+    if from_rate == to_rate:
+        return np.asarray(x, dtype=np.float32)
+    return soxr.resample(np.asarray(x, dtype=np.float32), from_rate, to_rate, quality=quality)
+
+
+def iter_audio_blocks(
+    path: str | os.PathLike,
+    block_seconds: float = 60.0,
+    sample_rate: int = SAMPLE_RATE,
+    *,
+    resample_quality: str = "HQ",
+) -> Iterator[np.ndarray]:
+    """Stream a file as mono float32 blocks at ``sample_rate``, never holding the whole file.
+
+    Blocks are read with libsndfile and resampled with a streaming soxr resampler, so the
+    concatenation of all blocks equals :func:`load_audio` up to resampler rounding at block joins.
+    Each yielded array is ``(samples,)``; block lengths vary and the last may be short.
+    """
+    path = Path(path)
+    info = audio_info(path)
+    if info.frames == 0:
+        raise AudioError(f"{path}: empty audio (no samples)")
+    sf = _soundfile()
+    import soxr
+
+    block = max(1, int(round(block_seconds * info.sample_rate)))
+    stream = None
+    if info.sample_rate != sample_rate:
+        stream = soxr.ResampleStream(info.sample_rate, sample_rate, 1, dtype="float32",
+                                     quality=resample_quality)
+    try:
+        with sf.SoundFile(str(path)) as f:
+            while True:
+                data = f.read(block, dtype="float32", always_2d=True)
+                last = data.shape[0] < block
+                if data.size and not np.isfinite(data).all():
+                    raise AudioError(f"{path}: audio holds NaN or infinite samples")
+                mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+                if stream is not None:
+                    mono = stream.resample_chunk(np.ascontiguousarray(mono), last=last)
+                if mono.size:
+                    yield np.ascontiguousarray(mono, dtype=np.float32)
+                if last:
+                    break
+    except AudioError:
+        raise
+    except Exception as e:
+        raise AudioError(f"{path}: cannot decode: {_reason(e)}") from e
+
+
+def find_audio_files(
+    inputs: Iterable[str | os.PathLike], *, recursive: bool = False
+) -> tuple[list[Path], list[Path]]:
+    """Expand files and directories into audio file paths.
+
+    Files named explicitly are kept whatever their suffix (decoding will judge them); directories
+    contribute files whose suffix is in :data:`AUDIO_SUFFIXES`, sorted, descending into
+    sub-directories only with ``recursive``. Returns ``(files, missing)``, where ``missing`` lists
+    inputs that do not exist. Duplicates are dropped, order kept.
+    """
+    files: list[Path] = []
+    missing: list[Path] = []
+    seen: set[Path] = set()
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            pattern = "**/*" if recursive else "*"
+            found = sorted(
+                q for q in p.glob(pattern) if q.is_file() and q.suffix.lower() in AUDIO_SUFFIXES
+            )
+        elif p.exists():
+            found = [p]
+        else:
+            missing.append(p)
+            continue
+        for q in found:
+            key = q.resolve()
+            if key not in seen:
+                seen.add(key)
+                files.append(q)
+    return files, missing
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    # libsndfile messages repeat the path; keep the part after it when present.
+    return text.split(": ", 1)[-1] if text.startswith("Error opening") else text

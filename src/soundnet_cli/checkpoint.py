@@ -1,0 +1,161 @@
+"""The checkpoint format: one safetensors file, tensors plus a JSON header, never pickle.
+
+Layout of a ``.safetensors`` checkpoint:
+
+- tensors: the model's ``state_dict`` (float32, or float16 when saved with ``half=True``; BN
+  running statistics always float32), keys as in :class:`~soundnet_cli.model.SoundNet`;
+- metadata (strings): ``format`` = ``"soundnet-cli"``, ``format_version`` (an integer, see
+  :data:`FORMAT_VERSION`), ``config`` (the :class:`~soundnet_cli.model.SoundNetConfig` as JSON)
+  and ``provenance`` (free JSON: how the weights were made, data, command, metrics).
+
+Loading reads only tensors and JSON, so a checkpoint can never execute code. Older format versions
+are migrated on load by :data:`_MIGRATIONS`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+
+from .errors import WeightsError
+from .fsutil import atomic_path
+from .model import SoundNet, SoundNetConfig
+
+FORMAT_NAME = "soundnet-cli"
+#: Bumped whenever the layout changes; loaders migrate older versions.
+FORMAT_VERSION = 1
+#: ``{version: function(metadata dict, tensors dict) -> (metadata, tensors) of version + 1}``.
+_MIGRATIONS: dict[int, Callable[[dict[str, Any], dict[str, torch.Tensor]],
+                                tuple[dict[str, Any], dict[str, torch.Tensor]]]] = {}
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: config, tensors and provenance, plus the file's SHA-256."""
+
+    config: SoundNetConfig
+    state_dict: dict[str, torch.Tensor]
+    provenance: dict[str, Any] = field(default_factory=dict)
+    sha256: str = ""
+    path: Path | None = None
+
+    def build(self) -> SoundNet:
+        """Instantiate the network (CPU, eval mode) with these weights."""
+        model = SoundNet(self.config)
+        missing, unexpected = model.load_state_dict(
+            {k: v.float() for k, v in self.state_dict.items()}, strict=False
+        )
+        if missing or unexpected:
+            raise WeightsError(
+                f"{self.path or 'checkpoint'}: tensors do not match its config "
+                f"(missing: {sorted(missing)[:5]}, unexpected: {sorted(unexpected)[:5]})"
+            )
+        model.eval()
+        model.fingerprint = weights_fingerprint(model)  # type: ignore[attr-defined]
+        model.provenance = dict(self.provenance)  # type: ignore[attr-defined]
+        model.source = str(self.path) if self.path else ""  # type: ignore[attr-defined]
+        return model
+
+
+def save_checkpoint(
+    model: SoundNet,
+    path: str | os.PathLike,
+    *,
+    provenance: Mapping[str, Any] | None = None,
+    half: bool = False,
+) -> Path:
+    """Write ``model`` to ``path`` atomically; returns the path.
+
+    ``half`` stores weights as float16 (about half the size); BatchNorm running statistics stay
+    float32. Loading always yields float32.
+    """
+    from safetensors.torch import save_file
+
+    tensors: dict[str, torch.Tensor] = {}
+    for key, value in model.state_dict().items():
+        t = value.detach().cpu().contiguous()
+        if half and t.is_floating_point() and "running_" not in key:
+            t = t.half()
+        tensors[key] = t.clone()
+    metadata = {
+        "format": FORMAT_NAME,
+        "format_version": str(FORMAT_VERSION),
+        "config": model.config.to_json(),
+        "provenance": json.dumps(dict(provenance or {}), sort_keys=True, default=str),
+    }
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read a checkpoint file. Raises :class:`WeightsError` for anything that is not one."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such checkpoint file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:
+        raise WeightsError(f"{path}: not a soundnet-cli checkpoint (safetensors): {e}") from e
+    if metadata.get("format") != FORMAT_NAME:
+        raise WeightsError(f"{path}: safetensors file without a soundnet-cli header; "
+                           "convert it with `soundnet weights import`")
+    try:
+        version = int(metadata.get("format_version", "0"))
+    except ValueError as e:
+        raise WeightsError(f"{path}: bad format_version {metadata.get('format_version')!r}") from e
+    if version > FORMAT_VERSION:
+        raise WeightsError(f"{path}: checkpoint format {version} is newer than this soundnet-cli "
+                           f"understands ({FORMAT_VERSION}); upgrade soundnet-cli")
+    while version < FORMAT_VERSION:
+        if version not in _MIGRATIONS:
+            raise WeightsError(f"{path}: no migration from checkpoint format {version}")
+        metadata, tensors = _MIGRATIONS[version](metadata, tensors)
+        version += 1
+    try:
+        config = SoundNetConfig.from_dict(json.loads(metadata["config"]))
+        provenance = json.loads(metadata.get("provenance", "{}"))
+    except (KeyError, json.JSONDecodeError) as e:
+        raise WeightsError(f"{path}: checkpoint header is malformed: {e}") from e
+    return Checkpoint(config, tensors, provenance, file_sha256(path), path)
+
+
+def load_model_file(path: str | os.PathLike) -> SoundNet:
+    """Load a checkpoint file into an eval-mode CPU :class:`SoundNet`."""
+    return load_checkpoint(path).build()
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def weights_fingerprint(model: SoundNet) -> str:
+    """A SHA-256 over the trunk's tensors (as float32) and geometry, independent of file format.
+
+    Features at any trunk layer depend only on these, so an SVM fit on one network's features can
+    refuse another network's (heads do not change trunk features and are left out).
+    """
+    h = hashlib.sha256()
+    h.update(json.dumps([c.__dict__ for c in model.config.convs], sort_keys=True).encode())
+    h.update(repr(model.config.input_scale).encode())
+    for key, value in sorted(model.trunk.state_dict().items()):
+        if value.is_floating_point():
+            h.update(key.encode())
+            h.update(value.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()

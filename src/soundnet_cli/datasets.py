@@ -1,0 +1,225 @@
+"""Labelled sound datasets, as fit-svm and train read them.
+
+Three layouts, detected automatically by :func:`load_dataset` (or forced with ``layout``):
+
+- ``esc50``: ``meta/esc50.csv`` (columns filename, fold, target, category, ...) and ``audio/``;
+  file names come from the CSV, so both the official ``.wav`` release and an ``.ogg`` copy work.
+  Class names are the ``category`` column (``dog``, ``chirping_birds``, ...), ordered by ``target``.
+- ``folders``: ``DATASET/<class>/<audio files>``; no folds (k-fold is used downstream).
+- ``csv``: a labels file with columns ``path,label[,fold]``; relative paths are resolved against
+  the CSV's directory (or against ``DATASET`` when given).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .audio import AUDIO_SUFFIXES
+from .errors import DatasetError
+
+LAYOUTS = ("auto", "esc50", "folders", "csv")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Clips with integer labels and, when the dataset defines them, folds.
+
+    Attributes
+    ----------
+    root
+        Where the dataset lives (for messages and cache keys).
+    paths
+        One audio file per clip.
+    labels
+        ``(clips,)`` int64 index into ``classes``.
+    classes
+        Class names; ``labels`` index them.
+    folds
+        ``(clips,)`` int64 predefined fold of each clip, or ``None``.
+    layout
+        The layout that was read.
+    missing
+        Files the metadata lists that do not exist (reported, excluded).
+    """
+
+    root: Path
+    paths: tuple[Path, ...]
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    folds: np.ndarray | None
+    layout: str
+    missing: tuple[Path, ...] = field(default=())
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def subset(self, index: Sequence[int] | np.ndarray) -> "Dataset":
+        """The clips at ``index`` (same classes)."""
+        index = np.asarray(index, dtype=np.int64)
+        return Dataset(
+            self.root, tuple(self.paths[i] for i in index), self.labels[index], self.classes,
+            None if self.folds is None else self.folds[index], self.layout, self.missing,
+        )
+
+    def select_folds(self, folds: Sequence[int]) -> "Dataset":
+        """Clips whose predefined fold is in ``folds``."""
+        if self.folds is None:
+            raise DatasetError(f"{self.root}: this dataset has no predefined folds")
+        absent = sorted(set(folds) - set(self.folds.tolist()))
+        if absent:
+            raise DatasetError(f"{self.root}: fold(s) {absent} not present "
+                               f"(folds here: {sorted(set(self.folds.tolist()))})")
+        return self.subset(np.flatnonzero(np.isin(self.folds, list(folds))))
+
+    def class_counts(self) -> dict[str, int]:
+        counts = Counter(self.labels.tolist())
+        return {c: counts.get(i, 0) for i, c in enumerate(self.classes)}
+
+
+def detect_layout(root: Path) -> str:
+    """Guess a dataset's layout from what is on disk."""
+    if root.is_file() and root.suffix.lower() == ".csv":
+        return "csv"
+    if (root / "meta" / "esc50.csv").is_file():
+        return "esc50"
+    if root.is_dir() and any(p.is_dir() for p in root.iterdir()):
+        return "folders"
+    raise DatasetError(
+        f"{root}: cannot tell the dataset layout: expected meta/esc50.csv + audio/ (ESC-50), "
+        "one sub-directory of audio files per class, or --labels FILE.csv (path,label[,fold])"
+    )
+
+
+def load_dataset(
+    root: str | os.PathLike | None,
+    *,
+    layout: str = "auto",
+    labels_csv: str | os.PathLike | None = None,
+) -> Dataset:
+    """Read a dataset (see the module docstring). Raises :class:`DatasetError` naming the problem.
+
+    Listed files that are missing are excluded and returned in ``Dataset.missing``; an empty
+    result is an error.
+    """
+    if layout not in LAYOUTS:
+        raise DatasetError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
+    if labels_csv is not None:
+        layout = "csv"
+    if root is None and labels_csv is None:
+        raise DatasetError("give a dataset directory or --labels FILE.csv")
+    base = Path(root) if root is not None else Path(labels_csv).parent  # type: ignore[arg-type]
+    if labels_csv is None and not base.exists():
+        raise DatasetError(f"{base}: no such dataset directory")
+    if layout == "auto":
+        layout = detect_layout(base)
+    if layout == "esc50":
+        ds = _load_esc50(base)
+    elif layout == "folders":
+        ds = _load_folders(base)
+    else:
+        csv_path = Path(labels_csv) if labels_csv is not None else base
+        ds = _load_labels_csv(csv_path, Path(root) if root is not None else None)
+    if len(ds) == 0:
+        raise DatasetError(f"{base}: dataset is empty (no audio files found"
+                           + (f"; {len(ds.missing)} listed files missing)" if ds.missing else ")"))
+    return ds
+
+
+def _read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DatasetError(f"{path}: cannot read CSV: {e}") from e
+    absent = [c for c in required if c not in header]
+    if absent:
+        raise DatasetError(f"{path}: missing column(s) {', '.join(absent)} "
+                           f"(found: {', '.join(header) or 'none'})")
+    return [{k.strip(): (v or "").strip() for k, v in r.items() if k} for r in rows]
+
+
+def _int(value: str, what: str, path: Path, line: int) -> int:
+    try:
+        return int(value)
+    except ValueError as e:
+        raise DatasetError(f"{path}:{line}: {what} {value!r} is not an integer") from e
+
+
+def _load_esc50(root: Path) -> Dataset:
+    meta = root / "meta" / "esc50.csv"
+    rows = _read_csv(meta, ("filename", "fold", "target", "category"))
+    audio = root / "audio"
+    names: dict[int, str] = {}
+    paths, labels, folds, missing = [], [], [], []
+    for line, r in enumerate(rows, start=2):
+        target = _int(r["target"], "target", meta, line)
+        if names.setdefault(target, r["category"]) != r["category"]:
+            raise DatasetError(f"{meta}:{line}: target {target} is both {names[target]!r} "
+                               f"and {r['category']!r}")
+        p = audio / r["filename"]
+        if not p.is_file():
+            missing.append(p)
+            continue
+        paths.append(p)
+        labels.append(target)
+        folds.append(_int(r["fold"], "fold", meta, line))
+    targets = sorted(names)
+    remap = {t: i for i, t in enumerate(targets)}
+    return Dataset(root, tuple(paths), np.array([remap[t] for t in labels], dtype=np.int64),
+                   tuple(names[t] for t in targets), np.array(folds, dtype=np.int64), "esc50",
+                   tuple(missing))
+
+
+def _load_folders(root: Path) -> Dataset:
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    paths, labels = [], []
+    for i, c in enumerate(classes):
+        files = sorted(q for q in (root / c).rglob("*")
+                       if q.is_file() and q.suffix.lower() in AUDIO_SUFFIXES)
+        paths.extend(files)
+        labels.extend([i] * len(files))
+    used = sorted(set(labels))
+    empty = [c for i, c in enumerate(classes) if i not in used]
+    if empty and used:
+        raise DatasetError(f"{root}: class folder(s) without audio files: {', '.join(empty)}")
+    return Dataset(root, tuple(paths), np.array(labels, dtype=np.int64), tuple(classes), None,
+                   "folders")
+
+
+def _load_labels_csv(csv_path: Path, root: Path | None) -> Dataset:
+    if not csv_path.is_file():
+        raise DatasetError(f"{csv_path}: no such labels file")
+    rows = _read_csv(csv_path, ("path", "label"))
+    base = root if root is not None and root.is_dir() else csv_path.parent
+    has_fold = bool(rows) and "fold" in rows[0]
+    classes = sorted({r["label"] for r in rows if r["label"]})
+    index = {c: i for i, c in enumerate(classes)}
+    paths, labels, folds, missing = [], [], [], []
+    for line, r in enumerate(rows, start=2):
+        if not r["label"] or not r["path"]:
+            raise DatasetError(f"{csv_path}:{line}: empty path or label")
+        p = Path(r["path"]).expanduser()
+        p = p if p.is_absolute() else base / p
+        if not p.is_file():
+            missing.append(p)
+            continue
+        paths.append(p)
+        labels.append(index[r["label"]])
+        if has_fold:
+            folds.append(_int(r["fold"], "fold", csv_path, line))
+    return Dataset(base, tuple(paths), np.array(labels, dtype=np.int64), tuple(classes),
+                   np.array(folds, dtype=np.int64) if has_fold else None, "csv", tuple(missing))
+
+
+def readable_label(name: str) -> str:
+    """``chirping_birds`` -> ``chirping birds`` (for display)."""
+    return name.replace("_", " ")

@@ -1,0 +1,39 @@
+"""One exception family for everything a user can cause.
+
+Library code raises these; only the CLI prints them and chooses the exit code. Anything that is not
+a :class:`SoundNetError` escaping to the CLI is a bug in soundnet-cli.
+"""
+
+from __future__ import annotations
+
+
+class SoundNetError(Exception):
+    """Base class: a problem with the user's input, files, options or environment."""
+
+
+class AudioError(SoundNetError):
+    """An audio file is missing, unreadable, corrupt, empty or holds non-finite samples."""
+
+
+class WeightsError(SoundNetError):
+    """A checkpoint is missing, malformed, of an unknown version or does not fit the request."""
+
+
+class LayerError(SoundNetError, ValueError):
+    """A layer name or original module number that the network does not have."""
+
+
+class DatasetError(SoundNetError):
+    """A dataset layout, label file or fold assignment that cannot be used."""
+
+
+class DeviceError(SoundNetError):
+    """A requested compute device that is not available."""
+
+
+class DownloadError(SoundNetError):
+    """A download failed, was truncated or did not match its recorded checksum."""
+
+
+class SoundNetWarning(UserWarning):
+    """Something worth telling the user that does not stop the work (silence, tiling, ...)."""

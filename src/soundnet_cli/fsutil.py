@@ -1,0 +1,55 @@
+"""File-system helpers: atomic writes and output paths, the one place that decides them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it over ``path``.
+
+    An interrupted or failing write leaves no partial file at ``path`` (the temporary file is
+    removed). Parent directories are created.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def mirrored_output(
+    source: Path, roots: list[Path], out_dir: Path, suffix: str
+) -> Path:
+    """Where the output for ``source`` goes: its path relative to the input root it came from,
+    under ``out_dir``, with ``suffix`` replacing the audio suffix (``a/b.wav`` -> ``out/a/b`` +
+    suffix). Files given directly land in ``out_dir`` by name."""
+    src = source.resolve()
+    for root in roots:
+        r = root.resolve()
+        if r.is_dir() and (src == r or r in src.parents):
+            rel = src.relative_to(r)
+            return out_dir / rel.parent / (rel.stem + suffix)
+    return out_dir / (source.stem + suffix)

@@ -1,0 +1,486 @@
+"""SoundNet as data: a frozen config, the network with named layers, and its frame geometry.
+
+The config describes every layer, so one ``nn.Module`` serves SoundNet-8, SoundNet-5 and the tiny
+networks the tests use; a checkpoint carries the config and loading never needs CLI flags.
+
+Layers are addressed by public name (``conv1`` ... ``conv7``, ``pool1``, ``pool2``, ``pool5``, and
+each head by its own name, e.g. ``objects``/``scenes`` or ``classes``), by the name of the heads'
+stage (``conv8`` for SoundNet-8, ``conv5`` for SoundNet-5: every head) or by the original Torch7
+code's 1-based module number (``18`` = pool5, ``24`` = conv7, ``25`` = the heads).
+
+Activations are ``(batch, channels, frames)``; frame ``i`` of a layer with hop ``h`` starts at
+input sample ``first_sample + i * h`` and spans ``receptive_field`` samples (see :class:`Geometry`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from .audio import SAMPLE_RATE
+from .errors import LayerError, WeightsError
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """One Conv1d -> BatchNorm1d -> ReLU block, optionally followed by a max-pool.
+
+    ``kernel``, ``stride`` and ``padding`` are in frames of the block's input; ``pool`` is the
+    max-pool kernel and stride (0: no pool), whose output is addressable as ``pool_name``.
+    """
+
+    name: str
+    out_channels: int
+    kernel: int
+    stride: int
+    padding: int
+    pool: int = 0
+    pool_name: str | None = None
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """One output head: a Conv1d (no BN, no ReLU) over the last block, one channel per label."""
+
+    name: str
+    labels: tuple[str, ...]
+    kernel: int
+    stride: int
+    padding: int = 0
+
+    @property
+    def classes(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class SoundNetConfig:
+    """Everything needed to rebuild a network; stored in every checkpoint.
+
+    Attributes
+    ----------
+    arch
+        ``"soundnet8"`` or ``"soundnet5"`` (informative; the layers below are authoritative).
+    convs
+        The trunk's blocks in order.
+    heads
+        The parallel output heads, each with its label names.
+    head_stage
+        Public name of the heads' stage (``conv8`` in SoundNet-8): addresses every head at once.
+    sample_rate
+        Input rate in Hz (22,050).
+    input_scale
+        Factor applied to [-1, 1] audio before the first layer (256 as the original; its ESC-50
+        evaluation scripts used 512).
+    bn_eps
+        BatchNorm epsilon (1e-5).
+    tile_seconds
+        Inputs too short for the heads are tiled (circularly repeated) to at least this many
+        seconds before tagging, as the original does (10 s).
+    """
+
+    arch: str
+    convs: tuple[ConvSpec, ...]
+    heads: tuple[HeadSpec, ...]
+    head_stage: str = "conv8"
+    sample_rate: int = SAMPLE_RATE
+    input_scale: float = 256.0
+    bn_eps: float = 1e-5
+    tile_seconds: float = 10.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SoundNetConfig":
+        try:
+            d = dict(d)
+            d["convs"] = tuple(ConvSpec(**c) for c in d["convs"])
+            d["heads"] = tuple(
+                HeadSpec(**{**h, "labels": tuple(h["labels"])}) for h in d["heads"]
+            )
+            return cls(**d)
+        except (KeyError, TypeError) as e:
+            raise WeightsError(f"checkpoint config is malformed: {e}") from e
+
+    def with_heads(self, heads: Sequence[HeadSpec]) -> "SoundNetConfig":
+        """The same trunk with other heads (fine-tuning, distillation)."""
+        return dataclasses.replace(self, heads=tuple(heads))
+
+    @property
+    def head_names(self) -> tuple[str, ...]:
+        return tuple(h.name for h in self.heads)
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets (SOUNDNET.md tables)
+
+#: (name, out channels, kernel, stride, padding, pool, pool name) of SoundNet-8's trunk.
+_SOUNDNET8_TRUNK = (
+    ("conv1", 16, 64, 2, 32, 8, "pool1"),
+    ("conv2", 32, 32, 2, 16, 8, "pool2"),
+    ("conv3", 64, 16, 2, 8, 0, None),
+    ("conv4", 128, 8, 2, 4, 0, None),
+    ("conv5", 256, 4, 2, 2, 4, "pool5"),
+    ("conv6", 512, 4, 2, 2, 0, None),
+    ("conv7", 1024, 4, 2, 2, 0, None),
+)
+_SOUNDNET5_TRUNK = (
+    ("conv1", 32, 64, 2, 32, 8, "pool1"),
+    ("conv2", 64, 32, 2, 16, 8, "pool2"),
+    ("conv3", 128, 16, 2, 8, 8, "pool3"),
+    ("conv4", 256, 8, 2, 4, 0, None),
+)
+#: Head geometry (kernel, stride, padding) of the original heads and of classifier heads.
+ORIGINAL_HEAD_GEOMETRY = {"soundnet8": (8, 2, 0), "soundnet5": (16, 12, 4)}
+#: The original fine-tuning replaced the heads by one kernel-4 conv over conv7 of 5 s inputs.
+CLASSIFIER_HEAD_GEOMETRY = {"soundnet8": (4, 1, 0), "soundnet5": (16, 12, 4)}
+_HEAD_STAGE = {"soundnet8": "conv8", "soundnet5": "conv5"}
+ARCHITECTURES = tuple(_HEAD_STAGE)
+
+
+def placeholder_labels(prefix: str, n: int) -> tuple[str, ...]:
+    """``prefix_0000`` ... labels for heads whose category names are not known."""
+    return tuple(f"{prefix}_{i:04d}" for i in range(n))
+
+
+def original_heads(
+    arch: str = "soundnet8",
+    object_labels: Sequence[str] | None = None,
+    scene_labels: Sequence[str] | None = None,
+) -> tuple[HeadSpec, HeadSpec]:
+    """The original two heads: ImageNet objects (1000) and Places scenes (401)."""
+    k, s, p = ORIGINAL_HEAD_GEOMETRY[_check_arch(arch)]
+    objects = tuple(object_labels) if object_labels is not None else placeholder_labels("object", 1000)
+    scenes = tuple(scene_labels) if scene_labels is not None else placeholder_labels("scene", 401)
+    return (HeadSpec("objects", objects, k, s, p), HeadSpec("scenes", scenes, k, s, p))
+
+
+def classifier_head(arch: str, labels: Sequence[str], name: str = "classes") -> HeadSpec:
+    """A single classification head for a labelled dataset (the original fine-tuning geometry)."""
+    k, s, p = CLASSIFIER_HEAD_GEOMETRY[_check_arch(arch)]
+    return HeadSpec(name, tuple(labels), k, s, p)
+
+
+def make_config(
+    arch: str = "soundnet8",
+    heads: Sequence[HeadSpec] | None = None,
+    *,
+    width: float = 1.0,
+    input_scale: float = 256.0,
+) -> SoundNetConfig:
+    """Build a preset config.
+
+    ``width`` scales every block's channel count (at least 1): the full network is ``1.0``;
+    tests use e.g. ``0.0625`` for a tiny network of the same geometry.
+    """
+    trunk = _SOUNDNET8_TRUNK if _check_arch(arch) == "soundnet8" else _SOUNDNET5_TRUNK
+    convs = tuple(
+        ConvSpec(n, max(1, int(round(c * width))), k, s, p, pool, pname)
+        for n, c, k, s, p, pool, pname in trunk
+    )
+    heads = tuple(heads) if heads is not None else original_heads(arch)
+    return SoundNetConfig(arch=arch, convs=convs, heads=heads, head_stage=_HEAD_STAGE[arch],
+                          input_scale=input_scale)
+
+
+def _check_arch(arch: str) -> str:
+    if arch not in _HEAD_STAGE:
+        raise WeightsError(f"unknown architecture {arch!r}: choose from {', '.join(_HEAD_STAGE)}")
+    return arch
+
+
+# ---------------------------------------------------------------------------------------------
+# Geometry
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where a layer's frames sit on the input, in samples.
+
+    Frame ``i`` covers input samples ``[first_sample + i*hop, first_sample + i*hop +
+    receptive_field)``; ``first_sample`` is negative where zero padding reaches before the start.
+    ``ops`` lists (kernel, stride, padding) of every op up to the layer, for exact frame counts.
+    """
+
+    hop: int
+    receptive_field: int
+    first_sample: int
+    ops: tuple[tuple[int, int, int], ...] = field(repr=False)
+
+    def frames(self, samples: int) -> int:
+        """Output frames for an input of ``samples`` samples (0 when too short)."""
+        n = samples
+        for k, s, p in self.ops:
+            n = (n + 2 * p - k) // s + 1
+            if n <= 0:
+                return 0
+        return n
+
+    def min_samples(self) -> int:
+        """Smallest input length (samples) that yields at least one frame."""
+        n = 1
+        for k, s, p in reversed(self.ops):
+            n = max(1, (n - 1) * s + k - 2 * p)
+        while self.frames(n) < 1:  # guard against padding arithmetic at the boundary
+            n += 1
+        return n
+
+
+@dataclass(frozen=True)
+class _Stage:
+    """A step of the forward pass: its public name and how it transforms frames."""
+
+    name: str
+    kind: str  # "conv" | "pool" | "heads"
+    ops: tuple[tuple[int, int, int], ...]
+    module_number: int
+
+
+def _stages(config: SoundNetConfig) -> list[_Stage]:
+    stages: list[_Stage] = []
+    number = 0
+    for c in config.convs:
+        number += 3  # conv, BN, ReLU are three modules in the original
+        stages.append(_Stage(c.name, "conv", ((c.kernel, c.stride, c.padding),), number))
+        if c.pool:
+            number += 1
+            stages.append(_Stage(c.pool_name or f"pool_{c.name}", "pool", ((c.pool, c.pool, 0),),
+                                 number))
+    if config.heads:
+        h = config.heads[0]
+        stages.append(_Stage(config.head_stage, "heads", ((h.kernel, h.stride, h.padding),),
+                             number + 1))
+    return stages
+
+
+def geometry_of(ops: Iterable[tuple[int, int, int]]) -> Geometry:
+    """Fold a list of (kernel, stride, padding) ops into a :class:`Geometry`."""
+    ops = tuple(ops)
+    hop, rf, first = 1, 1, 0
+    for k, s, p in ops:
+        first -= p * hop
+        rf += (k - 1) * hop
+        hop *= s
+    return Geometry(hop=hop, receptive_field=rf, first_sample=first, ops=ops)
+
+
+# ---------------------------------------------------------------------------------------------
+# The network
+
+
+class ConvBlock(nn.Module):
+    """Conv1d -> BatchNorm1d -> ReLU, as every SoundNet trunk layer."""
+
+    def __init__(self, in_channels: int, spec: ConvSpec, bn_eps: float) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(in_channels, spec.out_channels, spec.kernel, spec.stride,
+                              spec.padding)
+        self.bn = nn.BatchNorm1d(spec.out_channels, eps=bn_eps)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.bn(self.conv(x)))
+
+
+class SoundNet(nn.Module):
+    """SoundNet on raw waveforms.
+
+    ``forward(waveform)`` takes ``(batch, samples)`` float audio in [-1, 1] at
+    ``config.sample_rate`` (the input scale is applied inside) and returns
+    ``{head name: logits (batch, classes, steps)}``. :meth:`features` returns any named layers.
+    """
+
+    def __init__(self, config: SoundNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.trunk = nn.ModuleDict()
+        channels = 1
+        for c in config.convs:
+            self.trunk[c.name] = ConvBlock(channels, c, config.bn_eps)
+            channels = c.out_channels
+            if c.pool:
+                self.trunk[c.pool_name or f"pool_{c.name}"] = nn.MaxPool1d(c.pool, c.pool)
+        self.heads = nn.ModuleDict(
+            {h.name: nn.Conv1d(channels, h.classes, h.kernel, h.stride, h.padding)
+             for h in config.heads}
+        )
+        self._stages = _stages(config)
+        self.reset_parameters()
+
+    # -- parameters ---------------------------------------------------------------------------
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """The original init: conv weights N(0, 0.01), biases 0; BN weight N(1, 0.02), bias 0."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv1d):
+                nn.init.normal_(m.weight, 0.0, 0.01, generator=generator)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm1d):
+                nn.init.normal_(m.weight, 1.0, 0.02, generator=generator)
+                nn.init.zeros_(m.bias)
+                m.reset_running_stats()
+
+    def replace_heads(self, heads: Sequence[HeadSpec]) -> None:
+        """Swap the output heads for new, freshly initialised ones (keeps the trunk)."""
+        config = self.config.with_heads(heads)
+        channels = self.config.convs[-1].out_channels
+        device = next(self.parameters()).device
+        new = nn.ModuleDict(
+            {h.name: nn.Conv1d(channels, h.classes, h.kernel, h.stride, h.padding)
+             for h in heads}
+        ).to(device)
+        for m in new.values():
+            nn.init.normal_(m.weight, 0.0, 0.01)
+            nn.init.zeros_(m.bias)
+        self.heads = new
+        self.config = config
+        self._stages = _stages(config)
+
+    # -- layer addressing ---------------------------------------------------------------------
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        """Public names in forward order: trunk stages, then each head."""
+        trunk = tuple(s.name for s in self._stages if s.kind != "heads")
+        return trunk + self.config.head_names
+
+    def module_numbers(self) -> dict[int, str]:
+        """The original Torch7 1-based module numbers of each addressable stage."""
+        return {s.module_number: s.name for s in self._stages}
+
+    def resolve_layers(self, specs: Iterable[str | int]) -> list[str]:
+        """Turn names, head-stage names and module numbers into public layer names.
+
+        The heads' stage (``conv8``) expands to every head. Raises :class:`LayerError` naming
+        the valid choices.
+        """
+        numbers = self.module_numbers()
+        out: list[str] = []
+        for spec in specs:
+            key = str(spec).strip()
+            if key.isdigit():
+                if int(key) not in numbers:
+                    valid = ", ".join(f"{n}={name}" for n, name in sorted(numbers.items()))
+                    raise LayerError(f"no layer with module number {key}; valid: {valid}")
+                key = numbers[int(key)]
+            if key == self.config.head_stage:
+                names = list(self.config.head_names)
+            elif key in self.layer_names:
+                names = [key]
+            else:
+                valid = ", ".join(self.layer_names + (self.config.head_stage,))
+                raise LayerError(f"unknown layer {key!r}; valid: {valid} (or module numbers "
+                                 f"{', '.join(str(n) for n in sorted(numbers))})")
+            out.extend(n for n in names if n not in out)
+        return out
+
+    def geometry(self, layer: str) -> Geometry:
+        """Frame geometry of a public layer name (see :class:`Geometry`)."""
+        name = self.resolve_layers([layer])[0]
+        ops: list[tuple[int, int, int]] = []
+        for stage in self._stages:
+            if stage.kind == "heads":
+                h = next(h for h in self.config.heads if h.name == name)
+                ops.append((h.kernel, h.stride, h.padding))
+                break
+            ops.extend(stage.ops)
+            if stage.name == name:
+                break
+        return geometry_of(ops)
+
+    def channels(self, layer: str) -> int:
+        """Channel count of a public layer."""
+        name = self.resolve_layers([layer])[0]
+        for h in self.config.heads:
+            if h.name == name:
+                return h.classes
+        channels = 1
+        for stage in self._stages:
+            if stage.kind == "conv":
+                channels = self.trunk[stage.name].conv.out_channels
+            if stage.name == name:
+                return channels
+        raise LayerError(name)  # unreachable after resolve_layers
+
+    # -- forward ------------------------------------------------------------------------------
+    def features(self, waveform: torch.Tensor, layers: Iterable[str | int]) -> dict[str, torch.Tensor]:
+        """Activations of the requested layers.
+
+        Parameters
+        ----------
+        waveform
+            ``(batch, samples)`` float audio in [-1, 1] at ``config.sample_rate``.
+        layers
+            Public names, the heads' stage name or original module numbers.
+
+        Returns
+        -------
+        dict
+            ``{name: (batch, channels, frames)}``; the pass stops after the last requested layer.
+            A layer whose input is too short for its kernel raises :class:`LayerError`.
+        """
+        wanted = self.resolve_layers(layers)
+        heads_wanted = [n for n in wanted if n in self.config.head_names]
+        trunk_wanted = {n for n in wanted if n not in heads_wanted}
+        out: dict[str, torch.Tensor] = {}
+        x = self._input(waveform)
+        for name, module in self.trunk.items():
+            if not trunk_wanted and not heads_wanted:
+                break
+            x = self._apply(name, module, x)
+            if name in trunk_wanted:
+                out[name] = x
+                trunk_wanted.discard(name)
+        for name in heads_wanted:
+            out[name] = self._apply(name, self.heads[name], x)
+        return {n: out[n] for n in wanted}
+
+    def forward(self, waveform: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.features(waveform, self.config.head_names)
+
+    def _input(self, waveform: torch.Tensor) -> torch.Tensor:
+        if waveform.dim() == 1:
+            waveform = waveform.unsqueeze(0)
+        if waveform.dim() != 2:
+            raise ValueError(f"expected (batch, samples) waveforms, got shape {tuple(waveform.shape)}")
+        return (waveform * self.config.input_scale).unsqueeze(1)
+
+    def _apply(self, name: str, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        k = module.kernel_size if isinstance(module, nn.MaxPool1d) else module.conv.kernel_size[0] \
+            if isinstance(module, ConvBlock) else module.kernel_size[0]
+        pad = 0 if isinstance(module, nn.MaxPool1d) else (
+            module.conv.padding[0] if isinstance(module, ConvBlock) else module.padding[0])
+        if x.shape[-1] + 2 * pad < k:
+            raise LayerError(
+                f"input too short for layer {name}: needs at least "
+                f"{self.geometry(name).min_samples()} samples "
+                f"({self.geometry(name).min_samples() / self.config.sample_rate:.2f} s)"
+            )
+        return module(x)
+
+    def parameter_count(self) -> dict[str, int]:
+        """Parameters of the trunk and of the heads."""
+        trunk = sum(p.numel() for p in self.trunk.parameters())
+        heads = sum(p.numel() for p in self.heads.parameters())
+        return {"trunk": trunk, "heads": heads, "total": trunk + heads}
+
+
+def build_model(config: SoundNetConfig) -> SoundNet:
+    """A freshly initialised network for ``config`` (CPU, training mode)."""
+    return SoundNet(config)
+
+
+def min_tag_samples(model: SoundNet) -> int:
+    """Input length to tile short clips to before tagging: ``tile_seconds``, or more if the heads
+    need more (samples)."""
+    need = max((model.geometry(h).min_samples() for h in model.config.head_names), default=1)
+    return max(need, int(math.ceil(model.config.tile_seconds * model.config.sample_rate)))
