@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from .._version import __version__
+from . import train as _train
 
 app = typer.Typer(
     name="soundnet",
@@ -42,6 +43,7 @@ def _root(
 
 
 # Command groups register themselves here, one line each.
+app.command("train")(_train.train)
 
 
 def main() -> None:

@@ -1,0 +1,54 @@
+"""Rich progress for training runs (stderr)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+
+from .common import err
+
+
+class TrainingProgress:
+    """Two bars: epochs, and batches of the current epoch with loss, accuracy and rate."""
+
+    def __init__(self, quiet: bool, epochs: int) -> None:
+        self.quiet = quiet
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=err, disable=quiet,
+        )
+        self.epochs_task = self.progress.add_task("epochs", total=epochs, info="")
+        self.batch_task = self.progress.add_task("batches", total=None, info="", visible=False)
+
+    def __enter__(self) -> "TrainingProgress":
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def decoded(self, total: int) -> Callable[[int], None]:
+        task = self.progress.add_task("decoding", total=total, info="")
+
+        def _one(_: int) -> None:
+            self.progress.advance(task)
+
+        return _one
+
+    def update(self, r) -> None:
+        acc = r.metrics.get("accuracy", r.metrics.get("train_accuracy"))
+        if r.done:
+            val = r.metrics.get("val_accuracy")
+            info = f"loss {r.loss:.3f}" + (f" val acc {val:.3f}" if val is not None else "")
+            self.progress.update(self.epochs_task, completed=r.epoch, info=info)
+            if not self.quiet:
+                err.print(f"epoch {r.epoch}/{r.epochs}: " + ", ".join(
+                    f"{k} {v:.4f}" for k, v in r.metrics.items() if isinstance(v, float)))
+            return
+        info = f"loss {r.loss:.3f}" + (f" acc {acc:.3f}" if acc is not None else "") + \
+            f" {r.samples_per_s:.1f} clips/s"
+        self.progress.update(self.batch_task, total=r.batches, completed=r.batch, info=info,
+                             visible=True, description=f"epoch {r.epoch}")

@@ -1,0 +1,115 @@
+"""``soundnet train``: supervised training on a labelled dataset."""
+
+from __future__ import annotations
+
+import enum
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import DeviceOpt, QuietOpt, err, out, user_errors
+
+
+class Arch(str, enum.Enum):
+    soundnet8 = "soundnet8"
+    soundnet5 = "soundnet5"
+
+
+class Optim(str, enum.Enum):
+    adamw = "adamw"
+    adam = "adam"
+    sgd = "sgd"
+
+
+class Schedule(str, enum.Enum):
+    cosine = "cosine"
+    constant = "constant"
+
+
+def train(
+    dataset: Annotated[Optional[Path], typer.Argument(help="Dataset directory (ESC-50 layout or "
+                                                      "one folder per class).")] = None,
+    labels: Annotated[Optional[Path], typer.Option(help="CSV with path,label[,fold] columns.")] = None,
+    layout: Annotated[str, typer.Option(help="auto, esc50, folders or csv.")] = "auto",
+    arch: Annotated[Arch, typer.Option(help="Architecture when training from scratch.")] = Arch.soundnet8,
+    init: Annotated[Optional[str], typer.Option(help="Fine-tune from this checkpoint (path or "
+                                               "name); its heads are replaced.")] = None,
+    val_fold: Annotated[Optional[int], typer.Option(help="Fold held out for validation.")] = None,
+    train_folds: Annotated[Optional[str], typer.Option(help="Comma-separated training folds "
+                                                      "(default: all but --val-fold).")] = None,
+    epochs: Annotated[int, typer.Option(min=1)] = 100,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 32,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
+    optimizer: Annotated[Optim, typer.Option()] = Optim.adamw,
+    weight_decay: Annotated[float, typer.Option()] = 1e-4,
+    schedule: Annotated[Schedule, typer.Option()] = Schedule.cosine,
+    warmup: Annotated[float, typer.Option(help="Warm-up epochs.")] = 2.0,
+    seed: Annotated[int, typer.Option()] = 0,
+    clip_seconds: Annotated[float, typer.Option(help="Training example length (s).")] = 5.0,
+    crop: Annotated[bool, typer.Option("--crop/--no-crop", help="Random crops of the tiled clip.")] = True,
+    gain_db: Annotated[float, typer.Option(help="Random gain range +-dB (0: off).")] = 6.0,
+    mix: Annotated[float, typer.Option(help="Probability of between-class mixing (0: off).")] = 1.0,
+    width: Annotated[float, typer.Option(hidden=True, help="Channel width multiplier.")] = 1.0,
+    run_dir: Annotated[Path, typer.Option(help="Where state, metrics and per-epoch checkpoints go.")] = Path("runs/train"),
+    out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Final checkpoint "
+                                                     "(default: RUN_DIR/model.safetensors).")] = None,
+    half: Annotated[bool, typer.Option(help="Store the final checkpoint in float16.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir exactly.")] = False,
+    workers: Annotated[int, typer.Option("--workers", "-j", min=0, help="Decoding processes.")] = 2,
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a network on labelled sound clips; each epoch is checkpointed and resumable.
+
+    Run it under `torchrun --nproc-per-node N -m soundnet_cli train ...` for several GPUs or nodes.
+    """
+    with user_errors():
+        _run(**locals())
+
+
+def _run(dataset, labels, layout, arch, init, val_fold, train_folds, epochs, batch_size, lr,
+         optimizer, weight_decay, schedule, warmup, seed, clip_seconds, crop, gain_db, mix, width,
+         run_dir, out_path, half, resume, workers, device, quiet) -> None:
+    from ..datasets import load_dataset
+    from ..device import resolve_device
+    from ..train import AugmentConfig, TrainConfig, export, train_supervised
+    from ..training import LoopConfig, dist_info
+    from .progress import TrainingProgress
+
+    if dataset is None and labels is None:
+        raise typer.BadParameter("give a DATASET directory or --labels FILE.csv")
+    try:
+        folds = tuple(int(f) for f in train_folds.split(",")) if train_folds else None
+    except ValueError:
+        raise typer.BadParameter(f"--train-folds {train_folds!r}: comma-separated integers")
+    dev = resolve_device(device)
+    data = load_dataset(dataset, layout=layout, labels_csv=labels)
+    info = dist_info()
+    quiet = quiet or not info.main
+    cfg = TrainConfig(
+        arch=arch.value, init=init, width=width, val_fold=val_fold, train_folds=folds,
+        augment=AugmentConfig(clip_seconds, 3, crop, gain_db, mix),
+        loop=LoopConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer.value,
+                        weight_decay=weight_decay, schedule=schedule.value, warmup_epochs=warmup,
+                        seed=seed, select_metric="val_accuracy" if val_fold is not None else ""),
+        workers=workers,
+    )
+    command = "soundnet " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if data.missing and not quiet:
+        err.print(f"[yellow]warning:[/] {len(data.missing)} listed file(s) missing, excluded")
+    with TrainingProgress(quiet, epochs) as progress:
+        model, last, errors = train_supervised(
+            data, cfg, run_dir, device=dev, resume=resume, provenance={"command": command},
+            on_progress=progress.update, on_decoded=progress.decoded(len(data)),
+        )
+    for e in errors:
+        err.print(f"[yellow]skipped:[/] {e}", highlight=False)
+    if info.main:
+        target = out_path or Path(run_dir) / "model.safetensors"
+        export(model, target, {"kind": "supervised", "command": command, "metrics": last,
+                               "train_config": cfg.to_dict(), "dataset": str(data.root)}, half)
+        summary = ", ".join(f"{k} {v:.4f}" for k, v in last.items() if isinstance(v, float))
+        out.print(f"wrote {target} ({summary})", highlight=False)
