@@ -267,6 +267,7 @@ def train_supervised(
     if len(train_idx) == 0:
         raise DatasetError(f"{dataset.root}: no training clips")
     classes = [readable_label(c) if cfg.readable_labels else c for c in dataset.classes]
+    torch.manual_seed(cfg.loop.seed)  # the initial weights are part of the reproducible run
     model, init_info = build_network(cfg, classes)
     rate = model.config.sample_rate
     waves, errors = decode_all(dataset.paths, rate, cfg.workers, on_decoded)

@@ -1,0 +1,172 @@
+"""Supervised training: mixing, learning, exact resume, CLI, and a two-process gloo run."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from typer.testing import CliRunner
+
+from soundnet_cli.checkpoint import load_checkpoint
+from soundnet_cli.cli import app
+from soundnet_cli.datasets import load_dataset
+from soundnet_cli.errors import DatasetError, SoundNetError
+from soundnet_cli.train import AugmentConfig, SupervisedTask, TrainConfig, bc_mix, split, train_supervised
+from soundnet_cli.training import LoopConfig
+
+RATE = 22_050
+FREQS = (220.0, 1100.0, 4400.0)
+
+
+def make_dataset(root: Path, per_class: int = 6, seconds: float = 1.5, folds: int = 3) -> Path:
+    """Three tone classes with jitter and noise, ESC-50 layout with ``folds`` folds."""
+    rng = np.random.default_rng(0)
+    (root / "audio").mkdir(parents=True)
+    (root / "meta").mkdir()
+    rows = ["filename,fold,target,category,esc10,src_file,take"]
+    for c, f in enumerate(FREQS):
+        for i in range(per_class):
+            t = np.arange(int(seconds * RATE)) / RATE
+            x = 0.3 * np.sin(2 * np.pi * f * (1 + 0.03 * rng.standard_normal()) * t)
+            x += 0.02 * rng.standard_normal(t.size)
+            name = f"{i % folds + 1}-{c}{i}-A-{c}.wav"
+            sf.write(str(root / "audio" / name), x.astype(np.float32), RATE)
+            rows.append(f"{name},{i % folds + 1},{c},class_{c},False,{c}{i},A")
+    (root / "meta" / "esc50.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def tiny_cfg(epochs: int = 3, width: float = 1 / 16, mix: float = 0.5, **loop) -> TrainConfig:
+    loop = {"lr": 3e-3, **loop}
+    return TrainConfig(
+        width=width, val_fold=3,
+        augment=AugmentConfig(clip_seconds=3.6, gain_db=3.0, mix_prob=mix),
+        loop=LoopConfig(epochs=epochs, batch_size=4, warmup_epochs=0.5, seed=1, **loop),
+        workers=0,
+    )
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("ds") / "tones")
+
+
+def test_bc_mix_and_soft_labels_are_distributions():
+    rng = np.random.default_rng(0)
+    waves = [rng.standard_normal(RATE).astype(np.float32) * s for s in (0.1, 0.5, 1.0, 0.2)]
+    task = SupervisedTask(waves, np.array([0, 1, 2, 2]), [], np.array([]), 3,
+                          AugmentConfig(clip_seconds=0.5, mix_prob=1.0), 2, seed=0, sample_rate=RATE)
+    for i in range(4):
+        x, y = task.example(epoch=0, index=i)
+        assert x.shape == (RATE // 2,) and x.dtype == np.float32 and np.isfinite(x).all()
+        assert y.min() >= 0 and abs(y.sum() - 1) < 1e-6
+        assert np.count_nonzero(y) == 2  # always mixed with another class at mix_prob 1
+    mixed = bc_mix(waves[0][:100], waves[2][:100], 1.0)
+    np.testing.assert_allclose(mixed, waves[0][:100], atol=1e-4)
+
+
+def test_examples_are_a_function_of_seed_epoch_index():
+    waves = [np.random.default_rng(i).standard_normal(RATE).astype(np.float32) for i in range(4)]
+    make = lambda: SupervisedTask(waves, np.array([0, 1, 0, 1]), [], np.array([]), 2,  # noqa: E731
+                                  AugmentConfig(clip_seconds=0.5), 2, seed=3, sample_rate=RATE)
+    a, b = make(), make()
+    np.testing.assert_array_equal(a.example(2, 1)[0], b.example(2, 1)[0])
+    assert not np.array_equal(a.example(2, 1)[0], a.example(3, 1)[0])
+    assert sorted(np.concatenate([a.order(0, r, 2) for r in range(2)]).tolist()) == [0, 1, 2, 3]
+
+
+def test_split_errors(dataset_dir: Path):
+    ds = load_dataset(dataset_dir)
+    train, val = split(ds, 3, None)
+    assert set(ds.folds[train].tolist()) == {1, 2} and set(ds.folds[val].tolist()) == {3}
+    with pytest.raises(DatasetError, match="not in the dataset"):
+        split(ds, 5, None)
+    with pytest.raises(DatasetError, match="both"):
+        split(ds, 3, [2, 3])
+
+
+def test_training_learns_and_beats_chance(dataset_dir: Path, tmp_path: Path):
+    ds = load_dataset(dataset_dir)
+    model, last, errors = train_supervised(ds, tiny_cfg(epochs=8, width=1 / 8, mix=0.0, lr=1e-2),
+                                           tmp_path / "run",
+                                           device=torch.device("cpu"))
+    assert errors == []
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 8
+    import json
+
+    first, final = json.loads(lines[0]), json.loads(lines[-1])
+    assert final["train_loss"] < first["train_loss"]
+    assert final["val_accuracy"] > 1 / 3 + 0.2  # held-out fold 3, chance is 1/3
+    ckpt = load_checkpoint(tmp_path / "run" / "best.safetensors")
+    assert ckpt.config.heads[0].labels == ("class 0", "class 1", "class 2")
+
+
+def test_resume_matches_uninterrupted_run(dataset_dir: Path, tmp_path: Path):
+    ds = load_dataset(dataset_dir)
+    cpu = torch.device("cpu")
+    full, _, _ = train_supervised(ds, tiny_cfg(epochs=2), tmp_path / "a", device=cpu)
+    train_supervised(ds, tiny_cfg(epochs=2), tmp_path / "b", device=cpu, stop_after_epoch=1)
+    resumed, _, _ = train_supervised(ds, tiny_cfg(epochs=2), tmp_path / "b", device=cpu,
+                                     resume=True)
+    for (k, v), (_, w) in zip(full.state_dict().items(), resumed.state_dict().items()):
+        torch.testing.assert_close(v, w, rtol=0, atol=0, msg=k)
+
+
+def test_resume_refuses_other_settings_and_existing_run(dataset_dir: Path, tmp_path: Path):
+    ds = load_dataset(dataset_dir)
+    cpu = torch.device("cpu")
+    train_supervised(ds, tiny_cfg(epochs=1), tmp_path / "r", device=cpu)
+    with pytest.raises(SoundNetError, match="already holds a run"):
+        train_supervised(ds, tiny_cfg(epochs=1), tmp_path / "r", device=cpu)
+    with pytest.raises(SoundNetError, match="other settings"):
+        train_supervised(ds, tiny_cfg(epochs=2, lr=1e-2), tmp_path / "r", device=cpu, resume=True)
+    with pytest.raises(SoundNetError, match="no state.pt"):
+        train_supervised(ds, tiny_cfg(epochs=1), tmp_path / "empty", device=cpu, resume=True)
+
+
+def test_cli_train_writes_a_checkpoint_the_other_commands_load(dataset_dir: Path, tmp_path: Path):
+    out = tmp_path / "model.safetensors"
+    args = ["train", str(dataset_dir), "--width", "0.0625", "--epochs", "1", "--batch-size", "4",
+            "--clip-seconds", "3.6", "--val-fold", "3", "--run-dir", str(tmp_path / "run"),
+            "--out", str(out), "--workers", "0", "--device", "cpu", "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    ckpt = load_checkpoint(out)
+    assert ckpt.provenance["kind"] == "supervised"
+    assert ckpt.config.heads[0].name == "classes" and len(ckpt.config.heads[0].labels) == 3
+    again = CliRunner().invoke(app, args)  # same run dir without --resume
+    assert again.exit_code == 1
+    bad_args = [a if a != str(tmp_path / "run") else str(tmp_path / "x") for a in args]
+    bad = CliRunner().invoke(app, [a if a != "3" else "9" for a in bad_args])
+    assert bad.exit_code == 1 and "not in the dataset" in bad.output
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_gloo_run(dataset_dir: Path, tmp_path: Path):
+    """torchrun with two CPU processes on loopback trains and writes one checkpoint."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"),
+                                          os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+           "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
+           "-m", "soundnet_cli", "train", str(dataset_dir), "--width", "0.0625", "--epochs", "2",
+           "--batch-size", "2", "--clip-seconds", "3.6", "--val-fold", "3",
+           "--run-dir", str(tmp_path / "ddp"), "--workers", "0", "--device", "cpu", "--quiet"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2  # written once (rank 0), not once per process
+    assert load_checkpoint(tmp_path / "ddp" / "model.safetensors").config.heads[0].classes == 3
