@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import make_tiny_model, tiny_config
-from torch7_writer import soundnet_module, write_t7
+from torch7_writer import original_params, soundnet_module, write_t7
 
 from soundnet_cli.checkpoint import load_checkpoint
 from soundnet_cli.errors import SoundNetWarning, WeightsError
@@ -39,27 +39,6 @@ SECONDS = 10.0  # long enough for the heads of both architectures
 
 # ---------------------------------------------------------------------------------------------
 # Synthetic networks in the original layout
-
-
-def original_params(config, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
-    """Random weights in the original layout: kernels (out, in, k, 1), BN vectors."""
-    rng = np.random.default_rng(seed)
-    params, cin = {}, 1
-    for c in config.convs:
-        n = c.out_channels
-        params[c.name] = {
-            "weight": (rng.standard_normal((n, cin, c.kernel, 1)) / math.sqrt(cin * c.kernel)),
-            "bias": 0.1 * rng.standard_normal(n),
-            "bn_weight": rng.uniform(0.5, 1.5, n), "bn_bias": 0.1 * rng.standard_normal(n),
-            "running_mean": 0.5 * rng.standard_normal(n), "running_var": rng.uniform(0.5, 3.0, n),
-        }
-        cin = n
-    for h in config.heads:
-        params[h.name] = {
-            "weight": rng.standard_normal((h.classes, cin, h.kernel, 1)) / math.sqrt(cin * h.kernel),
-            "bias": 0.1 * rng.standard_normal(h.classes),
-        }
-    return {n: {k: v.astype(np.float32) for k, v in p.items()} for n, p in params.items()}
 
 
 def waveform(seconds: float = SECONDS, seed: int = 1) -> np.ndarray:

@@ -10,6 +10,8 @@ split/flatten/log-softmax tail; ``shared=True`` packs every parameter into one s
 
 from __future__ import annotations
 
+import io
+import math
 import struct
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -199,3 +201,31 @@ def soundnet_module(params: dict[str, dict[str, np.ndarray]], config, *, cudnn: 
                                              Module("nn.Squeeze")]}) for _ in range(8)]}))
     return Module("nn.Sequential", {"modules": modules, "train": False,
                                     "_type": "torch.CudaTensor" if cudnn else "torch.FloatTensor"})
+
+
+def original_params(config, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+    """Random weights in the original layout: kernels (out, in, k, 1), BN vectors."""
+    rng = np.random.default_rng(seed)
+    params, cin = {}, 1
+    for c in config.convs:
+        n = c.out_channels
+        params[c.name] = {
+            "weight": (rng.standard_normal((n, cin, c.kernel, 1)) / math.sqrt(cin * c.kernel)),
+            "bias": 0.1 * rng.standard_normal(n),
+            "bn_weight": rng.uniform(0.5, 1.5, n), "bn_bias": 0.1 * rng.standard_normal(n),
+            "running_mean": 0.5 * rng.standard_normal(n), "running_var": rng.uniform(0.5, 3.0, n),
+        }
+        cin = n
+    for h in config.heads:
+        params[h.name] = {
+            "weight": rng.standard_normal((h.classes, cin, h.kernel, 1)) / math.sqrt(cin * h.kernel),
+            "bias": 0.1 * rng.standard_normal(h.classes),
+        }
+    return {n: {k: v.astype(np.float32) for k, v in p.items()} for n, p in params.items()}
+
+
+def original_t7_bytes(config, seed: int = 0, **kw) -> bytes:
+    """A whole random network in the original's .t7 form, as bytes."""
+    buf = io.BytesIO()
+    write_t7(soundnet_module(original_params(config, seed), config, **kw), buf)
+    return buf.getvalue()
