@@ -68,11 +68,10 @@ class KnownNetwork:
 KNOWN_NETWORKS: dict[str, KnownNetwork] = {
     n.name: n for n in (
         KnownNetwork("soundnet8", "soundnet8",
-                     "SoundNet-8, the authors' network trained on 2 M unlabeled videos; ImageNet "
-                     "object (1000) and Places scene (401) heads; recommended",
+                     "the authors' SoundNet-8, trained on 2 M videos (recommended)",
                      ORIGINAL_ARCHIVE, "soundnet8_final.t7"),
         KnownNetwork("soundnet5", "soundnet5",
-                     "SoundNet-5, the authors' smaller 5-layer network, same training and heads",
+                     "the authors' SoundNet-5, trained on 2 M videos",
                      ORIGINAL_ARCHIVE, "soundnet5_final.t7"),
     )
 }
@@ -217,7 +216,7 @@ def list_networks(cache_dir: str | os.PathLike | None = None) -> list[NetworkEnt
     """The embedded default, every known downloadable network, and other cached checkpoints."""
     cache = weights_dir(cache_dir)
     entries = [_entry("default", "embedded", default_weights_path(),
-                      "embedded default network (used when --weights is not given)")]
+                      "used when --weights is not given")]
     for net in KNOWN_NETWORKS.values():
         entries.append(_entry(net.name, "downloadable", cache / f"{net.name}{CHECKPOINT_SUFFIX}",
                               net.description, net.arch))

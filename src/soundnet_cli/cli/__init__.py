@@ -42,6 +42,9 @@ def _root(
 
 
 # Command groups register themselves here, one line each.
+from . import weights as _weights  # noqa: E402
+
+app.add_typer(_weights.app, name="weights")
 
 
 def main() -> None:
