@@ -94,7 +94,8 @@ def test_success_records_hash_and_reuses_the_file(tmp_path, server):
     assert path == tmp_path / "weights.bin" and path.read_bytes() == data
     assert digest == sha(data)
     assert load_hashes(tmp_path)["weights.bin"]["sha256"] == digest
-    assert calls[0] == ("weights.bin", 0, len(data)) and calls[-1] == ("weights.bin", len(data), len(data))
+    assert calls[0] == ("weights.bin", 0, len(data))
+    assert calls[-1] == ("weights.bin", len(data), len(data))
     before = len(server.requests)
     assert fetch(remote(server), tmp_path) == (path, digest)
     assert len(server.requests) == before  # present and matching: no request
@@ -174,12 +175,15 @@ def fake_release() -> dict[str, bytes]:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         for arch in ("soundnet8", "soundnet5"):
-            z.writestr(f"soundnet_models_public/{arch}_final.t7", original_t7_bytes(tiny_config(arch)))
+            z.writestr(f"soundnet_models_public/{arch}_final.t7",
+                       original_t7_bytes(tiny_config(arch)))
     heads = tiny_config().heads
     return {
         archive_name: buf.getvalue(),
-        net.labels[0][1].name: "".join(f"n{i:08d} object {i}\n" for i in range(heads[0].classes)).encode(),
-        net.labels[1][1].name: "".join(f"/s/scene_{i}\n" for i in range(heads[1].classes)).encode(),
+        net.labels[0][1].name:
+            "".join(f"n{i:08d} object {i}\n" for i in range(heads[0].classes)).encode(),
+        net.labels[1][1].name:
+            "".join(f"/s/scene_{i}\n" for i in range(heads[1].classes)).encode(),
     }
 
 

@@ -44,7 +44,8 @@ SECONDS = 10.0  # long enough for the heads of both architectures
 def waveform(seconds: float = SECONDS, seed: int = 1) -> np.ndarray:
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * 22050)) / 22050
-    return (0.3 * np.sin(2 * np.pi * 330 * t) + 0.1 * rng.standard_normal(t.size)).astype(np.float32)
+    x = 0.3 * np.sin(2 * np.pi * 330 * t) + 0.1 * rng.standard_normal(t.size)
+    return x.astype(np.float32)
 
 
 def rel_err(ours: np.ndarray, ref: np.ndarray) -> float:
@@ -178,7 +179,8 @@ class PortBlocks(nn.Module):
             block[1].bias.data = torch.from_numpy(p["bn_bias"])
             block[1].running_mean.data = torch.from_numpy(p["running_mean"])
             block[1].running_var.data = torch.from_numpy(p["running_var"])
-        for h, attr in zip(self.config.heads, (self.config.head_stage, f"{self.config.head_stage}_2")):
+        stage = self.config.head_stage
+        for h, attr in zip(self.config.heads, (stage, f"{stage}_2")):
             getattr(self, attr)[0].weight.data = torch.from_numpy(params[h.name]["weight"])
             getattr(self, attr)[0].bias.data = torch.from_numpy(params[h.name]["bias"])
         return self.eval()
@@ -367,8 +369,10 @@ def flat_state_dict(params, config, bn: str = "real") -> dict[str, torch.Tensor]
         real = bn == "real"
         sd[f"batchnorm{i}.weight"] = torch.from_numpy(p["bn_weight"]) if real else torch.ones(n)
         sd[f"batchnorm{i}.bias"] = torch.from_numpy(p["bn_bias"]) if real else torch.zeros(n)
-        sd[f"batchnorm{i}.running_mean"] = torch.from_numpy(p["running_mean"]) if real else torch.zeros(n)
-        sd[f"batchnorm{i}.running_var"] = torch.from_numpy(p["running_var"]) if real else torch.ones(n)
+        sd[f"batchnorm{i}.running_mean"] = \
+            torch.from_numpy(p["running_mean"]) if real else torch.zeros(n)
+        sd[f"batchnorm{i}.running_var"] = \
+            torch.from_numpy(p["running_var"]) if real else torch.ones(n)
         sd[f"batchnorm{i}.num_batches_tracked"] = torch.tensor(0)
     objs, scns = config.heads
     sd["conv8_objs.weight"] = torch.from_numpy(params[objs.name]["weight"])
@@ -378,11 +382,11 @@ def flat_state_dict(params, config, bn: str = "real") -> dict[str, torch.Tensor]
     return sd
 
 
-@pytest.mark.parametrize("style", ["blocks", "flat", "conv1d", "wrapped", "transposed"])
+@pytest.mark.parametrize("style", ["blocks", "flat", "conv1d", "wrapped", "transposed", "legacy"])
 def test_pytorch_state_dicts_match_port_computation(tmp_path, style):
     config = tiny_config()
     params = original_params(config, seed=9)
-    sd = blocks_state_dict(params, config) if style in ("blocks", "wrapped") \
+    sd = blocks_state_dict(params, config) if style in ("blocks", "wrapped", "legacy") \
         else flat_state_dict(params, config)
     if style == "conv1d":  # kernels (out, in, k)
         sd = {k: v[..., 0] if v.dim() == 4 else v for k, v in sd.items()}
@@ -391,7 +395,7 @@ def test_pytorch_state_dicts_match_port_computation(tmp_path, style):
     if style == "wrapped":  # DataParallel prefixes inside a training checkpoint
         sd = {"epoch": 3, "state_dict": {f"module.{k}": v for k, v in sd.items()}}
     path = tmp_path / "soundnet.pth"
-    torch.save(sd, path)
+    torch.save(sd, path, _use_new_zipfile_serialization=style != "legacy")  # legacy: PyTorch < 1.6
     assert detect_format(path) == "torch"
     result = import_network(path, labels=write_labels(tmp_path, config))
     assert result.warnings == []
@@ -480,7 +484,8 @@ def test_refuses_missing_layer_and_wrong_label_count(tmp_path):
     torch.save(_sd(config, original_params(config)), tmp_path / "ok.pth")
     labels = tmp_path / "few.txt"
     labels.write_text("a\nb\n")
-    with pytest.raises(WeightsError, match="head objects has 7 outputs but its category file has 2"):
+    with pytest.raises(WeightsError,
+                       match="head objects has 7 outputs but its category file has 2"):
         import_network(tmp_path / "ok.pth", labels={"objects": labels})
     with pytest.raises(WeightsError, match="do not make soundnet5"):
         import_network(tmp_path / "ok.pth", arch="soundnet5")
@@ -587,9 +592,10 @@ def test_build_network_uses_tensor_widths():
         trunk.append(ConvParams(spec.name, block.conv.weight.detach().numpy(),
                                 block.conv.bias.detach().numpy(),
                                 BatchNormParams(*(getattr(block.bn, k).detach().numpy() for k in
-                                                  ("weight", "bias", "running_mean", "running_var")))))
-    heads = [ConvParams(h, model.heads[h].weight.detach().numpy(), model.heads[h].bias.detach().numpy())
-             for h in model.config.head_names]
+                                                  ("weight", "bias", "running_mean",
+                                                   "running_var")))))
+    heads = [ConvParams(h, model.heads[h].weight.detach().numpy(),
+                        model.heads[h].bias.detach().numpy()) for h in model.config.head_names]
     built, notes = build_network(SourceNetwork("test", trunk, heads),
                                  labels={h.name: h.labels for h in model.config.heads})
     assert notes == []

@@ -118,7 +118,8 @@ class _Writer:
                     kind = kind.replace("torch.Float", "torch.Cuda")
                 self.string(kind)
                 self.i64s([o.data.shape[0]])
-                self.f.write(np.ascontiguousarray(o.data).astype(o.data.dtype.newbyteorder("<")).tobytes())
+                little = o.data.astype(o.data.dtype.newbyteorder("<"))
+                self.f.write(np.ascontiguousarray(little).tobytes())
             else:
                 self.string(o.typename)
                 self.obj(o.fields)
@@ -218,7 +219,8 @@ def original_params(config, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
         cin = n
     for h in config.heads:
         params[h.name] = {
-            "weight": rng.standard_normal((h.classes, cin, h.kernel, 1)) / math.sqrt(cin * h.kernel),
+            "weight": rng.standard_normal((h.classes, cin, h.kernel, 1))
+            / math.sqrt(cin * h.kernel),
             "bias": 0.1 * rng.standard_normal(h.classes),
         }
     return {n: {k: v.astype(np.float32) for k, v in p.items()} for n, p in params.items()}

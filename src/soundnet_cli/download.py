@@ -68,15 +68,19 @@ def load_hashes(directory: Path) -> dict[str, dict[str, str]]:
 
 def record_hash(directory: Path, name: str, sha256: str, url: str) -> None:
     records = load_hashes(directory)
-    records[name] = {"sha256": sha256, "url": url,
-                     "recorded": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()}
-    atomic_write_text(directory / HASHES_FILE, json.dumps(records, indent=2, sort_keys=True) + "\n")
+    now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    records[name] = {"sha256": sha256, "url": url, "recorded": now}
+    _write_hashes(directory, records)
 
 
 def forget_hash(directory: Path, name: str) -> None:
     records = load_hashes(directory)
     if records.pop(name, None) is not None:
-        atomic_write_text(directory / HASHES_FILE, json.dumps(records, indent=2, sort_keys=True) + "\n")
+        _write_hashes(directory, records)
+
+
+def _write_hashes(directory: Path, records: dict[str, dict[str, str]]) -> None:
+    atomic_write_text(directory / HASHES_FILE, json.dumps(records, indent=2, sort_keys=True) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -99,7 +103,8 @@ class ResumableDownloader:
         self.timeout = timeout
         self.sha256: str | None = None
 
-    def __call__(self, url: str, output_file: str, pooch: Any = None, check_only: bool = False) -> None:
+    def __call__(self, url: str, output_file: str, pooch: Any = None,
+                 check_only: bool = False) -> None:
         import requests
 
         from ._version import __version__

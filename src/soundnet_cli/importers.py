@@ -44,7 +44,7 @@ class ImportResult:
     provenance: dict[str, Any]
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the checkpoint atomically (see :func:`~soundnet_cli.checkpoint.save_checkpoint`)."""
+        """Write the checkpoint atomically (:func:`~soundnet_cli.checkpoint.save_checkpoint`)."""
         from .checkpoint import save_checkpoint
 
         return save_checkpoint(self.model, path, provenance=self.provenance)

@@ -397,7 +397,8 @@ def _unwrap_state_dict(obj: Any, path: Path) -> Mapping[str, Any]:
     import torch
 
     for _ in range(3):  # {"state_dict": {...}}, {"model": {...}} ...
-        if isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        if isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor)
+                                                    for v in obj.values()):
             return obj
         if isinstance(obj, Mapping):
             inner = [v for k, v in obj.items() if k in ("state_dict", "model", "model_state_dict",

@@ -34,7 +34,8 @@ from .errors import WeightsError
 
 TYPE_NIL, TYPE_NUMBER, TYPE_STRING, TYPE_TABLE, TYPE_TORCH, TYPE_BOOLEAN = 0, 1, 2, 3, 4, 5
 TYPE_FUNCTION, TYPE_LEGACY_RECUR_FUNCTION, TYPE_RECUR_FUNCTION = 6, 7, 8
-_REFERENCED = (TYPE_TABLE, TYPE_TORCH, TYPE_FUNCTION, TYPE_LEGACY_RECUR_FUNCTION, TYPE_RECUR_FUNCTION)
+_REFERENCED = (TYPE_TABLE, TYPE_TORCH, TYPE_FUNCTION, TYPE_LEGACY_RECUR_FUNCTION,
+               TYPE_RECUR_FUNCTION)
 
 #: Element type of each tensor/storage class. CUDA classes hold the same bytes once saved; the
 #: float CUDA classes are ``torch.CudaTensor``/``torch.CudaStorage`` (no "Float").
@@ -182,7 +183,8 @@ class _Reader:
         offset = self.long() - 1
         storage = self.obj()
         if ndim == 0 or storage is None or any(s == 0 for s in size):
-            return np.zeros([max(s, 0) for s in size] if ndim else [0], dtype=dtype.newbyteorder("="))
+            shape = [max(s, 0) for s in size] if ndim else [0]
+            return np.zeros(shape, dtype=dtype.newbyteorder("="))
         if not isinstance(storage, np.ndarray) or storage.dtype != dtype:
             raise WeightsError("Torch7 file has a tensor whose storage is of another type")
         if offset < 0 or any(s < 0 for s in size) or any(s < 0 for s in stride):

@@ -38,10 +38,9 @@ DOWNLOADS_SUBDIR = "downloads"
 #: checksum: its SHA-256 is recorded on first download and checked afterwards).
 ORIGINAL_ARCHIVE = RemoteFile("http://data.csail.mit.edu/soundnet/soundnet_models_public.zip")
 #: Category names of the two heads, from the original repository (one name per line).
-OBJECT_CATEGORIES = RemoteFile(
-    "https://raw.githubusercontent.com/cvondrick/soundnet/master/categories/categories_imagenet.txt")
-SCENE_CATEGORIES = RemoteFile(
-    "https://raw.githubusercontent.com/cvondrick/soundnet/master/categories/categories_places2.txt")
+_CATEGORIES = "https://raw.githubusercontent.com/cvondrick/soundnet/master/categories"
+OBJECT_CATEGORIES = RemoteFile(f"{_CATEGORIES}/categories_imagenet.txt")
+SCENE_CATEGORIES = RemoteFile(f"{_CATEGORIES}/categories_places2.txt")
 _CITATION = ("Aytar, Vondrick, Torralba: SoundNet: Learning Sound Representations from Unlabeled "
              "Video, NIPS 2016; weights from https://github.com/cvondrick/soundnet (MIT licence)")
 

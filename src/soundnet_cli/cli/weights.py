@@ -39,7 +39,8 @@ class Arch(str, Enum):
 WeightsDirOpt = Annotated[Optional[Path], typer.Option(
     "--weights-dir", help="Network cache (default: $SOUNDNET_HOME, else ~/.cache/soundnet).",
     show_default=False)]
-JsonOpt = Annotated[bool, typer.Option("--json", help="JSON on stdout (schema in docs/weights.md).")]
+JsonOpt = Annotated[bool, typer.Option("--json",
+                                        help="JSON on stdout (schema in docs/weights.md).")]
 
 
 @app.command("list")
@@ -123,16 +124,19 @@ def import_cmd(
     out_path: Annotated[Optional[Path], typer.Option(
         "--out", "-o", help="Write the checkpoint here instead of into the cache.",
         show_default=False)] = None,
-    fmt: Annotated[SourceFormat, typer.Option("--format", "-f", help="Source format.")] = SourceFormat.auto,
-    arch: Annotated[Arch, typer.Option("--arch", help="Insist on an architecture (and, for the "
-                                                      "release zip, pick its member).")] = Arch.auto,
+    fmt: Annotated[SourceFormat, typer.Option("--format", "-f",
+                                              help="Source format.")] = SourceFormat.auto,
+    arch: Annotated[Arch, typer.Option(
+        "--arch", help="Insist on an architecture (and, for the release zip, pick its "
+        "member).")] = Arch.auto,
     member: Annotated[Optional[str], typer.Option(
         "--member", help="The .t7 inside a zip archive (default: ARCH_final.t7).",
         show_default=False)] = None,
     input_scale: Annotated[float, typer.Option(
         "--input-scale", min=0.0, help="Stored input scale: 256 as the original's demo and "
         "feature scripts, 512 as its ESC-50/DCASE evaluation.")] = 256.0,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite",
+                                            help="Replace an existing checkpoint.")] = False,
     weights_dir: WeightsDirOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -154,7 +158,8 @@ def import_cmd(
                 labels=label_files(labels or []), member=member, input_scale=input_scale)
         for message in result.warnings:
             _loud(message, quiet)
-        target = out_path or cache_dir(weights_dir) / f"{name or result.model.config.arch}{CHECKPOINT_SUFFIX}"
+        stem = name or result.model.config.arch
+        target = out_path or cache_dir(weights_dir) / f"{stem}{CHECKPOINT_SUFFIX}"
         if target.exists() and not overwrite:
             fail(f"{target} exists; pass --overwrite to replace it")
         result.save(target)
