@@ -22,8 +22,9 @@ from soundnet_cli.weights import KNOWN_NETWORKS, download_network, load_model
 
 
 class FileServer:
-    """Serves ``files`` from memory with Range support; ``modes[name]`` can be ``"truncate"``
-    (send half of the promised bytes, then hang up) or ``"no-range"`` (ignore Range)."""
+    """Serves ``files`` from memory with Range, ETag and If-Range support; ``modes[name]`` can be
+    ``"truncate"`` (send half of the promised bytes, then hang up), ``"no-range"`` (ignore
+    Range) or ``"no-etag"`` (send no validator)."""
 
     def __init__(self, files: dict[str, bytes]) -> None:
         self.files = dict(files)
@@ -43,6 +44,9 @@ class FileServer:
                     self.send_error(404)
                     return
                 data, mode = server.files[name], server.modes.get(name)
+                etag = f'"{hashlib.sha256(data).hexdigest()[:16]}"'
+                if self.headers.get("If-Range") not in (None, etag):
+                    rng = None  # the file changed since the partial download: send it whole
                 start = int(rng[6:].split("-")[0]) if rng and mode != "no-range" else 0
                 if start >= len(data) and rng and mode != "no-range":
                     self.send_response(416)
@@ -53,6 +57,8 @@ class FileServer:
                 if start:
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 self.send_header("Content-Length", str(len(data) - start))
+                if mode != "no-etag":
+                    self.send_header("ETag", etag)
                 self.end_headers()
                 body = data[start:]
                 self.wfile.write(body[: len(body) // 2] if mode == "truncate" else body)
@@ -135,12 +141,35 @@ def test_truncated_transfer_is_kept_and_resumed(tmp_path, server):
     path, digest = fetch(remote(server), tmp_path)
     assert server.requests[-1] == ("weights.bin", f"bytes={len(data) // 2}-")
     assert path.read_bytes() == data and digest == sha(data)
-    assert not partial.exists()
+    assert not partial.exists() and not (tmp_path / "weights.bin.partial.validator").exists()
+
+
+def test_file_changed_upstream_between_attempts_is_not_spliced(tmp_path, server):
+    server.modes["weights.bin"] = "truncate"
+    with pytest.raises(DownloadError, match="rerun to resume"):
+        fetch(remote(server), tmp_path)
+    del server.modes["weights.bin"]
+    server.files["weights.bin"] = new = bytes(reversed(server.files["weights.bin"]))
+    path, digest = fetch(remote(server), tmp_path)
+    assert server.requests[-1][1] is not None  # it asked to resume ...
+    assert path.read_bytes() == new and digest == sha(new)  # ... and got the new file whole
+
+
+def test_partial_without_validator_starts_over(tmp_path, server):
+    data = server.files["weights.bin"]
+    server.modes["weights.bin"] = "truncate"
+    with pytest.raises(DownloadError):
+        fetch(remote(server), tmp_path)
+    (tmp_path / "weights.bin.partial.validator").unlink()
+    del server.modes["weights.bin"]
+    path, _ = fetch(remote(server), tmp_path)
+    assert server.requests[-1] == ("weights.bin", None) and path.read_bytes() == data
 
 
 def test_server_ignoring_ranges_restarts_cleanly(tmp_path, server):
     data = server.files["weights.bin"]
     (tmp_path / "weights.bin.partial").write_bytes(b"stale bytes from another file")
+    (tmp_path / "weights.bin.partial.validator").write_text(f'"{sha(data)[:16]}"')
     server.modes["weights.bin"] = "no-range"
     path, digest = fetch(remote(server), tmp_path)
     assert path.read_bytes() == data and digest == sha(data)
@@ -149,6 +178,7 @@ def test_server_ignoring_ranges_restarts_cleanly(tmp_path, server):
 def test_partial_that_is_already_whole(tmp_path, server):
     data = server.files["weights.bin"]
     (tmp_path / "weights.bin.partial").write_bytes(data)
+    (tmp_path / "weights.bin.partial.validator").write_text(f'"{sha(data)[:16]}"')
     path, digest = fetch(remote(server), tmp_path)
     assert server.requests[-1] == ("weights.bin", f"bytes={len(data)}-")
     assert path.read_bytes() == data and digest == sha(data)

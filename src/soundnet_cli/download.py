@@ -93,12 +93,18 @@ class ResumableDownloader:
     Called by pooch as ``downloader(url, output_file, pooch)``; writes the complete file to
     ``output_file`` and leaves its SHA-256 in :attr:`sha256`. Raises :class:`DownloadError` for a
     transfer that ends early (the partial file is kept for the next run).
+
+    A resume sends ``If-Range`` with the ETag (or Last-Modified date) the interrupted response
+    carried, kept in ``<name>.partial.validator``: if the file changed upstream meanwhile the
+    server sends it whole instead of splicing two versions together. A partial file without a
+    validator is not resumed but started over.
     """
 
     def __init__(self, name: str, directory: Path, progress: ProgressFn | None = None,
                  timeout: float = 30.0) -> None:
         self.name = name
         self.partial = directory / f"{name}.partial"
+        self.validator = directory / f"{name}.partial.validator"
         self.progress = progress
         self.timeout = timeout
         self.sha256: str | None = None
@@ -110,9 +116,13 @@ class ResumableDownloader:
         from ._version import __version__
 
         start = self.partial.stat().st_size if self.partial.exists() else 0
+        validator = self.validator.read_text().strip() if self.validator.exists() else ""
         headers = {"User-Agent": f"soundnet-cli/{__version__}"}
-        if start:
+        if start and validator:
             headers["Range"] = f"bytes={start}-"
+            headers["If-Range"] = validator
+        else:
+            start = 0
         with requests.get(url, headers=headers, stream=True, timeout=self.timeout) as r:
             if start and r.status_code == 416:  # nothing left to send: the partial may be whole
                 if _content_range_total(r.headers.get("Content-Range")) != start:
@@ -123,9 +133,22 @@ class ResumableDownloader:
                 r.raise_for_status()
                 resumed = start and r.status_code == 206 and \
                     (r.headers.get("Content-Range") or "").startswith(f"bytes {start}-")
+                if not resumed:
+                    self._keep_validator(r.headers)
                 digest = self._stream(r, start if resumed else 0)
         os.replace(self.partial, output_file)
+        self.validator.unlink(missing_ok=True)
         self.sha256 = digest.hexdigest()
+
+    def _keep_validator(self, headers: Any) -> None:
+        """Remember what identifies this version of the file, for ``If-Range`` on a resume."""
+        etag = headers.get("ETag") or ""
+        value = etag if etag and not etag.startswith("W/") else headers.get("Last-Modified")
+        self.partial.parent.mkdir(parents=True, exist_ok=True)
+        if value:
+            self.validator.write_text(value)
+        else:
+            self.validator.unlink(missing_ok=True)
 
     def _stream(self, r: Any, start: int) -> "hashlib._Hash":
         length = r.headers.get("Content-Length")
@@ -232,7 +255,8 @@ def fetch(remote: RemoteFile, directory: str | os.PathLike, *, url: str | None =
     name, url = remote.name, url or remote.url
     if reset_hash:
         forget_hash(directory, name)
-        (directory / name).unlink(missing_ok=True)
+        for stale in (name, f"{name}.partial", f"{name}.partial.validator"):
+            (directory / stale).unlink(missing_ok=True)
     recorded = load_hashes(directory).get(name, {}).get("sha256")
     expected = remote.sha256 or recorded
     downloader = ResumableDownloader(name, directory, progress, timeout)
