@@ -9,12 +9,13 @@ the failures listed at the end) or the work could not be done, 2 for usage error
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from .._version import __version__
 from . import train as _train
+from . import weights as _weights
 
 app = typer.Typer(
     name="soundnet",
@@ -35,15 +36,16 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        Optional[bool],
+        bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
-    ] = None,
+    ] = False,
 ) -> None:
     """SoundNet (Aytar, Vondrick, Torralba 2016) on raw 22,050 Hz waveforms."""
 
 
 # Command groups register themselves here, one line each.
 app.command("train")(_train.train)
+app.add_typer(_weights.app, name="weights")
 
 
 def main() -> None:

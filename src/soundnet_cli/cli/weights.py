@@ -1,0 +1,284 @@
+"""``soundnet weights``: list, download, import and describe networks."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .common import QuietOpt, err, fail, out, user_errors, warn
+
+app = typer.Typer(
+    name="weights",
+    help="List, download, import and describe SoundNet networks.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class SourceFormat(str, Enum):
+    auto = "auto"
+    torch7 = "torch7"
+    zip = "zip"
+    npy = "npy"
+    torch = "torch"
+    safetensors = "safetensors"
+    soundnet_cli = "soundnet-cli"
+
+
+class Arch(str, Enum):
+    auto = "auto"
+    soundnet8 = "soundnet8"
+    soundnet5 = "soundnet5"
+
+
+WeightsDirOpt = Annotated[Optional[Path], typer.Option(
+    "--weights-dir", help="Network cache (default: $SOUNDNET_HOME, else ~/.cache/soundnet).",
+    show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json",
+                                        help="JSON on stdout (schema in docs/weights.md).")]
+
+
+@app.command("list")
+def list_cmd(weights_dir: WeightsDirOpt = None, json_out: JsonOpt = False) -> None:
+    """The embedded default, the networks that can be downloaded, and what is in the cache.
+
+    Paths are in `--json` and `soundnet weights info NAME`.
+    """
+    with user_errors():
+        from ..weights import list_networks
+
+        entries = list_networks(weights_dir)
+    if json_out:
+        out.print_json(json.dumps([e.to_dict() for e in entries]))
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("name", "kind", "arch", "heads", "status"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("description", overflow="fold")
+    for e in entries:
+        heads = " ".join(f"{name}:{n}" for name, n in e.heads.items()) or "-"
+        status = "ready" if e.available else \
+            "not downloaded" if e.kind == "downloadable" else "missing"
+        table.add_row(e.name, e.kind, e.arch or "-", heads, status, e.description)
+    out.print(table)
+    if any(e.kind == "downloadable" and not e.available for e in entries):
+        err.print("get one with: soundnet weights download NAME", highlight=False)
+
+
+@app.command("download")
+def download_cmd(
+    name: Annotated[str, typer.Argument(help="A network from `soundnet weights list`, e.g. "
+                                             "soundnet8.", show_default=False)],
+    weights_dir: WeightsDirOpt = None,
+    mirror: Annotated[Optional[str], typer.Option(
+        "--mirror", help="Fetch the files by name from this base URL instead of the original "
+        "hosts (a local copy or an intranet server).", show_default=False)] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Rebuild the checkpoint even if it is already in the cache.")] = False,
+    reset_hash: Annotated[bool, typer.Option(
+        "--reset-hash", help="Forget the recorded SHA-256 and local copies, download again and "
+        "trust the new files.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Download one of the authors' original networks and import it into the cache.
+
+    Fetches the release archive and the two category files (resuming partial downloads and
+    checking SHA-256), then converts the network. Afterwards `--weights NAME` works everywhere.
+    """
+    with user_errors():
+        from ..weights import download_network
+
+        with _download_bars(quiet) as bars:
+            result = download_network(name, cache_dir=weights_dir, mirror=mirror, force=force,
+                                      reset_hash=reset_hash, progress=bars)
+        for message in result.warnings:
+            warn(message, quiet)
+        if not result.created:
+            if not quiet:
+                err.print(f"{name} is already in the cache (--force rebuilds it)", highlight=False,
+                          soft_wrap=True)
+        for role, (path, sha256) in result.files.items():
+            typer.echo(f"{role}\t{path}\tsha256:{sha256}")
+        typer.echo(f"{name}\t{result.path}")
+
+
+@app.command("import")
+def import_cmd(
+    file: Annotated[Path, typer.Argument(help="A .t7, the release .zip, a .npy/.npz dict, a "
+                                              "PyTorch state dict or a safetensors file.",
+                                         show_default=False)],
+    labels: Annotated[Optional[list[str]], typer.Option(
+        "--labels", "-l", help="Category file, one name per line, as HEAD=FILE or FILE "
+        "(bare files go to objects, then scenes). Repeat for both heads.",
+        show_default=False)] = None,
+    name: Annotated[Optional[str], typer.Option(
+        "--name", "-n", help="Store in the cache under this name (default: the architecture, "
+        "soundnet8 or soundnet5).", show_default=False)] = None,
+    out_path: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Write the checkpoint here instead of into the cache.",
+        show_default=False)] = None,
+    fmt: Annotated[SourceFormat, typer.Option("--format", "-f",
+                                              help="Source format.")] = SourceFormat.auto,
+    arch: Annotated[Arch, typer.Option(
+        "--arch", help="Insist on an architecture (and, for the release zip, pick its "
+        "member).")] = Arch.auto,
+    member: Annotated[Optional[str], typer.Option(
+        "--member", help="The .t7 inside a zip archive (default: ARCH_final.t7).",
+        show_default=False)] = None,
+    input_scale: Annotated[float, typer.Option(
+        "--input-scale", min=0.0, help="Stored input scale: 256 as the original's demo and "
+        "feature scripts, 512 as its ESC-50/DCASE evaluation.")] = 256.0,
+    overwrite: Annotated[bool, typer.Option("--overwrite",
+                                            help="Replace an existing checkpoint.")] = False,
+    weights_dir: WeightsDirOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Convert weights from another format into a soundnet-cli checkpoint.
+
+    Checks every layer against SoundNet-8/5 geometry and refuses what does not fit; warns loudly
+    when BatchNorm statistics are missing.
+    """
+    if name and out_path:
+        raise typer.BadParameter("give --name or --out, not both", param_hint="--out")
+    with user_errors():
+        from ..importers import import_network, label_files
+        from ..weights import CHECKPOINT_SUFFIX, weights_dir as cache_dir
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # printed below, once, on stderr
+            result = import_network(
+                file, fmt=fmt.value, arch=None if arch is Arch.auto else arch.value,
+                labels=label_files(labels or []), member=member, input_scale=input_scale)
+        for message in result.warnings:
+            _loud(message, quiet)
+        stem = name or result.model.config.arch
+        target = out_path or cache_dir(weights_dir) / f"{stem}{CHECKPOINT_SUFFIX}"
+        if target.exists() and not overwrite:
+            fail(f"{target} exists; pass --overwrite to replace it")
+        result.save(target)
+        from ..checkpoint import file_sha256
+
+        typer.echo(f"{target}\tsha256:{file_sha256(target)}")
+        if not out_path and not quiet:
+            err.print(f"use it with --weights {target.stem}", highlight=False, soft_wrap=True)
+
+
+@app.command("info")
+def info_cmd(
+    spec: Annotated[str, typer.Argument(help="A checkpoint file, or the name of a cached network.",
+                                        metavar="FILE|NAME", show_default=False)],
+    weights_dir: WeightsDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Architecture, heads, labels, input scale, SHA-256 and provenance of a checkpoint."""
+    with user_errors():
+        from ..checkpoint import load_checkpoint
+        from ..errors import WeightsError
+        from ..importers import detect_format
+        from ..weights import read_header, resolve_weights
+
+        path = resolve_weights(spec, weights_dir)
+        try:
+            ckpt = load_checkpoint(path)
+        except WeightsError:
+            kind = detect_format(path)
+            if kind == "soundnet-cli":
+                raise
+            fail(f"{path} is a {kind} file, not a soundnet-cli checkpoint; convert it with "
+                 f"`soundnet weights import {path}`")
+        model = ckpt.build()
+        summary = _summary(ckpt, model, read_header(path).get("format_version"))
+    if json_out:
+        out.print_json(json.dumps(summary, default=str))
+    else:
+        _print_summary(summary)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _summary(ckpt: Any, model: Any, version: Any) -> dict[str, Any]:
+    config = ckpt.config
+    return {
+        "path": str(ckpt.path),
+        "sha256": ckpt.sha256,
+        "format_version": int(version) if version is not None else None,
+        "arch": config.arch,
+        "layers": [{"name": n, "channels": model.channels(n), "hop": model.geometry(n).hop}
+                   for n in model.layer_names],
+        "heads": [{"name": h.name, "classes": h.classes, "kernel": h.kernel, "stride": h.stride,
+                   "padding": h.padding, "labels": list(h.labels)} for h in config.heads],
+        "sample_rate": config.sample_rate,
+        "input_scale": config.input_scale,
+        "tile_seconds": config.tile_seconds,
+        "bn_eps": config.bn_eps,
+        "parameters": model.parameter_count(),
+        "fingerprint": model.fingerprint,
+        "provenance": ckpt.provenance,
+    }
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    def row(key: str, value: str) -> None:
+        out.print(f"{key:<12}{value}", highlight=False, markup=False, soft_wrap=True)
+
+    row("file", s["path"])
+    row("sha256", s["sha256"])
+    row("format", f"soundnet-cli checkpoint, version {s['format_version']}")
+    row("arch", s["arch"])
+    row("layers", "  ".join(f"{layer['name']} {layer['channels']}" for layer in s["layers"]))
+    for i, h in enumerate(s["heads"]):
+        sample = ", ".join(h["labels"][:3]) + (", ..." if h["classes"] > 3 else "")
+        row("heads" if i == 0 else "", f"{h['name']}: {h['classes']} labels ({sample}); "
+            f"kernel {h['kernel']} stride {h['stride']} pad {h['padding']}")
+    row("input", f"{s['sample_rate']} Hz, scale {s['input_scale']:g}, clips shorter than "
+        f"{s['tile_seconds']:g} s are tiled for tagging")
+    p = s["parameters"]
+    row("parameters", f"{p['total']:,} (trunk {p['trunk']:,}, heads {p['heads']:,})")
+    row("fingerprint", s["fingerprint"])
+    prov = json.dumps(s["provenance"], indent=2, sort_keys=True, default=str).splitlines()
+    for i, line in enumerate(prov):
+        row("provenance" if i == 0 else "", line)
+
+
+def _loud(message: str, quiet: bool) -> None:
+    """Missing BatchNorm statistics must not scroll by unnoticed, even with --quiet."""
+    if message.startswith("BATCHNORM"):
+        from rich.markup import escape
+
+        err.print(f"[bold red]WARNING:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    else:
+        warn(message, quiet)
+
+
+class _download_bars:
+    """Rich download bars on stderr, one per file: a ``progress(name, done, total)`` callable."""
+
+    def __init__(self, quiet: bool) -> None:
+        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
+                                   TimeRemainingColumn, TransferSpeedColumn)
+
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                                 DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+                                 console=err, disable=quiet)
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> "_download_bars":
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def __call__(self, name: str, done: int, total: int | None) -> None:
+        if name not in self.tasks:
+            self.tasks[name] = self.progress.add_task(name, total=total, completed=done)
+        else:
+            self.progress.update(self.tasks[name], completed=done, total=total)
