@@ -217,14 +217,15 @@ def write_clip(root: str | os.PathLike, header: TargetsHeader, key: str, audio: 
     from safetensors.numpy import save_file
 
     target_path, audio_path = clip_paths(root, key)
+    where = source or key
     arrays: dict[str, np.ndarray] = {}
     steps = None
     for t in header.teachers:
         if t.name not in probs:
-            raise TargetsError(f"{key}: no targets for teacher {t.name!r}")
-        p = check_probs(probs[t.name], t, key)
+            raise TargetsError(f"{where}: no targets for teacher {t.name!r}")
+        p = check_probs(probs[t.name], t, where)
         if steps is not None and p.shape[0] != steps:
-            raise TargetsError(f"{key}: teachers disagree on the number of steps")
+            raise TargetsError(f"{where}: teachers disagree on the number of steps")
         steps = p.shape[0]
         arrays[f"probs.{t.name}"] = np.ascontiguousarray(p)
     assert steps is not None
@@ -232,7 +233,7 @@ def write_clip(root: str | os.PathLike, header: TargetsHeader, key: str, audio: 
         arrays["frame_times"] = np.asarray(frame_times, dtype=np.float32)
     audio = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
     if audio.ndim != 1 or audio.size == 0:
-        raise TargetsError(f"{key}: audio must be a non-empty (samples,) array")
+        raise TargetsError(f"{where}: audio must be a non-empty (samples,) array")
     with atomic_path(audio_path) as tmp:
         sf.write(str(tmp), audio, header.sample_rate, format="FLAC", subtype="PCM_16")
     entry = Entry(key, int(steps), int(audio.shape[0]),
@@ -252,7 +253,14 @@ class IndexWriter:
     def __init__(self, root: str | os.PathLike, name: str = INDEX_FILE) -> None:
         self.path = Path(root) / name
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        ends_cleanly = True
+        if self.path.is_file() and self.path.stat().st_size:
+            with open(self.path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                ends_cleanly = f.read(1) == b"\n"
         self._f = open(self.path, "a", encoding="utf-8")
+        if not ends_cleanly:  # an interrupted append left half a line: start a new one
+            self._f.write("\n")
 
     def add(self, entry: Entry) -> None:
         self._f.write(entry.to_json() + "\n")
@@ -286,7 +294,8 @@ def read_header(root: str | os.PathLike) -> TargetsHeader:
 
 def read_index(root: str | os.PathLike) -> list[Entry]:
     """Every clip listed in ``root/index*.jsonl`` (a key listed twice counts once, last wins),
-    in key order. A truncated last line (an interrupted append) is ignored."""
+    in key order. Half-written lines (an interrupted append) are ignored; rerunning ``teach``
+    lists their clips again."""
     entries: dict[str, Entry] = {}
     for path in sorted(Path(root).glob("index*.jsonl")):
         for entry in _read_index_file(path):
@@ -302,11 +311,12 @@ def _read_index_file(path: Path) -> Iterator[Entry]:
             continue
         try:
             d = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # the half line of an interrupted append
+        try:
             yield Entry(check_key(d["key"]), int(d["steps"]), int(d["samples"]),
                         float(d["duration"]), str(d.get("source", "")))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-            if n == len(lines) or (n == len(lines) - 1 and not lines[-1]):
-                continue  # the last line of an interrupted append
+        except (KeyError, TypeError, ValueError) as e:
             raise TargetsError(f"{path}:{n}: malformed index line: {e}") from e
 
 

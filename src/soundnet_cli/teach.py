@@ -192,8 +192,11 @@ def _flush(batch: list[tuple[str, DecodedVideo]], teachers: Sequence[Teacher],
         try:
             entry = write_clip(out_dir, header, key, v.audio, {n: probs[n][i] for n in probs},
                                source=str(v.path), frame_times=v.frame_times, duration=v.duration)
-        except (SoundNetError, OSError) as e:
-            report(VideoOutcome(v.path, key, "failed", error=f"{v.path}: {e}"))
+        except SoundNetError as e:
+            report(VideoOutcome(v.path, key, "failed", error=str(e)))
+            continue
+        except OSError as e:
+            report(VideoOutcome(v.path, key, "failed", error=f"{v.path}: cannot write: {e}"))
             continue
         index.add(entry)
         report(VideoOutcome(v.path, key, "done", entry.steps, warnings=list(v.warnings)))
@@ -340,8 +343,11 @@ def import_precomputed(
             try:
                 entry = write_clip(out_dir, header, key, audio, probs, source=str(path),
                                    duration=audio.shape[0] / SAMPLE_RATE)
-            except (SoundNetError, OSError) as e:
-                report(VideoOutcome(path, key, "failed", error=f"{path}: {e}"))
+            except SoundNetError as e:
+                report(VideoOutcome(path, key, "failed", error=str(e)))
+                continue
+            except OSError as e:
+                report(VideoOutcome(path, key, "failed", error=f"{path}: cannot write: {e}"))
                 continue
             index.add(entry)
             report(VideoOutcome(path, key, "done", steps, warnings=list(clip.warnings)))

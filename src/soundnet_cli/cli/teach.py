@@ -77,8 +77,8 @@ def _run(out_dir, videos, teacher, precomputed, list_file, frame_every, max_seco
             task = progress.add_task("importing", total=None, audio="", rate="")
             summary = import_precomputed(precomputed, out_dir, cfg, on_video=on_video)
     else:
-        paths, roots, missing = _inputs(videos or [], list_file, recursive)
         teachers = _teachers(teacher)
+        paths, roots, missing = _inputs(videos or [], list_file, recursive)
         from ..device import resolve_device
 
         dev = resolve_device(device)
