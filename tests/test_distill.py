@@ -31,7 +31,8 @@ def make_targets(root: Path, clips: dict[str, tuple[int, float]], step_seconds: 
                  teachers=(("colours", CLASS_NAMES),), seed: int = 0) -> TargetsHeader:
     """A collection written directly: ``{key: (steps, audio seconds)}``; the audio of step ``i``
     is the sound of class ``i % 4`` and the targets say so."""
-    header = TargetsHeader(tuple(TeacherInfo(n, tuple(l), {"kind": "test"}) for n, l in teachers),
+    header = TargetsHeader(tuple(TeacherInfo(n, tuple(labels), {"kind": "test"})
+                                 for n, labels in teachers),
                            step_seconds=step_seconds, max_seconds=20.0)
     init_collection(root, header)
     with IndexWriter(root) as index:
@@ -136,7 +137,7 @@ def test_validation_split_and_checks(tmp_path: Path):
     make_targets(tmp_path / "t", {f"v{i:02d}": (3, 3.0) for i in range(40)})
     keys = [f"v{i:02d}" for i in range(40)]
     assert [is_validation(k, 0.25) for k in keys] == [is_validation(k, 0.25) for k in keys]
-    _, task, info = prepare(tmp_path / "t", tiny_cfg(val_fraction=0.25))
+    _, _, info = prepare(tmp_path / "t", tiny_cfg(val_fraction=0.25))
     assert info["val_clips"] == sum(is_validation(k, 0.25) for k in keys) > 0
     assert info["train_clips"] + info["val_clips"] == 40
     make_targets(tmp_path / "other", {"x": (3, 3.0)}, teachers=(("colours", ("a", "b", "c", "d")),))
@@ -176,7 +177,7 @@ def test_worker_processes_give_the_same_batches(tmp_path: Path):
     _, refs = open_targets(tmp_path / "t")
     one = DistillTask(refs, [], header, ["colours"], tiny_cfg(crop="random"), 2, 0)
     many = DistillTask(refs, [], header, ["colours"], tiny_cfg(crop="random", workers=2), 2, 0)
-    for (x, y), (u, v) in zip(one.batches(1, 0, 1), many.batches(1, 0, 1)):
+    for (x, y), (u, v) in zip(one.batches(1, 0, 1), many.batches(1, 0, 1), strict=True):
         assert torch.equal(x, u) and torch.equal(y["colours"], v["colours"])
 
 
@@ -211,7 +212,7 @@ def test_resume_continues_exactly(tmp_path: Path):
     straight, last, _ = distill(tmp_path / "t", cfg, tmp_path / "a", device=CPU)
     distill(tmp_path / "t", cfg, tmp_path / "b", device=CPU, stop_after_epoch=1)
     resumed, last_b, _ = distill(tmp_path / "t", cfg, tmp_path / "b", device=CPU, resume=True)
-    for (k, v), w in zip(straight.state_dict().items(), resumed.state_dict().values()):
+    for (k, v), w in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(v, w), k
     assert last["train_loss"] == last_b["train_loss"]
     assert len((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()) == 2

@@ -12,16 +12,16 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-pytest.importorskip("av")
+from avworld import CLASS_NAMES, class_sound, write_colour_teacher, write_video
+from soundnet_cli.cli import app
+from soundnet_cli.errors import TargetsError, VideoError
+from soundnet_cli.targets import (clip_paths, read_clip_audio, read_clip_entry, read_clip_probs,
+                                  read_header, read_index)
+from soundnet_cli.teach import TeachConfig, import_precomputed, teach
+from soundnet_cli.teachers import load_teacher
+from soundnet_cli.video import FrameSampling, count_steps, decode_video
 
-from avworld import CLASS_NAMES, class_sound, write_colour_teacher, write_video  # noqa: E402
-from soundnet_cli.cli import app  # noqa: E402
-from soundnet_cli.errors import TargetsError, VideoError  # noqa: E402
-from soundnet_cli.targets import (clip_paths, read_clip_audio, read_clip_entry,  # noqa: E402
-                                  read_clip_probs, read_header, read_index)
-from soundnet_cli.teach import TeachConfig, import_precomputed, teach  # noqa: E402
-from soundnet_cli.teachers import load_teacher  # noqa: E402
-from soundnet_cli.video import FrameSampling, count_steps, decode_video  # noqa: E402
+pytest.importorskip("av")  # videos are written and read with PyAV
 
 RATE = 22_050
 ONE_S = TeachConfig(step_seconds=1.0, max_seconds=4.0, workers=0)
@@ -115,7 +115,7 @@ def test_teach_writes_the_documented_collection(tmp_path: Path, colours):
     assert read_clip_probs(out, "b/blue.mp4", ["colours"])["colours"].argmax(1).tolist() == [2, 3, 3]
     audio = read_clip_audio(out, "a/red.mp4")
     assert audio.shape == (4 * RATE,)
-    target, flac = clip_paths(out, "a/red.mp4")
+    _, flac = clip_paths(out, "a/red.mp4")
     assert sf.info(str(flac)).samplerate == RATE and sf.info(str(flac)).channels == 1
     assert read_clip_entry(out, "a/red.mp4") == entries[0]
     assert not list(out.rglob("*.part"))

@@ -32,10 +32,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -195,8 +193,8 @@ class DistillTask:
         probs = read_clip_probs(ref.root, e.key, self.teachers)
         if e.steps >= n:
             rows = np.arange(start_step, start_step + n)
-            audio = read_clip_audio(ref.root, e.key, start_step * self.step_samples, self.clip_samples)
-            audio = _fit_length(audio, self.clip_samples)
+            audio = _fit_length(read_clip_audio(ref.root, e.key, start_step * self.step_samples,
+                                                self.clip_samples), self.clip_samples)
         else:
             rows = np.resize(np.arange(e.steps), n)  # 0, 1, 2, 0, ...
             audio = _fit_length(read_clip_audio(ref.root, e.key), e.steps * self.step_samples)
@@ -346,7 +344,8 @@ def build_student(cfg: DistillConfig, header: TargetsHeader,
     return SoundNet(make_config(arch, heads, width=cfg.width)).train(), info
 
 
-def prepare(targets: str | os.PathLike, cfg: DistillConfig) -> tuple[SoundNet, DistillTask, dict[str, Any]]:
+def prepare(targets: str | os.PathLike,
+            cfg: DistillConfig) -> tuple[SoundNet, DistillTask, dict[str, Any]]:
     """The student, the task and a description of the data (clip counts, step matching)."""
     header, refs = open_targets(targets)
     teachers = select_teachers(header, cfg.teachers)

@@ -117,7 +117,7 @@ class TargetsHeader:
         if self.teacher_names != other.teacher_names:
             return (f"teachers {list(self.teacher_names)} here, {list(other.teacher_names)} "
                     "requested")
-        for t, u in zip(self.teachers, other.teachers):
+        for t, u in zip(self.teachers, other.teachers, strict=True):
             if t.labels != u.labels:
                 return f"teacher {t.name!r} has other labels"
             if t.source != u.source:

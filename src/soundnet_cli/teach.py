@@ -191,7 +191,8 @@ def _flush(batch: list[tuple[str, DecodedVideo]], teachers: Sequence[Teacher],
     for i, (key, v) in enumerate(batch):
         try:
             entry = write_clip(out_dir, header, key, v.audio, {n: probs[n][i] for n in probs},
-                               source=str(v.path), frame_times=v.frame_times, duration=v.duration)
+                               source=str(v.path.resolve()), frame_times=v.frame_times,
+                               duration=v.duration)
         except SoundNetError as e:
             report(VideoOutcome(v.path, key, "failed", error=str(e)))
             continue
@@ -341,7 +342,8 @@ def import_precomputed(
             probs = {n: np.asarray(m[first : first + steps]) for n, m in mats.items()}
             audio = clip.waveform[: steps * step_samples]
             try:
-                entry = write_clip(out_dir, header, key, audio, probs, source=str(path),
+                entry = write_clip(out_dir, header, key, audio, probs,
+                                   source=str(path.resolve()),
                                    duration=audio.shape[0] / SAMPLE_RATE)
             except SoundNetError as e:
                 report(VideoOutcome(path, key, "failed", error=str(e)))

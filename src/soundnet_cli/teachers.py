@@ -227,7 +227,7 @@ def unique_labels(labels: Sequence[str]) -> tuple[str, ...]:
     seen: dict[str, int] = {}
     for label in labels:
         seen[label] = seen.get(label, 0) + 1
-    return tuple(l if seen[l] == 1 else f"{l} #{i}" for i, l in enumerate(labels))
+    return tuple(x if seen[x] == 1 else f"{x} #{i}" for i, x in enumerate(labels))
 
 
 def torchscript_teacher(spec_path: str | os.PathLike, name: str | None = None) -> ImageTeacher:

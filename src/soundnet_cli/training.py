@@ -362,7 +362,7 @@ def precise_batchnorm(model: nn.Module, task: Task, epoch: int, dist: DistInfo,
             if i >= batches:
                 break
             task.loss(model, batch, device)
-    for m, momentum in zip(norms, momenta):
+    for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
 
 

@@ -173,7 +173,8 @@ class _Reader:
 
     @property
     def audio_done(self) -> bool:
-        return bool(self.native_rate) and self.native_samples >= (self.limit_seconds + 0.05) * self.native_rate
+        need = (self.limit_seconds + 0.05) * self.native_rate
+        return bool(self.native_rate) and self.native_samples >= need
 
     @property
     def video_done(self) -> bool:
@@ -237,7 +238,8 @@ class _Reader:
         data = np.concatenate(self.chunks, axis=1).T  # (samples, channels)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            audio = prepare_waveform(data, self.native_rate, self.sampling.sample_rate, name=str(path))
+            audio = prepare_waveform(data, self.native_rate, self.sampling.sample_rate,
+                                     name=str(path))
         duration = audio.shape[0] / self.sampling.sample_rate
         if self.limit_seconds < math.inf:
             duration = min(duration, self.limit_seconds)

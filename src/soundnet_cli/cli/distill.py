@@ -138,7 +138,8 @@ def _geometry(text: str | None) -> tuple[int, int, int] | None:
     try:
         k, s, p = (int(x) for x in text.split(","))
     except ValueError:
-        raise typer.BadParameter(f"--head-geometry {text!r}: expected KERNEL,STRIDE,PADDING")
+        raise typer.BadParameter(
+            f"--head-geometry {text!r}: expected KERNEL,STRIDE,PADDING") from None
     if k < 1 or s < 1 or p < 0:
         raise typer.BadParameter("--head-geometry: kernel and stride >= 1, padding >= 0")
     return k, s, p

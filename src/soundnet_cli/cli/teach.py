@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import (DeviceOpt, QuietOpt, RecursiveOpt, WorkersOpt, err, make_progress, out,
+from .common import (DeviceOpt, QuietOpt, RecursiveOpt, WorkersOpt, make_progress, out,
                      report_failures, user_errors, warn)
 
 
@@ -46,7 +46,8 @@ def teach(
     """Let visual teachers label one frame per time step of each video; store the soundtrack
     and the per-step teacher probabilities for `soundnet distill`.
 
-    Videos without audio or frames, undecodable files and videos shorter than one step are reported and skipped (exit code 1 at the end); finished videos are skipped on a rerun.
+    Videos without audio or frames, undecodable files and videos shorter than one step
+    are reported and skipped (exit code 1 at the end); finished videos are skipped on a rerun.
     """
     with user_errors():
         _run(**locals())
@@ -98,7 +99,7 @@ def _shard(text: str | None) -> tuple[int, int] | None:
     try:
         i, n = (int(x) for x in text.split("/"))
     except ValueError:
-        raise typer.BadParameter(f"--shard {text!r}: expected I/N, e.g. 0/4")
+        raise typer.BadParameter(f"--shard {text!r}: expected I/N, e.g. 0/4") from None
     return i, n
 
 
