@@ -103,7 +103,7 @@ def teach(
     out_dir: str | os.PathLike,
     cfg: TeachConfig = TeachConfig(),
     *,
-    roots: Sequence[Path] = (),
+    roots: Sequence[str | os.PathLike] = (),
     device: torch.device | str = "cpu",
     on_video: Callable[[VideoOutcome], None] | None = None,
 ) -> TeachSummary:
@@ -121,6 +121,7 @@ def teach(
         step_seconds=cfg.step_seconds, max_seconds=cfg.max_seconds,
         min_partial_step=cfg.min_partial_step, origin="teach")
     init_collection(out_dir, header)
+    roots = [Path(r) for r in roots]
     for t in teachers:
         t.to(device)
     summary = TeachSummary()
