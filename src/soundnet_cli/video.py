@@ -188,7 +188,10 @@ class _Reader:
                     break
                 continue
             for frame in packet.decode():
-                self._audio(frame) if is_audio else self._video(frame)
+                if is_audio:
+                    self._audio(frame)
+                else:
+                    self._video(frame)
 
     def _audio(self, frame: Any) -> None:
         for out in self.resampler.resample(frame):
