@@ -31,6 +31,20 @@ class DeviceError(SoundNetError):
     """A requested compute device that is not available."""
 
 
+class VideoError(SoundNetError):
+    """A video file is missing, undecodable, or lacks the audio track or frames teaching needs."""
+
+
+class TeacherError(SoundNetError):
+    """A teacher network that cannot be loaded or used (unknown name, missing package or weights,
+    a labels file that does not match its outputs)."""
+
+
+class TargetsError(SoundNetError):
+    """A teacher-targets collection (``soundnet teach`` output) that is missing, malformed or
+    inconsistent with the request."""
+
+
 class DownloadError(SoundNetError):
     """A download failed, was truncated or did not match its recorded checksum."""
 

@@ -61,6 +61,9 @@ class LoopConfig:
     grad_clip: float = 0.0
     seed: int = 0
     select_metric: str = "val_accuracy"  # higher is better; "" disables best.safetensors
+    #: After each epoch, recompute BatchNorm statistics as exact averages over this many training
+    #: batches (forward only, no gradients; "precise BN"). 0 keeps the running averages.
+    precise_bn: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -250,6 +253,8 @@ def fit(
     if resume and state_path.is_file():
         state = load_state(state_path)
         saved_cfg = json.loads(state["loop_config"])
+        defaults = json.loads(json.dumps(LoopConfig().to_dict()))
+        saved_cfg = {**{k: v for k, v in defaults.items() if k not in saved_cfg}, **saved_cfg}
         if saved_cfg != json.loads(json.dumps(cfg.to_dict())):
             raise SoundNetError(f"{state_path}: was written with other settings "
                                 f"({_diff(saved_cfg, cfg.to_dict())}); resume with the same ones")
@@ -273,6 +278,8 @@ def fit(
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         train = _train_epoch(wrapped, task, opt, sched, cfg, epoch, dist, device, on_progress)
+        if cfg.precise_bn > 0:
+            precise_batchnorm(model, task, epoch, dist, device, cfg.precise_bn)
         model.eval()
         val = task.validate(model, device) if dist.main else {}
         model.train()
@@ -331,6 +338,32 @@ def _train_epoch(model: nn.Module, task: Task, opt: torch.optim.Optimizer,
         raise SoundNetError("an epoch had no training batches (dataset too small for the batch "
                             "size across processes?)")
     return {"train_loss": total / count, **{f"train_{k}": v / count for k, v in sums.items()}}
+
+
+def precise_batchnorm(model: nn.Module, task: Task, epoch: int, dist: DistInfo,
+                      device: torch.device, batches: int) -> None:
+    """Replace every BatchNorm's running statistics by exact averages over the first
+    ``batches`` training batches of ``epoch`` (forward passes in training mode, no gradients).
+
+    Running averages with momentum lag behind weights that are still changing, which matters for
+    short runs; training itself never reads them, so this changes only what evaluation and the
+    saved checkpoints see.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    model.train()
+    with torch.no_grad():
+        for i, batch in enumerate(task.batches(epoch, dist.rank, dist.world)):
+            if i >= batches:
+                break
+            task.loss(model, batch, device)
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
 
 
 def _diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:

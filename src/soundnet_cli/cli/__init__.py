@@ -14,6 +14,8 @@ from typing import Annotated
 import typer
 
 from .._version import __version__
+from . import distill as _distill
+from . import teach as _teach
 from . import train as _train
 from . import weights as _weights
 
@@ -46,6 +48,8 @@ def _root(
 # Command groups register themselves here, one line each.
 app.command("train")(_train.train)
 app.add_typer(_weights.app, name="weights")
+app.command("teach")(_teach.teach)
+app.command("distill")(_distill.distill)
 
 
 def main() -> None:

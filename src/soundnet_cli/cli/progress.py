@@ -11,10 +11,15 @@ from .common import err
 
 
 class TrainingProgress:
-    """Two bars: epochs, and batches of the current epoch with loss, accuracy and rate."""
+    """Two bars: epochs, and batches of the current epoch with loss, accuracy and rate.
 
-    def __init__(self, quiet: bool, epochs: int) -> None:
+    ``metric`` names the accuracy-like metric to show (``accuracy``; ``agreement`` for
+    distillation), ``short`` its label.
+    """
+
+    def __init__(self, quiet: bool, epochs: int, metric: str = "accuracy", short: str = "acc") -> None:
         self.quiet = quiet
+        self.metric, self.short = metric, short
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -39,16 +44,16 @@ class TrainingProgress:
         return _one
 
     def update(self, r) -> None:
-        acc = r.metrics.get("accuracy", r.metrics.get("train_accuracy"))
+        acc = r.metrics.get(self.metric, r.metrics.get(f"train_{self.metric}"))
         if r.done:
-            val = r.metrics.get("val_accuracy")
-            info = f"loss {r.loss:.3f}" + (f" val acc {val:.3f}" if val is not None else "")
+            val = r.metrics.get(f"val_{self.metric}")
+            info = f"loss {r.loss:.3f}" + (f" val {self.short} {val:.3f}" if val is not None else "")
             self.progress.update(self.epochs_task, completed=r.epoch, info=info)
             if not self.quiet:
                 err.print(f"epoch {r.epoch}/{r.epochs}: " + ", ".join(
                     f"{k} {v:.4f}" for k, v in r.metrics.items() if isinstance(v, float)))
             return
-        info = f"loss {r.loss:.3f}" + (f" acc {acc:.3f}" if acc is not None else "") + \
+        info = f"loss {r.loss:.3f}" + (f" {self.short} {acc:.3f}" if acc is not None else "") + \
             f" {r.samples_per_s:.1f} clips/s"
         self.progress.update(self.batch_task, total=r.batches, completed=r.batch, info=info,
                              visible=True, description=f"epoch {r.epoch}")
