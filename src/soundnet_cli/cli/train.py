@@ -52,6 +52,8 @@ def train(
     crop: Annotated[bool, typer.Option("--crop/--no-crop", help="Random crops of the tiled clip.")] = True,
     gain_db: Annotated[float, typer.Option(help="Random gain range +-dB (0: off).")] = 6.0,
     mix: Annotated[float, typer.Option(help="Probability of between-class mixing (0: off).")] = 1.0,
+    precise_bn: Annotated[int, typer.Option(min=0, help="After each epoch, recompute BatchNorm "
+                                            "statistics over this many training batches (0: off).")] = 0,
     width: Annotated[float, typer.Option(hidden=True, help="Channel width multiplier.")] = 1.0,
     run_dir: Annotated[Path, typer.Option(help="Where state, metrics and per-epoch checkpoints go.")] = Path("runs/train"),
     out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Final checkpoint "
@@ -71,7 +73,8 @@ def train(
 
 
 def _run(dataset, labels, layout, arch, init, val_fold, train_folds, epochs, batch_size, lr,
-         optimizer, weight_decay, schedule, warmup, seed, clip_seconds, crop, gain_db, mix, width,
+         optimizer, weight_decay, schedule, warmup, seed, clip_seconds, crop, gain_db, mix, precise_bn,
+         width,
          run_dir, out_path, half, resume, workers, device, quiet) -> None:
     from ..datasets import load_dataset
     from ..device import resolve_device
@@ -94,7 +97,8 @@ def _run(dataset, labels, layout, arch, init, val_fold, train_folds, epochs, bat
         augment=AugmentConfig(clip_seconds, 3, crop, gain_db, mix),
         loop=LoopConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer.value,
                         weight_decay=weight_decay, schedule=schedule.value, warmup_epochs=warmup,
-                        seed=seed, select_metric="val_accuracy" if val_fold is not None else ""),
+                        seed=seed, select_metric="val_accuracy" if val_fold is not None else "",
+                        precise_bn=precise_bn),
         workers=workers,
     )
     command = "soundnet " + " ".join(shlex.quote(a) for a in sys.argv[1:])
