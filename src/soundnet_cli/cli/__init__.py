@@ -42,6 +42,11 @@ def _root(
 
 
 # Command groups register themselves here, one line each.
+from . import extract as _extract  # noqa: E402
+from . import tag as _tag  # noqa: E402
+
+app.command("tag")(_tag.tag)
+app.command("extract")(_extract.extract)
 
 
 def main() -> None:

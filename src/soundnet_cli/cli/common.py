@@ -89,3 +89,34 @@ def warn(message: str, quiet: bool) -> None:
 
 def stdout_is_tty() -> bool:
     return sys.stdout.isatty()
+
+
+class AudioProgress:
+    """Progress for multi-file work on stderr: files done, audio hours, rate (x real time), ETA.
+
+    Use as a context manager and call :meth:`advance` with each finished file's duration in
+    seconds. Shown only for more than one file, and never with ``quiet``.
+    """
+
+    def __init__(self, description: str, total_files: int, quiet: bool = False) -> None:
+        import time
+
+        self._clock = time.perf_counter
+        self._start = self._clock()
+        self.audio_seconds = 0.0
+        self.progress = make_progress(quiet or total_files <= 1)
+        self.task = self.progress.add_task(description, total=total_files, audio="", rate="")
+
+    def __enter__(self) -> "AudioProgress":
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+    def advance(self, seconds: float) -> None:
+        """One more file done, of ``seconds`` seconds of audio."""
+        self.audio_seconds += max(0.0, seconds)
+        elapsed = max(self._clock() - self._start, 1e-9)
+        self.progress.update(self.task, advance=1, audio=f"{self.audio_seconds / 3600:.2f} h audio",
+                             rate=f"{self.audio_seconds / elapsed:.0f}x real time")
