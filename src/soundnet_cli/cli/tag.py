@@ -117,15 +117,17 @@ def _print_table(result: "TagResult", top_k: int, segments: bool) -> None:
 
 
 def _table(title: str, result: "TagResult", heads: list, top_k: int, segments: bool) -> Any:
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left", show_lines=True)
+    table = Table(title=escape(title), title_justify="left", show_lines=True)
     table.add_column("segment", no_wrap=True)
     for head in heads:
-        table.add_column(f"{head.name} ({'p' if head.probabilities else 'score'})")
+        table.add_column(escape(f"{head.name} ({'p' if head.probabilities else 'score'})"))
 
     def cell(head: Any, step: int | None) -> str:
-        return "\n".join(f"{lab.score:.3f}  {lab.label}" for lab in head.top_k(top_k, step))
+        ranked = head.top_k(top_k, step)
+        return "\n".join(f"{lab.score:.3f}  {escape(lab.label)}" for lab in ranked)
 
     table.add_row("clip", *(cell(h, None) for h in heads))
     if segments and heads:
