@@ -94,7 +94,7 @@ class HeadScores:
         return [Label(self.labels[j], int(j), float(row[j])) for j in order]
 
     def segments(self, length: float) -> np.ndarray:
-        """``(steps, 2)`` float64 start and end seconds of every step, clipped to ``[0, length]``."""
+        """``(steps, 2)`` float64 start and end seconds of each step, clipped to ``[0, length]``."""
         starts = self.offset + self.hop * np.arange(self.steps, dtype=np.float64)
         bounds = np.stack([starts, starts + self.window], axis=1)
         return np.clip(bounds, 0.0, length)

@@ -18,7 +18,8 @@ DEFAULT_WORKERS = min(4, max(0, (os.cpu_count() or 1) - 1))
 
 TopKOpt = Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels shown per head.")]
 SegmentsOpt = Annotated[bool, typer.Option(
-    "--segments", "-s", help="Also show the top labels of every time step, with start/end seconds.")]
+    "--segments", "-s",
+    help="Also show the top labels of every time step, with start/end seconds.")]
 JsonOpt = Annotated[bool, typer.Option(
     "--json", help="JSON Lines on stdout: one object per file (schema in docs/tag.md).")]
 CsvOpt = Annotated[bool, typer.Option(
