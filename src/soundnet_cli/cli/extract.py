@@ -10,7 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 from .common import (AudioProgress, BatchOpt, DeviceOpt, InputsArg, QuietOpt, RecursiveOpt,
-                     WeightsOpt, WorkersOpt, err, report_failures, user_errors, warn)
+                     WeightsOpt, WorkersOpt,
+                     configure_threads, err, report_failures, user_errors, warn)
 
 DEFAULT_WORKERS = min(4, max(0, (os.cpu_count() or 1) - 1))
 
@@ -72,6 +73,7 @@ def extract(
         model = load_model(weights, device)
         layers = model.resolve_layers(layer)
         files, missing = find_audio_files(inputs, recursive=recursive)
+        configure_threads(next(model.parameters()).device, workers if len(files) > 1 else 0)
         failures += [(str(p), f"{p}: no such file or directory") for p in missing]
         if not files and not missing:
             failures.append(("", "no audio files found in " + ", ".join(map(str, inputs))))

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from .common import (AudioProgress, BatchOpt, DeviceOpt, InputsArg, QuietOpt, RecursiveOpt,
-                     WeightsOpt, WorkersOpt, out, report_failures, user_errors, warn)
+                     WeightsOpt, WorkersOpt,
+                     configure_threads, out, report_failures, user_errors, warn)
 
 if TYPE_CHECKING:
     from ..tag import TagResult
@@ -55,6 +56,7 @@ def tag(
 
         model = load_model(weights, device)
         files, missing = find_audio_files(inputs, recursive=recursive)
+        configure_threads(next(model.parameters()).device, workers if len(files) > 1 else 0)
         failures += [(str(p), f"{p}: no such file or directory") for p in missing]
         if not files and not missing:
             failures.append(("", "no audio files found in " + ", ".join(map(str, inputs))))
