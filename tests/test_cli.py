@@ -113,6 +113,7 @@ def test_tag_failures_exit_1_after_processing_the_rest(run, tiny_checkpoint, aud
     assert result.exit_code == 1
     docs = {Path(d["path"]).name: d for d in map(json.loads, result.stdout.splitlines())}
     assert docs["a.wav"]["ok"] and not docs["broken.wav"]["ok"]
+    assert not docs["missing.wav"]["ok"] and "no such file" in docs["missing.wav"]["error"]
     assert "2 input(s) failed" in result.stderr
     assert "broken.wav: cannot decode" in result.stderr
     assert "missing.wav: no such file" in result.stderr
@@ -209,3 +210,18 @@ def test_extract_without_default_weights(run, audio_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(weights, "default_weights_path", lambda: tmp_path / "absent.safetensors")
     result = run("extract", audio_dir, "-o", tmp_path / "out")
     assert result.exit_code == 1 and "no embedded default network" in result.stderr
+
+
+def test_configure_threads_leaves_cores_to_the_decoders(monkeypatch):
+    from soundnet_cli.cli.common import configure_threads
+
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    configure_threads(torch.device("cpu"), 1)
+    configure_threads(torch.device("cpu"), 8)
+    configure_threads(torch.device("cuda"), 1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    configure_threads(torch.device("cpu"), 1)
+    assert calls == [3, 1]

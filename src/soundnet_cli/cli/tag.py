@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -51,7 +52,7 @@ def tag(
     failures: list[tuple[str, str]] = []
     with user_errors():
         from ..audio import find_audio_files
-        from ..tag import tag_files
+        from ..tag import TagResult, tag_files
         from ..weights import load_model
 
         model = load_model(weights, device)
@@ -61,6 +62,9 @@ def tag(
         if not files and not missing:
             failures.append(("", "no audio files found in " + ", ".join(map(str, inputs))))
         emit = _emitter("json" if json_out else "csv" if csv_out else "table", top_k, segments)
+        for path, message in failures:
+            if path:  # --json lists missing inputs too
+                emit(TagResult(Path(path), error=message))
         with AudioProgress("tagging", len(files), quiet) as progress:
             for result in tag_files(model, files, device=next(model.parameters()).device,
                                     batch_size=batch_size, workers=workers):
