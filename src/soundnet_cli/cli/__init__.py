@@ -9,6 +9,7 @@ the failures listed at the end) or the work could not be done, 2 for usage error
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Optional
 
 import typer
@@ -51,4 +52,9 @@ app.command("extract")(_extract.extract)
 
 def main() -> None:
     """Console-script entry point."""
+    # Before torch (and its OpenMP runtime) is loaded by a command: idle OpenMP threads sleep
+    # instead of spinning. On a busy machine spinning threads starve each other; a 2-thread CPU
+    # forward pass measured 100-280 ms instead of 13 ms (benchmarks/RESULTS.md). An explicit
+    # setting in the environment wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     app()
