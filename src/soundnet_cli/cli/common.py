@@ -120,8 +120,10 @@ class AudioProgress:
         """One more file done, of ``seconds`` seconds of audio."""
         self.audio_seconds += max(0.0, seconds)
         elapsed = max(self._clock() - self._start, 1e-9)
-        self.progress.update(self.task, advance=1, audio=f"{self.audio_seconds / 3600:.2f} h audio",
-                             rate=f"{self.audio_seconds / elapsed:.0f}x real time")
+        a = self.audio_seconds
+        audio = f"{a / 3600:.2f} h audio" if a >= 360 else f"{a / 60:.1f} min audio"
+        self.progress.update(self.task, advance=1, audio=audio,
+                             rate=f"{a / elapsed:.0f}x real time")
 
 
 def configure_threads(device: object, workers: int) -> None:
