@@ -100,5 +100,5 @@ def extract(
         if not quiet:
             err.print(f"{written} file(s) written, {skipped} existing skipped "
                       f"({', '.join(layers)}, pool {pool.value}); manifest: {manifest_path}",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
     raise typer.Exit(report_failures(failures, quiet))
