@@ -28,6 +28,8 @@ _EXPORTS = {
     "save_checkpoint": "checkpoint",
     "load_checkpoint": "checkpoint",
     "iter_activations": "inference",
+    "tag_files": "tag",
+    "extract_files": "extract",
     "load_dataset": "datasets",
     "resolve_device": "device",
     "SoundNetError": "errors",

@@ -49,5 +49,9 @@ class DownloadError(SoundNetError):
     """A download failed, was truncated or did not match its recorded checksum."""
 
 
+class OutputError(SoundNetError):
+    """An output file, directory or manifest that cannot be written or read back."""
+
+
 class SoundNetWarning(UserWarning):
     """Something worth telling the user that does not stop the work (silence, tiling, ...)."""

@@ -9,12 +9,15 @@ the failures listed at the end) or the work could not be done, 2 for usage error
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
 
 from .._version import __version__
 from . import distill as _distill
+from . import extract as _extract
+from . import tag as _tag
 from . import teach as _teach
 from . import train as _train
 from . import weights as _weights
@@ -46,12 +49,19 @@ def _root(
 
 
 # Command groups register themselves here, one line each.
+app.command("tag")(_tag.tag)
+app.command("extract")(_extract.extract)
 app.command("train")(_train.train)
-app.add_typer(_weights.app, name="weights")
 app.command("teach")(_teach.teach)
 app.command("distill")(_distill.distill)
+app.add_typer(_weights.app, name="weights")
 
 
 def main() -> None:
     """Console-script entry point."""
+    # Before torch (and its OpenMP runtime) is loaded by a command: idle OpenMP threads sleep
+    # instead of spinning. On a busy machine spinning threads starve each other; a 2-thread CPU
+    # forward pass measured 100-280 ms instead of 13 ms (benchmarks/RESULTS.md). An explicit
+    # setting in the environment wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     app()

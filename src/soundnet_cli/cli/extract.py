@@ -1,0 +1,104 @@
+"""``soundnet extract``: layer activations of audio files as ``.npy`` files plus a manifest."""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import (AudioProgress, BatchOpt, DeviceOpt, InputsArg, QuietOpt, RecursiveOpt,
+                     WeightsOpt, WorkersOpt,
+                     configure_threads, err, report_failures, user_errors, warn)
+
+DEFAULT_WORKERS = min(4, max(0, (os.cpu_count() or 1) - 1))
+
+
+class Pool(str, Enum):
+    none = "none"
+    mean = "mean"
+    max = "max"
+    meanmax = "meanmax"
+
+
+LayerOpt = Annotated[list[str], typer.Option(
+    "--layer", "-l", help="Layer name (conv1..conv7, pool1, pool2, pool5, a head, conv8) or the "
+    "original's module number (18 = pool5, 24 = conv7); repeat for several.")]
+OutOpt = Annotated[Path, typer.Option(
+    "--out", "-o", help="Output directory; the input tree is mirrored below it.",
+    file_okay=False, show_default=False)]
+PoolOpt = Annotated[Pool, typer.Option(
+    "--pool", help="Pool over time: none (frames, C), mean or max (1, C), meanmax (1, 2C).")]
+ManifestOpt = Annotated[Optional[Path], typer.Option(
+    "--manifest", "-m", help="Manifest file, .csv or .jsonl (default: OUT/manifest.csv); merged "
+    "with an existing one.", dir_okay=False, show_default=False)]
+OverwriteOpt = Annotated[bool, typer.Option(
+    "--overwrite", help="Recompute outputs that exist (default: skip them).")]
+
+
+def extract(
+    inputs: InputsArg,
+    out_dir: OutOpt,
+    layer: LayerOpt = ["pool5"],  # noqa: B006 - Typer needs a literal default
+    pool: PoolOpt = Pool.none,
+    manifest: ManifestOpt = None,
+    overwrite: OverwriteOpt = False,
+    recursive: RecursiveOpt = False,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "auto",
+    batch_size: BatchOpt = 8,
+    workers: WorkersOpt = DEFAULT_WORKERS,
+    quiet: QuietOpt = False,
+) -> None:
+    """Extract features: one float32 (frames, channels) .npy per input and layer, under --out.
+
+    DIR/a/b.wav gives OUT/a/b.<layer>.npy (OUT/a/b.<layer>.<pool>.npy when pooled).
+
+    Existing outputs are skipped unless --overwrite; writes are atomic, so a rerun finishes an interrupted run.
+    """
+    failures: list[tuple[str, str]] = []
+    with user_errors():
+        from ..audio import find_audio_files
+        from ..errors import OutputError
+        from ..extract import Manifest, extract_files, manifest_format
+        from ..weights import load_model
+
+        manifest_path = manifest or out_dir / "manifest.csv"
+        try:
+            manifest_format(manifest_path)
+        except OutputError as e:
+            raise typer.BadParameter(str(e), param_hint="--manifest") from None
+        model = load_model(weights, device)
+        layers = model.resolve_layers(layer)
+        files, missing = find_audio_files(inputs, recursive=recursive)
+        configure_threads(next(model.parameters()).device, workers if len(files) > 1 else 0)
+        failures += [(str(p), f"{p}: no such file or directory") for p in missing]
+        if not files and not missing:
+            failures.append(("", "no audio files found in " + ", ".join(map(str, inputs))))
+        book = Manifest(manifest_path)
+        written = skipped = 0
+        try:
+            with AudioProgress("extracting", len(files), quiet) as progress:
+                for outcome in extract_files(
+                    model, files, layers, out_dir, roots=[p for p in inputs if p.is_dir()],
+                    pool=pool.value, overwrite=overwrite, device=next(model.parameters()).device,
+                    batch_size=batch_size, workers=workers,
+                ):
+                    progress.advance(outcome.duration)
+                    book.update(outcome.records)
+                    written += sum(not r.skipped for r in outcome.records)
+                    skipped += sum(r.skipped for r in outcome.records)
+                    if not outcome.ok:
+                        failures.append((str(outcome.path), outcome.error or "failed"))
+                    for message in outcome.warnings:
+                        warn(message, quiet)
+        finally:
+            if book.rows:
+                book.write()
+        if not quiet:
+            err.print(f"{written} file(s) written, {skipped} existing skipped "
+                      f"({', '.join(layers)}, pool {pool.value}); manifest: {manifest_path}",
+                      highlight=False, soft_wrap=True)
+    raise typer.Exit(report_failures(failures, quiet))

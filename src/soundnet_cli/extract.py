@@ -1,0 +1,395 @@
+"""Feature extraction: activations of named layers written as ``.npy`` files, plus a manifest.
+
+Output files
+------------
+Every input file gives one ``.npy`` per requested layer, at the input's path relative to the
+directory it was found in, under ``out_dir``, with the audio suffix replaced
+(:func:`~soundnet_cli.fsutil.mirrored_output`): ``DIR/a/b.wav`` with ``--layer conv5`` becomes
+``OUT/a/b.conv5.npy``; with ``--pool mean`` it becomes ``OUT/a/b.conv5.mean.npy``. Files named
+directly on the command line land in ``OUT`` by name. Module numbers are written under the layer's
+name (``--layer 18`` writes ``b.pool5.npy``).
+
+Arrays are float32 ``(frames, channels)``; frame ``i`` starts ``offset + i * hop`` seconds into the
+clip (see the manifest). Pooling over frames keeps two dimensions: ``mean`` and ``max`` give
+``(1, channels)``, ``meanmax`` gives ``(1, 2 * channels)`` (the mean, then the max).
+
+Every write goes to a temporary file that is renamed over the target, so an interrupted run never
+leaves a partial ``.npy``; existing outputs are skipped (and never decoded) unless ``overwrite``.
+
+Manifest
+--------
+:class:`Manifest` keeps one row per output file (CSV or JSON Lines, chosen by suffix), columns
+:data:`MANIFEST_COLUMNS`; reruns merge into it, so after a resumed run it lists every output.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+import numpy as np
+
+from .errors import OutputError
+from .fsutil import atomic_path, atomic_write_text, mirrored_output
+from .model import SoundNet
+
+if TYPE_CHECKING:
+    import torch
+
+POOLS = ("none", "mean", "max", "meanmax")
+#: Manifest columns, in order. JSON Lines rows carry the same keys plus ``shape``.
+MANIFEST_COLUMNS = (
+    "input", "output", "layer", "pool", "frames", "channels", "hop_seconds", "window_seconds",
+    "offset_seconds", "duration_seconds", "tiled_to_seconds",
+)
+MANIFEST_SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+def pool_frames(activations: np.ndarray, pool: str) -> np.ndarray:
+    """Pool ``(frames, channels)`` over frames.
+
+    ``none`` returns the input; ``mean``/``max`` give ``(1, channels)``; ``meanmax`` gives
+    ``(1, 2 * channels)``: the mean, then the max. Always float32.
+    """
+    a = np.asarray(activations, dtype=np.float32)
+    if pool == "none":
+        return a
+    if pool == "mean":
+        return a.mean(axis=0, keepdims=True, dtype=np.float64).astype(np.float32)
+    if pool == "max":
+        return a.max(axis=0, keepdims=True)
+    if pool == "meanmax":
+        return np.concatenate([pool_frames(a, "mean"), pool_frames(a, "max")], axis=1)
+    raise ValueError(f"unknown pool {pool!r}; choose from {', '.join(POOLS)}")
+
+
+def output_suffix(layer: str, pool: str = "none") -> str:
+    """``.conv5.npy``, or ``.conv5.mean.npy`` for a pooled output."""
+    return f".{layer}.npy" if pool == "none" else f".{layer}.{pool}.npy"
+
+
+def output_paths(source: Path, roots: Sequence[Path], out_dir: Path, layers: Sequence[str],
+                 pool: str = "none") -> dict[str, Path]:
+    """``{layer: output path}`` of one input (see the module docs for the naming scheme)."""
+    return {name: mirrored_output(source, list(roots), out_dir, output_suffix(name, pool))
+            for name in layers}
+
+
+def save_array(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` as ``.npy`` atomically (temporary file, then rename)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:  # a file object: np.save(path) would append ".npy" to tmp
+            np.save(f, array, allow_pickle=False)
+
+
+def npy_shape(path: Path) -> tuple[int, ...]:
+    """The shape of a ``.npy`` file, reading only its header (memory-mapped, no data read)."""
+    return tuple(int(n) for n in np.load(path, mmap_mode="r", allow_pickle=False).shape)
+
+
+@dataclass
+class ExtractRecord:
+    """One output file: a manifest row (seconds are at the model's sample rate).
+
+    ``tiled_to_seconds`` is 0.0 when the clip was long enough, the tiled length when it was
+    repeated to reach what the requested layers need, and ``None`` when unknown (an output
+    skipped on a rerun that the manifest did not list). ``skipped``: it existed already.
+    """
+
+    input: str
+    output: str
+    layer: str
+    pool: str
+    frames: int
+    channels: int
+    hop_seconds: float
+    window_seconds: float
+    offset_seconds: float
+    duration_seconds: float | None
+    tiled_to_seconds: float | None
+    skipped: bool = False
+
+    def row(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in MANIFEST_COLUMNS}
+
+
+@dataclass
+class FileOutcome:
+    """What happened to one input: its records, or the error that stopped it."""
+
+    path: Path
+    records: list[ExtractRecord] = field(default_factory=list)
+    duration: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def skipped(self) -> bool:
+        return self.ok and bool(self.records) and all(r.skipped for r in self.records)
+
+
+class _Plan:
+    """Output paths of every input, which of them exist, and inputs whose outputs collide."""
+
+    def __init__(self, paths: Sequence[Path], roots: Sequence[Path], out_dir: Path,
+                 layers: Sequence[str], pool: str, overwrite: bool) -> None:
+        self.outputs: dict[Path, dict[str, Path]] = {}
+        self.todo: dict[Path, list[str]] = {}
+        self.collisions: dict[Path, str] = {}
+        self.layers = list(layers)
+        owner: dict[Path, Path] = {}
+        for path in paths:
+            outs = output_paths(path, roots, out_dir, layers, pool)
+            clash = next((o for o in outs.values() if o.resolve() in owner), None)
+            if clash is not None:
+                self.collisions[path] = (f"{path}: its output {clash} is also the output of "
+                                         f"{owner[clash.resolve()]}; pass their directory instead")
+                continue
+            owner.update({o.resolve(): path for o in outs.values()})
+            self.outputs[path] = outs
+            self.todo[path] = [n for n, o in outs.items() if overwrite or not o.exists()]
+
+
+def _timing(model: SoundNet, layer: str) -> dict[str, float]:
+    g = model.geometry(layer)
+    rate = model.config.sample_rate
+    return {"hop_seconds": g.hop / rate, "window_seconds": g.receptive_field / rate,
+            "offset_seconds": g.first_sample / rate}
+
+
+def _skipped_record(model: SoundNet, path: Path, layer: str, out: Path, pool: str,
+                    duration: float | None) -> ExtractRecord:
+    try:
+        shape = npy_shape(out)
+    except (OSError, ValueError) as e:
+        raise OutputError(f"{path}: existing output {out} is unreadable ({e}); "
+                          "delete it or rerun with --overwrite") from e
+    if len(shape) != 2:
+        raise OutputError(f"{path}: existing output {out} has shape {shape}, not "
+                          "(frames, channels); delete it or rerun with --overwrite")
+    return ExtractRecord(str(path), str(out), layer, pool, shape[0], shape[1],
+                         **_timing(model, layer), duration_seconds=duration,
+                         tiled_to_seconds=None, skipped=True)
+
+
+def _skipped_outcome(model: SoundNet, path: Path, plan: "_Plan", pool: str,
+                     duration: float | None) -> FileOutcome:
+    outcome = FileOutcome(path, duration=duration or 0.0)
+    try:
+        for name, out in plan.outputs[path].items():
+            if name not in plan.todo[path]:
+                outcome.records.append(_skipped_record(model, path, name, out, pool, duration))
+    except OutputError as e:
+        outcome.error = str(e)
+    return outcome
+
+
+def _header_duration(path: Path) -> float | None:
+    from .audio import audio_info
+    from .errors import SoundNetError
+
+    try:
+        return audio_info(path).duration
+    except SoundNetError:
+        return None
+
+
+def extract_files(
+    model: SoundNet,
+    paths: Sequence[str | os.PathLike],
+    layers: Sequence[str | int],
+    out_dir: str | os.PathLike,
+    *,
+    roots: Sequence[str | os.PathLike] = (),
+    pool: str = "none",
+    overwrite: bool = False,
+    device: "torch.device | str" = "cpu",
+    batch_size: int = 8,
+    workers: int = 0,
+) -> Iterator[FileOutcome]:
+    """Write the activations of ``layers`` for every file under ``out_dir``.
+
+    Parameters
+    ----------
+    model
+        An eval-mode network on ``device``.
+    paths
+        Audio files; ``roots`` are the directories they were found in (outputs mirror the tree
+        below them; files outside every root land in ``out_dir`` by name).
+    layers
+        Public names, the heads' stage name or module numbers; resolved by the model.
+    pool
+        One of :data:`POOLS` (see :func:`pool_frames`).
+    overwrite
+        Recompute outputs that exist; otherwise files whose outputs all exist are not decoded.
+
+    Yields
+    ------
+    FileOutcome
+        One per input: first the inputs skipped because every output exists, then inputs whose
+        outputs collide with an earlier input's (errors), then the computed ones in input order.
+        Failures (decoding, writing) carry ``error``; the others still run.
+    """
+    if pool not in POOLS:
+        raise ValueError(f"unknown pool {pool!r}; choose from {', '.join(POOLS)}")
+    names = model.resolve_layers(layers)
+    paths = [Path(p) for p in paths]
+    plan = _Plan(paths, [Path(r) for r in roots], Path(out_dir), names, pool, overwrite)
+    run: list[Path] = []
+    for path in paths:
+        if path in plan.collisions:
+            continue
+        if plan.todo[path]:
+            run.append(path)
+            continue
+        yield _skipped_outcome(model, path, plan, pool, _header_duration(path))
+    for path, message in plan.collisions.items():
+        yield FileOutcome(path, error=message)
+    if not run:
+        return
+    yield from _compute(model, run, plan, pool, device=device, batch_size=batch_size,
+                        workers=workers)
+
+
+def _compute(model: SoundNet, run: list[Path], plan: _Plan, pool: str, **kwargs: Any
+             ) -> Iterator[FileOutcome]:
+    """Compute and write the missing outputs of ``run``, one pass over the files if they are long
+    enough for every layer.
+
+    A clip shorter than a layer needs is tiled to exactly what *that* layer needs, so an output
+    never depends on which other layers were requested with it. A pass tiles short clips to what
+    its deepest layer needs and writes only that layer's outputs for them; their other layers go
+    to another pass over just those clips (each pass needs strictly less, so passes end).
+    """
+    from .inference import iter_activations, required_samples
+
+    pending = {p: list(plan.todo[p]) for p in run}
+    outcomes: dict[Path, FileOutcome] = {}
+    while pending:
+        files = list(pending)
+        wanted = [n for n in plan.layers if any(n in pending[p] for p in files)]
+        need = required_samples(model, wanted)
+        for clip in iter_activations(model, files, wanted, **kwargs):
+            layers = pending.pop(clip.path)
+            outcome = outcomes.pop(clip.path, None) or _start_outcome(model, clip, plan, pool)
+            if outcome.ok:
+                exact = [n for n in layers
+                         if not clip.tiled_to or required_samples(model, [n]) == need]
+                _write_layers(model, clip, exact, plan, pool, outcome)
+                if outcome.ok and len(exact) < len(layers):
+                    pending[clip.path] = [n for n in layers if n not in exact]
+                    outcomes[clip.path] = outcome
+                    continue
+            yield outcome
+
+
+def _start_outcome(model: SoundNet, clip: Any, plan: _Plan, pool: str) -> FileOutcome:
+    """The outcome of a computed file: records of its existing outputs, decoding warnings."""
+    if not clip.ok or clip.activations is None:
+        return FileOutcome(clip.path, error=clip.error or f"{clip.path}: failed")
+    outcome = _skipped_outcome(model, clip.path, plan, pool, clip.duration)
+    outcome.warnings = list(clip.warnings)
+    return outcome
+
+
+def _write_layers(model: SoundNet, clip: Any, layers: list[str], plan: _Plan, pool: str,
+                  outcome: FileOutcome) -> None:
+    """Pool and write ``layers`` of ``clip``, adding records (or the error) to ``outcome``."""
+    if not clip.ok or clip.activations is None:
+        outcome.error = clip.error or f"{clip.path}: failed"
+        return
+    if clip.tiled_to and layers:
+        outcome.warnings.append(f"{clip.path}: {clip.duration:.3f} s is shorter than "
+                                f"{', '.join(layers)} need(s); tiled (repeated) to "
+                                f"{clip.tiled_to:.3f} s")
+    for name in layers:
+        out = plan.outputs[clip.path][name]
+        array = pool_frames(clip.activations[name], pool)
+        try:
+            save_array(out, array)
+        except OSError as e:
+            outcome.error = f"{clip.path}: cannot write {out}: {e.strerror or e}"
+            return
+        outcome.records.append(ExtractRecord(
+            str(clip.path), str(out), name, pool, int(array.shape[0]), int(array.shape[1]),
+            **_timing(model, name), duration_seconds=clip.duration,
+            tiled_to_seconds=clip.tiled_to))
+
+
+# ---------------------------------------------------------------------------------------------
+# Manifest
+
+
+class Manifest:
+    """The manifest file: one row per output, merged across runs, written atomically.
+
+    ``path``'s suffix picks the format: ``.csv`` (header row :data:`MANIFEST_COLUMNS`) or
+    ``.jsonl``/``.ndjson`` (one JSON object per line, the same keys plus ``shape``).
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.format = manifest_format(self.path)
+        self.rows: dict[str, dict[str, Any]] = {}
+        if self.path.exists():
+            self._load()
+
+    def _load(self) -> None:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+            if self.format == "csv":
+                rows = list(csv.DictReader(io.StringIO(text)))
+            else:
+                rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+            for row in rows:
+                self.rows[str(row["output"])] = row
+        except (OSError, ValueError, KeyError, TypeError, csv.Error) as e:
+            raise OutputError(f"{self.path}: cannot read the existing manifest ({e}); "
+                              "move it away or pass another --manifest") from e
+
+    def update(self, records: Sequence[ExtractRecord]) -> None:
+        """Add or replace rows; a skipped output keeps the row an earlier run wrote for it."""
+        for r in records:
+            if r.skipped and r.output in self.rows:
+                continue
+            self.rows[r.output] = r.row()
+
+    def write(self) -> None:
+        """Rewrite the whole manifest atomically."""
+        if self.format == "csv":
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=MANIFEST_COLUMNS, extrasaction="ignore",
+                                    lineterminator="\n")
+            writer.writeheader()
+            for row in self.rows.values():
+                writer.writerow({k: "" if row.get(k) is None else row.get(k, "")
+                                 for k in MANIFEST_COLUMNS})
+            text = buf.getvalue()
+        else:
+            lines = []
+            for row in self.rows.values():
+                doc = {k: row.get(k) for k in MANIFEST_COLUMNS}
+                doc["shape"] = [doc["frames"], doc["channels"]]
+                lines.append(json.dumps(doc))
+            text = "".join(line + "\n" for line in lines)
+        try:
+            atomic_write_text(self.path, text)
+        except OSError as e:
+            raise OutputError(f"{self.path}: cannot write the manifest: {e.strerror or e}") from e
+
+
+def manifest_format(path: Path) -> str:
+    """``csv`` or ``jsonl`` from a manifest path's suffix; :class:`OutputError` otherwise."""
+    fmt = MANIFEST_SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise OutputError(f"manifest {path}: unknown format; use a .csv or .jsonl file name")
+    return fmt

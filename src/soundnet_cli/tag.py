@@ -1,0 +1,322 @@
+"""Tagging: per-step and clip-level label scores for audio files.
+
+A *scorer* turns one layer's activations into per-step scores over its own labels. The network's
+own heads (ImageNet objects, Places scenes, or a fine-tuned ``classes`` head) are scored by
+:class:`SoftmaxHead`: a softmax over the labels at every time step. Other scorers (for example a
+linear SVM over a trunk layer, whose scores are decision values, not probabilities) implement the
+same :class:`Scorer` protocol and appear as further heads in every :class:`TagResult`.
+
+Time steps
+----------
+Step ``i`` of a head whose input layer has hop ``h`` samples, receptive field ``r`` samples and
+first sample ``f`` (negative where zero padding reaches before the start; see
+:class:`~soundnet_cli.model.Geometry`) sees input samples ``[f + i*h, f + i*h + r)``. Segment start
+and end seconds are that interval divided by the sample rate and clipped to
+``[0, analysed_duration]``, where ``analysed_duration`` is the length actually fed to the network:
+the file's duration, or the tiled length for clips shorter than the heads need. For SoundNet-8's
+heads ``h`` = 65,536 samples (2.97 s) and ``r`` = 320,542 samples (14.5 s), so steps overlap.
+
+Clip-level scores are the mean of the per-step scores (for probabilities: the average of the
+per-step softmax distributions, itself a distribution).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple, Protocol, Sequence
+
+import numpy as np
+
+from .model import Geometry, SoundNet, min_tag_samples
+
+if TYPE_CHECKING:
+    import torch
+
+#: Version of the JSON/CSV tagging schema below; bumped on any incompatible change.
+TAG_SCHEMA_VERSION = 1
+#: Columns of the long-format CSV (one row per file, head, scope, step and rank).
+CSV_COLUMNS = ("path", "head", "scope", "step", "start", "end", "rank", "label", "index", "score")
+
+
+class Label(NamedTuple):
+    """One ranked label: its name, its index in the head's label list and its score."""
+
+    label: str
+    index: int
+    score: float
+
+
+@dataclass
+class HeadScores:
+    """Per-step scores of one head over its own labels.
+
+    Attributes
+    ----------
+    name
+        Head name (``objects``, ``scenes``, ``classes``, or a plug-in scorer's name).
+    labels
+        Label names; column ``j`` of ``scores`` belongs to ``labels[j]``.
+    scores
+        ``(steps, classes)`` float32. Rows are probability distributions when ``probabilities``.
+    probabilities
+        True for softmax outputs; False for unnormalised scores such as SVM decision values.
+    hop, window, offset
+        Seconds between step starts, seconds one step sees, and the (possibly negative) start of
+        step 0 relative to the start of the analysed signal.
+    """
+
+    name: str
+    labels: tuple[str, ...]
+    scores: np.ndarray
+    probabilities: bool
+    hop: float
+    window: float
+    offset: float
+
+    @property
+    def steps(self) -> int:
+        return int(self.scores.shape[0])
+
+    @property
+    def clip_scores(self) -> np.ndarray:
+        """``(classes,)`` float32: the mean of the per-step scores."""
+        return self.scores.mean(axis=0, dtype=np.float64).astype(np.float32)
+
+    def top_k(self, k: int, step: int | None = None) -> list[Label]:
+        """The ``k`` best labels of the clip (``step=None``) or of one step, best first.
+
+        Ties keep label order, so results are deterministic.
+        """
+        row = self.clip_scores if step is None else self.scores[step]
+        order = np.argsort(-row, kind="stable")[: max(0, min(k, row.shape[0]))]
+        return [Label(self.labels[j], int(j), float(row[j])) for j in order]
+
+    def segments(self, length: float) -> np.ndarray:
+        """``(steps, 2)`` float64 start and end seconds of each step, clipped to ``[0, length]``."""
+        starts = self.offset + self.hop * np.arange(self.steps, dtype=np.float64)
+        bounds = np.stack([starts, starts + self.window], axis=1)
+        return np.clip(bounds, 0.0, length)
+
+
+@dataclass
+class TagResult:
+    """Scores of one file, or the reason it failed.
+
+    ``duration`` is the decoded length in seconds; ``analysed_duration`` the length fed to the
+    network (larger than ``duration`` when the clip was tiled); ``warnings`` holds messages such
+    as silence or tiling, each naming the file.
+    """
+
+    path: Path
+    heads: list[HeadScores] = field(default_factory=list)
+    duration: float = 0.0
+    analysed_duration: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def tiled(self) -> bool:
+        return self.analysed_duration > self.duration
+
+    def head(self, name: str) -> HeadScores:
+        for h in self.heads:
+            if h.name == name:
+                return h
+        raise KeyError(name)
+
+
+class Scorer(Protocol):
+    """Anything that turns one layer's activations into a :class:`HeadScores`.
+
+    Attributes
+    ----------
+    name
+        The head name it reports.
+    layer
+        Public layer name whose activations it reads (a head or a trunk layer).
+    min_samples
+        Clips shorter than this many samples are tiled up to it before the network runs
+        (0: only what the layer itself needs).
+    """
+
+    name: str
+    layer: str
+    min_samples: int
+
+    def score(self, activations: np.ndarray, geometry: Geometry, sample_rate: int) -> HeadScores:
+        """``activations`` is ``(frames, channels)`` float32 of :attr:`layer`; ``geometry`` its
+        frame geometry (samples)."""
+        ...
+
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Numerically stable softmax (float32 out, float64 inside)."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)
+
+
+def step_timing(geometry: Geometry, sample_rate: int) -> dict[str, float]:
+    """``hop``, ``window`` and ``offset`` in seconds of a layer's frames (see module docs)."""
+    return {"hop": geometry.hop / sample_rate, "window": geometry.receptive_field / sample_rate,
+            "offset": geometry.first_sample / sample_rate}
+
+
+@dataclass(frozen=True)
+class SoftmaxHead:
+    """Scores one of the network's own heads: a softmax over its labels at every step.
+
+    Clips shorter than ``min_samples`` (the model's ``tile_seconds``, 10 s for SoundNet-8, or more
+    if the heads need more) are tiled first, as the original does.
+    """
+
+    name: str
+    labels: tuple[str, ...]
+    min_samples: int
+
+    @property
+    def layer(self) -> str:
+        return self.name
+
+    def score(self, activations: np.ndarray, geometry: Geometry, sample_rate: int) -> HeadScores:
+        return HeadScores(self.name, self.labels, softmax(activations, axis=1), True,
+                          **step_timing(geometry, sample_rate))
+
+
+def head_scorers(model: SoundNet, heads: Sequence[str] | None = None) -> list[SoftmaxHead]:
+    """A :class:`SoftmaxHead` for each of the model's heads (or the named ones, in that order)."""
+    names = model.config.head_names if heads is None else model.resolve_layers(heads)
+    by_name = {h.name: h for h in model.config.heads}
+    tile_to = min_tag_samples(model)
+    scorers = []
+    for name in names:
+        if name not in by_name:
+            from .errors import LayerError
+
+            raise LayerError(f"{name!r} is not a head; heads: {', '.join(by_name)}")
+        scorers.append(SoftmaxHead(name, by_name[name].labels, tile_to))
+    return scorers
+
+
+def tag_files(
+    model: SoundNet,
+    paths: Sequence[str | os.PathLike],
+    *,
+    scorers: Sequence[Scorer] | None = None,
+    device: "torch.device | str" = "cpu",
+    batch_size: int = 8,
+    workers: int = 0,
+) -> Iterator[TagResult]:
+    """Score every file with every scorer, in input order.
+
+    Parameters
+    ----------
+    model
+        An eval-mode network on ``device``.
+    paths
+        Audio files (see :func:`~soundnet_cli.audio.find_audio_files` for directories).
+    scorers
+        Default: the model's heads (:func:`head_scorers`). Plug-in scorers are appended by
+        passing ``[*head_scorers(model), my_scorer]``.
+    batch_size, workers
+        Files per forward pass; decoding processes (see
+        :func:`~soundnet_cli.inference.iter_activations`).
+
+    Yields
+    ------
+    TagResult
+        One per path; failures carry ``error`` and no heads, and do not stop the others.
+    """
+    from .inference import iter_activations
+
+    scorers = list(head_scorers(model) if scorers is None else scorers)
+    layers = list(dict.fromkeys(s.layer for s in scorers))
+    rate = model.config.sample_rate
+    geometry = {name: model.geometry(name) for name in layers}
+    tile_to = max((s.min_samples for s in scorers), default=0)
+    for clip in iter_activations(model, paths, layers, device=device, batch_size=batch_size,
+                                 workers=workers, min_samples=tile_to or None):
+        if not clip.ok or clip.activations is None:
+            yield TagResult(clip.path, error=clip.error or f"{clip.path}: failed")
+            continue
+        analysed = clip.tiled_to or clip.duration
+        notes = list(clip.warnings)
+        if clip.tiled_to:
+            notes.append(f"{clip.path}: {clip.duration:.2f} s is shorter than the "
+                         f"{tile_to / rate:.2f} s tagging needs; tiled (repeated) to "
+                         f"{clip.tiled_to:.2f} s as the original does")
+        heads = [s.score(clip.activations[s.layer], geometry[s.layer], rate) for s in scorers]
+        yield TagResult(clip.path, heads, clip.duration, analysed, notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Serialisation (schema documented in docs/tag.md)
+
+
+def _labels_json(labels: Iterable[Label]) -> list[dict[str, Any]]:
+    return [{"label": l.label, "index": l.index, "score": round(l.score, 6)} for l in labels]
+
+
+def result_to_json(result: TagResult, top_k: int = 5, segments: bool = False) -> dict[str, Any]:
+    """One file as a JSON-ready dict (schema version :data:`TAG_SCHEMA_VERSION`)."""
+    doc: dict[str, Any] = {
+        "schema_version": TAG_SCHEMA_VERSION,
+        "path": str(result.path),
+        "ok": result.ok,
+        "error": result.error,
+        "duration": round(result.duration, 4),
+        "analysed_duration": round(result.analysed_duration, 4),
+        "tiled": result.tiled,
+        "warnings": list(result.warnings),
+        "heads": [],
+    }
+    for head in result.heads:
+        entry: dict[str, Any] = {
+            "name": head.name,
+            "probabilities": head.probabilities,
+            "classes": len(head.labels),
+            "steps": head.steps,
+            "hop": round(head.hop, 6),
+            "window": round(head.window, 6),
+            "top": _labels_json(head.top_k(top_k)),
+            "segments": None,
+        }
+        if segments:
+            bounds = head.segments(result.analysed_duration)
+            entry["segments"] = [
+                {"step": i, "start": round(float(s), 4), "end": round(float(e), 4),
+                 "top": _labels_json(head.top_k(top_k, step=i))}
+                for i, (s, e) in enumerate(bounds)
+            ]
+        doc["heads"].append(entry)
+    return doc
+
+
+def result_csv_rows(result: TagResult, top_k: int = 5,
+                    segments: bool = False) -> Iterator[dict[str, Any]]:
+    """Long-format rows (:data:`CSV_COLUMNS`) of a successful result; failed results give none.
+
+    Clip rows have ``scope="clip"``, an empty ``step`` and ``start``/``end`` spanning the file;
+    step rows (only with ``segments``) have ``scope="step"`` and the step's clipped bounds.
+    """
+    if not result.ok:
+        return
+    for head in result.heads:
+        for rank, lab in enumerate(head.top_k(top_k), 1):
+            yield {"path": str(result.path), "head": head.name, "scope": "clip", "step": "",
+                   "start": 0.0, "end": round(result.duration, 4), "rank": rank,
+                   "label": lab.label, "index": lab.index, "score": round(lab.score, 6)}
+        if not segments:
+            continue
+        for i, (s, e) in enumerate(head.segments(result.analysed_duration)):
+            for rank, lab in enumerate(head.top_k(top_k, step=i), 1):
+                yield {"path": str(result.path), "head": head.name, "scope": "step", "step": i,
+                       "start": round(float(s), 4), "end": round(float(e), 4), "rank": rank,
+                       "label": lab.label, "index": lab.index, "score": round(lab.score, 6)}

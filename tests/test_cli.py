@@ -1,0 +1,227 @@
+"""The ``soundnet`` command line through Typer's CliRunner: outputs and exit codes 0/1/2."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from soundnet_cli import __version__, weights
+from soundnet_cli.cli import app
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+@pytest.fixture
+def run():
+    runner = CliRunner()
+
+    def _run(*args: object):
+        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+    return _run
+
+
+@pytest.fixture
+def audio_dir(write_audio, tmp_path):
+    write_audio("in/a.wav", 1.0, kind="noise")
+    write_audio("in/sub/b.flac", 12.5, rate=44_100, channels=2)
+    return tmp_path / "in"
+
+
+def test_version(run):
+    result = run("--version")
+    assert result.exit_code == 0 and __version__ in result.stdout
+
+
+def test_help_lists_the_commands(run):
+    result = run("--help")
+    assert result.exit_code == 0
+    assert "tag" in result.stdout and "extract" in result.stdout
+
+
+def test_help_does_not_import_torch():
+    code = ("import sys\nsys.argv = ['soundnet', '--help']\nfrom soundnet_cli.cli import app\n"
+            "try:\n    app()\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('torch', 'numpy', 'soundfile', 'soxr') if m in sys.modules]\n"
+            "sys.stderr.write('HEAVY=' + ','.join(heavy))\n")
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY=" in proc.stderr and proc.stderr.rsplit("HEAVY=", 1)[1] == ""
+    for command in ("tag", "extract"):
+        proc = subprocess.run([sys.executable, "-m", "soundnet_cli", command, "--help"],
+                              capture_output=True, text=True, env=env, timeout=60)
+        assert proc.returncode == 0 and "Usage" in proc.stdout
+
+
+# -- tag ------------------------------------------------------------------------------------------
+
+
+def test_tag_table(run, tiny_checkpoint, audio_dir):
+    result = run("tag", audio_dir, "-r", "-w", tiny_checkpoint, "-k", "2", "-q")
+    assert result.exit_code == 0, result.output
+    assert "a.wav" in result.stdout and "b.flac" in result.stdout
+    assert "objects" in result.stdout and "scenes" in result.stdout
+    assert result.stderr == ""  # --quiet: no progress, no warnings
+
+
+def test_tag_json_lines_parse(run, tiny_checkpoint, audio_dir):
+    result = run("tag", audio_dir, "--recursive", "--weights", tiny_checkpoint, "--json",
+                 "--segments", "--top-k", "3", "--workers", "0")
+    assert result.exit_code == 0, result.output
+    docs = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [Path(d["path"]).name for d in docs] == ["a.wav", "b.flac"]
+    a, b = docs
+    assert a["tiled"] and any("tiled" in w for w in a["warnings"])
+    assert not b["tiled"] and b["duration"] == pytest.approx(12.5)
+    assert [h["name"] for h in b["heads"]] == ["objects", "scenes"]
+    assert len(b["heads"][0]["top"]) == 3 and len(b["heads"][0]["segments"]) == 2
+    assert "tiled" in result.stderr  # the warning also goes to stderr
+
+
+def test_tag_csv(run, tiny_checkpoint, audio_dir):
+    result = run("tag", audio_dir / "a.wav", "-w", tiny_checkpoint, "--csv", "-k", "1")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(result.stdout.splitlines()))
+    assert [(r["head"], r["scope"], r["rank"]) for r in rows] == [("objects", "clip", "1"),
+                                                                 ("scenes", "clip", "1")]
+
+
+def test_tag_json_and_csv_are_exclusive(run, tiny_checkpoint, audio_dir):
+    result = run("tag", audio_dir, "-w", tiny_checkpoint, "--json", "--csv")
+    assert result.exit_code == 2 and "mutually exclusive" in result.stderr
+
+
+def test_tag_bad_top_k_is_a_usage_error(run, tiny_checkpoint, audio_dir):
+    assert run("tag", audio_dir, "-w", tiny_checkpoint, "-k", "0").exit_code == 2
+
+
+def test_tag_failures_exit_1_after_processing_the_rest(run, tiny_checkpoint, audio_dir, tmp_path):
+    bad = audio_dir / "broken.wav"
+    bad.write_text("text, not audio")
+    result = run("tag", audio_dir, tmp_path / "missing.wav", "-w", tiny_checkpoint, "--json")
+    assert result.exit_code == 1
+    docs = {Path(d["path"]).name: d for d in map(json.loads, result.stdout.splitlines())}
+    assert docs["a.wav"]["ok"] and not docs["broken.wav"]["ok"]
+    assert not docs["missing.wav"]["ok"] and "no such file" in docs["missing.wav"]["error"]
+    assert "2 input(s) failed" in result.stderr
+    assert "broken.wav: cannot decode" in result.stderr
+    assert "missing.wav: no such file" in result.stderr
+
+
+def test_tag_empty_directory_fails(run, tiny_checkpoint, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run("tag", tmp_path / "empty", "-w", tiny_checkpoint)
+    assert result.exit_code == 1 and "no audio files found" in result.stderr
+
+
+def test_tag_without_default_weights_is_a_clear_error(run, audio_dir, monkeypatch):
+    monkeypatch.setattr(weights, "DEFAULT_WEIGHTS_FILE", "not-shipped.safetensors")
+    result = run("tag", audio_dir)
+    assert result.exit_code == 1
+    assert "no embedded default network" in result.stderr and "--weights" in result.stderr
+
+
+def test_missing_weights_file(run, audio_dir, tmp_path):
+    result = run("tag", audio_dir, "-w", tmp_path / "nope.safetensors")
+    assert result.exit_code == 1 and "nope.safetensors" in result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_cuda_without_cuda_is_an_error_not_a_cpu_run(run, tiny_checkpoint, audio_dir):
+    result = run("tag", audio_dir, "-w", tiny_checkpoint, "--device", "cuda")
+    assert result.exit_code == 2 and "no CUDA device" in result.stderr
+    assert result.stdout == ""
+
+
+def test_unknown_device(run, tiny_checkpoint, audio_dir):
+    result = run("tag", audio_dir, "-w", tiny_checkpoint, "--device", "tpu")
+    assert result.exit_code == 2 and "unknown device" in result.stderr
+
+
+# -- extract --------------------------------------------------------------------------------------
+
+
+def test_extract_writes_mirrored_npy_and_a_manifest(run, tiny_checkpoint, audio_dir, tmp_path):
+    out = tmp_path / "out"
+    result = run("extract", audio_dir, "-r", "-w", tiny_checkpoint, "--out", out,
+                 "--layer", "conv5", "--layer", "18")
+    assert result.exit_code == 0, result.output
+    assert np.load(out / "a.conv5.npy").dtype == np.float32
+    assert np.load(out / "sub" / "b.pool5.npy").shape[1] == 16
+    rows = list(csv.DictReader((out / "manifest.csv").read_text().splitlines()))
+    assert len(rows) == 4 and {r["layer"] for r in rows} == {"conv5", "pool5"}
+    assert "4 file(s) written" in result.stderr
+
+    again = run("extract", audio_dir, "-r", "-w", tiny_checkpoint, "-o", out, "-l", "conv5",
+                "-l", "pool5")
+    assert again.exit_code == 0 and "0 file(s) written, 4 existing skipped" in again.stderr
+    assert len(list(csv.DictReader((out / "manifest.csv").read_text().splitlines()))) == 4
+
+    forced = run("extract", audio_dir, "-r", "-w", tiny_checkpoint, "-o", out, "-l", "conv5",
+                 "--overwrite")
+    assert forced.exit_code == 0 and "2 file(s) written" in forced.stderr
+
+
+def test_extract_pooled_jsonl_manifest(run, tiny_checkpoint, audio_dir, tmp_path):
+    out = tmp_path / "out"
+    result = run("extract", audio_dir / "a.wav", "-w", tiny_checkpoint, "-o", out, "-l", "conv4",
+                 "--pool", "meanmax", "--manifest", tmp_path / "m.jsonl", "-q")
+    assert result.exit_code == 0, result.output
+    assert np.load(out / "a.conv4.meanmax.npy").shape == (1, 16)
+    (row,) = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert row["shape"] == [1, 16] and row["pool"] == "meanmax"
+
+
+def test_extract_usage_errors(run, tiny_checkpoint, audio_dir, tmp_path):
+    unknown = run("extract", audio_dir, "-w", tiny_checkpoint, "-o", tmp_path / "o", "-l", "conv9")
+    assert unknown.exit_code == 2 and "valid: conv1" in unknown.stderr
+    number = run("extract", audio_dir, "-w", tiny_checkpoint, "-o", tmp_path / "o", "-l", "5")
+    assert number.exit_code == 2 and "module number 5" in number.stderr
+    manifest = run("extract", audio_dir, "-w", tiny_checkpoint, "-o", tmp_path / "o",
+                   "--manifest", tmp_path / "m.txt")
+    assert manifest.exit_code == 2 and ".jsonl" in manifest.stderr
+    assert run("extract", audio_dir, "-w", tiny_checkpoint).exit_code == 2  # no --out
+    pool = run("extract", audio_dir, "-w", tiny_checkpoint, "-o", tmp_path / "o", "--pool", "avg")
+    assert pool.exit_code == 2
+    assert not (tmp_path / "o").exists()
+
+
+def test_extract_bad_file_exits_1_and_keeps_the_rest(run, tiny_checkpoint, audio_dir, tmp_path):
+    (audio_dir / "zero.wav").write_bytes(b"")
+    out = tmp_path / "out"
+    result = run("extract", audio_dir, "-w", tiny_checkpoint, "-o", out, "-l", "conv3")
+    assert result.exit_code == 1
+    assert (out / "a.conv3.npy").exists() and not (out / "zero.conv3.npy").exists()
+    assert "1 input(s) failed" in result.stderr and "zero.wav" in result.stderr
+
+
+def test_extract_without_default_weights(run, audio_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(weights, "default_weights_path", lambda: tmp_path / "absent.safetensors")
+    result = run("extract", audio_dir, "-o", tmp_path / "out")
+    assert result.exit_code == 1 and "no embedded default network" in result.stderr
+
+
+def test_configure_threads_leaves_cores_to_the_decoders(monkeypatch):
+    from soundnet_cli.cli.common import configure_threads
+
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    configure_threads(torch.device("cpu"), 1)
+    configure_threads(torch.device("cpu"), 8)
+    configure_threads(torch.device("cuda"), 1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    configure_threads(torch.device("cpu"), 1)
+    assert calls == [3, 1]
