@@ -237,16 +237,24 @@ def split(dataset: Dataset, val_fold: int | None,
 
 
 def build_network(cfg: TrainConfig, classes: Sequence[str]) -> tuple[SoundNet, dict[str, Any]]:
-    """A fresh network (``cfg.arch``) or ``cfg.init``'s trunk, with a head for ``classes``."""
+    """A fresh network (``cfg.arch``) or ``cfg.init``'s trunk, with a head for ``classes``.
+
+    The network's ``tile_seconds`` becomes the training example length: tagging tiles shorter
+    clips up to the length the head was trained on (not the original heads' 10 s).
+    """
+    info: dict[str, Any] = {}
     if cfg.init:
         from .weights import resolve_weights
 
         ckpt = load_checkpoint(resolve_weights(cfg.init))
         model = ckpt.build()
         model.replace_heads([classifier_head(ckpt.config.arch, classes)])
-        return model.train(), {"init": str(cfg.init), "init_sha256": ckpt.sha256}
-    model = SoundNet(make_config(cfg.arch, [classifier_head(cfg.arch, classes)], width=cfg.width))
-    return model.train(), {}
+        info = {"init": str(cfg.init), "init_sha256": ckpt.sha256}
+    else:
+        model = SoundNet(make_config(cfg.arch, [classifier_head(cfg.arch, classes)],
+                                     width=cfg.width))
+    model.config = dataclasses.replace(model.config, tile_seconds=cfg.augment.clip_seconds)
+    return model.train(), info
 
 
 def train_supervised(
