@@ -35,5 +35,9 @@ class DownloadError(SoundNetError):
     """A download failed, was truncated or did not match its recorded checksum."""
 
 
+class MemoryBudgetError(SoundNetError):
+    """A result would not fit the memory budget it was asked to stay within (long files)."""
+
+
 class SoundNetWarning(UserWarning):
     """Something worth telling the user that does not stop the work (silence, tiling, ...)."""
