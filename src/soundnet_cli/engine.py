@@ -106,7 +106,9 @@ class Engine:
             self.stages = _build(model, self.layers, self.device, model.config.input_scale,
                                  space_to_depth)
         self.geometry = {name: model.geometry(name) for name in self.layers}
-        self.channels = {n: w for st in self.stages for n, w in zip(st.names, st.widths)}
+        widths = {n: w for st in self.stages for n, w in zip(st.names, st.widths)}
+        #: Channels of each requested layer.
+        self.channels = {n: widths[n] for n in self.layers}
 
     def min_samples(self) -> int:
         """Shortest waveform (samples) that gives every requested layer at least one frame."""

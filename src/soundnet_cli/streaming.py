@@ -32,7 +32,7 @@ import torch
 
 from .audio import SILENCE_PEAK, AudioInfo, SilentAudioWarning, audio_info, iter_audio_blocks
 from .engine import Engine, Stage
-from .errors import LayerError, MemoryBudgetError
+from .errors import AudioError, LayerError, MemoryBudgetError
 from .fsutil import atomic_path
 from .model import SoundNet
 
@@ -197,7 +197,7 @@ def run_stream(engine: Engine, blocks: Iterable[np.ndarray], *, name: str = "<st
                         yield LayerChunk(layer, emitted[layer], data)
                         emitted[layer] += data.shape[0]
     if samples == 0:
-        raise LayerError(f"{name}: empty audio (no samples)")
+        raise AudioError(f"{name}: empty audio (no samples)")
     engine.check_length(samples)
     if peak < SILENCE_PEAK:
         warnings.warn(f"{name}: audio is silent", SilentAudioWarning, stacklevel=2)
