@@ -16,7 +16,7 @@ from soundnet_cli.audio import SilentAudioWarning, iter_audio_blocks, load_audio
 from soundnet_cli.engine import Engine
 from soundnet_cli.errors import AudioError, LayerError, MemoryBudgetError
 from soundnet_cli.streaming import (NpyStreamWriter, collect_activations, frame_times, is_long,
-                                    run_stream, stream_activations, stream_to_npy)
+                                    prefetched, run_stream, stream_activations, stream_to_npy)
 
 from conftest import make_tiny_model, synth
 
@@ -287,3 +287,33 @@ def test_frame_times_are_receptive_field_centres(model) -> None:
     assert t.shape == (3,)
     assert t[1] - t[0] == pytest.approx(g.hop / 22_050)
     assert t[0] == pytest.approx((g.first_sample + 10 * g.hop + g.receptive_field / 2) / 22_050)
+
+
+def test_prefetch_keeps_order_and_reraises() -> None:
+    assert list(prefetched(iter(range(50)), depth=3)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise AudioError("x.wav: cannot decode: boom")
+
+    got = []
+    with pytest.raises(AudioError, match="boom"):
+        for item in prefetched(failing()):
+            got.append(item)
+    assert got == [1]
+
+
+def test_prefetch_stops_and_closes_its_source_when_abandoned() -> None:
+    closed = []
+
+    def source():
+        try:
+            for i in range(10**9):
+                yield i
+        finally:
+            closed.append(True)
+
+    stream = prefetched(source(), depth=2)
+    assert next(stream) == 0
+    stream.close()
+    assert closed == [True]

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import struct
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, NamedTuple, Sequence
+from typing import Iterable, Iterator, Mapping, NamedTuple, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -254,7 +256,63 @@ def stream_activations(
         engine.check_length(expected_samples(info, engine.sample_rate))
     blocks = iter_audio_blocks(path, chunk_seconds, engine.sample_rate,
                                resample_quality=resample_quality)
-    yield from run_stream(engine, blocks, name=str(path))
+    yield from run_stream(engine, prefetched(blocks), name=str(path))
+
+
+T = TypeVar("T")
+
+
+def prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Run ``items`` in a background thread, ``depth`` items ahead.
+
+    Decoding (libsndfile) and resampling (soxr) release the GIL, so the next block decodes on
+    one core while the network runs on the others. Exceptions are re-raised here, in order;
+    closing this generator stops and closes ``items``.
+    """
+    box: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(end)
+        except BaseException as e:  # handed to the consumer, raised there
+            put(_Failure(e))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=work, name="soundnet-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = box.get()
+            if item is end:
+                return
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+class _Failure:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,6 +351,8 @@ def collect_activations(
     engine = engine or Engine(model, layers, device)
     info = audio_info(path)
     guess = expected_samples(info, engine.sample_rate)
+    if guess:
+        engine.check_length(guess)
     need = estimated_bytes(model, engine.layers, guess)
     if max_bytes is not None and need > max_bytes:
         raise MemoryBudgetError(
@@ -303,8 +363,8 @@ def collect_activations(
     arrays = {n: np.empty((engine.geometry[n].frames(guess + 64), engine.channels[n]), np.float32)
               for n in engine.layers}
     filled = dict.fromkeys(engine.layers, 0)
-    blocks = _SampleCounter(iter_audio_blocks(path, chunk_seconds, engine.sample_rate,
-                                         resample_quality=resample_quality))
+    blocks = _SampleCounter(prefetched(iter_audio_blocks(
+        path, chunk_seconds, engine.sample_rate, resample_quality=resample_quality)))
     for chunk in run_stream(engine, blocks.blocks(), name=str(path)):
         a, end = arrays[chunk.layer], chunk.start + chunk.data.shape[0]
         if end > a.shape[0]:
