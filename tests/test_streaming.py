@@ -317,3 +317,12 @@ def test_prefetch_stops_and_closes_its_source_when_abandoned() -> None:
     assert next(stream) == 0
     stream.close()
     assert closed == [True]
+
+
+def test_load_audio_max_seconds_refuses_before_decoding(write_audio) -> None:
+    path = write_audio("m.wav", seconds=3.0, rate=8_000)
+    with pytest.raises(audio.AudioTooLong, match="m.wav") as caught:
+        load_audio(path, max_seconds=2.0)
+    assert caught.value.info.frames == 24_000
+    assert isinstance(caught.value, AudioError)
+    assert load_audio(path, max_seconds=3.0).shape == (int(3.0 * 22_050),)

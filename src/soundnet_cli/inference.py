@@ -22,7 +22,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from .audio import audio_info, load_audio
+from .audio import AudioTooLong, load_audio
 from .engine import Engine
 from .errors import SoundNetError
 from .model import SoundNet
@@ -95,10 +95,9 @@ class AudioFileDataset(torch.utils.data.Dataset):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                if self.long_seconds is not None:
-                    if audio_info(path).duration > self.long_seconds:
-                        return DecodedClip(index, path, None, long=True)
-                wave = load_audio(path, self.sample_rate)
+                wave = load_audio(path, self.sample_rate, max_seconds=self.long_seconds)
+            except AudioTooLong:
+                return DecodedClip(index, path, None, long=True)
             except SoundNetError as e:
                 return DecodedClip(index, path, None, str(e))
             except Exception as e:  # a decoder crash must not stop a batch of thousands
