@@ -104,3 +104,18 @@ def test_input_scale_is_applied() -> None:
         ref = model.features(x, ["conv1"])["conv1"]
     assert_close(a, ref, "conv1")
     assert np.isclose(model.config.input_scale, 256.0)
+
+
+def test_heads_of_different_geometry_are_siblings() -> None:
+    from soundnet_cli.model import HeadSpec
+
+    heads = (HeadSpec("wide", ("a", "b", "c"), 8, 2, 0), HeadSpec("narrow", ("x", "y"), 4, 1, 2))
+    model = make_tiny_model(heads=heads)
+    x = waveform(230_000)
+    with torch.no_grad():
+        ref = model.features(x, ["conv7", "wide", "narrow"])
+    engine = Engine(model, ["conv7", "wide", "narrow"])
+    assert [st.head for st in engine.stages][-2:] == [True, True]
+    got = engine.forward(x)
+    for name in ref:
+        assert_close(got[name], ref[name], name)

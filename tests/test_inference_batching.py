@@ -49,13 +49,12 @@ def mixed(write_audio) -> list[Path]:
     return paths
 
 
-@pytest.mark.parametrize("batch_size,max_batch_samples", [(1, 1 << 18), (4, 1 << 18),
-                                                          (16, 10_000), (16, 1 << 20)])
-def test_results_match_per_file_forward_in_input_order(model, mixed, batch_size,
-                                                       max_batch_samples) -> None:
+@pytest.mark.parametrize("batch_size,micro", [(1, 1 << 18), (4, 1 << 18), (16, 10_000),
+                                              (16, None)])
+def test_results_match_per_file_forward_in_input_order(model, mixed, batch_size, micro) -> None:
     layers = ["pool1", "conv4", "conv5"]
     results = list(iter_activations(model, mixed, layers, batch_size=batch_size,
-                                    max_batch_samples=max_batch_samples))
+                                    micro_batch_samples=micro))
     assert [r.index for r in results] == list(range(len(mixed)))
     assert [r.path for r in results] == mixed
     for r in results:
@@ -68,9 +67,9 @@ def test_equal_lengths_share_a_forward_pass(model, mixed, monkeypatch) -> None:
     sizes: list[int] = []
     forward = Engine.forward
 
-    def spy(self, batch):
+    def spy(self, batch, **kwargs):
         sizes.append(batch.shape[0])
-        return forward(self, batch)
+        return forward(self, batch, **kwargs)
 
     monkeypatch.setattr(Engine, "forward", spy)
     list(iter_activations(model, mixed, ["conv3"], batch_size=3))
@@ -78,13 +77,18 @@ def test_equal_lengths_share_a_forward_pass(model, mixed, monkeypatch) -> None:
     assert sorted(sizes) == [3, 3, 3]
 
 
-def test_batches_respect_the_sample_cap(model, mixed, monkeypatch) -> None:
-    sizes: list[int] = []
-    forward = Engine.forward
-    monkeypatch.setattr(Engine, "forward",
-                        lambda self, b: sizes.append(b.numel()) or forward(self, b))
-    list(iter_activations(model, mixed, ["conv3"], batch_size=8, max_batch_samples=50_000))
-    assert max(sizes) <= 50_000
+def test_micro_batches_run_the_early_stages_on_slices(model, monkeypatch) -> None:
+    engine = Engine(model, ["pool1", "conv8"])
+    x = 0.3 * torch.randn(5, 215_000, generator=torch.Generator().manual_seed(0))
+    seen: list[int] = []
+    first = engine.stages[0]
+    fn = first.fn
+    object.__setattr__(first, "fn", lambda t: seen.append(t.shape[0]) or fn(t))
+    sliced = engine.forward(x, max_samples=2 * 215_000)
+    assert seen == [2, 2, 1]
+    whole = engine.forward(x)
+    for name in whole:
+        torch.testing.assert_close(sliced[name], whole[name], rtol=1e-5, atol=1e-5)
 
 
 def test_bad_file_is_reported_and_the_rest_go_on(model, mixed, tmp_path: Path) -> None:

@@ -326,3 +326,24 @@ def test_load_audio_max_seconds_refuses_before_decoding(write_audio) -> None:
     assert caught.value.info.frames == 24_000
     assert isinstance(caught.value, AudioError)
     assert load_audio(path, max_seconds=3.0).shape == (int(3.0 * 22_050),)
+
+
+def test_sibling_heads_stream_exactly() -> None:
+    from soundnet_cli.model import HeadSpec
+
+    heads = (HeadSpec("wide", ("a", "b", "c"), 8, 2, 0), HeadSpec("narrow", ("x", "y"), 4, 1, 2))
+    model = make_tiny_model(heads=heads)
+    wave = noise(300_000, seed=5)
+    layers = ["conv7", "wide", "narrow"]
+    got = gather(run_stream(Engine(model, layers), split(wave, [7_777] * 40)))
+    assert_same(got, reference(model, wave, layers), "siblings")
+
+
+def test_stages_that_wait_for_more_frames_stay_exact(model, monkeypatch) -> None:
+    # The full network's heavy stages (conv6, conv7, heads) wait to emit several frames per call;
+    # the tiny model's weights are too small to trigger it, so force it on every stage.
+    monkeypatch.setattr(streaming, "FRAMES_PER_QUARTER_MIB", 10**6)
+    monkeypatch.setattr(streaming, "MAX_WAIT_FRAMES", 5)
+    engine = Engine(model, model.layer_names)
+    assert all(streaming._StageStream(st, engine.device).min_frames == 5 for st in engine.stages)
+    check_chunked(model, 280_001, irregular(280_001, 20_000))

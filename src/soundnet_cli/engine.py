@@ -25,6 +25,7 @@ geometry (kernel ``k + (pool - 1) * s``, stride ``s * pool``), which yields exac
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -37,6 +38,9 @@ from .model import ConvBlock, SoundNet
 
 #: Output frames the first convolution computes per space-to-depth group (a multiple of the pool).
 S2D_GROUP = 16
+#: Stages reading frames finer than this many samples are "early": their activations are large
+#: and their weights small, so :meth:`Engine.forward` can run them on slices of a batch.
+EARLY_HOP = 256
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,13 @@ class Stage:
         Composite geometry on the stage's input frames; ``padding`` zeros go at each true end.
     fn
         ``(batch, in_channels, n)`` padded input -> ``(batch, sum(widths), frames)``.
+    weight_bytes
+        Size of the stage's weights: a call reads them all, however few frames it computes.
+    in_hop
+        Input samples per frame of the stage's input (1 for the waveform).
+    head
+        An output head: it reads the trunk's last output, not the previous stage's (heads of
+        different geometries are sibling stages).
     """
 
     names: tuple[str, ...]
@@ -64,6 +75,9 @@ class Stage:
     stride: int
     padding: int
     fn: Callable[[torch.Tensor], torch.Tensor]
+    weight_bytes: int = 0
+    in_hop: int = 1
+    head: bool = False
 
     def frames(self, n: int) -> int:
         """Output frames for ``n`` unpadded input frames (0 when too short)."""
@@ -114,13 +128,19 @@ class Engine:
         """Shortest waveform (samples) that gives every requested layer at least one frame."""
         return max(self.geometry[n].min_samples() for n in self.layers)
 
-    def forward(self, waveform: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, waveform: torch.Tensor, *, max_samples: int | None = None
+                ) -> dict[str, torch.Tensor]:
         """Whole-clip activations, as :meth:`SoundNet.features` returns them.
 
         Parameters
         ----------
         waveform
             ``(batch, samples)`` float audio in [-1, 1] at the model's rate, on :attr:`device`.
+        max_samples
+            Run the high-rate first stages (input hop below :data:`EARLY_HOP`) on slices of the
+            batch of at most this many samples (at least one clip), so their large outputs stay
+            in cache; the later stages, whose weights dominate, see the whole batch. ``None``:
+            the whole batch at once. Results do not depend on it.
 
         Returns
         -------
@@ -130,18 +150,32 @@ class Engine:
         """
         if waveform.dim() == 1:
             waveform = waveform.unsqueeze(0)
-        self.check_length(waveform.shape[-1])
-        x = waveform.unsqueeze(1)
-        wanted = set(self.layers)
-        out: dict[str, torch.Tensor] = {}
+        batch, samples = waveform.shape
+        self.check_length(samples)
+        early = sum(1 for st in self.stages if st.in_hop < EARLY_HOP)
+        per = batch if not max_samples else max(1, min(batch, max_samples // max(samples, 1)))
+        out: dict[str, list[torch.Tensor]] = {}
         with torch.inference_mode():
-            for stage in self.stages:
-                p = stage.padding
-                x = stage.fn(F.pad(x, (p, p)) if p else x)
-                for name, y in stage.split(x).items():
-                    if name in wanted:
-                        out[name] = y
-        return {n: out[n] for n in self.layers}
+            if per < batch and 0 < early < len(self.stages):
+                pieces = [self._run(waveform[i:i + per].unsqueeze(1), self.stages[:early], out)
+                          for i in range(0, batch, per)]
+                x = self._run(torch.cat(pieces), self.stages[early:], out)
+            else:
+                self._run(waveform.unsqueeze(1), self.stages, out)
+        return {n: out[n][0] if len(out[n]) == 1 else torch.cat(out[n]) for n in self.layers}
+
+    def _run(self, x: torch.Tensor, stages: Sequence[Stage], out: dict[str, list[torch.Tensor]]
+             ) -> torch.Tensor:
+        wanted = set(self.layers)
+        for stage in stages:
+            p = stage.padding
+            y = stage.fn(F.pad(x, (p, p)) if p else x)
+            for name, part in stage.split(y).items():
+                if name in wanted:
+                    out.setdefault(name, []).append(part)
+            if not stage.head:
+                x = y
+        return x
 
     def check_length(self, samples: int) -> None:
         """Raise :class:`LayerError` when ``samples`` gives a requested layer no frame."""
@@ -190,6 +224,11 @@ def _build(model: SoundNet, layers: list[str], device: torch.device, input_scale
             i += 1
     for group in _head_groups(model, heads):
         stages.append(_heads_stage(model, group, channels, device))
+    hop = 1
+    for i, st in enumerate(stages):
+        stages[i] = dataclasses.replace(st, in_hop=hop)
+        if not st.head:
+            hop *= st.stride
     return stages
 
 
@@ -206,7 +245,8 @@ def _conv_stage(name: str, weight: torch.Tensor, bias: torch.Tensor, in_channels
             if pool:
                 y = F.max_pool1d(y, pool)
             return torch.relu_(y)
-    return Stage((name,), (out,), in_channels, kernel, stride, p, fn)
+    return Stage((name,), (out,), in_channels, kernel, stride, p, fn,
+                 weight_bytes=weight.numel() * weight.element_size())
 
 
 def _pool_stage(name: str, channels: int, pool: int) -> Stage:
@@ -267,4 +307,5 @@ def _heads_stage(model: SoundNet, names: list[str], channels: int,
     bias = torch.cat([c.bias.detach() for c in convs]).float().to(device)
     k, s, p = convs[0].kernel_size[0], convs[0].stride[0], convs[0].padding[0]
     return Stage(tuple(names), tuple(c.out_channels for c in convs), channels, k, s, p,
-                 lambda x: F.conv1d(x, weight, bias, s))
+                 lambda x: F.conv1d(x, weight, bias, s),
+                 weight_bytes=weight.numel() * weight.element_size(), head=True)

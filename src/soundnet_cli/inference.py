@@ -29,9 +29,10 @@ from .model import SoundNet
 from .streaming import (DEFAULT_CHUNK_SECONDS, DEFAULT_MAX_BYTES, LONG_FILE_SECONDS,
                         collect_activations)
 
-#: Most waveform samples stacked into one forward pass. Larger batches do not run faster on a
-#: CPU: the first conv's output outgrows the caches (about 32 bytes per input sample).
-DEFAULT_MAX_BATCH_SAMPLES = 1 << 18
+#: Most waveform samples the first, high-rate layers process at once (a batch is cut into slices
+#: for them): their output is ~32 bytes per input sample and must stay in the CPU caches. The
+#: later layers, whose weights dominate, see the whole batch.
+DEFAULT_MICRO_BATCH_SAMPLES = 1 << 18
 #: How many batches ahead decoded clips are held while looking for equal-length partners.
 LOOKAHEAD_BATCHES = 4
 
@@ -155,7 +156,7 @@ def iter_activations(
     long_seconds: float | None = LONG_FILE_SECONDS,
     chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
     max_result_bytes: int | None = DEFAULT_MAX_BYTES,
-    max_batch_samples: int = DEFAULT_MAX_BATCH_SAMPLES,
+    micro_batch_samples: int | None = DEFAULT_MICRO_BATCH_SAMPLES,
     threads: int | None = None,
 ) -> Iterator[ClipResult]:
     """Yield activations of ``layers`` for every file in ``paths`` (in input order).
@@ -167,8 +168,7 @@ def iter_activations(
     layers
         Layer names or module numbers (resolved by the model).
     batch_size
-        Most files per forward pass; clips are batched only with clips of identical length, and
-        a batch holds at most ``max_batch_samples`` samples (at least one clip).
+        Most files per forward pass; clips are batched only with clips of identical length.
     workers
         Decoding processes (0: decode in this process). On a machine with few cores, 1-2 workers
         keep the network busy; see docs/long-files.md, "Performance".
@@ -178,6 +178,9 @@ def iter_activations(
     long_seconds
         Files whose header says they are longer are streamed in ``chunk_seconds`` pieces instead
         of decoded whole (same frames, bounded working memory); ``None`` never streams.
+    micro_batch_samples
+        The first layers run on slices of a batch of at most this many samples (``None``: whole
+        batches). Results do not depend on it.
     max_result_bytes
         A streamed file whose requested activations would exceed this many bytes fails (its
         result says so) instead of exhausting memory; write such files with
@@ -194,7 +197,7 @@ def iter_activations(
     engine = Engine(model, names, device)
     need = max(min_samples or 0, engine.min_samples())
     rate = model.config.sample_rate
-    batcher = _Batcher(engine, need, batch_size, max_batch_samples)
+    batcher = _Batcher(engine, need, batch_size, micro_batch_samples)
     stream_opts = dict(chunk_seconds=chunk_seconds, max_bytes=max_result_bytes)
     if long_seconds is not None:  # a file that needs tiling is never streamed
         long_seconds = max(long_seconds, need / rate)
@@ -249,26 +252,23 @@ class _Batcher:
     """Groups decoded clips by (tiled) length and runs a group when it is full, or when the
     oldest waiting clip has waited ``LOOKAHEAD_BATCHES`` batches' worth of arrivals."""
 
-    def __init__(self, engine: Engine, need: int, batch_size: int, max_batch_samples: int) -> None:
+    def __init__(self, engine: Engine, need: int, batch_size: int,
+                 micro_batch_samples: int | None) -> None:
         self.engine, self.need = engine, need
-        self.batch_size, self.max_samples = max(1, batch_size), max_batch_samples
+        self.batch_size, self.micro = max(1, batch_size), micro_batch_samples
         self.groups: dict[int, list[tuple[DecodedClip, np.ndarray]]] = {}
         self.waiting = 0
         self._ready: list[ClipResult] = []
-
-    def _capacity(self, length: int) -> int:
-        return max(1, min(self.batch_size, self.max_samples // length))
 
     def add(self, clip: DecodedClip) -> None:
         wave = tile(clip.waveform, self.need)
         group = self.groups.setdefault(wave.shape[0], [])
         group.append((clip, wave))
         self.waiting += 1
-        if len(group) >= self._capacity(wave.shape[0]):
+        if len(group) >= self.batch_size:
             self._run(wave.shape[0])
         while self.waiting >= LOOKAHEAD_BATCHES * self.batch_size:
-            oldest = min(self.groups, key=lambda n: self.groups[n][0][0].index)
-            self._run(oldest)
+            self._run(self._oldest())
 
     def ready(self) -> list[ClipResult]:
         out, self._ready = self._ready, []
@@ -276,21 +276,23 @@ class _Batcher:
 
     def flush(self) -> list[ClipResult]:
         while self.groups:
-            self._run(min(self.groups, key=lambda n: self.groups[n][0][0].index))
+            self._run(self._oldest())
         return self.ready()
+
+    def _oldest(self) -> int:
+        return min(self.groups, key=lambda n: self.groups[n][0][0].index)
 
     def _run(self, length: int) -> None:
         members = self.groups.pop(length)
         self.waiting -= len(members)
-        cap = self._capacity(length)
-        for start in range(0, len(members), cap):
-            self._ready.extend(self._forward(members[start:start + cap], length))
+        for start in range(0, len(members), self.batch_size):
+            self._ready.extend(self._forward(members[start:start + self.batch_size], length))
 
     def _forward(self, members: list[tuple[DecodedClip, np.ndarray]], length: int
                  ) -> list[ClipResult]:
         engine, rate = self.engine, self.engine.sample_rate
         batch = torch.from_numpy(np.stack([w for _, w in members])).to(engine.device)
-        out = engine.forward(batch)
+        out = engine.forward(batch, max_samples=self.micro)
         arrays = {n: t.transpose(1, 2).cpu().numpy() for n, t in out.items()}
         results = []
         for j, (clip, _) in enumerate(members):

@@ -108,12 +108,21 @@ def frame_times(model: SoundNet, layer: str, start: int, count: int) -> np.ndarr
 # The stream
 
 
+#: A stage with large weights waits until it can emit this many frames per weight-MiB/4 (up to
+#: :data:`MAX_WAIT_FRAMES`): each call reads all its weights (the heads: 46 MB) however few frames
+#: it computes. Results do not depend on it.
+FRAMES_PER_QUARTER_MIB = 1
+MAX_WAIT_FRAMES = 64
+
+
 class _StageStream:
     """One stage's carried state: the input frames its next outputs still need."""
 
     def __init__(self, stage: Stage, device: torch.device) -> None:
         self.stage = stage
         self.pending = torch.zeros(1, stage.in_channels, stage.padding, device=device)
+        self.min_frames = max(1, min(MAX_WAIT_FRAMES,
+                                     FRAMES_PER_QUARTER_MIB * stage.weight_bytes // (1 << 18)))
 
     def push(self, x: torch.Tensor, last: bool) -> torch.Tensor:
         """Feed input frames ``(1, in_channels, n)``; return every output frame now complete
@@ -124,10 +133,10 @@ class _StageStream:
             parts.append(x.new_zeros(1, st.in_channels, st.padding))
         buf = torch.cat(parts, dim=-1) if len(parts) > 1 else x
         n = buf.shape[-1]
-        if n < st.kernel:
+        frames = (n - st.kernel) // st.stride + 1 if n >= st.kernel else 0
+        if frames == 0 or (frames < self.min_frames and not last):
             self.pending = buf
             return x.new_zeros(1, sum(st.widths), 0)
-        frames = (n - st.kernel) // st.stride + 1
         y = st.fn(buf[..., : (frames - 1) * st.stride + st.kernel])
         # Keep only the unconsumed tail, as a copy, so the chunk's buffer can be freed.
         self.pending = buf[..., frames * st.stride:].clone()
@@ -188,16 +197,16 @@ def run_stream(engine: Engine, blocks: Iterable[np.ndarray], *, name: str = "<st
             x = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))
             x = x.to(engine.device).view(1, 1, -1)
             for stream in streams:
-                x = stream.push(x, last)
-                if x.shape[-1] == 0:
-                    if not last:
-                        break  # nothing new downstream until more input arrives
-                    continue
-                for layer, y in stream.stage.split(x).items():
-                    if layer in wanted:
-                        data = np.ascontiguousarray(y[0].T.cpu().numpy())
+                y = stream.push(x, last)
+                for layer, part in stream.stage.split(y).items():
+                    if layer in wanted and part.shape[-1]:
+                        data = np.ascontiguousarray(part[0].T.cpu().numpy())
                         yield LayerChunk(layer, emitted[layer], data)
                         emitted[layer] += data.shape[0]
+                if not stream.stage.head:
+                    x = y
+                    if x.shape[-1] == 0 and not last:
+                        break  # nothing new downstream until more input arrives
     if samples == 0:
         raise AudioError(f"{name}: empty audio (no samples)")
     engine.check_length(samples)
