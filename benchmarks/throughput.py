@@ -128,40 +128,54 @@ def header(title: str) -> None:
 def part_forward(args: argparse.Namespace, report: dict) -> None:
     header("forward pass alone (GFLOP/s of the original layers' arithmetic)")
     model = full_model()
-    cases = [("conv5", 110_250, bs) for bs in (1, 2, 4, 8, 16)] + \
-            [("conv8", 220_500, bs) for bs in (1, 4, 8)]
+    cases = [("conv5", 110_250, bs) for bs in (1, 4, 16)] + \
+            [("conv8", 220_500, bs) for bs in (1, 4, 16)]
     engines = {layer: Engine(model, [layer]) for layer in ("conv5", "conv8")}
     inputs = {(s, bs): 0.1 * torch.randn(bs, s) for _, s, bs in cases}
-    times: dict[tuple, list[float]] = {}
-    mm: list[float] = []
-    with torch.inference_mode():
-        for layer, s, bs in cases:  # warm-up
-            engines[layer].forward(inputs[(s, bs)])
-            model.features(inputs[(s, bs)], [layer])
-        for _ in range(args.reps):
-            mm.append(matmul_rate())
+    before = torch.get_num_threads()
+    report["forward"] = dict(gflop_per_audio_second=useful_flops(model, ["conv8"], 220_500) / 1e10,
+                             by_threads={})
+    print(f"SoundNet-8, all layers: {report['forward']['gflop_per_audio_second']:.4f} GFLOP per "
+          f"audio second; conv5 and below: {useful_flops(model, ['conv5'], 220_500) / 1e10:.4f}")
+    try:
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            times: dict[tuple, list[float]] = {}
+            mm: list[float] = []
+            with torch.inference_mode():
+                for layer, s, bs in cases:  # warm-up
+                    engines[layer].forward(inputs[(s, bs)], max_samples=args.micro)
+                    model.features(inputs[(s, bs)], [layer])
+                for _ in range(args.reps):
+                    mm.append(matmul_rate())
+                    for layer, s, bs in cases:
+                        x = inputs[(s, bs)]
+                        for kind, fn in (
+                                ("reference", lambda: model.features(x, [layer])),
+                                ("engine", lambda: engines[layer].forward(x, max_samples=args.micro))):
+                            t = time.perf_counter()
+                            fn()
+                            times.setdefault((layer, s, bs, kind), []).append(
+                                time.perf_counter() - t)
+            rate = med(mm)
+            print(f"\n{threads} thread(s): matmul 4096^2 fp32 {rate:.1f} GFLOP/s (median of "
+                  f"{len(mm)}, max {max(mm):.1f})")
+            print(f"{'layer':6} {'clip':>5} {'batch':>5} {'reference':>24} {'engine':>24} "
+                  f"{'speed-up':>8}")
+            rows = []
             for layer, s, bs in cases:
-                x = inputs[(s, bs)]
-                for kind, fn in (("reference", lambda: model.features(x, [layer])),
-                                 ("engine", lambda: engines[layer].forward(x))):
-                    t = time.perf_counter()
-                    fn()
-                    times.setdefault((layer, s, bs, kind), []).append(time.perf_counter() - t)
-    rate = med(mm)
-    print(f"matmul 4096^2 fp32: {rate:.1f} GFLOP/s (median of {len(mm)}, "
-          f"{torch.get_num_threads()} threads)")
-    print(f"{'layer':6} {'clip':>5} {'batch':>5} {'reference':>22} {'engine':>22} {'speed-up':>8}")
-    rows = []
-    for layer, s, bs in cases:
-        fl = useful_flops(model, [layer], s) * bs
-        tr, te = med(times[(layer, s, bs, "reference")]), med(times[(layer, s, bs, "engine")])
-        gr, ge = fl / tr / 1e9, fl / te / 1e9
-        print(f"{layer:6} {s / SAMPLE_RATE:4.1f}s {bs:5d} {gr:8.1f} GF/s {gr / rate:6.1%}mm "
-              f"{ge:8.1f} GF/s {ge / rate:6.1%}mm {tr / te:7.2f}x")
-        rows.append(dict(layer=layer, seconds=s / SAMPLE_RATE, batch=bs, reference_gflops=gr,
-                         engine_gflops=ge, engine_fraction_of_matmul=ge / rate))
-    report["forward"] = dict(matmul_gflops=rate, rows=rows,
-                             gflop_per_audio_second=useful_flops(model, ["conv8"], 220_500) / 10 / 1e9)
+                fl = useful_flops(model, [layer], s) * bs
+                tr = med(times[(layer, s, bs, "reference")])
+                te = med(times[(layer, s, bs, "engine")])
+                gr, ge = fl / tr / 1e9, fl / te / 1e9
+                print(f"{layer:6} {s / SAMPLE_RATE:4.1f}s {bs:5d} {gr:8.1f} GF/s {gr / rate:5.0%} "
+                      f"of mm {ge:8.1f} GF/s {ge / rate:5.0%} of mm {tr / te:7.2f}x")
+                rows.append(dict(layer=layer, seconds=s / SAMPLE_RATE, batch=bs,
+                                 reference_gflops=gr, engine_gflops=ge,
+                                 engine_fraction_of_matmul=ge / rate))
+            report["forward"]["by_threads"][threads] = dict(matmul_gflops=rate, rows=rows)
+    finally:
+        torch.set_num_threads(before)
 
 
 def part_stages(args: argparse.Namespace, report: dict) -> None:
@@ -214,12 +228,18 @@ def part_stages(args: argparse.Namespace, report: dict) -> None:
                             floor_x_realtime=floor, reference_floor_x_realtime=naive_floor)
 
 
-def naive_extract(model: SoundNet, files: list[Path], out: Path) -> None:
-    with torch.inference_mode():
-        for p in files:
-            wave = load_audio(p)
-            a = model.features(torch.from_numpy(wave)[None], ["conv5"])["conv5"][0].T.numpy()
-            np.save(out / (p.stem + ".npy"), a)
+def naive_extract(model: SoundNet, files: list[Path], out: Path, threads: int | None = None
+                  ) -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        with torch.inference_mode():
+            for p in files:
+                wave = load_audio(p)
+                a = model.features(torch.from_numpy(wave)[None], ["conv5"])["conv5"][0].T.numpy()
+                np.save(out / (p.stem + ".npy"), a)
+    finally:
+        torch.set_num_threads(before)
 
 
 def pipeline_extract(model: SoundNet, files: list[Path], out: Path, **opts) -> int:
@@ -237,19 +257,21 @@ def part_pipeline(args: argparse.Namespace, report: dict) -> None:
     files = esc50_files(args.data, args.files)
     warm_cache(files)
     model = full_model()
-    configs = {f"workers={w}": dict(workers=w, batch_size=args.batch_size) for w in args.workers}
+    configs = {f"workers={w} threads={t}": dict(workers=w, threads=t, batch_size=args.batch_size)
+               for w in args.workers for t in args.threads}
     slices = [files[i::args.slices] for i in range(args.slices)]
-    elapsed = {"naive": 0.0, **{k: 0.0 for k in configs}}
+    naive_threads = {"naive": None, "naive 1 thread": 1}
+    elapsed = {**{k: 0.0 for k in naive_threads}, **{k: 0.0 for k in configs}}
     out = Path(tempfile.mkdtemp(prefix="sn-pipe-"))
     try:
         for i, part in enumerate(slices):
-            order = ["naive", *configs]
+            order = [*naive_threads, *configs]
             if i % 2:
                 order.reverse()
             for name in order:
                 t = time.perf_counter()
-                if name == "naive":
-                    naive_extract(model, part, out)
+                if name in naive_threads:
+                    naive_extract(model, part, out, naive_threads[name])
                 else:
                     assert pipeline_extract(model, part, out, **configs[name]) == 0
                 elapsed[name] += time.perf_counter() - t
@@ -259,12 +281,15 @@ def part_pipeline(args: argparse.Namespace, report: dict) -> None:
     naive = seconds / elapsed["naive"]
     print(f"{len(files)} files, {seconds:.0f} s of audio, {args.slices} alternating slices, "
           f"{torch.get_num_threads()} torch threads")
-    print(f"  naive loop            {naive:7.0f}x real time")
-    rows = {"naive": naive}
+    naive1 = seconds / elapsed["naive 1 thread"]
+    print(f"  naive loop ({torch.get_num_threads()} threads)     {naive:7.0f}x real time")
+    print(f"  naive loop (1 thread)      {naive1:7.0f}x real time")
+    rows = {"naive": naive, "naive 1 thread": naive1}
     for name in configs:
         rate = seconds / elapsed[name]
         rows[name] = rate
-        print(f"  pipeline {name:12} {rate:7.0f}x real time   {rate / naive:5.2f}x the naive loop")
+        print(f"  pipeline {name:20} {rate:7.0f}x real time   {rate / naive:5.2f}x the naive loop,"
+              f" {rate / max(naive, naive1):5.2f}x the faster naive variant")
     report["pipeline"] = dict(files=len(files), audio_seconds=seconds, x_realtime=rows,
                               batch_size=args.batch_size)
 
@@ -303,7 +328,7 @@ def child(job: str, args: argparse.Namespace) -> None:
         elif job == "short":
             files = esc50_files(args.data, args.files)
             assert pipeline_extract(model, files, out, workers=args.workers[-1],
-                                    batch_size=args.batch_size) == 0
+                                    threads=args.threads[-1], batch_size=args.batch_size) == 0
             seconds = audio_seconds(files)
         else:
             raise SystemExit(f"unknown job {job}")
@@ -317,7 +342,8 @@ def child(job: str, args: argparse.Namespace) -> None:
 def run_child(job: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--child", job, "--data", str(args.data), "--tmp",
            str(args.tmp), "--long-minutes", str(args.long_minutes), "--batch-size",
-           str(args.batch_size), "--workers", *map(str, args.workers)]
+           str(args.batch_size), "--workers", *map(str, args.workers), "--threads",
+           *map(str, args.threads)]
     if args.files:
         cmd += ["--files", str(args.files)]
     done = subprocess.run(cmd, check=True, capture_output=True, text=True,
@@ -361,8 +387,13 @@ def main() -> None:
     ap.add_argument("--stage-files", type=int, default=200)
     ap.add_argument("--slices", type=int, default=4)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                    help="torch intra-op threads for the pipeline (the naive loop keeps torch's "
+                    "default)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--micro", type=int, default=1 << 18,
+                    help="engine micro-batch samples for the early layers (forward part)")
     ap.add_argument("--long-minutes", type=float, default=180.0)
     ap.add_argument("--long-reps", type=int, default=2)
     ap.add_argument("--tmp", type=Path, default=Path(tempfile.gettempdir()) / "soundnet-bench")

@@ -156,3 +156,13 @@ def test_threads_setting_is_restored(model, mixed) -> None:
     before = torch.get_num_threads()
     list(iter_activations(model, mixed[:2], ["conv2"], threads=1))
     assert torch.get_num_threads() == before
+
+
+def test_workers_leave_their_cores_to_decoding(model, mixed) -> None:
+    import os
+
+    before = torch.get_num_threads()
+    during = [torch.get_num_threads() for _ in iter_activations(model, mixed[:3], ["conv2"],
+                                                                 workers=1)]
+    assert during == [max(1, min(before, (os.cpu_count() or 1) - 1))] * 3
+    assert torch.get_num_threads() == before

@@ -186,7 +186,9 @@ def iter_activations(
         result says so) instead of exhausting memory; write such files with
         :func:`.streaming.stream_to_npy`. ``None``: no limit.
     threads
-        Intra-op threads for the network during the call (default: torch's current setting).
+        Intra-op threads for the network during the call (restored afterwards). Default: with
+        decoding workers on a CPU device, the cores the workers leave free (at least 1), since
+        an oversubscribed OpenMP pool wastes more than it gains; otherwise torch's setting.
 
     Yields
     ------
@@ -201,6 +203,8 @@ def iter_activations(
     stream_opts = dict(chunk_seconds=chunk_seconds, max_bytes=max_result_bytes)
     if long_seconds is not None:  # a file that needs tiling is never streamed
         long_seconds = max(long_seconds, need / rate)
+    if threads is None and workers > 0 and engine.device.type == "cpu":
+        threads = max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) - workers))
     with _threads(threads):
         done: dict[int, ClipResult] = {}
         next_index = 0
