@@ -348,3 +348,22 @@ def test_stages_that_wait_for_more_frames_stay_exact(model, monkeypatch) -> None
     waits = [streaming._StageStream(st, engine.device).min_frames for st in engine.stages]
     assert waits == [5 if st.weight_bytes else 1 for st in engine.stages]
     check_chunked(model, 280_001, irregular(280_001, 20_000))
+
+
+def test_consumer_code_runs_outside_inference_mode(model) -> None:
+    wave = noise(40_000)
+    for _ in run_stream(Engine(model, ["conv3"]), split(wave, [10_000] * 4)):
+        assert not torch.is_inference_mode_enabled()
+    read_only = wave.copy()
+    read_only.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        list(run_stream(Engine(model, ["conv3"]), [read_only]))
+
+
+def test_blocks_of_other_dtypes_are_accepted(model) -> None:
+    wave = noise(40_000)
+    ref = gather(run_stream(Engine(model, ["conv3"]), [wave]))
+    got = gather(run_stream(Engine(model, ["conv3"]), [wave[:20_000].astype(np.float64),
+                                                        wave[20_000:]]))
+    assert_same(got, ref, "float64 block")

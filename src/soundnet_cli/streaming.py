@@ -156,6 +156,26 @@ def _with_last(blocks: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, bool]
         yield previous, True
 
 
+def _push(streams: list[_StageStream], block: np.ndarray, last: bool, engine: Engine
+          ) -> list[tuple[str, torch.Tensor]]:
+    """One block through every stage; the requested layers' new frames, in stage order."""
+    block = np.ascontiguousarray(block, dtype=np.float32)
+    if not block.flags.writeable:  # torch.from_numpy wants a writeable array
+        block = block.copy()
+    x = torch.from_numpy(block).to(engine.device).view(1, 1, -1)
+    wanted = set(engine.layers)
+    ready = []
+    for stream in streams:
+        y = stream.push(x, last)
+        ready += [(n, part) for n, part in stream.stage.split(y).items()
+                  if n in wanted and part.shape[-1]]
+        if not stream.stage.head:
+            x = y
+            if x.shape[-1] == 0 and not last:
+                break  # nothing new downstream until more input arrives
+    return ready
+
+
 def run_stream(engine: Engine, blocks: Iterable[np.ndarray], *, name: str = "<stream>"
                ) -> Iterator[LayerChunk]:
     """Push waveform blocks through ``engine`` and yield each layer's frames as they complete.
@@ -186,27 +206,19 @@ def run_stream(engine: Engine, blocks: Iterable[np.ndarray], *, name: str = "<st
     SilentAudioWarning
         At the end, when every sample was below :data:`.audio.SILENCE_PEAK`.
     """
-    wanted = set(engine.layers)
     streams = [_StageStream(st, engine.device) for st in engine.stages]
     emitted = dict.fromkeys(engine.layers, 0)
     samples, peak = 0, 0.0
-    with torch.inference_mode():
-        for block, last in _with_last(blocks):
-            samples += block.shape[0]
-            peak = max(peak, float(np.abs(block).max()))
-            x = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))
-            x = x.to(engine.device).view(1, 1, -1)
-            for stream in streams:
-                y = stream.push(x, last)
-                for layer, part in stream.stage.split(y).items():
-                    if layer in wanted and part.shape[-1]:
-                        data = np.ascontiguousarray(part[0].T.cpu().numpy())
-                        yield LayerChunk(layer, emitted[layer], data)
-                        emitted[layer] += data.shape[0]
-                if not stream.stage.head:
-                    x = y
-                    if x.shape[-1] == 0 and not last:
-                        break  # nothing new downstream until more input arrives
+    for block, last in _with_last(blocks):
+        samples += block.shape[0]
+        peak = max(peak, float(np.abs(block).max()))
+        # Inference mode only around the computation: the consumer runs between our yields.
+        with torch.inference_mode():
+            ready = _push(streams, block, last, engine)
+        for layer, frames in ready:
+            data = np.ascontiguousarray(frames[0].T.cpu().numpy())
+            yield LayerChunk(layer, emitted[layer], data)
+            emitted[layer] += data.shape[0]
     if samples == 0:
         raise AudioError(f"{name}: empty audio (no samples)")
     engine.check_length(samples)
