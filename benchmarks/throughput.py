@@ -151,8 +151,9 @@ def part_forward(args: argparse.Namespace, report: dict) -> None:
                     for layer, s, bs in cases:
                         x = inputs[(s, bs)]
                         for kind, fn in (
-                                ("reference", lambda: model.features(x, [layer])),
-                                ("engine", lambda: engines[layer].forward(x, max_samples=args.micro))):
+                                ("reference", lambda x=x, layer=layer: model.features(x, [layer])),
+                                ("engine", lambda x=x, layer=layer: engines[layer].forward(
+                                    x, max_samples=args.micro))):
                             t = time.perf_counter()
                             fn()
                             times.setdefault((layer, s, bs, kind), []).append(

@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import make_tiny_model
 
 from soundnet_cli.engine import Engine
 from soundnet_cli.errors import LayerError
-
-from conftest import make_tiny_model
 
 #: Agreement required, relative to each layer's activation scale (the issue's 1e-4 bound).
 TOL = 1e-4

@@ -7,13 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_tiny_model
 
 from soundnet_cli import inference
 from soundnet_cli.audio import load_audio
 from soundnet_cli.engine import Engine
 from soundnet_cli.inference import iter_activations
-
-from conftest import make_tiny_model
 
 TOL = 1e-4
 

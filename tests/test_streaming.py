@@ -10,15 +10,22 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import make_tiny_model
 
 from soundnet_cli import audio, streaming
 from soundnet_cli.audio import SilentAudioWarning, iter_audio_blocks, load_audio
 from soundnet_cli.engine import Engine
 from soundnet_cli.errors import AudioError, LayerError, MemoryBudgetError
-from soundnet_cli.streaming import (NpyStreamWriter, collect_activations, frame_times, is_long,
-                                    prefetched, run_stream, stream_activations, stream_to_npy)
-
-from conftest import make_tiny_model, synth
+from soundnet_cli.streaming import (
+    NpyStreamWriter,
+    collect_activations,
+    frame_times,
+    is_long,
+    prefetched,
+    run_stream,
+    stream_activations,
+    stream_to_npy,
+)
 
 TOL = 1e-4
 

@@ -159,7 +159,7 @@ class Engine:
             if per < batch and 0 < early < len(self.stages):
                 pieces = [self._run(waveform[i:i + per].unsqueeze(1), self.stages[:early], out)
                           for i in range(0, batch, per)]
-                x = self._run(torch.cat(pieces), self.stages[early:], out)
+                self._run(torch.cat(pieces), self.stages[early:], out)
             else:
                 self._run(waveform.unsqueeze(1), self.stages, out)
         return {n: out[n][0] if len(out[n]) == 1 else torch.cat(out[n]) for n in self.layers}

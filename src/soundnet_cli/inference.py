@@ -26,8 +26,12 @@ from .audio import AudioTooLong, load_audio
 from .engine import Engine
 from .errors import SoundNetError
 from .model import SoundNet
-from .streaming import (DEFAULT_CHUNK_SECONDS, DEFAULT_MAX_BYTES, LONG_FILE_SECONDS,
-                        collect_activations)
+from .streaming import (
+    DEFAULT_CHUNK_SECONDS,
+    DEFAULT_MAX_BYTES,
+    LONG_FILE_SECONDS,
+    collect_activations,
+)
 
 #: Most waveform samples the first, high-rate layers process at once (a batch is cut into slices
 #: for them): their output is ~32 bytes per input sample and must stay in the CPU caches. The

@@ -32,7 +32,13 @@ from typing import Iterable, Iterator, Mapping, NamedTuple, Sequence, TypeVar
 import numpy as np
 import torch
 
-from .audio import SILENCE_PEAK, AudioInfo, SilentAudioWarning, audio_info, iter_audio_blocks
+from .audio import (
+    SILENCE_PEAK,
+    AudioInfo,
+    SilentAudioWarning,
+    audio_info,
+    iter_audio_blocks,
+)
 from .engine import Engine, Stage
 from .errors import AudioError, LayerError, MemoryBudgetError
 from .fsutil import atomic_path
@@ -93,7 +99,7 @@ def expected_samples(info: AudioInfo, sample_rate: int) -> int:
     duration: ``round(frames * sample_rate / native rate)``; exact when no resampling)."""
     if info.sample_rate == sample_rate:
         return info.frames
-    return int(round(info.frames * sample_rate / info.sample_rate))
+    return round(info.frames * sample_rate / info.sample_rate)
 
 
 def frame_times(model: SoundNet, layer: str, start: int, count: int) -> np.ndarray:
