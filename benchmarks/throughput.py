@@ -17,7 +17,8 @@ Parts (``--part``, default all):
     slices of the file list so that both see the same machine load. Audio seconds per wall second
     (x real time) and the ratio.
 ``long``
-    A long synthetic recording (Ogg Vorbis, 44.1 kHz, generated once under ``--tmp``): each job
+    A long recording made of ESC-50's mono 44.1 kHz clips end to end (Ogg Vorbis at about the
+    clips' bitrate, generated once under ``--tmp``, never in the repository): each job
     in a fresh process, so its peak RSS is its own: tag (heads, streamed through
     ``iter_activations``), extract conv5 (``stream_to_npy``), and the same extract over ESC-50
     short clips for the throughput comparison, alternating.
@@ -295,26 +296,35 @@ def part_pipeline(args: argparse.Namespace, report: dict) -> None:
                               batch_size=args.batch_size)
 
 
-def make_long_file(path: Path, seconds: float) -> None:
-    """Noise with a moving tone, written block by block (never held whole)."""
+def make_long_file(path: Path, seconds: float, data: Path) -> None:
+    """ESC-50's mono 44.1 kHz clips end to end (looped) as one Ogg Vorbis file at about the
+    clips' own bitrate, written block by block: the same content and codec as the short clips."""
+    clips = [p for p in esc50_files(data, None)
+             if (lambda i: (i.samplerate, i.channels) == (LONG_RATE, 1))(sf.info(str(p)))]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".part.ogg")
-    rng = np.random.default_rng(0)
-    n = int(seconds * LONG_RATE)
-    block = LONG_RATE
+    left = int(seconds * LONG_RATE)
     with sf.SoundFile(str(tmp), "w", samplerate=LONG_RATE, channels=1, format="OGG",
-                      subtype="VORBIS") as f:
-        for start in range(0, n, block):
-            m = min(block, n - start)
-            t = (start + np.arange(m)) / LONG_RATE
-            x = 0.05 * rng.standard_normal(m) + 0.2 * np.sin(2 * np.pi * (300 + 200 * np.sin(t / 7)) * t)
-            f.write(x.astype(np.float32))
+                      subtype="VORBIS", compression_level=0.05) as f:
+        while left:
+            for clip in clips:
+                x = sf.read(str(clip), dtype="float32")[0][:left]
+                for i in range(0, x.shape[0], LONG_RATE):  # libsndfile's Vorbis encoder
+                    f.write(x[i:i + LONG_RATE])           # crashes on very large writes
+                left -= x.shape[0]
+                if not left:
+                    break
     tmp.replace(path)
+
+
+def kbps(files: list[Path]) -> float:
+    return sum(p.stat().st_size for p in files) * 8 / audio_seconds(files) / 1000
 
 
 def child(job: str, args: argparse.Namespace) -> None:
     """One measured job in this fresh process; prints JSON with time and peak RSS."""
     model = full_model()
+    torch.set_num_threads(args.long_threads)
     t = time.perf_counter()
     out = Path(tempfile.mkdtemp(prefix="sn-long-", dir=args.tmp))
     try:
@@ -328,8 +338,8 @@ def child(job: str, args: argparse.Namespace) -> None:
             assert shapes["conv5"][0] > 0
         elif job == "short":
             files = esc50_files(args.data, args.files)
-            assert pipeline_extract(model, files, out, workers=args.workers[-1],
-                                    threads=args.threads[-1], batch_size=args.batch_size) == 0
+            assert pipeline_extract(model, files, out, workers=args.long_workers,
+                                    threads=args.long_threads, batch_size=args.batch_size) == 0
             seconds = audio_seconds(files)
         else:
             raise SystemExit(f"unknown job {job}")
@@ -343,20 +353,25 @@ def child(job: str, args: argparse.Namespace) -> None:
 def run_child(job: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--child", job, "--data", str(args.data), "--tmp",
            str(args.tmp), "--long-minutes", str(args.long_minutes), "--batch-size",
-           str(args.batch_size), "--workers", *map(str, args.workers), "--threads",
-           *map(str, args.threads)]
+           str(args.batch_size), "--long-threads", str(args.long_threads), "--long-workers",
+           str(args.long_workers)]
     if args.files:
         cmd += ["--files", str(args.files)]
-    done = subprocess.run(cmd, check=True, capture_output=True, text=True,
+    done = subprocess.run(cmd, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    if done.returncode:
+        sys.exit(f"job {job} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def part_long(args: argparse.Namespace, report: dict) -> None:
-    header(f"a {args.long_minutes:g}-minute recording vs short clips")
+    header(f"a {args.long_minutes:g}-minute recording vs short clips ({args.long_threads} torch "
+           f"thread(s); short clips with {args.long_workers} decoding worker(s))")
     if not args.long_file.exists():
         print(f"generating {args.long_file} ...", flush=True)
-        make_long_file(args.long_file, args.long_minutes * 60)
+        make_long_file(args.long_file, args.long_minutes * 60, args.data)
+    print(f"long file {args.long_file}: {kbps([args.long_file]):.0f} kbit/s; ESC-50 clips: "
+          f"{kbps(esc50_files(args.data, args.files)):.0f} kbit/s")
     runs: dict[str, list[dict]] = {}
     for rep in range(args.long_reps):
         for job in (("extract", "short", "tag") if rep % 2 == 0 else ("tag", "short", "extract")):
@@ -397,12 +412,17 @@ def main() -> None:
                     help="engine micro-batch samples for the early layers (forward part)")
     ap.add_argument("--long-minutes", type=float, default=180.0)
     ap.add_argument("--long-reps", type=int, default=2)
+    ap.add_argument("--long-threads", type=int, default=1,
+                    help="torch threads in every long-part job (long file and short clips alike)")
+    ap.add_argument("--long-workers", type=int, default=1,
+                    help="decoding processes for the short-clip job (a long file decodes in one "
+                    "background thread)")
     ap.add_argument("--tmp", type=Path, default=Path(tempfile.gettempdir()) / "soundnet-bench")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.tmp.mkdir(parents=True, exist_ok=True)
-    args.long_file = args.tmp / f"long-{args.long_minutes:g}min.ogg"
+    args.long_file = args.tmp / f"esc50-looped-{args.long_minutes:g}min.ogg"
     if args.child:
         child(args.child, args)
         return
