@@ -210,25 +210,35 @@ def iter_activations(
     if threads is None and workers > 0 and engine.device.type == "cpu":
         threads = max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) - workers))
     with _threads(threads):
-        done: dict[int, ClipResult] = {}
-        next_index = 0
+        order = _InOrder()
         for clip in iter_decoded(paths, rate, workers=workers, long_seconds=long_seconds):
             if clip.long:
-                done[clip.index] = _streamed(model, engine, clip, stream_opts)
+                order.add(_streamed(model, engine, clip, stream_opts))
             elif clip.waveform is None:
-                done[clip.index] = ClipResult(clip.index, clip.path, None, error=clip.error)
+                order.add(ClipResult(clip.index, clip.path, None, error=clip.error))
             else:
                 batcher.add(clip)
-            for result in batcher.ready():
-                done[result.index] = result
-            while next_index in done:
-                yield done.pop(next_index)
-                next_index += 1
-        for result in batcher.flush():
-            done[result.index] = result
-        while next_index in done:
-            yield done.pop(next_index)
-            next_index += 1
+            order.add(*batcher.ready())
+            yield from order.ready()
+        order.add(*batcher.flush())
+        yield from order.ready()
+
+
+class _InOrder:
+    """Holds results that finished early until every earlier index has been handed out."""
+
+    def __init__(self) -> None:
+        self.done: dict[int, ClipResult] = {}
+        self.next = 0
+
+    def add(self, *results: ClipResult) -> None:
+        for r in results:
+            self.done[r.index] = r
+
+    def ready(self) -> Iterator[ClipResult]:
+        while self.next in self.done:
+            yield self.done.pop(self.next)
+            self.next += 1
 
 
 @contextlib.contextmanager
