@@ -31,9 +31,13 @@ The machine is shared: only ratios within one run mean much. Example::
 
 from __future__ import annotations
 
+import os
+
+# As the soundnet CLI does (soundnet_cli/cli/__init__.py); set it in the environment to compare.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import json
-import os
 import platform
 import resource
 import shutil
@@ -429,7 +433,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
           f"{platform.processor() or platform.machine()}; load average "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; CUDA available: "
-          f"{torch.cuda.is_available()}")
+          f"{torch.cuda.is_available()}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     report: dict = {}
     parts = ["forward", "stages", "pipeline", "long"] if args.part == "all" else [args.part]
     for part in parts:
