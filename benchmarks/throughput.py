@@ -110,6 +110,12 @@ def warm_cache(files: list[Path]) -> None:
         p.read_bytes()
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (decoding workers), user + system."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def med(xs: list[float]) -> float:
     return statistics.median(xs)
 
@@ -268,6 +274,7 @@ def part_pipeline(args: argparse.Namespace, report: dict) -> None:
     slices = [files[i::args.slices] for i in range(args.slices)]
     naive_threads = {"naive": None, "naive 1 thread": 1}
     elapsed = {**{k: 0.0 for k in naive_threads}, **{k: 0.0 for k in configs}}
+    cpu = dict.fromkeys(elapsed, 0.0)
     out = Path(tempfile.mkdtemp(prefix="sn-pipe-"))
     try:
         for i, part in enumerate(slices):
@@ -275,12 +282,13 @@ def part_pipeline(args: argparse.Namespace, report: dict) -> None:
             if i % 2:
                 order.reverse()
             for name in order:
-                t = time.perf_counter()
+                t, c = time.perf_counter(), cpu_seconds()
                 if name in naive_threads:
                     naive_extract(model, part, out, naive_threads[name])
                 else:
                     assert pipeline_extract(model, part, out, **configs[name]) == 0
                 elapsed[name] += time.perf_counter() - t
+                cpu[name] += cpu_seconds() - c
     finally:
         shutil.rmtree(out)
     seconds = audio_seconds(files)
@@ -288,15 +296,18 @@ def part_pipeline(args: argparse.Namespace, report: dict) -> None:
     print(f"{len(files)} files, {seconds:.0f} s of audio, {args.slices} alternating slices, "
           f"{torch.get_num_threads()} torch threads")
     naive1 = seconds / elapsed["naive 1 thread"]
-    print(f"  naive loop ({torch.get_num_threads()} threads)     {naive:7.0f}x real time")
-    print(f"  naive loop (1 thread)      {naive1:7.0f}x real time")
-    rows = {"naive": naive, "naive 1 thread": naive1}
-    for name in configs:
-        rate = seconds / elapsed[name]
-        rows[name] = rate
-        print(f"  pipeline {name:20} {rate:7.0f}x real time   {rate / naive:5.2f}x the naive loop,"
-              f" {rate / max(naive, naive1):5.2f}x the faster naive variant")
-    report["pipeline"] = dict(files=len(files), audio_seconds=seconds, x_realtime=rows,
+    best = max(naive, naive1)
+    print("  (cost: CPU core-milliseconds, all processes, per audio second)")
+    rows = {}
+    for name in elapsed:
+        rate, cost = seconds / elapsed[name], 1e3 * cpu[name] / seconds
+        label = {"naive": f"naive loop ({torch.get_num_threads()} threads)",
+                 "naive 1 thread": "naive loop (1 thread)"}.get(name, f"pipeline {name}")
+        ratio = "" if name in naive_threads else \
+            f"  {rate / naive:5.2f}x the naive loop, {rate / best:5.2f}x the faster naive variant"
+        print(f"  {label:34} {rate:6.0f}x real time  cost {cost:5.2f}{ratio}")
+        rows[name] = dict(x_realtime=rate, core_ms_per_audio_second=cost)
+    report["pipeline"] = dict(files=len(files), audio_seconds=seconds, rows=rows,
                               batch_size=args.batch_size)
 
 
