@@ -374,3 +374,18 @@ def test_blocks_of_other_dtypes_are_accepted(model) -> None:
     got = gather(run_stream(Engine(model, ["conv3"]), [wave[:20_000].astype(np.float64),
                                                         wave[20_000:]]))
     assert_same(got, ref, "float64 block")
+
+
+def test_collect_grows_when_the_header_underestimates(model, write_audio, monkeypatch) -> None:
+    path = write_audio("g.wav", seconds=3.0, kind="noise")
+    monkeypatch.setattr(streaming, "expected_samples", lambda info, rate: 20_000)
+    got = collect_activations(model, path, ["pool2", "conv5"], chunk_seconds=0.5)
+    assert_same(got.activations, reference(model, load_audio(path), ["pool2", "conv5"]))
+
+
+def test_chunk_seconds_must_be_positive(model, write_audio) -> None:
+    path = write_audio("z.wav", seconds=1.0)
+    with pytest.raises(ValueError, match="chunk_seconds"):
+        next(stream_activations(model, path, ["conv2"], chunk_seconds=0))
+    with pytest.raises(ValueError, match="chunk_seconds"):
+        collect_activations(model, path, ["conv2"], chunk_seconds=-1)

@@ -275,8 +275,7 @@ def stream_activations(
     LayerError
         The file is too short for a requested layer.
     """
-    if chunk_seconds <= 0:
-        raise ValueError(f"chunk_seconds must be positive, got {chunk_seconds}")
+    _check_chunk(chunk_seconds)
     engine = engine or Engine(model, layers, device)
     info = audio_info(path)
     if info.frames:
@@ -284,6 +283,11 @@ def stream_activations(
     blocks = iter_audio_blocks(path, chunk_seconds, engine.sample_rate,
                                resample_quality=resample_quality)
     yield from run_stream(engine, prefetched(blocks), name=str(path))
+
+
+def _check_chunk(chunk_seconds: float) -> None:
+    if not chunk_seconds > 0:
+        raise ValueError(f"chunk_seconds must be positive, got {chunk_seconds}")
 
 
 T = TypeVar("T")
@@ -375,6 +379,7 @@ def collect_activations(
         ``activations``: ``{layer: (frames, channels)}`` float32, identical to the whole-file
         computation; ``samples``: the decoded length.
     """
+    _check_chunk(chunk_seconds)
     engine = engine or Engine(model, layers, device)
     info = audio_info(path)
     guess = expected_samples(info, engine.sample_rate)
