@@ -25,6 +25,8 @@ _EXPORTS = {
     "save_checkpoint": "checkpoint",
     "load_checkpoint": "checkpoint",
     "iter_activations": "inference",
+    "stream_activations": "streaming",
+    "stream_to_npy": "streaming",
     "load_dataset": "datasets",
     "resolve_device": "device",
     "SoundNetError": "errors",
