@@ -30,6 +30,8 @@ _EXPORTS = {
     "iter_activations": "inference",
     "tag_files": "tag",
     "extract_files": "extract",
+    "stream_activations": "streaming",
+    "stream_to_npy": "streaming",
     "load_dataset": "datasets",
     "resolve_device": "device",
     "SoundNetError": "errors",

@@ -53,5 +53,9 @@ class OutputError(SoundNetError):
     """An output file, directory or manifest that cannot be written or read back."""
 
 
+class MemoryBudgetError(SoundNetError):
+    """A result would not fit the memory budget it was asked to stay within (long files)."""
+
+
 class SoundNetWarning(UserWarning):
     """Something worth telling the user that does not stop the work (silence, tiling, ...)."""

@@ -1,13 +1,18 @@
 """Batch inference over many audio files: decode in worker processes, batch, run the network.
 
 This is the one path by which ``tag``, ``extract`` and ``fit-svm`` turn files into activations.
-Decoding (libsndfile + soxr) happens in DataLoader workers; clips of equal length are stacked
-into batches (batching never changes outputs); a file that fails is reported in its result and
+Decoding (libsndfile + soxr) happens in DataLoader workers while the main process runs the
+network (:class:`.engine.Engine`: BatchNorm folded, pooling before ReLU, a dense first conv);
+clips of equal length are stacked into batches (only equal lengths: padding would change the
+frames near the end), looking a few batches ahead for partners and handing results back in input
+order. Files longer than ``long_seconds`` are never decoded whole: they are streamed in chunks
+(:mod:`.streaming`), which gives the same frames. A file that fails is reported in its result and
 the rest go on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -17,21 +22,37 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from .audio import load_audio
+from .audio import AudioTooLong, load_audio
+from .engine import Engine
 from .errors import SoundNetError
 from .model import SoundNet
+from .streaming import (
+    DEFAULT_CHUNK_SECONDS,
+    DEFAULT_MAX_BYTES,
+    LONG_FILE_SECONDS,
+    collect_activations,
+)
+
+#: Most waveform samples the first, high-rate layers process at once (a batch is cut into slices
+#: for them): their output is ~32 bytes per input sample and must stay in the CPU caches. The
+#: later layers, whose weights dominate, see the whole batch.
+DEFAULT_MICRO_BATCH_SAMPLES = 1 << 18
+#: How many batches ahead decoded clips are held while looking for equal-length partners.
+LOOKAHEAD_BATCHES = 4
 
 
 @dataclass
 class DecodedClip:
     """One file after decoding: ``waveform`` ``(samples,)`` float32 at the model rate, or an
-    ``error`` message. ``warnings`` holds messages such as silence."""
+    ``error`` message. ``warnings`` holds messages such as silence. ``long`` marks a file left
+    undecoded because it is to be streamed."""
 
     index: int
     path: Path
     waveform: np.ndarray | None
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    long: bool = False
 
 
 @dataclass
@@ -40,7 +61,8 @@ class ClipResult:
 
     ``activations`` maps layer name to ``(frames, channels)`` float32 arrays (``None`` when the
     file failed, see ``error``); ``duration`` is the decoded length in seconds before any tiling;
-    ``tiled_to`` is the length in seconds the clip was tiled to (0.0 when it was not).
+    ``tiled_to`` is the length in seconds the clip was tiled to (0.0 when it was not);
+    ``streamed`` says the file was long and computed in chunks (same frames).
     """
 
     index: int
@@ -50,6 +72,7 @@ class ClipResult:
     tiled_to: float = 0.0
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    streamed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -57,11 +80,17 @@ class ClipResult:
 
 
 class AudioFileDataset(torch.utils.data.Dataset):
-    """Decodes ``paths[i]`` to mono float32 at ``sample_rate``; errors become results, not raises."""
+    """Decodes ``paths[i]`` to mono float32 at ``sample_rate``; errors become results, not raises.
 
-    def __init__(self, paths: Sequence[str | os.PathLike], sample_rate: int) -> None:
+    Files whose header says they last more than ``long_seconds`` (``None``: no limit) are not
+    decoded: they come back with ``long=True`` for the caller to stream.
+    """
+
+    def __init__(self, paths: Sequence[str | os.PathLike], sample_rate: int,
+                 long_seconds: float | None = None) -> None:
         self.paths = [Path(p) for p in paths]
         self.sample_rate = sample_rate
+        self.long_seconds = long_seconds
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -71,7 +100,9 @@ class AudioFileDataset(torch.utils.data.Dataset):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                wave = load_audio(path, self.sample_rate)
+                wave = load_audio(path, self.sample_rate, max_seconds=self.long_seconds)
+            except AudioTooLong:
+                return DecodedClip(index, path, None, long=True)
             except SoundNetError as e:
                 return DecodedClip(index, path, None, str(e))
             except Exception as e:  # a decoder crash must not stop a batch of thousands
@@ -80,10 +111,15 @@ class AudioFileDataset(torch.utils.data.Dataset):
 
 
 def iter_decoded(
-    paths: Sequence[str | os.PathLike], sample_rate: int, *, workers: int = 0, prefetch: int = 4
+    paths: Sequence[str | os.PathLike], sample_rate: int, *, workers: int = 0, prefetch: int = 4,
+    long_seconds: float | None = None,
 ) -> Iterator[DecodedClip]:
-    """Decode files in ``workers`` background processes (0: in this process), in input order."""
-    dataset = AudioFileDataset(paths, sample_rate)
+    """Decode files in ``workers`` background processes (0: in this process), in input order.
+
+    Files longer than ``long_seconds`` are not decoded (``long=True``, see
+    :class:`AudioFileDataset`).
+    """
+    dataset = AudioFileDataset(paths, sample_rate, long_seconds)
     if workers <= 0 or len(dataset) <= 1:
         for i in range(len(dataset)):
             yield dataset[i]
@@ -121,60 +157,167 @@ def iter_activations(
     batch_size: int = 16,
     workers: int = 0,
     min_samples: int | None = None,
+    long_seconds: float | None = LONG_FILE_SECONDS,
+    chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+    max_result_bytes: int | None = DEFAULT_MAX_BYTES,
+    micro_batch_samples: int | None = DEFAULT_MICRO_BATCH_SAMPLES,
+    threads: int | None = None,
 ) -> Iterator[ClipResult]:
     """Yield activations of ``layers`` for every file in ``paths`` (in input order).
 
     Parameters
     ----------
     model
-        An eval-mode network, already on ``device``.
+        The network, already on ``device``; BatchNorm uses its running statistics.
     layers
         Layer names or module numbers (resolved by the model).
     batch_size
-        Files per forward pass; clips are batched only with clips of identical length.
+        Most files per forward pass; clips are batched only with clips of identical length.
     workers
-        Decoding processes (0: decode in this process).
+        Decoding processes (0: decode in this process). On a machine with few cores, 1-2 workers
+        keep the network busy; see docs/long-files.md, "Performance".
     min_samples
         Clips shorter than this are tiled up to it (default: the least the layers need). Tagging
         passes the model's ``tile_seconds`` here, as the original does.
+    long_seconds
+        Files whose header says they are longer are streamed in ``chunk_seconds`` pieces instead
+        of decoded whole (same frames, bounded working memory); ``None`` never streams.
+    micro_batch_samples
+        The first layers run on slices of a batch of at most this many samples (``None``: whole
+        batches). Results do not depend on it.
+    max_result_bytes
+        A streamed file whose requested activations would exceed this many bytes fails (its
+        result says so) instead of exhausting memory; write such files with
+        :func:`.streaming.stream_to_npy`. ``None``: no limit.
+    threads
+        Intra-op threads for the network during the call (restored afterwards). Default: with
+        decoding workers on a CPU device, the cores the workers leave free (at least 1), since
+        an oversubscribed OpenMP pool wastes more than it gains; otherwise torch's setting.
+
+    Yields
+    ------
+    ClipResult
+        One per path, in input order; failures carry ``error`` and the rest go on.
     """
     names = model.resolve_layers(layers)
-    need = max(min_samples or 0, required_samples(model, names))
+    engine = Engine(model, names, device)
+    need = max(min_samples or 0, engine.min_samples())
     rate = model.config.sample_rate
-    device = torch.device(device)
-    pending: list[DecodedClip] = []
-    for clip in iter_decoded(paths, rate, workers=workers):
-        pending.append(clip)
-        if len(pending) >= batch_size:
-            yield from _run_batch(model, pending, names, need, device)
-            pending = []
-    if pending:
-        yield from _run_batch(model, pending, names, need, device)
+    batcher = _Batcher(engine, need, batch_size, micro_batch_samples)
+    stream_opts = dict(chunk_seconds=chunk_seconds, max_bytes=max_result_bytes)
+    if long_seconds is not None:  # a file that needs tiling is never streamed
+        long_seconds = max(long_seconds, need / rate)
+    if threads is None and workers > 0 and engine.device.type == "cpu":
+        threads = max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) - workers))
+    with _threads(threads):
+        order = _InOrder()
+        for clip in iter_decoded(paths, rate, workers=workers, long_seconds=long_seconds):
+            if clip.long:
+                order.add(_streamed(model, engine, clip, stream_opts))
+            elif clip.waveform is None:
+                order.add(ClipResult(clip.index, clip.path, None, error=clip.error))
+            else:
+                batcher.add(clip)
+            order.add(*batcher.ready())
+            yield from order.ready()
+        order.add(*batcher.flush())
+        yield from order.ready()
 
 
-def _run_batch(model: SoundNet, clips: list[DecodedClip], names: list[str], need: int,
-               device: torch.device) -> Iterator[ClipResult]:
-    rate = model.config.sample_rate
-    results: dict[int, ClipResult] = {}
-    groups: dict[int, list[tuple[DecodedClip, np.ndarray]]] = {}
-    for clip in clips:
-        if clip.waveform is None:
-            results[clip.index] = ClipResult(clip.index, clip.path, None, error=clip.error)
-            continue
-        wave = tile(clip.waveform, need)
-        groups.setdefault(wave.shape[0], []).append((clip, wave))
-    for length, members in groups.items():
-        batch = torch.from_numpy(np.stack([w for _, w in members])).to(device)
-        with torch.inference_mode():
-            out = model.features(batch, names)
-        arrays = {n: t.float().transpose(1, 2).cpu().numpy() for n, t in out.items()}
+class _InOrder:
+    """Holds results that finished early until every earlier index has been handed out."""
+
+    def __init__(self) -> None:
+        self.done: dict[int, ClipResult] = {}
+        self.next = 0
+
+    def add(self, *results: ClipResult) -> None:
+        for r in results:
+            self.done[r.index] = r
+
+    def ready(self) -> Iterator[ClipResult]:
+        while self.next in self.done:
+            yield self.done.pop(self.next)
+            self.next += 1
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _streamed(model: SoundNet, engine: Engine, clip: DecodedClip, opts: dict) -> ClipResult:
+    """Compute a long file in chunks; errors become an error result."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            got = collect_activations(model, clip.path, engine.layers, engine=engine, **opts)
+        except SoundNetError as e:
+            return ClipResult(clip.index, clip.path, None, error=str(e), streamed=True)
+    return ClipResult(clip.index, clip.path, got.activations, duration=got.duration,
+                      warnings=[str(w.message) for w in caught], streamed=True)
+
+
+class _Batcher:
+    """Groups decoded clips by (tiled) length and runs a group when it is full, or when the
+    oldest waiting clip has waited ``LOOKAHEAD_BATCHES`` batches' worth of arrivals."""
+
+    def __init__(self, engine: Engine, need: int, batch_size: int,
+                 micro_batch_samples: int | None) -> None:
+        self.engine, self.need = engine, need
+        self.batch_size, self.micro = max(1, batch_size), micro_batch_samples
+        self.groups: dict[int, list[tuple[DecodedClip, np.ndarray]]] = {}
+        self.waiting = 0
+        self._ready: list[ClipResult] = []
+
+    def add(self, clip: DecodedClip) -> None:
+        wave = tile(clip.waveform, self.need)
+        group = self.groups.setdefault(wave.shape[0], [])
+        group.append((clip, wave))
+        self.waiting += 1
+        if len(group) >= self.batch_size:
+            self._run(wave.shape[0])
+        while self.waiting >= LOOKAHEAD_BATCHES * self.batch_size:
+            self._run(self._oldest())
+
+    def ready(self) -> list[ClipResult]:
+        out, self._ready = self._ready, []
+        return out
+
+    def flush(self) -> list[ClipResult]:
+        while self.groups:
+            self._run(self._oldest())
+        return self.ready()
+
+    def _oldest(self) -> int:
+        return min(self.groups, key=lambda n: self.groups[n][0][0].index)
+
+    def _run(self, length: int) -> None:
+        members = self.groups.pop(length)
+        self.waiting -= len(members)
+        for start in range(0, len(members), self.batch_size):
+            self._ready.extend(self._forward(members[start:start + self.batch_size], length))
+
+    def _forward(self, members: list[tuple[DecodedClip, np.ndarray]], length: int
+                 ) -> list[ClipResult]:
+        engine, rate = self.engine, self.engine.sample_rate
+        batch = torch.from_numpy(np.stack([w for _, w in members])).to(engine.device)
+        out = engine.forward(batch, max_samples=self.micro)
+        arrays = {n: t.transpose(1, 2).cpu().numpy() for n, t in out.items()}
+        results = []
         for j, (clip, _) in enumerate(members):
-            duration = clip.waveform.shape[0] / rate
-            results[clip.index] = ClipResult(
+            results.append(ClipResult(
                 clip.index, clip.path, {n: np.ascontiguousarray(a[j]) for n, a in arrays.items()},
-                duration=duration,
+                duration=clip.waveform.shape[0] / rate,
                 tiled_to=length / rate if length != clip.waveform.shape[0] else 0.0,
                 warnings=list(clip.warnings),
-            )
-    for clip in clips:
-        yield results[clip.index]
+            ))
+        return results

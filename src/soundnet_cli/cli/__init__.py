@@ -12,6 +12,12 @@ from __future__ import annotations
 import os
 from typing import Annotated
 
+# OpenMP threads that spin at barriers waste the cores when decoding workers or other processes
+# share them (a busy 2-core machine ran the network 10x slower with 2 spinning threads than with
+# passive ones). Only effective before torch is imported, which commands do lazily; an explicit
+# setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import typer
 
 from .._version import __version__
