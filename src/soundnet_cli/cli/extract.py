@@ -39,8 +39,14 @@ OverwriteOpt = Annotated[bool, typer.Option(
 LongOpt = Annotated[float, typer.Option(
     "--long-seconds", min=0.0, help="Files longer than this are streamed from disk in chunks "
     "(bounded memory, same outputs) instead of decoded whole.")]
+def _positive(value: float) -> float:
+    if not value > 0:
+        raise typer.BadParameter(f"must be positive, got {value:g}")
+    return value
+
+
 ChunkOpt = Annotated[float, typer.Option(
-    "--chunk-seconds", min=0.0, min_open=True, help="Audio per chunk when streaming a long "
+    "--chunk-seconds", callback=_positive, help="Audio per chunk when streaming a long "
     "file; bounds memory, does not change the outputs.")]
 
 
