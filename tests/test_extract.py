@@ -220,8 +220,8 @@ def test_manifest_format_and_unreadable_manifest(tmp_path):
 # Long files: streamed from disk in chunks, same outputs as the in-memory path
 
 
-LONG = dict(long_seconds=12.0, chunk_seconds=2.5)  # small threshold and chunks: fast tests
-NEVER = dict(long_seconds=math.inf)  # the in-memory path, the reference
+LONG = {"long_seconds": 12.0, "chunk_seconds": 2.5}  # small threshold and chunks: fast tests
+NEVER = {"long_seconds": math.inf}  # the in-memory path, the reference
 
 
 def write_long(path: Path, seconds: float, rate: int = 22_050, block_seconds: float = 4.0) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 
@@ -232,7 +233,7 @@ def test_cli_tag_segments_on_a_long_file(tiny_checkpoint, long_file, monkeypatch
         assert len(segments) == head["steps"] > 15
         assert [s["step"] for s in segments] == list(range(head["steps"]))
         starts = [s["start"] for s in segments]
-        assert starts[0] == 0.0 and all(b > a for a, b in zip(starts, starts[1:]))
+        assert starts[0] == 0.0 and all(b > a for a, b in itertools.pairwise(starts))
         assert segments[-1]["end"] == pytest.approx(LONG_SECONDS)
         assert all(len(s["top"]) == 2 for s in segments)
 
