@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
+from typer.testing import CliRunner
 
+from soundnet_cli import audio as audio_mod
 from soundnet_cli import extract as extract_mod
+from soundnet_cli import inference as inference_mod
+from soundnet_cli import streaming as streaming_mod
+from soundnet_cli.cli import app
 from soundnet_cli.errors import OutputError
 from soundnet_cli.extract import (MANIFEST_COLUMNS, Manifest, extract_files, output_paths,
                                   pool_frames)
@@ -207,3 +214,179 @@ def test_manifest_format_and_unreadable_manifest(tmp_path):
     broken.write_text("{not json\n")
     with pytest.raises(OutputError, match="m.jsonl: cannot read the existing manifest"):
         Manifest(broken)
+
+
+# ---------------------------------------------------------------------------------------------
+# Long files: streamed from disk in chunks, same outputs as the in-memory path
+
+
+LONG = {"long_seconds": 12.0, "chunk_seconds": 2.5}  # small threshold and chunks: fast tests
+NEVER = {"long_seconds": math.inf}  # the in-memory path, the reference
+
+
+def write_long(path: Path, seconds: float, rate: int = 22_050, block_seconds: float = 4.0) -> Path:
+    """A noisy tone written block by block (never held whole)."""
+    rng = np.random.default_rng(1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sf.SoundFile(str(path), "w", samplerate=rate, channels=1, subtype="PCM_16") as f:
+        done, n = 0, int(seconds * rate)
+        while done < n:
+            k = min(n - done, int(block_seconds * rate))
+            t = (done + np.arange(k)) / rate
+            f.write((0.3 * np.sin(2 * np.pi * 330 * t) + 0.1 * rng.standard_normal(k))
+                    .astype(np.float32))
+            done += k
+    return path
+
+
+@pytest.fixture
+def long_tree(tmp_path):
+    """``in/`` with a 16 s file (long for LONG) in a sub-directory and a 2 s one (short)."""
+    root = tmp_path / "in"
+    return root, [write_long(root / "sub" / "long.wav", 16.0), write_long(root / "short.wav", 2.0)]
+
+
+@pytest.fixture
+def no_whole_decoding(monkeypatch):
+    """Make decoding a long file whole fail (short files still decode); ``.undo()`` lifts it."""
+    real = inference_mod.load_audio
+
+    def guarded(path, *args, **kwargs):
+        if sf.info(str(path)).duration > LONG["long_seconds"]:
+            raise AssertionError(f"{path}: a long file was decoded whole")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(inference_mod, "load_audio", guarded)
+    monkeypatch.setattr(audio_mod, "load_audio", guarded)
+    return monkeypatch
+
+
+def _close(actual: np.ndarray, expected: np.ndarray) -> None:
+    assert actual.shape == expected.shape and actual.dtype == np.float32
+    scale = max(float(np.abs(expected).max()), 1e-12)
+    assert float(np.abs(actual - expected).max()) <= 1e-4 * scale
+
+
+def test_long_file_outputs_equal_the_in_memory_outputs(tiny_model, long_tree, tmp_path,
+                                                       no_whole_decoding):
+    root, files = long_tree
+    layers = ["conv1", "pool2", "conv5", "conv7", "conv8"]
+    streamed = _run(tiny_model, files, root, tmp_path / "s", layers=layers, **LONG)
+    assert [o.path for o in streamed] == [files[1], files[0]]  # short first, then the long
+    no_whole_decoding.undo()
+    in_memory = {o.path: o for o in _run(tiny_model, files, root, tmp_path / "w", layers=layers,
+                                         **NEVER)}
+    for s in streamed:
+        w = in_memory[s.path]
+        assert s.ok and w.ok and len(s.records) == len(w.records) == 6
+        for rs, rw in zip(s.records, w.records):
+            assert Path(rs.output).relative_to(tmp_path / "s") == \
+                Path(rw.output).relative_to(tmp_path / "w")
+            assert {**rs.row(), "output": ""} == pytest.approx({**rw.row(), "output": ""})
+            _close(np.load(rs.output), np.load(rw.output))
+    names = sorted(p.relative_to(tmp_path / "s").as_posix() for p in (tmp_path / "s").rglob("*"))
+    assert "sub/long.objects.npy" in names and not [n for n in names if ".part" in n]
+
+
+@pytest.mark.parametrize("pool,width", [("mean", 1), ("max", 1), ("meanmax", 2)])
+def test_pooled_long_outputs_equal_pooled_in_memory_outputs(tiny_model, long_tree, tmp_path,
+                                                            no_whole_decoding, pool, width):
+    root, files = long_tree
+    (o,) = _run(tiny_model, files[:1], root, tmp_path / "s", layers=["conv4", "pool5"],
+                pool=pool, **LONG)
+    no_whole_decoding.undo()
+    (ref,) = _run(tiny_model, files[:1], root, tmp_path / "w", layers=["conv4", "pool5"],
+                  pool=pool, **NEVER)
+    assert o.ok and [r.output for r in o.records] == [
+        str(tmp_path / "s" / "sub" / f"long.{n}.{pool}.npy") for n in ("conv4", "pool5")]
+    for r, q in zip(o.records, ref.records):
+        array = np.load(r.output)
+        assert array.shape == (1, width * tiny_model.channels(r.layer)) == (r.frames, r.channels)
+        _close(array, np.load(q.output))
+
+
+def test_long_path_never_decodes_the_whole_file(tiny_model, tmp_path, monkeypatch):
+    path = write_long(tmp_path / "long.flac", 14.0, rate=44_100)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the long path decoded the whole file")
+
+    monkeypatch.setattr(audio_mod, "load_audio", refuse)
+    monkeypatch.setattr(inference_mod, "load_audio", refuse)
+    monkeypatch.setattr(sf, "read", refuse)
+    for pool in ("none", "meanmax"):
+        (o,) = extract_files(tiny_model, [path], ["conv5"], tmp_path / "out", pool=pool, **LONG)
+        assert o.ok, o.error
+        assert o.duration == pytest.approx(14.0) and o.records[0].tiled_to_seconds == 0.0
+
+
+def test_long_files_resume_skip_and_overwrite(tiny_model, long_tree, tmp_path, monkeypatch):
+    root, files = long_tree
+    out = tmp_path / "out"
+    first = _run(tiny_model, files[:1], root, out, **LONG)
+    target = Path(first[0].records[0].output)
+    np.save(target, np.zeros((1, 1), np.float32))  # a marker the rerun must keep
+
+    def no_streaming(*args, **kwargs):
+        raise AssertionError("a skipped long file was read")
+
+    monkeypatch.setattr(streaming_mod, "iter_audio_blocks", no_streaming)
+    (again,) = _run(tiny_model, files[:1], root, out, **LONG)
+    assert again.ok and again.skipped and again.records[0].frames == 1
+    assert again.duration == pytest.approx(16.0)
+    monkeypatch.undo()
+    (more,) = _run(tiny_model, files[:1], root, out, layers=["conv5", "pool5"], **LONG)
+    assert [(r.layer, r.skipped) for r in more.records] == [("conv5", True), ("pool5", False)]
+    assert np.load(target).shape == (1, 1)
+    (redone,) = _run(tiny_model, files[:1], root, out, overwrite=True, **LONG)
+    assert not redone.skipped and np.load(target).shape == (redone.records[0].frames,
+                                                            redone.records[0].channels)
+
+
+def test_an_interrupted_long_file_leaves_nothing_and_a_rerun_finishes(tiny_model, long_tree,
+                                                                      tmp_path, monkeypatch):
+    root, files = long_tree
+    out = tmp_path / "out"
+    real_append = streaming_mod.NpyStreamWriter.append
+    calls = []
+
+    def dying_append(self, rows):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        real_append(self, rows)
+
+    monkeypatch.setattr(streaming_mod.NpyStreamWriter, "append", dying_append)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tiny_model, files[:1], root, out, **LONG)
+    monkeypatch.undo()
+    assert [p for p in out.rglob("*") if p.is_file()] == []
+    (o,) = _run(tiny_model, files[:1], root, out, **LONG)
+    assert o.ok and not o.skipped and np.load(o.records[0].output).shape[0] == o.records[0].frames
+
+
+def test_long_file_failures_are_reported_per_file(tiny_model, long_tree, tmp_path):
+    root, files = long_tree
+    other = write_long(root / "other.wav", 13.0)
+    out = tmp_path / "out"
+    (out / "sub" / "long.conv5.npy").mkdir(parents=True)  # cannot be replaced by a file
+    outcomes = {o.path: o for o in _run(tiny_model, [files[0], other], root, out,
+                                        overwrite=True, **LONG)}
+    assert "long.wav" in outcomes[files[0]].error and "cannot write" in outcomes[files[0]].error
+    assert outcomes[other].ok and np.load(outcomes[other].records[0].output).ndim == 2
+
+
+def test_cli_extract_streams_long_files(tiny_checkpoint, long_tree, tmp_path, no_whole_decoding):
+    root, files = long_tree
+    runner = CliRunner()
+    args = ["extract", str(root), "-r", "-w", str(tiny_checkpoint), "-l", "conv5", "-j", "0"]
+    result = runner.invoke(app, [*args, "-o", str(tmp_path / "s"), "--long-seconds", "12",
+                                 "--chunk-seconds", "3"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "2 file(s) written" in result.stderr
+    rows = list(csv.DictReader((tmp_path / "s" / "manifest.csv").read_text().splitlines()))
+    row = next(r for r in rows if r["input"] == str(files[0]))
+    assert float(row["duration_seconds"]) == pytest.approx(16.0)
+    assert int(row["frames"]) == np.load(tmp_path / "s" / "sub" / "long.conv5.npy").shape[0]
+    bad = runner.invoke(app, [*args, "-o", str(tmp_path / "x"), "--chunk-seconds", "0"])
+    assert bad.exit_code == 2

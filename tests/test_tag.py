@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 
@@ -146,3 +147,100 @@ def test_scorer_alone_does_not_tile(tiny_model, write_audio):
 def test_softmax_is_stable():
     p = softmax(np.array([[1000.0, 1000.0, -1000.0]]))
     np.testing.assert_allclose(p, [[0.5, 0.5, 0.0]], atol=1e-7)
+
+
+# ---------------------------------------------------------------------------------------------
+# Long files: streamed by default (over 60 s), a per-step timeline in bounded memory
+
+LONG_SECONDS = 65.0  # just over the default streaming threshold (60 s)
+
+
+@pytest.fixture(scope="module")
+def long_file(tmp_path_factory):
+    """65 s of a tone that changes every 8 s plus noise, written block by block."""
+    import soundfile as sf
+
+    path = tmp_path_factory.mktemp("long") / "field.wav"
+    rate, rng = 22_050, np.random.default_rng(3)
+    with sf.SoundFile(str(path), "w", samplerate=rate, channels=1, subtype="PCM_16") as f:
+        for k in range(int(LONG_SECONDS) // 5):
+            t = np.arange(5 * rate) / rate
+            freq = 200.0 * (1 + (k * 5) // 8)
+            f.write((0.3 * np.sin(2 * np.pi * freq * t) + 0.05 * rng.standard_normal(t.size))
+                    .astype(np.float32))
+    return path
+
+
+def _guard_whole_decoding(monkeypatch):
+    """Decoding a file of over 60 s whole fails; asking with ``max_seconds`` (which refuses a
+    long file from its header before decoding) still works."""
+    from soundnet_cli import audio, inference
+
+    real = inference.load_audio
+
+    def guarded(path, *args, max_seconds=None, **kwargs):
+        if max_seconds is None or max_seconds > 60.0:
+            raise AssertionError(f"{path}: a long file was decoded whole")
+        return real(path, *args, max_seconds=max_seconds, **kwargs)
+
+    monkeypatch.setattr(inference, "load_audio", guarded)
+    monkeypatch.setattr(audio, "load_audio", guarded)
+
+
+def test_long_file_timeline_is_streamed_and_equals_the_whole_file(tiny_model, long_file,
+                                                                  monkeypatch):
+    import tracemalloc
+
+    _guard_whole_decoding(monkeypatch)
+    tracemalloc.start()
+    try:
+        (streamed,) = tag_files(tiny_model, [long_file], chunk_seconds=2.0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    monkeypatch.undo()
+    assert streamed.ok, streamed.error
+    whole_bytes = int(LONG_SECONDS * 22_050 * 4)
+    assert peak < whole_bytes / 2, f"peak numpy memory {peak} bytes"
+    assert streamed.duration == pytest.approx(LONG_SECONDS) and not streamed.tiled
+    steps = tiny_model.geometry("objects").frames(int(LONG_SECONDS * 22_050))
+    assert [h.steps for h in streamed.heads] == [steps, steps] and steps > 15
+
+    (whole,) = tag_files(tiny_model, [long_file], long_seconds=None)
+    for s, w in zip(streamed.heads, whole.heads):
+        assert s.name == w.name and s.scores.shape == w.scores.shape
+        np.testing.assert_allclose(s.scores, w.scores, atol=1e-4)
+        np.testing.assert_array_equal(s.segments(streamed.analysed_duration),
+                                      w.segments(whole.analysed_duration))
+
+
+def test_cli_tag_segments_on_a_long_file(tiny_checkpoint, long_file, monkeypatch):
+    import csv
+
+    from typer.testing import CliRunner
+
+    from soundnet_cli.cli import app
+
+    _guard_whole_decoding(monkeypatch)
+    runner = CliRunner()
+    base = ["tag", str(long_file), "-w", str(tiny_checkpoint), "--segments", "-k", "2", "-q"]
+    result = runner.invoke(app, [*base, "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (doc,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert doc["ok"] and doc["duration"] == pytest.approx(LONG_SECONDS)
+    for head in doc["heads"]:
+        segments = head["segments"]
+        assert len(segments) == head["steps"] > 15
+        assert [s["step"] for s in segments] == list(range(head["steps"]))
+        starts = [s["start"] for s in segments]
+        assert starts[0] == 0.0 and all(b > a for a, b in itertools.pairwise(starts))
+        assert segments[-1]["end"] == pytest.approx(LONG_SECONDS)
+        assert all(len(s["top"]) == 2 for s in segments)
+
+    table = runner.invoke(app, [*base, "--csv"], catch_exceptions=False)
+    assert table.exit_code == 0, table.output
+    rows = list(csv.DictReader(table.stdout.splitlines()))
+    steps = doc["heads"][0]["steps"]
+    assert len([r for r in rows if r["scope"] == "step"]) == 2 * steps * 2  # heads x steps x k
+    last = [r for r in rows if r["head"] == "objects" and r["step"] == str(steps - 1)]
+    assert len(last) == 2 and float(last[0]["end"]) == pytest.approx(LONG_SECONDS)

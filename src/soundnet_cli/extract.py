@@ -16,6 +16,14 @@ clip (see the manifest). Pooling over frames keeps two dimensions: ``mean`` and 
 Every write goes to a temporary file that is renamed over the target, so an interrupted run never
 leaves a partial ``.npy``; existing outputs are skipped (and never decoded) unless ``overwrite``.
 
+Long files
+----------
+Files whose header says they last more than ``long_seconds`` are never decoded whole: they are
+streamed in ``chunk_seconds`` blocks (:mod:`.streaming`, the same frames as the whole-file pass).
+Unpooled layers are appended to their ``.npy`` as the frames arrive
+(:func:`.streaming.stream_to_npy`); pooled outputs keep running sums and maxima per channel. Memory
+is bounded by the chunk, whatever the file's length.
+
 Manifest
 --------
 :class:`Manifest` keeps one row per output file (CSV or JSON Lines, chosen by suffix), columns
@@ -215,6 +223,8 @@ def extract_files(
     device: "torch.device | str" = "cpu",
     batch_size: int = 8,
     workers: int = 0,
+    long_seconds: float | None = None,
+    chunk_seconds: float | None = None,
 ) -> Iterator[FileOutcome]:
     """Write the activations of ``layers`` for every file under ``out_dir``.
 
@@ -231,16 +241,30 @@ def extract_files(
         One of :data:`POOLS` (see :func:`pool_frames`).
     overwrite
         Recompute outputs that exist; otherwise files whose outputs all exist are not decoded.
+    long_seconds
+        Files whose header says they are longer (and that need no tiling) are streamed from disk
+        in chunks, with bounded memory (default :data:`.streaming.LONG_FILE_SECONDS`, 60 s;
+        ``None`` means that default, ``math.inf`` never streams).
+    chunk_seconds
+        Audio per streamed block, seconds (default :data:`.streaming.DEFAULT_CHUNK_SECONDS`).
+        Results do not depend on it.
 
     Yields
     ------
     FileOutcome
         One per input: first the inputs skipped because every output exists, then inputs whose
-        outputs collide with an earlier input's (errors), then the computed ones in input order.
-        Failures (decoding, writing) carry ``error``; the others still run.
+        outputs collide with an earlier input's (errors), then the computed short files in input
+        order, then the streamed long files in input order. Failures (decoding, writing) carry
+        ``error``; the others still run.
     """
+    from .streaming import DEFAULT_CHUNK_SECONDS, LONG_FILE_SECONDS
+
     if pool not in POOLS:
         raise ValueError(f"unknown pool {pool!r}; choose from {', '.join(POOLS)}")
+    long_seconds = LONG_FILE_SECONDS if long_seconds is None else float(long_seconds)
+    chunk_seconds = DEFAULT_CHUNK_SECONDS if chunk_seconds is None else float(chunk_seconds)
+    if not chunk_seconds > 0:
+        raise ValueError(f"chunk_seconds must be positive, got {chunk_seconds}")
     names = model.resolve_layers(layers)
     paths = [Path(p) for p in paths]
     plan = _Plan(paths, [Path(r) for r in roots], Path(out_dir), names, pool, overwrite)
@@ -256,8 +280,17 @@ def extract_files(
         yield FileOutcome(path, error=message)
     if not run:
         return
-    yield from _compute(model, run, plan, pool, device=device, batch_size=batch_size,
-                        workers=workers)
+    long_files = _long_files(model, run, names, long_seconds)
+    short = [p for p in run if p not in long_files]
+    if short:
+        yield from _compute(model, short, plan, pool, device=device, batch_size=batch_size,
+                            workers=workers, long_seconds=long_seconds,
+                            chunk_seconds=chunk_seconds)
+    engines: dict[tuple[str, ...], Any] = {}
+    for path in run:
+        if path in long_files:
+            yield _stream_file(model, path, long_files[path], plan, pool, engines,
+                               device=device, chunk_seconds=chunk_seconds)
 
 
 def _compute(model: SoundNet, run: list[Path], plan: _Plan, pool: str, **kwargs: Any
@@ -290,6 +323,116 @@ def _compute(model: SoundNet, run: list[Path], plan: _Plan, pool: str, **kwargs:
                     outcomes[clip.path] = outcome
                     continue
             yield outcome
+
+
+def _long_files(model: SoundNet, paths: Sequence[Path], layers: Sequence[str],
+                long_seconds: float) -> dict[Path, float]:
+    """``{path: decoded duration in seconds}`` of the files to stream: longer than
+    ``long_seconds`` by their header and long enough for every layer (never tiled). A file whose
+    header is unreadable is left to the in-memory path, which reports the error."""
+    from .audio import audio_info
+    from .errors import SoundNetError
+    from .inference import required_samples
+    from .streaming import expected_samples, is_long
+
+    rate = model.config.sample_rate
+    threshold = max(long_seconds, required_samples(model, list(layers)) / rate)
+    found: dict[Path, float] = {}
+    for path in paths:
+        try:
+            info = audio_info(path)
+        except SoundNetError:
+            continue
+        if is_long(info, threshold):
+            found[path] = expected_samples(info, rate) / rate
+    return found
+
+
+def _stream_file(model: SoundNet, path: Path, duration: float, plan: _Plan, pool: str,
+                 engines: dict[tuple[str, ...], Any], *, device: "torch.device | str",
+                 chunk_seconds: float) -> FileOutcome:
+    """Compute the missing outputs of one long file chunk by chunk, never decoding it whole.
+
+    Unpooled layers are appended to their ``.npy`` files as frames arrive
+    (:func:`.streaming.stream_to_npy`: atomic, nothing left behind on failure); pooled ones keep
+    a running float64 sum and a running max per channel. ``duration`` is the decoded length the
+    header implies (:func:`.streaming.expected_samples`).
+    """
+    import warnings
+
+    from .engine import Engine
+    from .errors import SoundNetError
+
+    outcome = _skipped_outcome(model, path, plan, pool, duration)
+    if not outcome.ok:
+        return outcome
+    layers = list(plan.todo[path])
+    targets = {name: plan.outputs[path][name] for name in layers}
+    key = tuple(layers)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            if key not in engines:
+                engines[key] = Engine(model, layers, device)
+            if pool == "none":
+                from .streaming import stream_to_npy
+
+                shapes = stream_to_npy(model, path, targets, chunk_seconds=chunk_seconds,
+                                       engine=engines[key])
+            else:
+                shapes = _stream_pooled(model, path, targets, pool, engines[key], chunk_seconds)
+        except SoundNetError as e:
+            outcome.error = str(e)
+        except OSError as e:
+            outcome.error = f"{path}: cannot write its outputs: {e.strerror or e}"
+    outcome.warnings += [str(w.message) for w in caught]
+    if outcome.error is not None:
+        return outcome
+    for name in layers:
+        frames, channels = shapes[name]
+        outcome.records.append(ExtractRecord(
+            str(path), str(targets[name]), name, pool, int(frames), int(channels),
+            **_timing(model, name), duration_seconds=duration, tiled_to_seconds=0.0))
+    return outcome
+
+
+class _RunningPool:
+    """Mean and max over frames of a ``(frames, channels)`` array seen in pieces."""
+
+    def __init__(self, channels: int) -> None:
+        self.total = np.zeros(channels, np.float64)
+        self.peak = np.full(channels, -np.inf, np.float32)
+        self.frames = 0
+
+    def add(self, rows: np.ndarray) -> None:
+        self.total += rows.sum(axis=0, dtype=np.float64)
+        np.maximum(self.peak, rows.max(axis=0), out=self.peak)
+        self.frames += rows.shape[0]
+
+    def result(self, pool: str) -> np.ndarray:
+        mean = (self.total / max(self.frames, 1)).astype(np.float32)[None]
+        peak = self.peak[None]
+        return {"mean": mean, "max": peak,
+                "meanmax": np.concatenate([mean, peak], axis=1)}[pool]
+
+
+def _stream_pooled(model: SoundNet, path: Path, targets: dict[str, Path], pool: str, engine: Any,
+                   chunk_seconds: float) -> dict[str, tuple[int, int]]:
+    """Pooled outputs of one long file from running accumulators; ``{layer: shape}`` written."""
+    from .streaming import stream_activations
+
+    acc = {name: _RunningPool(engine.channels[name]) for name in targets}
+    for chunk in stream_activations(model, path, list(targets), chunk_seconds=chunk_seconds,
+                                    engine=engine):
+        acc[chunk.layer].add(chunk.data)
+    shapes = {}
+    for name, out in targets.items():
+        if acc[name].frames == 0:  # the stream checks lengths; this would be a bug, not bad input
+            raise RuntimeError(f"{path}: no frames of {name} were computed")
+        array = acc[name].result(pool)
+        save_array(out, array)
+        shapes[name] = (int(array.shape[0]), int(array.shape[1]))
+    return shapes
 
 
 def _start_outcome(model: SoundNet, clip: Any, plan: _Plan, pool: str) -> FileOutcome:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple, Protocol,
 import numpy as np
 
 from .model import Geometry, SoundNet, min_tag_samples
+from .streaming import DEFAULT_CHUNK_SECONDS, LONG_FILE_SECONDS
 
 if TYPE_CHECKING:
     import torch
@@ -213,6 +214,8 @@ def tag_files(
     device: "torch.device | str" = "cpu",
     batch_size: int = 8,
     workers: int = 0,
+    long_seconds: float | None = LONG_FILE_SECONDS,
+    chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
 ) -> Iterator[TagResult]:
     """Score every file with every scorer, in input order.
 
@@ -228,6 +231,10 @@ def tag_files(
     batch_size, workers
         Files per forward pass; decoding processes (see
         :func:`~soundnet_cli.inference.iter_activations`).
+    long_seconds, chunk_seconds
+        Files longer than ``long_seconds`` are streamed in ``chunk_seconds`` blocks, never
+        decoded whole (``None``: never stream); only the heads' small activations are held (a
+        3-hour file: ~20 MB for SoundNet-8). Results do not depend on either.
 
     Yields
     ------
@@ -242,7 +249,8 @@ def tag_files(
     geometry = {name: model.geometry(name) for name in layers}
     tile_to = max((s.min_samples for s in scorers), default=0)
     for clip in iter_activations(model, paths, layers, device=device, batch_size=batch_size,
-                                 workers=workers, min_samples=tile_to or None):
+                                 workers=workers, min_samples=tile_to or None,
+                                 long_seconds=long_seconds, chunk_seconds=chunk_seconds):
         if not clip.ok or clip.activations is None:
             yield TagResult(clip.path, error=clip.error or f"{clip.path}: failed")
             continue

@@ -36,6 +36,18 @@ ManifestOpt = Annotated[Optional[Path], typer.Option(
     "with an existing one.", dir_okay=False, show_default=False)]
 OverwriteOpt = Annotated[bool, typer.Option(
     "--overwrite", help="Recompute outputs that exist (default: skip them).")]
+LongOpt = Annotated[float, typer.Option(
+    "--long-seconds", min=0.0, help="Files longer than this are streamed from disk in chunks "
+    "(bounded memory, same outputs) instead of decoded whole.")]
+def _positive(value: float) -> float:
+    if not value > 0:
+        raise typer.BadParameter(f"must be positive, got {value:g}")
+    return value
+
+
+ChunkOpt = Annotated[float, typer.Option(
+    "--chunk-seconds", callback=_positive, help="Audio per chunk when streaming a long "
+    "file; bounds memory, does not change the outputs.")]
 
 
 def extract(
@@ -45,6 +57,8 @@ def extract(
     pool: PoolOpt = Pool.none,
     manifest: ManifestOpt = None,
     overwrite: OverwriteOpt = False,
+    long_seconds: LongOpt = 60.0,
+    chunk_seconds: ChunkOpt = 10.0,
     recursive: RecursiveOpt = False,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
@@ -57,6 +71,8 @@ def extract(
     DIR/a/b.wav gives OUT/a/b.<layer>.npy (OUT/a/b.<layer>.<pool>.npy when pooled).
 
     Existing outputs are skipped unless --overwrite; writes are atomic, so a rerun finishes an interrupted run.
+
+    Files longer than --long-seconds are streamed in --chunk-seconds pieces: hours-long recordings need no more memory than short clips.
     """
     failures: list[tuple[str, str]] = []
     with user_errors():
@@ -84,7 +100,8 @@ def extract(
                 for outcome in extract_files(
                     model, files, layers, out_dir, roots=[p for p in inputs if p.is_dir()],
                     pool=pool.value, overwrite=overwrite, device=next(model.parameters()).device,
-                    batch_size=batch_size, workers=workers,
+                    batch_size=batch_size, workers=workers, long_seconds=long_seconds,
+                    chunk_seconds=chunk_seconds,
                 ):
                     progress.advance(outcome.duration)
                     book.update(outcome.records)
