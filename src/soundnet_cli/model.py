@@ -436,12 +436,12 @@ class SoundNet(nn.Module):
         for name, module in self.trunk.items():
             if not trunk_wanted and not heads_wanted:
                 break
-            x = self._apply(name, module, x)
+            x = self._run_stage(name, module, x)
             if name in trunk_wanted:
                 out[name] = x
                 trunk_wanted.discard(name)
         for name in heads_wanted:
-            out[name] = self._apply(name, self.heads[name], x)
+            out[name] = self._run_stage(name, self.heads[name], x)
         return {n: out[n] for n in wanted}
 
     def forward(self, waveform: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -454,7 +454,7 @@ class SoundNet(nn.Module):
             raise ValueError(f"expected (batch, samples) waveforms, got shape {tuple(waveform.shape)}")
         return (waveform * self.config.input_scale).unsqueeze(1)
 
-    def _apply(self, name: str, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def _run_stage(self, name: str, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         k = module.kernel_size if isinstance(module, nn.MaxPool1d) else module.conv.kernel_size[0] \
             if isinstance(module, ConvBlock) else module.kernel_size[0]
         pad = 0 if isinstance(module, nn.MaxPool1d) else (
