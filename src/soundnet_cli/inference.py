@@ -107,6 +107,12 @@ def tile(waveform: np.ndarray, min_samples: int) -> np.ndarray:
     return np.tile(waveform, reps)
 
 
+def loop_to(waveform: np.ndarray, samples: int) -> np.ndarray:
+    """Repeat ``waveform`` ``(samples,)`` circularly and cut it to exactly ``samples`` samples
+    (longer inputs keep their first ``samples``)."""
+    return tile(waveform, samples)[:samples]
+
+
 def required_samples(model: SoundNet, layers: Sequence[str]) -> int:
     """Shortest input (samples) that gives every requested layer at least one frame."""
     return max(model.geometry(name).min_samples() for name in layers)
@@ -121,6 +127,8 @@ def iter_activations(
     batch_size: int = 16,
     workers: int = 0,
     min_samples: int | None = None,
+    length: int | None = None,
+    input_scale: float | None = None,
 ) -> Iterator[ClipResult]:
     """Yield activations of ``layers`` for every file in ``paths`` (in input order).
 
@@ -137,23 +145,37 @@ def iter_activations(
     min_samples
         Clips shorter than this are tiled up to it (default: the least the layers need). Tagging
         passes the model's ``tile_seconds`` here, as the original does.
+    length
+        Loop (tile circularly) or cut every clip to exactly this many samples, as the original
+        ESC-50 evaluation does with 10 s; overrides ``min_samples``.
+    input_scale
+        Scale [-1, 1] audio by this instead of the model's ``config.input_scale`` (the original
+        ESC-50 evaluation used 512 where the network was trained at 256). The network itself is
+        not changed (its fingerprint stays the same).
     """
     names = model.resolve_layers(layers)
     need = max(min_samples or 0, required_samples(model, names))
+    if length is not None:
+        if length < required_samples(model, names):
+            raise SoundNetError(f"length {length} samples is too short for layer(s) "
+                                f"{', '.join(names)} (needs {required_samples(model, names)})")
+        need = length
+    gain = 1.0 if input_scale is None else float(input_scale) / model.config.input_scale
     rate = model.config.sample_rate
     device = torch.device(device)
     pending: list[DecodedClip] = []
     for clip in iter_decoded(paths, rate, workers=workers):
         pending.append(clip)
         if len(pending) >= batch_size:
-            yield from _run_batch(model, pending, names, need, device)
+            yield from _run_batch(model, pending, names, need, device, length is not None, gain)
             pending = []
     if pending:
-        yield from _run_batch(model, pending, names, need, device)
+        yield from _run_batch(model, pending, names, need, device, length is not None, gain)
 
 
 def _run_batch(model: SoundNet, clips: list[DecodedClip], names: list[str], need: int,
-               device: torch.device) -> Iterator[ClipResult]:
+               device: torch.device, exact: bool = False,
+               gain: float = 1.0) -> Iterator[ClipResult]:
     rate = model.config.sample_rate
     results: dict[int, ClipResult] = {}
     groups: dict[int, list[tuple[DecodedClip, np.ndarray]]] = {}
@@ -161,10 +183,12 @@ def _run_batch(model: SoundNet, clips: list[DecodedClip], names: list[str], need
         if clip.waveform is None:
             results[clip.index] = ClipResult(clip.index, clip.path, None, error=clip.error)
             continue
-        wave = tile(clip.waveform, need)
+        wave = loop_to(clip.waveform, need) if exact else tile(clip.waveform, need)
         groups.setdefault(wave.shape[0], []).append((clip, wave))
     for length, members in groups.items():
         batch = torch.from_numpy(np.stack([w for _, w in members])).to(device)
+        if gain != 1.0:
+            batch = batch * gain
         with torch.inference_mode():
             out = model.features(batch, names)
         arrays = {n: t.float().transpose(1, 2).cpu().numpy() for n, t in out.items()}

@@ -42,6 +42,9 @@ def _root(
 
 
 # Command groups register themselves here, one line each.
+from . import svm as _svm  # noqa: E402
+
+app.command("fit-svm")(_svm.fit_svm_command)
 
 
 def main() -> None:
