@@ -9,6 +9,7 @@ from typing import Annotated, Iterator, NoReturn, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 #: Results go to stdout; progress and diagnostics to stderr (so `--json | jq` works).
 out = Console(soft_wrap=True)
@@ -38,7 +39,9 @@ InputsArg = Annotated[
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     """Print ``message`` to stderr and exit with ``code``."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    # soft_wrap: long paths stay whole (the terminal wraps them), so they can be copied
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True,
+              soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -78,13 +81,13 @@ def report_failures(failures: list[tuple[str, str]], quiet: bool = False) -> int
         return EXIT_OK
     err.print(f"[bold red]{len(failures)} input(s) failed:[/]")
     for _, message in failures:
-        err.print(f"  {message}", highlight=False, markup=False)
+        err.print(f"  {message}", highlight=False, markup=False, soft_wrap=True)
     return EXIT_FAILED
 
 
 def warn(message: str, quiet: bool) -> None:
     if not quiet:
-        err.print(f"[yellow]warning:[/] {message}", highlight=False)
+        err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def stdout_is_tty() -> bool:
