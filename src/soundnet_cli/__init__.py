@@ -26,6 +26,13 @@ _EXPORTS = {
     "load_checkpoint": "checkpoint",
     "iter_activations": "inference",
     "load_dataset": "datasets",
+    "cv_splits": "datasets",
+    "Protocol": "svm",
+    "extract_features": "svm",
+    "fit_svm": "svm",
+    "cross_validate": "svm",
+    "iter_svm_tags": "svm",
+    "SvmModel": "svm_model",
     "resolve_device": "device",
     "SoundNetError": "errors",
 }

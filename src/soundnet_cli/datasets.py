@@ -198,7 +198,8 @@ def load_dataset(
         ds = _load_labels_csv(csv_path, Path(root) if root is not None else None)
     if len(ds) == 0:
         raise DatasetError(f"{base}: dataset is empty (no audio files found"
-                           + (f"; {len(ds.missing)} listed files missing)" if ds.missing else ")"))
+                           + (f"; {len(ds.missing)} listed files missing, e.g. {ds.missing[0]})"
+                              if ds.missing else ")"))
     return ds
 
 
