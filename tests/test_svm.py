@@ -320,6 +320,13 @@ def test_decision_steps_and_times(fitted):
     hop = 8192 / RATE
     np.testing.assert_allclose(np.diff(starts[1:]), hop)
     assert starts[0] == 0 and np.all(ends > starts) and ends[-1] <= 10 + 1e-9 + 17438 / RATE
+    scores = np.eye(4)[[0, 0, 2, 2, 2, 0]]
+    seg = paper.segments(scores, 10.0)
+    assert [(s["label"], s["score"]) for s in seg] == [("clicks", 1.0), ("low", 1.0),
+                                                       ("clicks", 1.0)]
+    centre_1 = (starts[1] + ends[1]) / 2  # step 1 owns one hop around its centre
+    assert seg[0]["end"] == seg[1]["start"] == pytest.approx(centre_1 + hop / 2, abs=1e-3)
+    assert seg[0]["start"] == 0 and seg[-1]["end"] == 10.0 and paper.segments(scores[:0], 1) == []
     _, pooled = fitted["pooled"]
     acts = fs.activations[0]
     steps, clip = pooled.decision_steps(acts)
@@ -354,6 +361,14 @@ def test_iter_svm_tags(fitted, network, tmp_path):
     assert high.step_scores.shape == (25, 4) and high.starts.shape == (25,)
     assert not bad.ok and "bad.wav" in bad.error
     assert long.top[0][0] == "clicks" and long.tiled_to == 0.0
+    seg = long.segments
+    assert seg[0]["start"] == 0 and seg[-1]["end"] == pytest.approx(14.0)
+    assert all(a["end"] == b["start"] for a, b in zip(seg, seg[1:]))  # contiguous, no overlap
+    assert {s["label"] for s in seg} <= set(CLASSES)
+    d = json.loads(json.dumps(high.to_dict(step_top_k=2)))
+    assert d["top"][0]["label"] == "high" and len(d["steps"]) == 25
+    assert len(d["steps"][0]["top"]) == 2 and d["segments"][-1]["end"] == pytest.approx(10.0)
+    assert json.loads(json.dumps(bad.to_dict()))["error"]
     assert long.step_scores.shape[0] == network.geometry("pool5").frames(14 * RATE) - 2
     with pytest.raises(SvmError, match="fit on features of network"):
         next(iter_svm_tags(svm, calibrated_network(seed=1), [tmp_path / "high.wav"]))

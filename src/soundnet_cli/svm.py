@@ -479,7 +479,9 @@ class SvmTagResult:
 
     ``starts``/``ends`` ``(steps,)`` seconds of each step window on the (possibly looped) input;
     ``step_scores`` ``(steps, classes)`` and ``clip_scores`` ``(classes,)`` are SVM decision
-    values (margins, not probabilities); ``top`` the ``top_k`` best (class, clip score).
+    values (margins, not probabilities); ``top`` the ``top_k`` best (class, clip score);
+    ``segments`` the runs of steps with the same best class (see :meth:`SvmModel.segments`);
+    ``classes`` the SVM's class names (the columns of the scores).
     """
 
     path: Path
@@ -492,10 +494,35 @@ class SvmTagResult:
     top: list[tuple[str, float]] = field(default_factory=list)
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    classes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def to_dict(self, step_top_k: int = 1, steps: bool = True) -> dict[str, Any]:
+        """JSON-ready: ``path``, ``duration``, ``tiled_to`` (s), ``top`` (``[{label, score}]``),
+        ``segments`` and, with ``steps``, ``steps`` (``[{start, end, top}]``); or ``error``."""
+        if self.error is not None:
+            return {"path": str(self.path), "error": self.error}
+        d: dict[str, Any] = {
+            "path": str(self.path), "duration": round(self.duration, 3),
+            "tiled_to": round(self.tiled_to, 3),
+            "top": [{"label": c, "score": s} for c, s in self.top],
+            "segments": self.segments,
+        }
+        if steps and self.step_scores is not None:
+            assert self.starts is not None and self.ends is not None
+            d["steps"] = [
+                {"start": round(float(a), 3), "end": round(float(b), 3),
+                 "top": [{"label": self.classes[k], "score": float(row[k])}
+                         for k in np.argsort(-row, kind="stable")[:step_top_k]]}
+                for a, b, row in zip(self.starts, self.ends, self.step_scores)
+            ]
+        if self.warnings:
+            d["warnings"] = self.warnings
+        return d
 
 
 def iter_svm_tags(
@@ -526,6 +553,7 @@ def iter_svm_tags(
         steps, clip = svm.decision_steps(r.activations[svm.layer])  # type: ignore[index]
         starts, ends = svm.step_times(steps.shape[0])
         order = np.argsort(-clip, kind="stable")[:top_k]
+        length = r.tiled_to or r.duration
         yield SvmTagResult(r.path, r.duration, r.tiled_to, starts, ends, steps, clip,
                            [(svm.classes[i], float(clip[i])) for i in order], None,
-                           list(r.warnings))
+                           list(r.warnings), svm.segments(steps, length), svm.classes)

@@ -143,6 +143,35 @@ class SvmModel:
         rate = float(g["sample_rate"])
         return np.maximum(start, 0) / rate, np.maximum(end, 0) / rate
 
+    def segments(self, step_scores: np.ndarray, seconds: float) -> list[dict[str, Any]]:
+        """Runs of consecutive steps with the same best class, as non-overlapping segments.
+
+        Each step owns one hop around its window's centre, so segments tile the input without
+        overlap; ``seconds`` is the input length (clips the last segment). Returns
+        ``[{"start", "end", "label", "score"}]`` with ``score`` the label's mean step score.
+        """
+        if len(step_scores) == 0:
+            return []
+        starts, ends = self.step_times(len(step_scores))
+        g = self.geometry
+        centre = (g["first_sample"] + np.arange(len(step_scores)) * g["hop"]
+                  + ((self.window - 1) * g["hop"] + g["receptive_field"]) / 2) / g["sample_rate"]
+        half = g["hop"] / g["sample_rate"] / 2
+        best = step_scores.argmax(axis=1)
+        out: list[dict[str, Any]] = []
+        i = 0
+        while i < len(best):
+            j = i
+            while j + 1 < len(best) and best[j + 1] == best[i]:
+                j += 1
+            start = 0.0 if i == 0 else max(0.0, centre[i] - half)
+            end = seconds if j == len(best) - 1 else min(seconds, centre[j] + half)
+            out.append({"start": round(float(start), 3), "end": round(float(end), 3),
+                        "label": self.classes[best[i]],
+                        "score": float(step_scores[i:j + 1, best[i]].mean())})
+            i = j + 1
+        return out
+
     # -- checks -------------------------------------------------------------------------------
     def check_network(self, fingerprint: str) -> None:
         """Raise :class:`SvmError` unless ``fingerprint`` is the network this SVM was fit on."""
