@@ -206,28 +206,55 @@ def extract_features(
     dict
         ``{layer name: FeatureSet}``; raises :class:`DatasetError` if no clip decoded.
     """
-    from .inference import iter_activations
-
     names = model.resolve_layers(layers)
     keys = {n: feature_key(model, n, protocol) for n in names}
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    caches = {n: FeatureCache(root, k) for n, k in keys.items()}
-    acts: dict[str, list[np.ndarray | None]] = {n: [None] * len(dataset) for n in names}
-    if use_cache:
-        for i, path in enumerate(dataset.paths):
-            for n in names:
-                acts[n][i] = caches[n].get(path)
+    caches = {n: FeatureCache(root, k) for n, k in keys.items()} if use_cache else {}
+    acts: dict[str, list[np.ndarray | None]] = {
+        n: [caches[n].get(p) if use_cache else None for p in dataset.paths] for n in names}
     todo = [i for i in range(len(dataset)) if any(acts[n][i] is None for n in names)]
     cached = len(dataset) - len(todo)
     if progress and cached:
         progress(cached)
+    errors, notes = _compute(model, dataset, todo, keys, acts, caches, device=device,
+                             batch_size=batch_size, workers=workers, progress=progress)
+    keep = np.array([i for i in range(len(dataset)) if i not in errors], dtype=np.int64)
+    if keep.size == 0:
+        raise DatasetError(f"{dataset.root}: none of the {len(dataset)} clips could be decoded "
+                           f"(first error: {next(iter(errors.values()))})")
+    failures = [(dataset.paths[i], m) for i, m in sorted(errors.items())]
+    kept = dataset.subset(keep)
+    ten_seconds = int(round(PAPER_SECONDS * model.config.sample_rate))
+    out = {}
+    for n in names:
+        geo = model.geometry(n)
+        out[n] = FeatureSet(
+            keys[n], kept, [acts[n][i] for i in keep],  # type: ignore[misc]
+            geo.frames(ten_seconds),
+            {"hop": geo.hop, "receptive_field": geo.receptive_field,
+             "first_sample": geo.first_sample, "sample_rate": model.config.sample_rate},
+            failures, notes, cached,
+        )
+    return out
+
+
+def _compute(model: "SoundNet", dataset: Dataset, todo: list[int], keys: dict[str, FeatureKey],
+             acts: dict[str, list[np.ndarray | None]], caches: dict[str, FeatureCache], *,
+             device: "torch.device | str", batch_size: int, workers: int,
+             progress: Callable[[int], None] | None) -> tuple[dict[int, str], list[str]]:
+    """Run the network on the clips ``todo``, filling ``acts`` and the caches in place.
+
+    Layers with the same length policy share one forward pass. Returns ``({clip: error},
+    warnings)``.
+    """
+    from .inference import iter_activations
+
     errors: dict[int, str] = {}
     notes: list[str] = []
-    # Layers with the same length policy share a forward pass.
     groups: dict[tuple[int | None, int], list[str]] = {}
-    for n in names:
-        groups.setdefault((keys[n].loop_samples, keys[n].min_samples), []).append(n)
-    for (loop, least), group in groups.items():
+    for n, k in keys.items():
+        groups.setdefault((k.loop_samples, k.min_samples), []).append(n)
+    for g, ((loop, least), group) in enumerate(groups.items()):
         results = iter_activations(
             model, [dataset.paths[i] for i in todo], group, device=device,
             batch_size=batch_size, workers=workers, min_samples=least, length=loop,
@@ -240,27 +267,11 @@ def extract_features(
                 notes.extend(r.warnings)
                 for n in group:
                     acts[n][i] = r.activations[n]  # type: ignore[index]
-                    if use_cache:
+                    if n in caches:
                         caches[n].put(dataset.paths[i], r.activations[n])  # type: ignore[index]
-            if progress and (loop, least) == next(iter(groups)):
+            if progress and g == 0:  # progress counts clips, not passes
                 progress(1)
-    keep = np.array([i for i in range(len(dataset)) if i not in errors], dtype=np.int64)
-    if keep.size == 0:
-        raise DatasetError(f"{dataset.root}: none of the {len(dataset)} clips could be decoded "
-                           f"(first error: {next(iter(errors.values()))})")
-    failures = [(dataset.paths[i], m) for i, m in sorted(errors.items())]
-    kept = dataset.subset(keep)
-    out = {}
-    for n in names:
-        geo = model.geometry(n)
-        out[n] = FeatureSet(
-            keys[n], kept, [acts[n][i] for i in keep],  # type: ignore[misc]
-            geo.frames(int(round(PAPER_SECONDS * model.config.sample_rate))),
-            {"hop": geo.hop, "receptive_field": geo.receptive_field,
-             "first_sample": geo.first_sample, "sample_rate": model.config.sample_rate},
-            failures, list(dict.fromkeys(notes)), cached,
-        )
-    return out
+    return errors, list(dict.fromkeys(notes))
 
 
 # ---------------------------------------------------------------------------------------------
