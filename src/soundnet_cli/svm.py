@@ -21,7 +21,6 @@ audio files with a fitted model.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 import warnings
