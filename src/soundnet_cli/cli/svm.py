@@ -48,7 +48,7 @@ def fit_svm_command(
                                      help="SVM C of the paper protocol.")] = 0.01,
     c_grid: Annotated[str, typer.Option(
         "--c-grid", help="Comma-separated C candidates of the pooled protocol.")]
-        = "0.0001,0.001,0.01,0.1,1",
+        = "0.0001,0.001,0.01,0.1",
     folds: Annotated[Optional[int], typer.Option(
         "--folds", "-k", min=2, help="Stratified k-fold when the dataset has no folds "
         "(default 5).", show_default=False)] = None,
