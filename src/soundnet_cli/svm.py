@@ -458,7 +458,7 @@ def cross_validate(
         Default: :func:`~soundnet_cli.datasets.cv_splits` of the feature set's dataset (leave
         one predefined fold out, else stratified ``n_folds``-fold with ``seed``).
     jobs
-        Folds fitted in parallel (joblib processes; 1: in this process, -1: all cores).
+        Folds fitted in parallel (joblib processes; 0 or 1: in this process, -1: all cores).
 
     Returns
     -------
@@ -472,7 +472,7 @@ def cross_validate(
     inputs = features.inputs(protocol.name)
     inner = [inner_splits(ds.subset(s.train), seed)
              if protocol.name == "pooled" and len(protocol.c_grid) > 1 else None for s in splits]
-    jobs = min(jobs, len(splits)) if jobs > 0 else jobs
+    jobs = min(max(jobs, 1), len(splits)) if jobs >= 0 else jobs  # 0 means 1; -1 all cores
     folds = Parallel(n_jobs=jobs)(
         delayed(_run_fold)(inputs, ds.labels, len(ds.classes), s, inn, protocol, features.window,
                            seed)
