@@ -33,6 +33,13 @@ _EXPORTS = {
     "stream_activations": "streaming",
     "stream_to_npy": "streaming",
     "load_dataset": "datasets",
+    "cv_splits": "datasets",
+    "Protocol": "svm",
+    "extract_features": "svm",
+    "fit_svm": "svm",
+    "cross_validate": "svm",
+    "iter_svm_tags": "svm",
+    "SvmModel": "svm_model",
     "resolve_device": "device",
     "SoundNetError": "errors",
 }

@@ -82,6 +82,76 @@ class Dataset:
         counts = Counter(self.labels.tolist())
         return {c: counts.get(i, 0) for i, c in enumerate(self.classes)}
 
+    def require_examples(self, minimum: int, purpose: str) -> None:
+        """Raise :class:`DatasetError` naming every class with fewer than ``minimum`` clips
+        (``purpose`` says what needs them, e.g. ``"5-fold cross-validation"``)."""
+        short = [f"{c} ({n})" for c, n in self.class_counts().items() if n < minimum]
+        if short:
+            raise DatasetError(
+                f"{self.root}: {purpose} needs at least {minimum} clips per class; too few in: "
+                f"{', '.join(short[:10])}" + (f" and {len(short) - 10} more" if len(short) > 10
+                                              else "")
+            )
+
+
+@dataclass(frozen=True)
+class Split:
+    """One cross-validation split: indices into a :class:`Dataset`.
+
+    ``name`` is for reports (``"fold 3"`` for a predefined fold, ``"split 2/5"`` otherwise);
+    ``test_fold`` is the predefined fold held out, or ``None``.
+    """
+
+    name: str
+    train: np.ndarray
+    test: np.ndarray
+    test_fold: int | None = None
+
+
+def cv_splits(
+    dataset: Dataset, n_folds: int = 5, *, seed: int = 0, predefined: bool = True
+) -> list[Split]:
+    """Cross-validation splits of ``dataset``.
+
+    With ``predefined`` and a dataset that has folds (ESC-50, a labels CSV with a fold column):
+    leave one fold out, for every fold present. Otherwise stratified ``n_folds``-fold, shuffled
+    with ``seed``. Raises :class:`DatasetError` naming the classes that have too few examples
+    (fewer than ``n_folds`` clips, or all of a class's clips in one predefined fold, so that it
+    would never be trained on when tested).
+    """
+    if predefined and dataset.folds is not None:
+        return _predefined_splits(dataset)
+    if n_folds < 2:
+        raise DatasetError(f"cross-validation needs at least 2 folds (got {n_folds})")
+    dataset.require_examples(n_folds, f"{n_folds}-fold cross-validation")
+    from sklearn.model_selection import StratifiedKFold
+
+    kfold = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    return [Split(f"split {i + 1}/{n_folds}", train.astype(np.int64), test.astype(np.int64))
+            for i, (train, test) in enumerate(kfold.split(np.zeros(len(dataset)),
+                                                          dataset.labels))]
+
+
+def _predefined_splits(dataset: Dataset) -> list[Split]:
+    assert dataset.folds is not None
+    present = sorted(set(dataset.folds.tolist()))
+    if len(present) < 2:
+        raise DatasetError(f"{dataset.root}: only fold {present} present; leave-one-fold-out "
+                           "cross-validation needs at least 2 folds")
+    lonely = []
+    for i, name in enumerate(dataset.classes):
+        folds_of_class = set(dataset.folds[dataset.labels == i].tolist())
+        if len(folds_of_class) == 1:
+            lonely.append(f"{name} (only in fold {folds_of_class.pop()})")
+    if lonely:
+        raise DatasetError(
+            f"{dataset.root}: class(es) present in a single fold cannot be cross-validated "
+            f"leaving one fold out: {', '.join(lonely[:10])}"
+            + (f" and {len(lonely) - 10} more" if len(lonely) > 10 else "")
+        )
+    return [Split(f"fold {f}", np.flatnonzero(dataset.folds != f),
+                  np.flatnonzero(dataset.folds == f), f) for f in present]
+
 
 def detect_layout(root: Path) -> str:
     """Guess a dataset's layout from what is on disk."""
@@ -128,7 +198,8 @@ def load_dataset(
         ds = _load_labels_csv(csv_path, Path(root) if root is not None else None)
     if len(ds) == 0:
         raise DatasetError(f"{base}: dataset is empty (no audio files found"
-                           + (f"; {len(ds.missing)} listed files missing)" if ds.missing else ")"))
+                           + (f"; {len(ds.missing)} listed files missing, e.g. {ds.missing[0]})"
+                              if ds.missing else ")"))
     return ds
 
 

@@ -27,6 +27,11 @@ class DatasetError(SoundNetError):
     """A dataset layout, label file or fold assignment that cannot be used."""
 
 
+class SvmError(SoundNetError):
+    """An SVM model file that cannot be used (malformed, newer format, fit on another network) or
+    SVM options that do not fit together."""
+
+
 class DeviceError(SoundNetError):
     """A requested compute device that is not available."""
 

@@ -143,6 +143,12 @@ def tile(waveform: np.ndarray, min_samples: int) -> np.ndarray:
     return np.tile(waveform, reps)
 
 
+def loop_to(waveform: np.ndarray, samples: int) -> np.ndarray:
+    """Repeat ``waveform`` ``(samples,)`` circularly and cut it to exactly ``samples`` samples
+    (longer inputs keep their first ``samples``)."""
+    return tile(waveform, samples)[:samples]
+
+
 def required_samples(model: SoundNet, layers: Sequence[str]) -> int:
     """Shortest input (samples) that gives every requested layer at least one frame."""
     return max(model.geometry(name).min_samples() for name in layers)
@@ -162,6 +168,8 @@ def iter_activations(
     max_result_bytes: int | None = DEFAULT_MAX_BYTES,
     micro_batch_samples: int | None = DEFAULT_MICRO_BATCH_SAMPLES,
     threads: int | None = None,
+    length: int | None = None,
+    input_scale: float | None = None,
 ) -> Iterator[ClipResult]:
     """Yield activations of ``layers`` for every file in ``paths`` (in input order).
 
@@ -189,6 +197,13 @@ def iter_activations(
         A streamed file whose requested activations would exceed this many bytes fails (its
         result says so) instead of exhausting memory; write such files with
         :func:`.streaming.stream_to_npy`. ``None``: no limit.
+    length
+        Loop (tile circularly) or cut every clip to exactly this many samples, as the original
+        ESC-50 evaluation does with 10 s; overrides ``min_samples`` and disables streaming.
+    input_scale
+        Scale [-1, 1] audio by this instead of the model's ``config.input_scale`` (the original
+        ESC-50 evaluation used 512 where the network was trained at 256); the network itself is
+        not changed (its fingerprint stays the same). Disables streaming.
     threads
         Intra-op threads for the network during the call (restored afterwards). Default: with
         decoding workers on a CPU device, the cores the workers leave free (at least 1), since
@@ -202,6 +217,14 @@ def iter_activations(
     names = model.resolve_layers(layers)
     engine = Engine(model, names, device)
     need = max(min_samples or 0, engine.min_samples())
+    if length is not None:
+        if length < engine.min_samples():
+            raise SoundNetError(f"length {length} samples is too short for layer(s) "
+                                f"{', '.join(names)} (needs {engine.min_samples()})")
+        need = length
+    gain = 1.0 if input_scale is None else float(input_scale) / model.config.input_scale
+    if length is not None or gain != 1.0:
+        long_seconds = None  # exact looping and rescaling apply to whole decoded clips
     rate = model.config.sample_rate
     batcher = _Batcher(engine, need, batch_size, micro_batch_samples)
     stream_opts = dict(chunk_seconds=chunk_seconds, max_bytes=max_result_bytes)
@@ -217,6 +240,10 @@ def iter_activations(
             elif clip.waveform is None:
                 order.add(ClipResult(clip.index, clip.path, None, error=clip.error))
             else:
+                if length is not None:
+                    clip.waveform = loop_to(clip.waveform, length)
+                if gain != 1.0:
+                    clip.waveform = (clip.waveform * np.float32(gain)).astype(np.float32)
                 batcher.add(clip)
             order.add(*batcher.ready())
             yield from order.ready()

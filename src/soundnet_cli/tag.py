@@ -75,6 +75,7 @@ class HeadScores:
     hop: float
     window: float
     offset: float
+    clip: np.ndarray | None = None
 
     @property
     def steps(self) -> int:
@@ -82,7 +83,10 @@ class HeadScores:
 
     @property
     def clip_scores(self) -> np.ndarray:
-        """``(classes,)`` float32: the mean of the per-step scores."""
+        """``(classes,)`` float32: ``clip`` when the scorer set one (e.g. an SVM on whole-clip
+        statistics), else the mean of the per-step scores."""
+        if self.clip is not None:
+            return np.asarray(self.clip, dtype=np.float32)
         return self.scores.mean(axis=0, dtype=np.float64).astype(np.float32)
 
     def top_k(self, k: int, step: int | None = None) -> list[Label]:
@@ -189,6 +193,39 @@ class SoftmaxHead:
     def score(self, activations: np.ndarray, geometry: Geometry, sample_rate: int) -> HeadScores:
         return HeadScores(self.name, self.labels, softmax(activations, axis=1), True,
                           **step_timing(geometry, sample_rate))
+
+
+@dataclass(frozen=True)
+class SvmScorer:
+    """Scores a trunk layer with a linear SVM from ``soundnet fit-svm`` (decision values).
+
+    Steps are the SVM's windows of ``svm.window`` frames (stride 1); the clip score is the SVM's
+    own clip-level decision (mean over windows for the paper protocol, whole-clip statistics for
+    the pooled one). Clips are tiled to the length the SVM was fit on (10 s for the paper protocol).
+    """
+
+    svm: Any
+    name: str = "svm"
+
+    @property
+    def layer(self) -> str:
+        return self.svm.layer
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.svm.classes)
+
+    @property
+    def min_samples(self) -> int:
+        return int(self.svm.loop_samples or self.svm.min_samples)
+
+    def score(self, activations: np.ndarray, geometry: Geometry, sample_rate: int) -> HeadScores:
+        steps, clip = self.svm.decision_steps(activations)
+        frames = activations.shape[0] - steps.shape[0] + 1  # frames one step reads
+        timing = step_timing(geometry, sample_rate)
+        timing["window"] += (frames - 1) * timing["hop"]
+        return HeadScores(self.name, self.labels, np.asarray(steps, dtype=np.float32), False,
+                          clip=np.asarray(clip, dtype=np.float32), **timing)
 
 
 def head_scorers(model: SoundNet, heads: Sequence[str] | None = None) -> list[SoftmaxHead]:

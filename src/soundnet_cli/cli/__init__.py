@@ -23,6 +23,7 @@ import typer
 from .._version import __version__
 from . import distill as _distill
 from . import extract as _extract
+from . import svm as _svm
 from . import tag as _tag
 from . import teach as _teach
 from . import train as _train
@@ -61,6 +62,7 @@ app.command("train")(_train.train)
 app.command("teach")(_teach.teach)
 app.command("distill")(_distill.distill)
 app.add_typer(_weights.app, name="weights")
+app.command("fit-svm")(_svm.fit_svm_command)
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Optional, TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -36,6 +36,9 @@ def tag(
     segments: SegmentsOpt = False,
     json_out: JsonOpt = False,
     csv_out: CsvOpt = False,
+    svm: Annotated[Optional[Path], typer.Option(
+        "--svm", help="Tag with the classes of an SVM saved by `soundnet fit-svm --out` "
+        "(decision values, not probabilities) instead of the network's heads.")] = None,
     recursive: RecursiveOpt = False,
     batch_size: BatchOpt = 8,
     workers: WorkersOpt = DEFAULT_WORKERS,
@@ -56,6 +59,7 @@ def tag(
         from ..weights import load_model
 
         model = load_model(weights, device)
+        scorers = _svm_scorers(svm, model) if svm is not None else None
         files, missing = find_audio_files(inputs, recursive=recursive)
         configure_threads(next(model.parameters()).device, workers if len(files) > 1 else 0)
         failures += [(str(p), f"{p}: no such file or directory") for p in missing]
@@ -67,7 +71,7 @@ def tag(
                 emit(TagResult(Path(path), error=message))
         with AudioProgress("tagging", len(files), quiet) as progress:
             for result in tag_files(model, files, device=next(model.parameters()).device,
-                                    batch_size=batch_size, workers=workers):
+                                    batch_size=batch_size, workers=workers, scorers=scorers):
                 progress.advance(result.duration)
                 if not result.ok:
                     failures.append((str(result.path), result.error or "failed"))
@@ -75,6 +79,19 @@ def tag(
                     warn(message, quiet)
                 emit(result)
     raise typer.Exit(report_failures(failures, quiet))
+
+
+def _svm_scorers(path: Path, model: Any) -> list:
+    """The SVM as the only scorer; the network computes at the SVM's input scale."""
+    import dataclasses
+
+    from ..svm_model import SvmModel
+    from ..tag import SvmScorer
+
+    svm = SvmModel.load(path, expected_fingerprint=model.fingerprint)
+    if svm.input_scale != model.config.input_scale:
+        model.config = dataclasses.replace(model.config, input_scale=svm.input_scale)
+    return [SvmScorer(svm)]
 
 
 def _emitter(fmt: str, top_k: int, segments: bool):

@@ -1,0 +1,251 @@
+"""``soundnet fit-svm``: cross-validate and fit a linear SVM on a layer's features."""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import nullcontext
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+from .common import (EXIT_USAGE, BatchOpt, DeviceOpt, QuietOpt, WeightsOpt, WorkersOpt, err,
+                     fail, make_progress, out, report_failures, user_errors, warn)
+
+if TYPE_CHECKING:
+    from ..datasets import Dataset
+    from ..svm import FeatureSet
+    from ..svm_report import CVReport
+
+
+class ProtocolName(str, Enum):
+    pooled = "pooled"
+    paper = "paper"
+
+
+class Layout(str, Enum):
+    auto = "auto"
+    esc50 = "esc50"
+    folders = "folders"
+    csv = "csv"
+
+
+def fit_svm_command(
+    dataset: Annotated[Optional[Path], typer.Argument(
+        help="Dataset directory (ESC-50 style or one folder per class).", show_default=False)] = None,
+    layout: Annotated[Layout, typer.Option("--layout", help="Dataset layout.")] = Layout.auto,
+    labels: Annotated[Optional[Path], typer.Option(
+        "--labels", help="CSV with columns path,label[,fold] (paths relative to it or DATASET).",
+        show_default=False)] = None,
+    layer: Annotated[str, typer.Option("--layer", "-l", help="Feature layer: name or original "
+                                       "module number.")] = "pool5",
+    protocol: Annotated[ProtocolName, typer.Option(
+        "--protocol", "-p", help="paper: the original ESC-50 evaluation; pooled: mean+max "
+        "per clip, C by inner CV.")] = ProtocolName.pooled,
+    c: Annotated[float, typer.Option("--C", "-C",
+                                     help="SVM C of the paper protocol.")] = 0.01,
+    c_grid: Annotated[str, typer.Option(
+        "--c-grid", help="Comma-separated C candidates of the pooled protocol.")]
+        = "0.0001,0.001,0.01,0.1",
+    folds: Annotated[Optional[int], typer.Option(
+        "--folds", "-k", min=2, help="Stratified k-fold when the dataset has no folds "
+        "(default 5).", show_default=False)] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of k-fold shuffling and liblinear.")] = 0,
+    jobs: Annotated[int, typer.Option("--jobs", help="Folds fitted in parallel (-1: all cores).")]
+        = 1,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    out_path: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Fit on all clips and save the SVM here (.npz).",
+        show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")]
+        = False,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "auto",
+    batch_size: BatchOpt = 16,
+    workers: WorkersOpt = 2,
+    cache_dir: Annotated[Optional[Path], typer.Option(
+        "--cache-dir", help="Feature cache (default: <soundnet cache>/features).",
+        show_default=False)] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the "
+                                           "feature cache.")] = False,
+    input_scale: Annotated[Optional[float], typer.Option(
+        "--input-scale", help="Scale of [-1, 1] audio (default: the "
+        "network's, 256); the original ESC-50 evaluation used 512.", show_default=False)] = None,
+    allow_missing: Annotated[bool, typer.Option(
+        "--allow-missing", help="Go on without files the metadata lists but that are absent.")]
+        = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Cross-validate a linear SVM on a SoundNet layer and optionally save it fit on all data."""
+    from ..svm import Protocol
+
+    if out_path is not None and out_path.exists() and not overwrite:
+        fail(f"{out_path} exists; pass --overwrite to replace it", EXIT_USAGE)
+    grid = _parse_grid(c_grid)
+    with user_errors():
+        proto = Protocol(protocol.value, C=c, c_grid=grid, input_scale=input_scale)
+        ds = _load(dataset, layout.value, labels, allow_missing, folds, quiet)
+        from ..weights import load_model
+
+        model = load_model(weights, device)
+        started = time.perf_counter()
+        features = _features(model, ds, layer, proto, cache_dir, not no_cache, batch_size,
+                             workers, quiet)
+        feature_seconds = time.perf_counter() - started
+        for note in features.warnings:
+            warn(note, quiet)
+        report, cv_seconds = _cross_validate(features, proto, folds, seed, jobs, quiet)
+        saved = _save_final(features, proto, report, seed, out_path, model, quiet)
+    summary = _summary(ds, features, proto, report, model, saved,
+                       {"features": feature_seconds, "cross_validation": cv_seconds})
+    if json_out:
+        typer.echo(json.dumps(summary, indent=2, allow_nan=False, default=_json_default))
+    else:
+        _print_report(summary, report)
+    raise typer.Exit(report_failures([(str(p), m) for p, m in features.failures], quiet))
+
+
+def _parse_grid(text: str) -> tuple[float, ...]:
+    try:
+        grid = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated numbers, got {text!r}",
+                                 param_hint="--c-grid") from None
+    if not grid or any(not v > 0 for v in grid):
+        raise typer.BadParameter("C values must be positive", param_hint="--c-grid")
+    return grid
+
+
+def _load(root: Optional[Path], layout: str, labels: Optional[Path], allow_missing: bool,
+          folds: Optional[int], quiet: bool) -> "Dataset":
+    from ..datasets import load_dataset
+    from ..errors import DatasetError
+
+    if root is None and labels is None:
+        fail("give a DATASET directory or --labels FILE.csv", EXIT_USAGE)
+    ds = load_dataset(root, layout=layout, labels_csv=labels)
+    if ds.missing:
+        shown = ", ".join(str(p) for p in ds.missing[:5])
+        more = f" and {len(ds.missing) - 5} more" if len(ds.missing) > 5 else ""
+        if not allow_missing:
+            raise DatasetError(f"{len(ds.missing)} file(s) listed in the metadata do not exist: "
+                               f"{shown}{more} (pass --allow-missing to go on without them)")
+        warn(f"going on without {len(ds.missing)} missing file(s): {shown}{more}", quiet)
+    if folds is not None and ds.folds is not None:
+        warn(f"{ds.root} defines its own folds; --folds {folds} is ignored", quiet)
+    if not quiet:
+        nfolds = len(set(ds.folds.tolist())) if ds.folds is not None else None
+        err.print(f"{ds.root}: {len(ds)} clips, {len(ds.classes)} classes ({ds.layout} layout"
+                  + (f", {nfolds} predefined folds)" if nfolds else ")"), highlight=False)
+    return ds
+
+
+def _features(model: Any, ds: "Dataset", layer: str, proto: Any, cache_dir: Optional[Path],
+              use_cache: bool, batch_size: int, workers: int, quiet: bool) -> "FeatureSet":
+    from ..svm import extract_features
+
+    name = model.resolve_layers([layer])[0]
+    with make_progress(quiet) as progress:
+        task = progress.add_task(f"features {name}", total=len(ds), audio="", rate="")
+        result = extract_features(
+            model, ds, [name], proto, cache_dir=cache_dir, use_cache=use_cache,
+            device=next(model.parameters()).device, batch_size=batch_size, workers=workers,
+            progress=lambda n: progress.advance(task, n),
+        )
+    features = result[name]
+    if features.cached and not quiet:
+        err.print(f"{features.cached} of {len(ds)} clips' features read from the cache")
+    return features
+
+
+def _cross_validate(features: "FeatureSet", proto: Any, folds: Optional[int], seed: int,
+                    jobs: int, quiet: bool) -> tuple["CVReport", float]:
+    from ..datasets import cv_splits
+    from ..svm import cross_validate
+
+    splits = cv_splits(features.dataset, folds or 5, seed=seed)
+    started = time.perf_counter()
+    with err.status(f"cross-validating {len(splits)} folds…", spinner="dots") if not quiet \
+            else nullcontext():
+        report = cross_validate(features, proto, splits, seed=seed, jobs=jobs)
+    unconverged = [f.name for f in report.folds if not f.converged]
+    if unconverged:
+        warn(f"liblinear did not converge in {', '.join(unconverged)} "
+             f"(max_iter {proto.max_iter}); accuracy may be slightly off", quiet)
+    return report, time.perf_counter() - started
+
+
+def _save_final(features: "FeatureSet", proto: Any, report: "CVReport", seed: int,
+                out_path: Optional[Path], model: Any, quiet: bool) -> Optional[Path]:
+    from .._version import __version__
+    from ..svm import fit_svm
+
+    if out_path is None:
+        return None
+    info = {"dataset": str(features.dataset.root), "layout": features.dataset.layout,
+            "weights": getattr(model, "source", ""), "soundnet_cli": __version__,
+            "cv_accuracy": {"mean": report.mean, "std": report.std, "folds": len(report.folds)},
+            "seed": seed}
+    with err.status("fitting the final model on all clips…") if not quiet else nullcontext():
+        svm = fit_svm(features, proto, seed=seed, info=info)
+    svm.save(out_path)
+    if not quiet:
+        err.print(f"saved {out_path} (C={svm.C:g})", highlight=False)
+    return out_path
+
+
+def _summary(ds: "Dataset", features: "FeatureSet", proto: Any, report: "CVReport", model: Any,
+             saved: Optional[Path], seconds: dict[str, float]) -> dict[str, Any]:
+    key = features.key
+    return {
+        "dataset": {"root": str(ds.root), "layout": ds.layout, "clips": len(ds),
+                    "classes": len(ds.classes), "used_clips": len(features.dataset),
+                    "missing": [str(p) for p in ds.missing],
+                    "failed": [{"path": str(p), "error": m} for p, m in features.failures]},
+        "weights": {"source": getattr(model, "source", ""), "fingerprint": key.fingerprint},
+        "layer": key.layer, "input_scale": key.input_scale,
+        "protocol": proto.to_dict(), "window_frames": features.window,
+        "frames_per_clip": sorted({a.shape[0] for a in features.activations}),
+        **report.to_dict(),
+        "model": str(saved) if saved else None,
+        "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "cached_clips": features.cached,
+    }
+
+
+def _print_report(summary: dict[str, Any], report: "CVReport") -> None:
+    from rich.table import Table
+
+    folds = Table(title=f"{summary['layer']} · {summary['protocol']['name']} protocol",
+                  title_justify="left")
+    for col in ("fold", "train", "test", "C", "accuracy"):
+        folds.add_column(col, justify="left" if col == "fold" else "right")
+    for f in report.folds:
+        folds.add_row(f.name, str(f.n_train), str(f.n_test), f"{f.C:g}", f"{f.accuracy:.1%}")
+    folds.add_row("[bold]mean ± std", "", "", "",
+                  f"[bold]{report.mean:.1%} ± {report.std:.1%}")
+    out.print(folds)
+    per_class = Table(title="per-class accuracy (worst first)", title_justify="left")
+    per_class.add_column("class")
+    per_class.add_column("accuracy", justify="right")
+    for name, acc in sorted(report.per_class().items(), key=lambda kv: (kv[1], kv[0])):
+        per_class.add_row(name, f"{acc:.1%}")
+    out.print(per_class)
+    pairs = report.confused_pairs()
+    if pairs:
+        confused = Table(title="most confused (true → predicted)", title_justify="left")
+        for col in ("true", "predicted", "clips"):
+            confused.add_column(col, justify="right" if col == "clips" else "left")
+        for t, p, n in pairs:
+            confused.add_row(t, p, str(n))
+        out.print(confused)
+    if summary["model"]:
+        out.print(f"model saved to {summary['model']}", highlight=False)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(type(o).__name__)

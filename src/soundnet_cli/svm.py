@@ -1,0 +1,571 @@
+"""Linear SVMs on SoundNet features: the paper's ESC-50 protocol and a pooled default.
+
+Two protocols (see ``docs/fit-svm.md``):
+
+``paper``
+    Exactly the original ESC-50 evaluation: each clip is looped (tiled circularly) and cut to
+    exactly 10 s; with ``T`` frames at the layer, every run of ``w = ceil(T/10)`` consecutive
+    frames (stride 1) is one instance of ``w * channels`` values (frame-major) with the clip's
+    label; ``LinearSVC(C=0.01, loss="squared_hinge", dual=True)`` on unscaled features; at test
+    time a clip's window decision values are averaged and the arg-max taken.
+``pooled``
+    Clips as they are; one instance per clip: the per-channel mean and max over time
+    (``2 * channels`` values), standardised with the training clips' statistics; ``LinearSVC``
+    with C chosen by inner cross-validation on the training clips only.
+
+Pipeline: :func:`extract_features` (network -> cached per-clip activations, a
+:class:`FeatureSet`) -> :func:`cross_validate` (a :class:`~soundnet_cli.svm_report.CVReport`) and
+:func:`fit_svm` (an :class:`SvmModel`, saved as plain arrays + JSON). :func:`iter_svm_tags` tags
+audio files with a fitted model.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from .datasets import Dataset, Split, cv_splits
+from .errors import DatasetError, SvmError
+from .feature_cache import FeatureCache, FeatureKey, default_cache_dir
+from .svm_model import SvmModel, paper_clip_scores, pooled_scores, pooled_stats, window_frames
+from .svm_report import CVReport, FoldResult
+
+if TYPE_CHECKING:
+    import torch
+
+    from .model import SoundNet
+
+PROTOCOLS = ("paper", "pooled")
+#: The paper loops every clip to this many seconds.
+PAPER_SECONDS = 10.0
+#: The paper's SVM regularisation.
+PAPER_C = 0.01
+#: C values the pooled protocol chooses from by inner cross-validation. On standardised features
+#: larger C rarely wins and liblinear crawls without converging (ESC-50, 1,200 clips, conv5 mean+max:
+#: C=1 took 178 s and 2,000 iterations and scored lower; C=0.01 took 17 s).
+DEFAULT_C_GRID = (0.0001, 0.001, 0.01, 0.1)
+#: Test clips scored per chunk in the paper protocol (bounds the memory of window matrices).
+_SCORE_CHUNK = 64
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How features become SVM instances and how C is set.
+
+    Attributes
+    ----------
+    name
+        ``"paper"`` or ``"pooled"``.
+    C
+        Regularisation of the paper protocol (0.01 as the original).
+    c_grid
+        Candidates for the pooled protocol's inner cross-validation (one value: no inner CV).
+    input_scale
+        Factor on [-1, 1] audio; ``None``: the network's own (256; the original ESC-50
+        evaluation used 512).
+    max_iter
+        liblinear iteration limit; fits that hit it are reported as not converged.
+    """
+
+    name: str = "pooled"
+    C: float = PAPER_C
+    c_grid: tuple[float, ...] = DEFAULT_C_GRID
+    input_scale: float | None = None
+    max_iter: int = 2000
+
+    def __post_init__(self) -> None:
+        if self.name not in PROTOCOLS:
+            raise SvmError(f"unknown protocol {self.name!r}; choose from {', '.join(PROTOCOLS)}")
+        if not self.C > 0 or not self.c_grid or any(not c > 0 for c in self.c_grid):
+            raise SvmError(f"C values must be positive (C={self.C}, grid={list(self.c_grid)})")
+        if self.input_scale is not None and not self.input_scale > 0:
+            raise SvmError(f"input scale must be positive (got {self.input_scale})")
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "max_iter": self.max_iter}
+        if self.name == "paper":
+            d.update(C=self.C, loop_seconds=PAPER_SECONDS, loss="squared_hinge", dual=True)
+        else:
+            d.update(c_grid=list(self.c_grid), features="mean+max over time, standardised")
+        return d
+
+
+# ---------------------------------------------------------------------------------------------
+# Features
+
+
+@dataclass
+class FeatureSet:
+    """One layer's activations for the clips of a dataset that decoded.
+
+    Attributes
+    ----------
+    key
+        Network fingerprint, layer, input scale and length policy (the cache key).
+    dataset
+        The clips that have features (undecodable ones excluded), labels, folds.
+    activations
+        One ``(frames, channels)`` float32 array per clip of ``dataset``.
+    frames_10s
+        Frames of this layer for a 10 s input (the paper's ``T``; sets the step window).
+    geometry
+        ``hop``, ``receptive_field``, ``first_sample`` (samples) and ``sample_rate`` (Hz) of the
+        layer, to place steps in time.
+    failures
+        ``(path, message)`` of clips that could not be decoded.
+    cached
+        How many clips came from the cache.
+    """
+
+    key: FeatureKey
+    dataset: Dataset
+    activations: list[np.ndarray]
+    frames_10s: int
+    geometry: dict[str, int]
+    failures: list[tuple[Path, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    cached: int = 0
+
+    @property
+    def window(self) -> int:
+        """Frames per step window: ``ceil(T/10)`` with ``T`` the frames of 10 s."""
+        return window_frames(self.frames_10s)
+
+    def inputs(self, protocol: str) -> np.ndarray:
+        """Per-clip SVM inputs: ``(clips, T, channels)`` for ``paper`` (all clips are 10 s),
+        ``(clips, 2 * channels)`` mean-and-max statistics for ``pooled``."""
+        if protocol == "paper":
+            lengths = {a.shape[0] for a in self.activations}
+            if len(lengths) != 1:
+                raise SvmError("paper protocol needs clips of equal length (extract them with "
+                               "the paper protocol, which loops every clip to 10 s)")
+            return np.stack(self.activations)
+        return np.stack([pooled_stats(a) for a in self.activations])
+
+
+def model_fingerprint(model: "SoundNet") -> str:
+    """The network's weights fingerprint (set when loaded from a checkpoint, else computed)."""
+    fp = getattr(model, "fingerprint", None)
+    if not fp:
+        from .checkpoint import weights_fingerprint
+
+        fp = weights_fingerprint(model)
+        model.fingerprint = fp  # type: ignore[attr-defined]
+    return fp
+
+
+def feature_key(model: "SoundNet", layer: str, protocol: Protocol) -> FeatureKey:
+    """The cache key of ``layer``'s features under ``protocol`` for ``model``."""
+    from .inference import required_samples
+
+    name = model.resolve_layers([layer])[0]
+    rate = model.config.sample_rate
+    trunk_min = required_samples(model, [model.config.convs[-1].name])
+    scale = protocol.input_scale if protocol.input_scale is not None else model.config.input_scale
+    loop = int(round(PAPER_SECONDS * rate)) if protocol.name == "paper" else None
+    return FeatureKey(model_fingerprint(model), name, float(scale), loop,
+                      max(trunk_min, required_samples(model, [name])))
+
+
+def extract_features(
+    model: "SoundNet",
+    dataset: Dataset,
+    layers: Sequence[str | int],
+    protocol: Protocol,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+    device: "torch.device | str" = "cpu",
+    batch_size: int = 16,
+    workers: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, FeatureSet]:
+    """Activations of ``layers`` for every clip of ``dataset``, through the cache.
+
+    Clips whose features are cached for every requested layer are read from disk; the rest go
+    through :func:`~soundnet_cli.inference.iter_activations` (batched, decoded in ``workers``
+    processes) in one pass for all layers and are cached. Undecodable clips are excluded and
+    listed in :attr:`FeatureSet.failures` (never cached, so a rerun retries them).
+
+    Parameters
+    ----------
+    model
+        Eval-mode network on ``device``.
+    layers
+        Names or original module numbers.
+    progress
+        Called with the number of clips just finished (cached or computed).
+
+    Returns
+    -------
+    dict
+        ``{layer name: FeatureSet}``; raises :class:`DatasetError` if no clip decoded.
+    """
+    names = model.resolve_layers(layers)
+    keys = {n: feature_key(model, n, protocol) for n in names}
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    caches = {n: FeatureCache(root, k) for n, k in keys.items()} if use_cache else {}
+    acts: dict[str, list[np.ndarray | None]] = {
+        n: [caches[n].get(p) if use_cache else None for p in dataset.paths] for n in names}
+    todo = [i for i in range(len(dataset)) if any(acts[n][i] is None for n in names)]
+    cached = len(dataset) - len(todo)
+    if progress and cached:
+        progress(cached)
+    errors, notes = _compute(model, dataset, todo, keys, acts, caches, device=device,
+                             batch_size=batch_size, workers=workers, progress=progress)
+    keep = np.array([i for i in range(len(dataset)) if i not in errors], dtype=np.int64)
+    if keep.size == 0:
+        raise DatasetError(f"{dataset.root}: none of the {len(dataset)} clips could be decoded "
+                           f"(first error: {next(iter(errors.values()))})")
+    failures = [(dataset.paths[i], m) for i, m in sorted(errors.items())]
+    kept = dataset.subset(keep)
+    ten_seconds = int(round(PAPER_SECONDS * model.config.sample_rate))
+    out = {}
+    for n in names:
+        geo = model.geometry(n)
+        out[n] = FeatureSet(
+            keys[n], kept, [acts[n][i] for i in keep],  # type: ignore[misc]
+            geo.frames(ten_seconds),
+            {"hop": geo.hop, "receptive_field": geo.receptive_field,
+             "first_sample": geo.first_sample, "sample_rate": model.config.sample_rate},
+            failures, notes, cached,
+        )
+    return out
+
+
+def _compute(model: "SoundNet", dataset: Dataset, todo: list[int], keys: dict[str, FeatureKey],
+             acts: dict[str, list[np.ndarray | None]], caches: dict[str, FeatureCache], *,
+             device: "torch.device | str", batch_size: int, workers: int,
+             progress: Callable[[int], None] | None) -> tuple[dict[int, str], list[str]]:
+    """Run the network on the clips ``todo``, filling ``acts`` and the caches in place.
+
+    Layers with the same length policy share one forward pass. Returns ``({clip: error},
+    warnings)``.
+    """
+    from .inference import iter_activations
+
+    errors: dict[int, str] = {}
+    notes: list[str] = []
+    groups: dict[tuple[int | None, int], list[str]] = {}
+    for n, k in keys.items():
+        groups.setdefault((k.loop_samples, k.min_samples), []).append(n)
+    for g, ((loop, least), group) in enumerate(groups.items()):
+        results = iter_activations(
+            model, [dataset.paths[i] for i in todo], group, device=device,
+            batch_size=batch_size, workers=workers, min_samples=least, length=loop,
+            input_scale=keys[group[0]].input_scale,
+        )
+        for i, r in zip(todo, results):
+            if r.error is not None:
+                errors[i] = r.error
+            else:
+                notes.extend(r.warnings)
+                for n in group:
+                    acts[n][i] = r.activations[n]  # type: ignore[index]
+                    if n in caches:
+                        caches[n].put(dataset.paths[i], r.activations[n])  # type: ignore[index]
+            if progress and g == 0:  # progress counts clips, not passes
+                progress(1)
+    return errors, list(dict.fromkeys(notes))
+
+
+# ---------------------------------------------------------------------------------------------
+# Fitting
+
+
+@dataclass
+class _Fit:
+    """A fitted linear classifier as arrays (``classes`` rows, see :class:`SvmModel`)."""
+
+    coef: np.ndarray
+    intercept: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+    C: float
+    converged: bool
+    c_scores: dict[float, float] = field(default_factory=dict)
+
+
+def _linear_svc(X: np.ndarray, y: np.ndarray, n_classes: int, C: float, *, dual: bool | str,
+                max_iter: int, seed: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Fit ``LinearSVC`` (squared hinge, one-vs-rest); coefficients for all ``n_classes``."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.svm import LinearSVC
+
+    present = np.unique(y)
+    if present.size != n_classes:
+        raise DatasetError(f"training data lacks class index(es) "
+                           f"{sorted(set(range(n_classes)) - set(present.tolist()))}")
+    clf = LinearSVC(C=C, loss="squared_hinge", dual=dual, max_iter=max_iter, random_state=seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        clf.fit(X, y)
+    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    coef, intercept = clf.coef_.astype(np.float64), clf.intercept_.astype(np.float64)
+    if n_classes == 2:  # liblinear keeps one row for two classes; expand to one per class
+        coef, intercept = np.concatenate([-coef, coef]), np.concatenate([-intercept, intercept])
+    return coef, intercept, converged
+
+
+def _paper_instances(inputs: np.ndarray, labels: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(clips, T, C)`` -> every window of ``w`` frames: ``(clips * (T-w+1), w*C)`` and labels."""
+    windows = np.lib.stride_tricks.sliding_window_view(inputs, w, axis=1)  # (n, T-w+1, C, w)
+    n, steps = windows.shape[:2]
+    X = np.ascontiguousarray(windows.transpose(0, 1, 3, 2)).reshape(n * steps, -1)
+    return X, np.repeat(labels, steps)
+
+
+def _fit_arrays(inputs: np.ndarray, labels: np.ndarray, n_classes: int, protocol: Protocol,
+                window: int, inner: list[Split] | None, seed: int) -> _Fit:
+    if protocol.name == "paper":
+        X, y = _paper_instances(inputs, labels, window)
+        coef, intercept, ok = _linear_svc(X, y, n_classes, protocol.C, dual=True,
+                                          max_iter=protocol.max_iter, seed=seed)
+        d = X.shape[1]
+        return _Fit(coef, intercept, np.zeros(d), np.ones(d), protocol.C, ok)
+    c_scores: dict[float, float] = {}
+    if len(protocol.c_grid) > 1:
+        assert inner is not None
+        for c in protocol.c_grid:
+            accs = []
+            for s in inner:
+                f = _fit_pooled(inputs[s.train], labels[s.train], n_classes, c, protocol, seed)
+                pred = pooled_scores(inputs[s.test], f.coef, f.intercept, f.mean, f.scale).argmax(1)
+                accs.append(float(np.mean(pred == labels[s.test])))
+            c_scores[c] = float(np.mean(accs))
+        best = max(protocol.c_grid, key=lambda c: (c_scores[c], -c))  # ties: the smaller C
+    else:
+        best = protocol.c_grid[0]
+    fit = _fit_pooled(inputs, labels, n_classes, best, protocol, seed)
+    fit.c_scores = c_scores
+    return fit
+
+
+def _fit_pooled(X: np.ndarray, y: np.ndarray, n_classes: int, C: float, protocol: Protocol,
+                seed: int) -> _Fit:
+    mean = X.mean(axis=0, dtype=np.float64)
+    scale = X.std(axis=0, dtype=np.float64)
+    scale[scale == 0] = 1.0  # constant features (dead channels) stay 0 after centring
+    Z = (X - mean) / scale
+    coef, intercept, ok = _linear_svc(Z, y, n_classes, C, dual="auto",
+                                      max_iter=protocol.max_iter, seed=seed)
+    return _Fit(coef, intercept, mean, scale, C, ok)
+
+
+def inner_splits(dataset: Dataset, seed: int = 0) -> list[Split]:
+    """Splits of a training set for choosing C: leave one predefined fold out when the training
+    folds allow it, else stratified k-fold with k = min(3, smallest class)."""
+    if dataset.folds is not None:
+        try:
+            return cv_splits(dataset, seed=seed, predefined=True)
+        except DatasetError:
+            pass
+    smallest = min(dataset.class_counts().values())
+    if smallest < 2:
+        raise DatasetError(
+            f"{dataset.root}: too few training clips per class to choose C by inner "
+            "cross-validation (a class has 1); give a single value with --c-grid"
+        )
+    return cv_splits(dataset, min(3, smallest), seed=seed, predefined=False)
+
+
+def fit_svm(
+    features: FeatureSet,
+    protocol: Protocol,
+    *,
+    index: Sequence[int] | np.ndarray | None = None,
+    seed: int = 0,
+    info: dict[str, Any] | None = None,
+) -> SvmModel:
+    """Fit one SVM on the clips at ``index`` of ``features`` (default: all of them).
+
+    The pooled protocol chooses C by inner cross-validation on those clips only
+    (:func:`inner_splits`); the paper protocol uses ``protocol.C``.
+    """
+    idx = np.arange(len(features.dataset)) if index is None else np.asarray(index, np.int64)
+    sub = features.dataset.subset(idx)
+    inputs = features.inputs(protocol.name)[idx]
+    inner = inner_splits(sub, seed) if protocol.name == "pooled" and len(protocol.c_grid) > 1 \
+        else None
+    fit = _fit_arrays(inputs, sub.labels, len(sub.classes), protocol, features.window, inner,
+                      seed)
+    return _to_model(features, protocol, fit, {**(info or {}), "clips": int(len(idx))})
+
+
+def _to_model(features: FeatureSet, protocol: Protocol, fit: _Fit,
+              info: dict[str, Any]) -> SvmModel:
+    key = features.key
+    return SvmModel(
+        classes=features.dataset.classes, layer=key.layer, protocol=protocol.name,
+        fingerprint=key.fingerprint, input_scale=key.input_scale,
+        loop_samples=key.loop_samples, min_samples=key.min_samples, window=features.window,
+        channels=int(features.activations[0].shape[1]), geometry=dict(features.geometry),
+        C=fit.C, coef=fit.coef, intercept=fit.intercept, mean=fit.mean, scale=fit.scale,
+        info={**info, "protocol": protocol.to_dict(), "converged": fit.converged,
+              **({"c_scores": {f"{c:g}": s for c, s in fit.c_scores.items()}}
+                 if fit.c_scores else {})},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Cross-validation
+
+
+def _run_fold(inputs: np.ndarray, labels: np.ndarray, n_classes: int, split: Split,
+              inner: list[Split] | None, protocol: Protocol, window: int,
+              seed: int) -> FoldResult:
+    start = time.perf_counter()
+    fit = _fit_arrays(inputs[split.train], labels[split.train], n_classes, protocol, window,
+                      inner, seed)
+    test = inputs[split.test]
+    if protocol.name == "paper":
+        scores = np.concatenate([
+            paper_clip_scores(test[i:i + _SCORE_CHUNK], fit.coef, fit.intercept, window)
+            for i in range(0, len(test), _SCORE_CHUNK)
+        ])
+    else:
+        scores = pooled_scores(test, fit.coef, fit.intercept, fit.mean, fit.scale)
+    predicted = scores.argmax(axis=1)
+    return FoldResult(
+        name=split.name, test_fold=split.test_fold, n_train=int(split.train.size),
+        n_test=int(split.test.size),
+        accuracy=float(np.mean(predicted == labels[split.test])), C=fit.C,
+        seconds=time.perf_counter() - start, test_index=split.test, predicted=predicted,
+        converged=fit.converged, c_scores=fit.c_scores,
+    )
+
+
+def cross_validate(
+    features: FeatureSet,
+    protocol: Protocol,
+    splits: Sequence[Split] | None = None,
+    *,
+    n_folds: int = 5,
+    seed: int = 0,
+    jobs: int = 1,
+) -> CVReport:
+    """Cross-validated accuracy of ``protocol`` on ``features``.
+
+    Parameters
+    ----------
+    splits
+        Default: :func:`~soundnet_cli.datasets.cv_splits` of the feature set's dataset (leave
+        one predefined fold out, else stratified ``n_folds``-fold with ``seed``).
+    jobs
+        Folds fitted in parallel (joblib processes; 0 or 1: in this process, -1: all cores).
+
+    Returns
+    -------
+    CVReport
+        Per-fold accuracy, out-of-fold predictions for every clip, confusions.
+    """
+    from joblib import Parallel, delayed
+
+    ds = features.dataset
+    splits = list(splits) if splits is not None else cv_splits(ds, n_folds, seed=seed)
+    inputs = features.inputs(protocol.name)
+    inner = [inner_splits(ds.subset(s.train), seed)
+             if protocol.name == "pooled" and len(protocol.c_grid) > 1 else None for s in splits]
+    jobs = min(max(jobs, 1), len(splits)) if jobs >= 0 else jobs  # 0 means 1; -1 all cores
+    folds = Parallel(n_jobs=jobs)(
+        delayed(_run_fold)(inputs, ds.labels, len(ds.classes), s, inn, protocol, features.window,
+                           seed)
+        for s, inn in zip(splits, inner)
+    )
+    return CVReport(classes=ds.classes, labels=ds.labels, folds=list(folds))
+
+
+# ---------------------------------------------------------------------------------------------
+# Tagging with a fitted SVM
+
+
+@dataclass
+class SvmTagResult:
+    """One file tagged by an :class:`SvmModel`.
+
+    ``starts``/``ends`` ``(steps,)`` seconds of each step window on the (possibly looped) input;
+    ``step_scores`` ``(steps, classes)`` and ``clip_scores`` ``(classes,)`` are SVM decision
+    values (margins, not probabilities); ``top`` the ``top_k`` best (class, clip score);
+    ``segments`` the runs of steps with the same best class (see :meth:`SvmModel.segments`);
+    ``classes`` the SVM's class names (the columns of the scores).
+    """
+
+    path: Path
+    duration: float = 0.0
+    tiled_to: float = 0.0
+    starts: np.ndarray | None = None
+    ends: np.ndarray | None = None
+    step_scores: np.ndarray | None = None
+    clip_scores: np.ndarray | None = None
+    top: list[tuple[str, float]] = field(default_factory=list)
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    classes: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self, step_top_k: int = 1, steps: bool = True) -> dict[str, Any]:
+        """JSON-ready: ``path``, ``duration``, ``tiled_to`` (s), ``top`` (``[{label, score}]``),
+        ``segments`` and, with ``steps``, ``steps`` (``[{start, end, top}]``); or ``error``."""
+        if self.error is not None:
+            return {"path": str(self.path), "error": self.error}
+        d: dict[str, Any] = {
+            "path": str(self.path), "duration": round(self.duration, 3),
+            "tiled_to": round(self.tiled_to, 3),
+            "top": [{"label": c, "score": s} for c, s in self.top],
+            "segments": self.segments,
+        }
+        if steps and self.step_scores is not None:
+            assert self.starts is not None and self.ends is not None
+            d["steps"] = [
+                {"start": round(float(a), 3), "end": round(float(b), 3),
+                 "top": [{"label": self.classes[k], "score": float(row[k])}
+                         for k in np.argsort(-row, kind="stable")[:step_top_k]]}
+                for a, b, row in zip(self.starts, self.ends, self.step_scores)
+            ]
+        if self.warnings:
+            d["warnings"] = self.warnings
+        return d
+
+
+def iter_svm_tags(
+    svm: SvmModel,
+    model: "SoundNet",
+    paths: Sequence[str | os.PathLike],
+    *,
+    top_k: int = 5,
+    device: "torch.device | str" = "cpu",
+    batch_size: int = 16,
+    workers: int = 0,
+) -> Iterator[SvmTagResult]:
+    """Tag ``paths`` with ``svm``'s classes, in input order; failed files carry ``error``.
+
+    Features are computed as the SVM was fit: the same layer and input scale; with the paper
+    protocol clips shorter than 10 s are looped to 10 s (longer files are kept whole and scored
+    window by window). Raises :class:`SvmError` if ``model`` is not the network ``svm`` was fit on.
+    """
+    from .inference import iter_activations
+
+    svm.check_network(model_fingerprint(model))
+    least = svm.loop_samples if svm.loop_samples is not None else svm.min_samples
+    for r in iter_activations(model, paths, [svm.layer], device=device, batch_size=batch_size,
+                              workers=workers, min_samples=least, input_scale=svm.input_scale):
+        if r.error is not None:
+            yield SvmTagResult(r.path, error=r.error)
+            continue
+        steps, clip = svm.decision_steps(r.activations[svm.layer])  # type: ignore[index]
+        starts, ends = svm.step_times(steps.shape[0])
+        order = np.argsort(-clip, kind="stable")[:top_k]
+        length = r.tiled_to or r.duration
+        yield SvmTagResult(r.path, r.duration, r.tiled_to, starts, ends, steps, clip,
+                           [(svm.classes[i], float(clip[i])) for i in order], None,
+                           list(r.warnings), svm.segments(steps, length), svm.classes)
