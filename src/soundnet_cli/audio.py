@@ -248,27 +248,9 @@ def find_audio_files(
     sub-directories only with ``recursive``. Returns ``(files, missing)``, where ``missing`` lists
     inputs that do not exist. Duplicates are dropped, order kept.
     """
-    files: list[Path] = []
-    missing: list[Path] = []
-    seen: set[Path] = set()
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            pattern = "**/*" if recursive else "*"
-            found = sorted(
-                q for q in p.glob(pattern) if q.is_file() and q.suffix.lower() in AUDIO_SUFFIXES
-            )
-        elif p.exists():
-            found = [p]
-        else:
-            missing.append(p)
-            continue
-        for q in found:
-            key = q.resolve()
-            if key not in seen:
-                seen.add(key)
-                files.append(q)
-    return files, missing
+    from .fsutil import find_files
+
+    return find_files(inputs, AUDIO_SUFFIXES, recursive=recursive)
 
 
 def _reason(e: BaseException) -> str:

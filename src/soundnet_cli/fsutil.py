@@ -6,7 +6,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Collection, Iterable, Iterator
 
 
 @contextlib.contextmanager
@@ -61,3 +61,35 @@ def mirrored_output(
             rel = src.relative_to(r)
             return out_dir / rel.parent / (rel.stem + suffix)
     return out_dir / (source.stem + suffix)
+
+
+def find_files(
+    inputs: Iterable[str | os.PathLike], suffixes: Collection[str], *, recursive: bool = False
+) -> tuple[list[Path], list[Path]]:
+    """Expand files and directories into file paths.
+
+    Files named explicitly are kept whatever their suffix; directories contribute files whose
+    lower-cased suffix is in ``suffixes``, sorted, descending into sub-directories only with
+    ``recursive``. Returns ``(files, missing)``, where ``missing`` lists inputs that do not exist.
+    Duplicates are dropped, order kept.
+    """
+    files: list[Path] = []
+    missing: list[Path] = []
+    seen: set[Path] = set()
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            pattern = "**/*" if recursive else "*"
+            found = sorted(q for q in p.glob(pattern)
+                           if q.is_file() and q.suffix.lower() in suffixes)
+        elif p.exists():
+            found = [p]
+        else:
+            missing.append(p)
+            continue
+        for q in found:
+            key = q.resolve()
+            if key not in seen:
+                seen.add(key)
+                files.append(q)
+    return files, missing

@@ -119,19 +119,28 @@ def iter_decoded(
     Files longer than ``long_seconds`` are not decoded (``long=True``, see
     :class:`AudioFileDataset`).
     """
-    dataset = AudioFileDataset(paths, sample_rate, long_seconds)
-    if workers <= 0 or len(dataset) <= 1:
-        for i in range(len(dataset)):
+    yield from iter_dataset(AudioFileDataset(paths, sample_rate, long_seconds), workers=workers,
+                            prefetch=prefetch)
+
+
+def iter_dataset(dataset: torch.utils.data.Dataset, *, workers: int = 0,
+                 prefetch: int = 4) -> Iterator:
+    """Items of a map-style ``dataset`` in index order, loaded by ``workers`` background
+    processes (0, or a single item: in this process). Items are yielded as the dataset returns
+    them (no collation), so a dataset can return results or errors of any type."""
+    n = len(dataset)  # type: ignore[arg-type]
+    if workers <= 0 or n <= 1:
+        for i in range(n):
             yield dataset[i]
         return
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=None, shuffle=False, num_workers=min(workers, len(dataset)),
+        dataset, batch_size=None, shuffle=False, num_workers=min(workers, n),
         collate_fn=_identity, prefetch_factor=prefetch, persistent_workers=False,
     )
     yield from loader
 
 
-def _identity(x: DecodedClip) -> DecodedClip:
+def _identity(x):
     return x
 
 

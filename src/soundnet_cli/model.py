@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 

@@ -295,22 +295,9 @@ class VideoFileDataset:
 def iter_videos(paths: Sequence[str | os.PathLike], sampling: FrameSampling, *,
                 workers: int = 0, prefetch: int = 2) -> Iterator[DecodedVideo]:
     """Decode videos in ``workers`` background processes (0: in this process), in input order."""
-    dataset = VideoFileDataset(paths, sampling)
-    if workers <= 0 or len(dataset) <= 1:
-        for i in range(len(dataset)):
-            yield dataset[i]
-        return
-    import torch
+    from .inference import iter_dataset
 
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=None, shuffle=False, num_workers=min(workers, len(dataset)),
-        collate_fn=_identity, prefetch_factor=prefetch, persistent_workers=False,
-    )
-    yield from loader
-
-
-def _identity(x: DecodedVideo) -> DecodedVideo:
-    return x
+    yield from iter_dataset(VideoFileDataset(paths, sampling), workers=workers, prefetch=prefetch)
 
 
 def find_video_files(inputs: Iterable[str | os.PathLike], *,
@@ -320,21 +307,6 @@ def find_video_files(inputs: Iterable[str | os.PathLike], *,
     Files named explicitly are kept whatever their suffix; directories contribute files whose
     suffix is in :data:`VIDEO_SUFFIXES`, sorted (sub-directories only with ``recursive``).
     """
-    files: list[Path] = []
-    missing: list[Path] = []
-    seen: set[Path] = set()
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            pattern = p.rglob("*") if recursive else p.iterdir()
-            found = sorted(q for q in pattern if q.is_file() and q.suffix.lower() in VIDEO_SUFFIXES)
-        elif p.exists():
-            found = [p]
-        else:
-            missing.append(p)
-            continue
-        for q in found:
-            if q not in seen:
-                seen.add(q)
-                files.append(q)
-    return files, missing
+    from .fsutil import find_files
+
+    return find_files(inputs, VIDEO_SUFFIXES, recursive=recursive)
