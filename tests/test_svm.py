@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,8 @@ def calibrated_network(seed: int = 0, width: float = 1 / 8) -> SoundNet:
 
 
 def make_clip(kind: str, i: int, seconds: float = 1.0) -> np.ndarray:
-    rng = np.random.default_rng(hash((kind, i)) % 2**32)
+    # a stable seed: hash() of strings changes with every process (PYTHONHASHSEED)
+    rng = np.random.default_rng(zlib.crc32(f"{kind}-{i}".encode()))
     n = int(seconds * RATE)
     t = np.arange(n) / RATE
     jitter = rng.uniform(0.9, 1.1)
