@@ -150,6 +150,36 @@ def test_cli_train_writes_a_checkpoint_the_other_commands_load(dataset_dir: Path
     assert bad.exit_code == 1 and "not in the dataset" in bad.output
 
 
+def test_init_keeps_a_matching_head_and_replaces_another(dataset_dir: Path, tmp_path: Path):
+    """Fine-tuning a checkpoint with the dataset's classes continues its head (warm restart);
+    other classes, or --new-head, get a fresh head."""
+    import dataclasses
+
+    from soundnet_cli.train import build_network
+
+    ds = load_dataset(dataset_dir)
+    cpu = torch.device("cpu")
+    first, _, _ = train_supervised(ds, tiny_cfg(epochs=1), tmp_path / "a", device=cpu)
+    init = str(tmp_path / "a" / "last.safetensors")
+    trained = first.heads["classes"].weight.detach()
+    classes = list(first.config.heads[0].labels)
+    kept, info = build_network(dataclasses.replace(tiny_cfg(), init=init), classes)
+    assert info["init_head_kept"] and kept.config.head_names == ("classes",)
+    torch.testing.assert_close(kept.heads["classes"].weight.detach(), trained)
+    for cfg, names in ((dataclasses.replace(tiny_cfg(), init=init, keep_head=False), classes),
+                       (dataclasses.replace(tiny_cfg(), init=init), classes[::-1])):
+        fresh, info = build_network(cfg, names)
+        assert not info["init_head_kept"]
+        assert fresh.heads["classes"].weight.abs().max() < trained.abs().max()
+        assert fresh.config.heads[0].labels == tuple(names)
+    # The trunk is the checkpoint's either way, and a second stage trains from it.
+    key = next(k for k in first.state_dict() if not k.startswith("heads."))
+    torch.testing.assert_close(fresh.state_dict()[key], first.state_dict()[key])
+    _, last, _ = train_supervised(ds, dataclasses.replace(tiny_cfg(epochs=1), init=init),
+                                  tmp_path / "b", device=cpu)
+    assert load_checkpoint(tmp_path / "b" / "last.safetensors").provenance["init_head_kept"]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

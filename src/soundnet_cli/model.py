@@ -345,6 +345,15 @@ class SoundNet(nn.Module):
         self.config = config
         self._stages = _stages(config)
 
+    def keep_heads(self, names: Sequence[str]) -> None:
+        """Drop every head not in ``names``, keeping the others' trained weights."""
+        missing = [n for n in names if n not in self.config.head_names]
+        if missing:
+            raise ValueError(f"no head named {missing[0]!r}")
+        self.config = self.config.with_heads([h for h in self.config.heads if h.name in names])
+        self.heads = nn.ModuleDict({n: self.heads[n] for n in self.config.head_names})
+        self._stages = _stages(self.config)
+
     # -- layer addressing ---------------------------------------------------------------------
     @property
     def layer_names(self) -> tuple[str, ...]:

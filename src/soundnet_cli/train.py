@@ -60,6 +60,7 @@ class TrainConfig:
     val_fold: int | None = None
     train_folds: tuple[int, ...] | None = None
     readable_labels: bool = True
+    keep_head: bool = True  # with ``init``: keep its head when its classes equal the dataset's
     augment: AugmentConfig = AugmentConfig()
     loop: LoopConfig = LoopConfig()
     workers: int = 2
@@ -248,8 +249,16 @@ def build_network(cfg: TrainConfig, classes: Sequence[str]) -> tuple[SoundNet, d
 
         ckpt = load_checkpoint(resolve_weights(cfg.init))
         model = ckpt.build()
-        model.replace_heads([classifier_head(ckpt.config.arch, classes)])
-        info = {"init": str(cfg.init), "init_sha256": ckpt.sha256}
+        want = classifier_head(ckpt.config.arch, classes)
+        kept = [h for h in model.config.heads if h == want]
+        if kept and cfg.keep_head:
+            # Same classes, same geometry: continue training the head (a warm restart), keep
+            # only it.
+            model.keep_heads([want.name])
+        else:
+            model.replace_heads([want])
+        info = {"init": str(cfg.init), "init_sha256": ckpt.sha256,
+                "init_head_kept": bool(kept and cfg.keep_head)}
     else:
         model = SoundNet(make_config(cfg.arch, [classifier_head(cfg.arch, classes)],
                                      width=cfg.width))

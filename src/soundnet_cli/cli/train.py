@@ -36,7 +36,10 @@ def train(
     layout: Annotated[str, typer.Option(help="auto, esc50, folders or csv.")] = "auto",
     arch: Annotated[Arch, typer.Option(help="Architecture when training from scratch.")] = Arch.soundnet8,
     init: Annotated[Optional[str], typer.Option(help="Fine-tune from this checkpoint (path or "
-                                               "name); its heads are replaced.")] = None,
+                                               "name). Its head is kept when its classes are the "
+                                               "dataset's (a warm restart), else replaced.")] = None,
+    new_head: Annotated[bool, typer.Option("--new-head", help="With --init: always start a fresh "
+                                          "head.")] = False,
     val_fold: Annotated[Optional[int], typer.Option(help="Fold held out for validation.")] = None,
     train_folds: Annotated[Optional[str], typer.Option(help="Comma-separated training folds "
                                                       "(default: all but --val-fold).")] = None,
@@ -72,7 +75,7 @@ def train(
         _run(**locals())
 
 
-def _run(dataset, labels, layout, arch, init, val_fold, train_folds, epochs, batch_size, lr,
+def _run(dataset, labels, layout, arch, init, new_head, val_fold, train_folds, epochs, batch_size, lr,
          optimizer, weight_decay, schedule, warmup, seed, clip_seconds, crop, gain_db, mix, precise_bn,
          width,
          run_dir, out_path, half, resume, workers, device, quiet) -> None:
@@ -93,7 +96,7 @@ def _run(dataset, labels, layout, arch, init, val_fold, train_folds, epochs, bat
     info = dist_info()
     quiet = quiet or not info.main
     cfg = TrainConfig(
-        arch=arch.value, init=init, width=width, val_fold=val_fold, train_folds=folds,
+        arch=arch.value, init=init, keep_head=not new_head, width=width, val_fold=val_fold, train_folds=folds,
         augment=AugmentConfig(clip_seconds, 3, crop, gain_db, mix),
         loop=LoopConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer.value,
                         weight_decay=weight_decay, schedule=schedule.value, warmup_epochs=warmup,
