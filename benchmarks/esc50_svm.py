@@ -75,6 +75,8 @@ def main() -> None:
     ap.add_argument("--max-gb", type=float, default=8.0,
                     help="skip paper-protocol fits whose training matrix would exceed this")
     ap.add_argument("--json", default=None, help="write all results here")
+    ap.add_argument("--test-folds", type=int, nargs="+", default=None,
+                    help="hold out only these folds (e.g. the folds --weights was not trained on)")
     args = ap.parse_args()
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -87,6 +89,7 @@ def main() -> None:
     results: dict = {"dataset": str(ds.root), "clips": len(ds), "network": source,
                      "fingerprint": model.fingerprint, "machine": platform.platform(),
                      "torch_threads": torch.get_num_threads(), "jobs": args.jobs,
+                     "test_folds": args.test_folds,
                      "load_average_at_start": os.getloadavg(), "runs": []}
     runs = [(p, None, args.layers) for p in args.protocols]
     if "paper" in args.protocols and args.paper_scale_512:
@@ -109,7 +112,7 @@ def main() -> None:
                                 "cache_seconds": warm, "failed": len(first.failures)})
         for layer in layers:
             fs = feats[layer]
-            splits = cv_splits(fs.dataset)
+            splits = cv_splits(fs.dataset, test_folds=args.test_folds)
             row = {"kind": "cv", "layer": layer, "protocol": proto_name, "input_scale":
                    fs.key.input_scale, "frames": fs.activations[0].shape[0],
                    "window": fs.window, "dims": None}

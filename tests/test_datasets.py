@@ -122,6 +122,15 @@ def test_leave_one_fold_out_splits(tmp_path, write_audio):
     assert [s.name for s in cv_splits(sub)] == ["fold 1", "fold 3"]
 
 
+def test_test_folds_hold_out_only_those(tmp_path, write_audio):
+    ds = load_dataset(_esc50(tmp_path / "esc", write_audio, ROWS))
+    (only,) = cv_splits(ds, test_folds=[2])
+    assert only.test_fold == 2 and set(ds.folds[only.train].tolist()) == {1, 3}
+    assert [s.test_fold for s in cv_splits(ds, test_folds=[3, 1])] == [1, 3]
+    with pytest.raises(DatasetError, match=r"no fold 5 \(folds present: 1, 2, 3\)"):
+        cv_splits(ds, test_folds=[5])
+
+
 def test_predefined_folds_errors(tmp_path, write_audio):
     rows = ROWS + [("lonely", 2, 5, "cat")]
     ds = load_dataset(_esc50(tmp_path / "esc", write_audio, rows))

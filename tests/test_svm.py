@@ -425,6 +425,16 @@ def test_cli_fit_svm_json_and_saved_model(data_root, checkpoint, network, tmp_pa
     # refuses to overwrite
     r = fit(str(data_root / "esc"), "-w", str(checkpoint), "--out", str(out))
     assert r.exit_code == 2 and "--overwrite" in r.output
+    # only the held-out folds asked for, each trained on all the others
+    r = fit(str(data_root / "esc"), "-w", str(checkpoint), "--cache-dir", str(tmp_path / "c"),
+            "--json", "--protocol", "paper", "--test-fold", "3", "--test-fold", "1")
+    assert r.exit_code == 0, r.output
+    only = json.loads(r.stdout)
+    assert [f["test_fold"] for f in only["folds"]] == [1, 3]
+    assert [f["accuracy"] for f in only["folds"]] == [report["folds"][0]["accuracy"],
+                                                      report["folds"][2]["accuracy"]]
+    r = fit(str(data_root / "esc"), "-w", str(checkpoint), "--test-fold", "7")
+    assert r.exit_code == 1 and "no fold 7" in r.stderr
 
 
 def test_cli_table_output(data_root, checkpoint, tmp_path):

@@ -109,18 +109,31 @@ class Split:
 
 
 def cv_splits(
-    dataset: Dataset, n_folds: int = 5, *, seed: int = 0, predefined: bool = True
+    dataset: Dataset, n_folds: int = 5, *, seed: int = 0, predefined: bool = True,
+    test_folds: Sequence[int] | None = None,
 ) -> list[Split]:
     """Cross-validation splits of ``dataset``.
 
     With ``predefined`` and a dataset that has folds (ESC-50, a labels CSV with a fold column):
-    leave one fold out, for every fold present. Otherwise stratified ``n_folds``-fold, shuffled
-    with ``seed``. Raises :class:`DatasetError` naming the classes that have too few examples
-    (fewer than ``n_folds`` clips, or all of a class's clips in one predefined fold, so that it
-    would never be trained on when tested).
+    leave one fold out, for every fold present, or only for ``test_folds`` (each still trained
+    on all the other folds: e.g. the folds a network was not trained on). Otherwise stratified
+    ``n_folds``-fold, shuffled with ``seed``. Raises :class:`DatasetError` naming the classes
+    that have too few examples (fewer than ``n_folds`` clips, or all of a class's clips in one
+    predefined fold, so that it would never be trained on when tested), and for ``test_folds``
+    the dataset does not have.
     """
+    if test_folds is not None and (not predefined or dataset.folds is None):
+        raise DatasetError(f"{dataset.root}: the dataset has no predefined folds to test on")
     if predefined and dataset.folds is not None:
-        return _predefined_splits(dataset)
+        splits = _predefined_splits(dataset)
+        if test_folds is None:
+            return splits
+        present = {s.test_fold for s in splits}
+        unknown = sorted(set(test_folds) - present)
+        if unknown:
+            raise DatasetError(f"{dataset.root}: no fold {unknown[0]} (folds present: "
+                               f"{', '.join(map(str, sorted(present)))})")
+        return [s for s in splits if s.test_fold in set(test_folds)]
     if n_folds < 2:
         raise DatasetError(f"cross-validation needs at least 2 folds (got {n_folds})")
     dataset.require_examples(n_folds, f"{n_folds}-fold cross-validation")

@@ -30,8 +30,10 @@ RecursiveOpt = Annotated[
     bool, typer.Option("--recursive", "-r", help="Descend into sub-directories of DIR inputs.")
 ]
 BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Files per forward pass.")]
-WorkersOpt = Annotated[int, typer.Option("--workers", "-j", min=0,
-                                         help="Decoding processes (0: decode in the main process).")]
+WorkersOpt = Annotated[Optional[int], typer.Option(
+    "--workers", "-j", min=0, show_default="auto",
+    help="Decoding processes (0: decode in the main process; default: half the cores, at least 2, "
+    "at most 8).")]
 InputsArg = Annotated[
     list[Path], typer.Argument(help="Audio files and/or directories.", show_default=False)
 ]
@@ -126,6 +128,36 @@ class AudioProgress:
                              rate=f"{a / elapsed:.0f}x real time")
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def auto_workers(device: object, files: int, requested: int | None = None) -> int:
+    """Decoding processes for ``files`` inputs: ``requested`` if given, else a plan.
+
+    On CPU, decoding (Ogg Vorbis ~1.3 core-ms per audio second, resampling ~0.2) costs about what
+    the forward pass to conv5 plus writing costs (~1.35), so half the cores decode and the rest
+    run torch. At least two workers even on 2 cores: the stages wait on each other, and a third
+    process fills those gaps (ESC-50 on an idle 2-core machine: 2 workers + 1 torch thread
+    663x real time, 1 worker + 1 thread 530x; ``benchmarks/RESULTS.md``). On a GPU the forward
+    pass is cheap, so all but one core decode. One file: decode in the main process.
+    """
+    if requested is not None:
+        return requested
+    if files <= 1:
+        return 0
+    cores = available_cores()
+    if getattr(device, "type", "cpu") != "cpu":
+        return max(1, min(8, cores - 1))
+    return min(8, max(2, cores // 2), files)
+
+
 def configure_threads(device: object, workers: int) -> None:
     """On CPU, give torch the cores that the decoding workers leave free (at least one).
 
@@ -139,8 +171,4 @@ def configure_threads(device: object, workers: int) -> None:
 
     if getattr(device, "type", "cpu") != "cpu" or os.environ.get("OMP_NUM_THREADS"):
         return
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    torch.set_num_threads(max(1, cores - workers))
+    torch.set_num_threads(max(1, available_cores() - workers))

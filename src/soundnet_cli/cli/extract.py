@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -10,10 +9,9 @@ from typing import Annotated, Optional
 import typer
 
 from .common import (AudioProgress, BatchOpt, DeviceOpt, InputsArg, QuietOpt, RecursiveOpt,
-                     WeightsOpt, WorkersOpt,
+                     WeightsOpt, WorkersOpt, auto_workers,
                      configure_threads, err, report_failures, user_errors, warn)
 
-DEFAULT_WORKERS = min(4, max(0, (os.cpu_count() or 1) - 1))
 
 
 class Pool(str, Enum):
@@ -63,7 +61,7 @@ def extract(
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     batch_size: BatchOpt = 8,
-    workers: WorkersOpt = DEFAULT_WORKERS,
+    workers: WorkersOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Extract features: one float32 (frames, channels) .npy per input and layer, under --out.
@@ -89,7 +87,8 @@ def extract(
         model = load_model(weights, device)
         layers = model.resolve_layers(layer)
         files, missing = find_audio_files(inputs, recursive=recursive)
-        configure_threads(next(model.parameters()).device, workers if len(files) > 1 else 0)
+        workers = auto_workers(next(model.parameters()).device, len(files), workers)
+        configure_threads(next(model.parameters()).device, workers)
         failures += [(str(p), f"{p}: no such file or directory") for p in missing]
         if not files and not missing:
             failures.append(("", "no audio files found in " + ", ".join(map(str, inputs))))

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from .common import (EXIT_USAGE, BatchOpt, DeviceOpt, QuietOpt, WeightsOpt, WorkersOpt, err,
-                     fail, make_progress, out, report_failures, user_errors, warn)
+from .common import (EXIT_USAGE, BatchOpt, DeviceOpt, QuietOpt, WeightsOpt, WorkersOpt, auto_workers,
+                     err, fail, make_progress, out, report_failures, user_errors, warn)
 
 if TYPE_CHECKING:
     from ..datasets import Dataset
@@ -52,6 +52,10 @@ def fit_svm_command(
     folds: Annotated[Optional[int], typer.Option(
         "--folds", "-k", min=2, help="Stratified k-fold when the dataset has no folds "
         "(default 5).", show_default=False)] = None,
+    test_fold: Annotated[Optional[list[int]], typer.Option(
+        "--test-fold", help="Only hold out these predefined folds (repeatable), each trained on "
+        "all the others: e.g. the folds the network was not trained on.",
+        show_default=False)] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of k-fold shuffling and liblinear.")] = 0,
     jobs: Annotated[int, typer.Option("--jobs", help="Folds fitted in parallel (-1: all cores).")]
         = 1,
@@ -64,7 +68,7 @@ def fit_svm_command(
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     batch_size: BatchOpt = 16,
-    workers: WorkersOpt = 2,
+    workers: WorkersOpt = None,
     cache_dir: Annotated[Optional[Path], typer.Option(
         "--cache-dir", help="Feature cache (default: <soundnet cache>/features).",
         show_default=False)] = None,
@@ -87,16 +91,20 @@ def fit_svm_command(
     with user_errors():
         proto = Protocol(protocol.value, C=c, c_grid=grid, input_scale=input_scale)
         ds = _load(dataset, layout.value, labels, allow_missing, folds, quiet)
+        from ..datasets import cv_splits
         from ..weights import load_model
+
+        cv_splits(ds, folds or 5, seed=seed, test_folds=test_fold)  # bad folds fail before features
 
         model = load_model(weights, device)
         started = time.perf_counter()
+        workers = auto_workers(next(model.parameters()).device, len(ds), workers)
         features = _features(model, ds, layer, proto, cache_dir, not no_cache, batch_size,
                              workers, quiet)
         feature_seconds = time.perf_counter() - started
         for note in features.warnings:
             warn(note, quiet)
-        report, cv_seconds = _cross_validate(features, proto, folds, seed, jobs, quiet)
+        report, cv_seconds = _cross_validate(features, proto, folds, seed, jobs, quiet, test_fold)
         saved = _save_final(features, proto, report, seed, out_path, model, quiet)
     summary = _summary(ds, features, proto, report, model, saved,
                        {"features": feature_seconds, "cross_validation": cv_seconds})
@@ -161,11 +169,12 @@ def _features(model: Any, ds: "Dataset", layer: str, proto: Any, cache_dir: Opti
 
 
 def _cross_validate(features: "FeatureSet", proto: Any, folds: Optional[int], seed: int,
-                    jobs: int, quiet: bool) -> tuple["CVReport", float]:
+                    jobs: int, quiet: bool,
+                    test_folds: Optional[list[int]] = None) -> tuple["CVReport", float]:
     from ..datasets import cv_splits
     from ..svm import cross_validate
 
-    splits = cv_splits(features.dataset, folds or 5, seed=seed)
+    splits = cv_splits(features.dataset, folds or 5, seed=seed, test_folds=test_folds)
     started = time.perf_counter()
     with err.status(f"cross-validating {len(splits)} folds…", spinner="dots") if not quiet \
             else nullcontext():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Optional, TYPE_CHECKING, Annotated, Any
@@ -10,13 +9,12 @@ from typing import Optional, TYPE_CHECKING, Annotated, Any
 import typer
 
 from .common import (AudioProgress, BatchOpt, DeviceOpt, InputsArg, QuietOpt, RecursiveOpt,
-                     WeightsOpt, WorkersOpt,
+                     WeightsOpt, WorkersOpt, auto_workers,
                      configure_threads, out, report_failures, user_errors, warn)
 
 if TYPE_CHECKING:
     from ..tag import TagResult
 
-DEFAULT_WORKERS = min(4, max(0, (os.cpu_count() or 1) - 1))
 
 TopKOpt = Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels shown per head.")]
 SegmentsOpt = Annotated[bool, typer.Option(
@@ -41,7 +39,7 @@ def tag(
         "(decision values, not probabilities) instead of the network's heads.")] = None,
     recursive: RecursiveOpt = False,
     batch_size: BatchOpt = 8,
-    workers: WorkersOpt = DEFAULT_WORKERS,
+    workers: WorkersOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Tag sounds: the top labels of every head (objects, scenes, ...) for each FILE or DIR.
@@ -61,7 +59,8 @@ def tag(
         model = load_model(weights, device)
         scorers = _svm_scorers(svm, model) if svm is not None else None
         files, missing = find_audio_files(inputs, recursive=recursive)
-        configure_threads(next(model.parameters()).device, workers if len(files) > 1 else 0)
+        workers = auto_workers(next(model.parameters()).device, len(files), workers)
+        configure_threads(next(model.parameters()).device, workers)
         failures += [(str(p), f"{p}: no such file or directory") for p in missing]
         if not files and not missing:
             failures.append(("", "no audio files found in " + ", ".join(map(str, inputs))))
