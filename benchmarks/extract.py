@@ -63,7 +63,9 @@ def pipeline(checkpoint: Path, files_dir: Path, out: Path, layer: str, args: arg
     inputs = [str(files_dir)] if args.limit is None else [str(p) for p in file_list]
     cmd = [sys.executable, "-m", "soundnet_cli", "extract", *inputs, "--out", str(out),
            "--layer", layer, "--weights", str(checkpoint), "--device", "cpu", "-q",
-           "--batch-size", str(args.batch_size), "--workers", str(args.workers)]
+           "--batch-size", str(args.batch_size)]
+    if args.workers is not None:  # else the command's own plan (auto)
+        cmd += ["--workers", str(args.workers)]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     start = time.perf_counter()
     subprocess.run(cmd, check=True, env=env)
@@ -76,7 +78,8 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=None, help="only the first N files")
     p.add_argument("--layer", default="conv5")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, default=None,
+                   help="decoding processes (default: the command's auto plan)")
     p.add_argument("--repeat", type=int, default=1, help="alternate naive/pipeline N times")
     args = p.parse_args()
     data = args.data or next((d for d in DATA_CANDIDATES if d.is_dir()), None)
@@ -93,7 +96,7 @@ def main() -> None:
         print(f"load average before: {os.getloadavg()[0]:.1f}")
         print(f"{len(files)} files from {data}, layer {args.layer}, torch threads "
               f"{torch.get_num_threads()}, cpus {os.cpu_count()}, batch {args.batch_size}, "
-              f"workers {args.workers}", flush=True)
+              f"workers {args.workers if args.workers is not None else 'auto'}", flush=True)
         default_threads = torch.get_num_threads()
         rows = []
         for i in range(args.repeat):

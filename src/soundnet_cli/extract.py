@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
-from .errors import OutputError
+from .errors import OutputError, SoundNetError
 from .fsutil import atomic_path, atomic_write_text, mirrored_output
 from .model import SoundNet
 
@@ -280,21 +280,25 @@ def extract_files(
         yield FileOutcome(path, error=message)
     if not run:
         return
-    long_files = _long_files(model, run, names, long_seconds)
-    short = [p for p in run if p not in long_files]
-    if short:
-        yield from _compute(model, short, plan, pool, device=device, batch_size=batch_size,
-                            workers=workers, long_seconds=long_seconds,
-                            chunk_seconds=chunk_seconds)
+    # The decoding workers read each header and hand long files back undecoded (deferred);
+    # they are streamed after the short ones.
+    deferred: list[Path] = []
+    yield from _compute(model, run, plan, pool, deferred, device=device, batch_size=batch_size,
+                        workers=workers, long_seconds=long_seconds, chunk_seconds=chunk_seconds,
+                        defer_long=True)
     engines: dict[tuple[str, ...], Any] = {}
-    for path in run:
-        if path in long_files:
-            yield _stream_file(model, path, long_files[path], plan, pool, engines,
-                               device=device, chunk_seconds=chunk_seconds)
+    for path in deferred:
+        try:
+            duration = _stream_duration(model, path)
+        except SoundNetError as e:
+            yield FileOutcome(path, error=str(e))
+            continue
+        yield _stream_file(model, path, duration, plan, pool, engines, device=device,
+                           chunk_seconds=chunk_seconds)
 
 
-def _compute(model: SoundNet, run: list[Path], plan: _Plan, pool: str, **kwargs: Any
-             ) -> Iterator[FileOutcome]:
+def _compute(model: SoundNet, run: list[Path], plan: _Plan, pool: str, deferred: list[Path],
+             **kwargs: Any) -> Iterator[FileOutcome]:
     """Compute and write the missing outputs of ``run``, one pass over the files if they are long
     enough for every layer.
 
@@ -313,6 +317,9 @@ def _compute(model: SoundNet, run: list[Path], plan: _Plan, pool: str, **kwargs:
         need = required_samples(model, wanted)
         for clip in iter_activations(model, files, wanted, **kwargs):
             layers = pending.pop(clip.path)
+            if clip.deferred:  # long: the caller streams it
+                deferred.append(clip.path)
+                continue
             outcome = outcomes.pop(clip.path, None) or _start_outcome(model, clip, plan, pool)
             if outcome.ok:
                 exact = [n for n in layers
@@ -325,27 +332,13 @@ def _compute(model: SoundNet, run: list[Path], plan: _Plan, pool: str, **kwargs:
             yield outcome
 
 
-def _long_files(model: SoundNet, paths: Sequence[Path], layers: Sequence[str],
-                long_seconds: float) -> dict[Path, float]:
-    """``{path: decoded duration in seconds}`` of the files to stream: longer than
-    ``long_seconds`` by their header and long enough for every layer (never tiled). A file whose
-    header is unreadable is left to the in-memory path, which reports the error."""
+def _stream_duration(model: SoundNet, path: Path) -> float:
+    """Decoded duration in seconds (at the network's rate) that ``path``'s header implies."""
     from .audio import audio_info
-    from .errors import SoundNetError
-    from .inference import required_samples
-    from .streaming import expected_samples, is_long
+    from .streaming import expected_samples
 
     rate = model.config.sample_rate
-    threshold = max(long_seconds, required_samples(model, list(layers)) / rate)
-    found: dict[Path, float] = {}
-    for path in paths:
-        try:
-            info = audio_info(path)
-        except SoundNetError:
-            continue
-        if is_long(info, threshold):
-            found[path] = expected_samples(info, rate) / rate
-    return found
+    return expected_samples(audio_info(path), rate) / rate
 
 
 def _stream_file(model: SoundNet, path: Path, duration: float, plan: _Plan, pool: str,

@@ -62,7 +62,9 @@ class ClipResult:
     ``activations`` maps layer name to ``(frames, channels)`` float32 arrays (``None`` when the
     file failed, see ``error``); ``duration`` is the decoded length in seconds before any tiling;
     ``tiled_to`` is the length in seconds the clip was tiled to (0.0 when it was not);
-    ``streamed`` says the file was long and computed in chunks (same frames).
+    ``streamed`` says the file was long and computed in chunks (same frames); ``deferred``
+    that it was long and left to the caller (``iter_activations(defer_long=True)``): no
+    activations, no error.
     """
 
     index: int
@@ -73,6 +75,7 @@ class ClipResult:
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     streamed: bool = False
+    deferred: bool = False
 
     @property
     def ok(self) -> bool:
@@ -179,6 +182,7 @@ def iter_activations(
     threads: int | None = None,
     length: int | None = None,
     input_scale: float | None = None,
+    defer_long: bool = False,
 ) -> Iterator[ClipResult]:
     """Yield activations of ``layers`` for every file in ``paths`` (in input order).
 
@@ -213,6 +217,10 @@ def iter_activations(
         Scale [-1, 1] audio by this instead of the model's ``config.input_scale`` (the original
         ESC-50 evaluation used 512 where the network was trained at 256); the network itself is
         not changed (its fingerprint stays the same). Disables streaming.
+    defer_long
+        Do not stream long files here: yield them with ``deferred=True`` (and no activations)
+        for the caller to stream its own way (``extract`` writes them chunk by chunk). The
+        decoding workers find them from the header, so nobody scans the inputs beforehand.
     threads
         Intra-op threads for the network during the call (restored afterwards). Default: with
         decoding workers on a CPU device, the cores the workers leave free (at least 1), since
@@ -244,7 +252,9 @@ def iter_activations(
     with _threads(threads):
         order = _InOrder()
         for clip in iter_decoded(paths, rate, workers=workers, long_seconds=long_seconds):
-            if clip.long:
+            if clip.long and defer_long:
+                order.add(ClipResult(clip.index, clip.path, None, deferred=True))
+            elif clip.long:
                 order.add(_streamed(model, engine, clip, stream_opts))
             elif clip.waveform is None:
                 order.add(ClipResult(clip.index, clip.path, None, error=clip.error))
