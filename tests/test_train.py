@@ -143,6 +143,7 @@ def test_cli_train_writes_a_checkpoint_the_other_commands_load(dataset_dir: Path
     assert ckpt.provenance["kind"] == "supervised"
     assert ckpt.config.heads[0].name == "classes" and len(ckpt.config.heads[0].labels) == 3
     assert ckpt.config.tile_seconds == 3.6  # tagging tiles short clips to the training length
+    assert ckpt.provenance["train_clips"] == 12 and ckpt.provenance["val_clips"] == 6
     again = CliRunner().invoke(app, args)  # same run dir without --resume
     assert again.exit_code == 1
     bad_args = [a if a != str(tmp_path / "run") else str(tmp_path / "x") for a in args]

@@ -79,6 +79,7 @@ def _run(dataset, labels, layout, arch, init, new_head, val_fold, train_folds, e
          optimizer, weight_decay, schedule, warmup, seed, clip_seconds, crop, gain_db, mix, precise_bn,
          width,
          run_dir, out_path, half, resume, workers, device, quiet) -> None:
+    from ..checkpoint import load_checkpoint
     from ..datasets import load_dataset
     from ..device import resolve_device
     from ..train import AugmentConfig, TrainConfig, export, train_supervised
@@ -116,7 +117,10 @@ def _run(dataset, labels, layout, arch, init, new_head, val_fold, train_folds, e
         err.print(f"[yellow]skipped:[/] {e}", highlight=False)
     if info.main:
         target = out_path or Path(run_dir) / "model.safetensors"
-        export(model, target, {"kind": "supervised", "command": command, "metrics": last,
-                               "train_config": cfg.to_dict(), "dataset": str(data.root)}, half)
+        # The run's own record (clip counts, layout, --init and its sha256, ...) plus the result.
+        run_record = load_checkpoint(Path(run_dir) / "last.safetensors").provenance
+        export(model, target, {**run_record, "kind": "supervised", "command": command,
+                               "metrics": last, "train_config": cfg.to_dict(),
+                               "dataset": str(data.root)}, half)
         summary = ", ".join(f"{k} {v:.4f}" for k, v in last.items() if isinstance(v, float))
         out.print(f"wrote {target} ({summary})", highlight=False)
