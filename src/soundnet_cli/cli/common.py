@@ -158,6 +158,13 @@ def auto_workers(device: object, files: int, requested: int | None = None) -> in
     return min(8, max(2, cores // 2), files)
 
 
+def plan_workers(device: object, files: int, requested: int | None = None) -> int:
+    """:func:`auto_workers`, then :func:`configure_threads` for them; returns the workers."""
+    workers = auto_workers(device, files, requested)
+    configure_threads(device, workers)
+    return workers
+
+
 def configure_threads(device: object, workers: int) -> None:
     """On CPU, give torch the cores that the decoding workers leave free (at least one).
 

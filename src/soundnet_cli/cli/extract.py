@@ -9,8 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from .common import (AudioProgress, BatchOpt, DeviceOpt, InputsArg, QuietOpt, RecursiveOpt,
-                     WeightsOpt, WorkersOpt, auto_workers,
-                     configure_threads, err, report_failures, user_errors, warn)
+                     WeightsOpt, WorkersOpt, plan_workers,
+                     err, report_failures, user_errors, warn)
 
 
 
@@ -87,8 +87,7 @@ def extract(
         model = load_model(weights, device)
         layers = model.resolve_layers(layer)
         files, missing = find_audio_files(inputs, recursive=recursive)
-        workers = auto_workers(next(model.parameters()).device, len(files), workers)
-        configure_threads(next(model.parameters()).device, workers)
+        workers = plan_workers(next(model.parameters()).device, len(files), workers)
         failures += [(str(p), f"{p}: no such file or directory") for p in missing]
         if not files and not missing:
             failures.append(("", "no audio files found in " + ", ".join(map(str, inputs))))

@@ -9,8 +9,8 @@ from typing import Optional, TYPE_CHECKING, Annotated, Any
 import typer
 
 from .common import (AudioProgress, BatchOpt, DeviceOpt, InputsArg, QuietOpt, RecursiveOpt,
-                     WeightsOpt, WorkersOpt, auto_workers,
-                     configure_threads, out, report_failures, user_errors, warn)
+                     WeightsOpt, WorkersOpt, plan_workers,
+                     out, report_failures, user_errors, warn)
 
 if TYPE_CHECKING:
     from ..tag import TagResult
@@ -59,8 +59,7 @@ def tag(
         model = load_model(weights, device)
         scorers = _svm_scorers(svm, model) if svm is not None else None
         files, missing = find_audio_files(inputs, recursive=recursive)
-        workers = auto_workers(next(model.parameters()).device, len(files), workers)
-        configure_threads(next(model.parameters()).device, workers)
+        workers = plan_workers(next(model.parameters()).device, len(files), workers)
         failures += [(str(p), f"{p}: no such file or directory") for p in missing]
         if not files and not missing:
             failures.append(("", "no audio files found in " + ", ".join(map(str, inputs))))
