@@ -90,3 +90,18 @@ def write_audio(tmp_path: Path) -> Callable[..., Path]:
 
 
 __all__ = ["make_tiny_model", "tiny_config", "synth", "original_heads"]
+
+
+@pytest.fixture
+def run():
+    """Invoke the ``soundnet`` CLI in-process: ``run("tag", path, "--json")``."""
+    from typer.testing import CliRunner
+
+    from soundnet_cli.cli import app
+
+    runner = CliRunner()
+
+    def _run(*args: object):
+        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+    return _run

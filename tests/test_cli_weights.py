@@ -8,13 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from conftest import tiny_config
 from test_download import FileServer, fake_release
 from torch7_writer import original_t7_bytes
 
-from soundnet_cli.cli import app
 from soundnet_cli.errors import SoundNetWarning
 from soundnet_cli.weights import load_model, resolve_weights
 
@@ -24,16 +22,6 @@ def cache(tmp_path, monkeypatch) -> Path:
     home = tmp_path / "cache"
     monkeypatch.setenv("SOUNDNET_HOME", str(home))
     return home
-
-
-@pytest.fixture
-def run():
-    runner = CliRunner()
-
-    def _run(*args: object):
-        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-
-    return _run
 
 
 @pytest.fixture
