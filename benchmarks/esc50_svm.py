@@ -52,12 +52,13 @@ def network(weights: str | None) -> tuple[SoundNet, str]:
     return model, "random init SoundNet-8 (seed 0)"
 
 
-def paper_gigabytes(features, train_clips: int) -> float:
-    """float64 bytes liblinear's input needs for the paper protocol's training windows (x2 for
-    its own copy)."""
+def paper_gigabytes(features, train_clips: int, solver: str) -> float:
+    """Memory the paper protocol's training windows need: float64 twice over for liblinear (its
+    own copy), float32 once for the Newton solver (which works on the array in place)."""
     t, c = features.activations[0].shape
     w = features.window
-    return 2 * train_clips * (t - w + 1) * w * c * 8 / 1e9
+    per_value = 16 if solver == "liblinear" else 4
+    return train_clips * (t - w + 1) * w * c * per_value / 1e9
 
 
 def main() -> None:
@@ -74,6 +75,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-gb", type=float, default=8.0,
                     help="skip paper-protocol fits whose training matrix would exceed this")
+    ap.add_argument("--solver", default="newton", choices=["newton", "liblinear"])
+    ap.add_argument("--max-iter", type=int, default=None,
+                    help="solver iteration limit (default: the solver's)")
     ap.add_argument("--json", default=None, help="write all results here")
     ap.add_argument("--test-folds", type=int, nargs="+", default=None,
                     help="hold out only these folds (e.g. the folds --weights was not trained on)")
@@ -89,13 +93,15 @@ def main() -> None:
     results: dict = {"dataset": str(ds.root), "clips": len(ds), "network": source,
                      "fingerprint": model.fingerprint, "machine": platform.platform(),
                      "torch_threads": torch.get_num_threads(), "jobs": args.jobs,
-                     "test_folds": args.test_folds,
+                     "test_folds": args.test_folds, "solver": args.solver,
+                     "max_iter": args.max_iter,
                      "load_average_at_start": os.getloadavg(), "runs": []}
     runs = [(p, None, args.layers) for p in args.protocols]
     if "paper" in args.protocols and args.paper_scale_512:
         runs.append(("paper", 512.0, args.paper_scale_512))
     for proto_name, scale, layers in runs:
-        proto = Protocol(proto_name, input_scale=scale)
+        proto = Protocol(proto_name, input_scale=scale, solver=args.solver,
+                         max_iter=args.max_iter)
         started = time.perf_counter()
         feats = extract_features(model, ds, layers, proto, cache_dir=cache,
                                  batch_size=args.batch_size, workers=args.workers)
@@ -118,7 +124,7 @@ def main() -> None:
                    "window": fs.window, "dims": None}
             jobs = args.jobs
             if proto_name == "paper":
-                gb = paper_gigabytes(fs, max(s.train.size for s in splits))
+                gb = paper_gigabytes(fs, max(s.train.size for s in splits), args.solver)
                 row["dims"] = fs.window * fs.activations[0].shape[1]
                 jobs = max(1, min(jobs, int(args.max_gb // gb)))  # parallel fits multiply memory
                 if gb > args.max_gb:
@@ -135,7 +141,8 @@ def main() -> None:
                        converged=all(f.converged for f in rep.folds), jobs=jobs)
             print(f"{layer:6s} {proto_name:6s} x{fs.key.input_scale:g}: "
                   f"{rep.mean:.1%} ± {rep.std:.1%} folds {np.round(row['folds'], 3).tolist()} "
-                  f"C {row['C']} in {row['seconds']:.1f} s ({jobs} job(s))", flush=True)
+                  f"C {row['C']} in {row['seconds']:.1f} s ({jobs} job(s))"
+                  f"{'' if row['converged'] else ' NOT CONVERGED'}", flush=True)
             results["runs"].append(row)
             if args.json:
                 Path(args.json).write_text(json.dumps(results, indent=2))

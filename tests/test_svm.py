@@ -134,6 +134,23 @@ def test_paper_cross_validation_is_accurate(layer, data_root, network, tmp_path)
     assert report.mean >= 0.9, report.to_dict()
 
 
+@pytest.mark.parametrize("protocol", ["paper", "pooled"])
+def test_newton_and_liblinear_solvers_agree(protocol, data_root, network, tmp_path):
+    """Both solvers minimise the same objective: the same C, the same predictions, and
+    decision values that agree to the solvers' tolerance."""
+    ds = load_dataset(data_root / "esc")
+    fs = features(network, ds, "conv5", Protocol(protocol), tmp_path)
+    newton = Protocol(protocol, tol=1e-6, max_iter=500)  # float32 features: near its floor
+    lib = Protocol(protocol, solver="liblinear", tol=1e-8, max_iter=100_000)
+    a, b = cross_validate(fs, newton), cross_validate(fs, lib)
+    assert [f.converged for f in a.folds] == [f.converged for f in b.folds] == [True] * len(a.folds)
+    assert [f.C for f in a.folds] == [f.C for f in b.folds]
+    assert np.array_equal(a.predictions()[1], b.predictions()[1])
+    ma, mb = fit_svm(fs, newton), fit_svm(fs, lib)
+    assert ma.info["protocol"]["solver"] == "newton" and mb.info["protocol"]["solver"] == "liblinear"
+    np.testing.assert_allclose(ma.coef, mb.coef, atol=1e-3 * np.abs(mb.coef).max())
+
+
 def test_report_numbers_are_consistent(data_root, network, tmp_path):
     ds = load_dataset(data_root / "folders")
     fs = features(network, ds, "conv5", Protocol("pooled"), tmp_path)
@@ -385,6 +402,12 @@ def test_protocol_validation():
         Protocol("paper", C=0)
     with pytest.raises(SvmError, match="positive"):
         Protocol("pooled", input_scale=-1)
+    with pytest.raises(SvmError, match="unknown solver"):
+        Protocol("pooled", solver="sgd")
+    with pytest.raises(SvmError, match="max_iter"):
+        Protocol("pooled", max_iter=0)
+    assert Protocol("paper").iterations == 50
+    assert Protocol("paper", solver="liblinear").iterations == 2000
 
 
 def test_too_few_clips_to_choose_c(data_root, network, tmp_path):

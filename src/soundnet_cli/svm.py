@@ -6,12 +6,16 @@ Two protocols (see ``docs/fit-svm.md``):
     Exactly the original ESC-50 evaluation: each clip is looped (tiled circularly) and cut to
     exactly 10 s; with ``T`` frames at the layer, every run of ``w = ceil(T/10)`` consecutive
     frames (stride 1) is one instance of ``w * channels`` values (frame-major) with the clip's
-    label; ``LinearSVC(C=0.01, loss="squared_hinge", dual=True)`` on unscaled features; at test
-    time a clip's window decision values are averaged and the arg-max taken.
+    label; ``LinearSVC(C=0.01, loss="squared_hinge")``'s objective on unscaled features; at
+    test time a clip's window decision values are averaged and the arg-max taken.
 ``pooled``
     Clips as they are; one instance per clip: the per-channel mean and max over time
-    (``2 * channels`` values), standardised with the training clips' statistics; ``LinearSVC``
-    with C chosen by inner cross-validation on the training clips only.
+    (``2 * channels`` values), standardised with the training clips' statistics; the same
+    objective with C chosen by inner cross-validation on the training clips only.
+
+Both protocols minimise ``LinearSVC``'s one-vs-rest squared-hinge objective; by default with the
+batched Newton solver of :mod:`.linear` (the same unique minimiser, found many times faster than
+liblinear on large problems), or with liblinear itself (``Protocol(solver="liblinear")``).
 
 Pipeline: :func:`extract_features` (network -> cached per-clip activations, a
 :class:`FeatureSet`) -> :func:`cross_validate` (a :class:`~soundnet_cli.svm_report.CVReport`) and
@@ -50,6 +54,9 @@ PAPER_C = 0.01
 #: larger C rarely wins and liblinear crawls without converging (ESC-50, 1,200 clips, conv5 mean+max:
 #: C=1 took 178 s and 2,000 iterations and scored lower; C=0.01 took 17 s).
 DEFAULT_C_GRID = (0.0001, 0.001, 0.01, 0.1)
+#: Solvers of the SVM objective (see :class:`Protocol`) and their default iteration limits.
+SOLVERS = ("newton", "liblinear")
+SOLVER_MAX_ITER = {"newton": 50, "liblinear": 2000}
 #: Test clips scored per chunk in the paper protocol (bounds the memory of window matrices).
 _SCORE_CHUNK = 64
 
@@ -69,26 +76,48 @@ class Protocol:
     input_scale
         Factor on [-1, 1] audio; ``None``: the network's own (256; the original ESC-50
         evaluation used 512).
+    solver
+        ``"newton"``: :func:`~soundnet_cli.linear.fit_squared_hinge`, all classes at once in
+        dense products; ``"liblinear"``: ``sklearn.svm.LinearSVC`` (dual coordinate descent for
+        the paper protocol as the original, ``dual="auto"`` for pooled). Both minimise the
+        same strongly convex objective, whose minimiser is unique.
+    tol
+        Stopping tolerance (``LinearSVC``'s ``tol``; the Newton solver applies liblinear's
+        primal rule with it).
     max_iter
-        liblinear iteration limit; fits that hit it are reported as not converged.
+        Iteration limit (``None``: 2,000 liblinear iterations or 50 Newton iterations); fits
+        that hit it are reported as not converged.
     """
 
     name: str = "pooled"
     C: float = PAPER_C
     c_grid: tuple[float, ...] = DEFAULT_C_GRID
     input_scale: float | None = None
-    max_iter: int = 2000
+    solver: str = "newton"
+    tol: float = 1e-4
+    max_iter: int | None = None
 
     def __post_init__(self) -> None:
         if self.name not in PROTOCOLS:
             raise SvmError(f"unknown protocol {self.name!r}; choose from {', '.join(PROTOCOLS)}")
+        if self.solver not in SOLVERS:
+            raise SvmError(f"unknown solver {self.solver!r}; choose from {', '.join(SOLVERS)}")
+        if not self.tol > 0 or (self.max_iter is not None and self.max_iter < 1):
+            raise SvmError(f"tol must be positive and max_iter at least 1 "
+                           f"(tol={self.tol}, max_iter={self.max_iter})")
         if not self.C > 0 or not self.c_grid or any(not c > 0 for c in self.c_grid):
             raise SvmError(f"C values must be positive (C={self.C}, grid={list(self.c_grid)})")
         if self.input_scale is not None and not self.input_scale > 0:
             raise SvmError(f"input scale must be positive (got {self.input_scale})")
 
+    @property
+    def iterations(self) -> int:
+        """The solver's iteration limit (``max_iter`` or its default)."""
+        return self.max_iter if self.max_iter is not None else SOLVER_MAX_ITER[self.solver]
+
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"name": self.name, "max_iter": self.max_iter}
+        d: dict[str, Any] = {"name": self.name, "solver": self.solver, "tol": self.tol,
+                             "max_iter": self.iterations}
         if self.name == "paper":
             d.update(C=self.C, loop_seconds=PAPER_SECONDS, loss="squared_hinge", dual=True)
         else:
@@ -292,9 +321,10 @@ class _Fit:
     c_scores: dict[float, float] = field(default_factory=dict)
 
 
-def _linear_svc(X: np.ndarray, y: np.ndarray, n_classes: int, C: float, *, dual: bool | str,
-                max_iter: int, seed: int) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Fit ``LinearSVC`` (squared hinge, one-vs-rest); coefficients for all ``n_classes``."""
+def _linear_svc(X: np.ndarray, y: np.ndarray, n_classes: int, C: float, protocol: Protocol, *,
+                dual: bool | str, seed: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Fit one-vs-rest squared-hinge SVMs with ``protocol``'s solver; coefficients
+    ``(n_classes, dims)`` and intercepts for all ``n_classes``, and whether it converged."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.svm import LinearSVC
 
@@ -302,7 +332,14 @@ def _linear_svc(X: np.ndarray, y: np.ndarray, n_classes: int, C: float, *, dual:
     if present.size != n_classes:
         raise DatasetError(f"training data lacks class index(es) "
                            f"{sorted(set(range(n_classes)) - set(present.tolist()))}")
-    clf = LinearSVC(C=C, loss="squared_hinge", dual=dual, max_iter=max_iter, random_state=seed)
+    if protocol.solver == "newton":
+        from .linear import fit_squared_hinge
+
+        fit = fit_squared_hinge(X, y, n_classes, C, tol=protocol.tol,
+                                max_iter=protocol.iterations)
+        return fit.coef, fit.intercept, fit.converged
+    clf = LinearSVC(C=C, loss="squared_hinge", dual=dual, tol=protocol.tol,
+                    max_iter=protocol.iterations, random_state=seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         clf.fit(X, y)
@@ -325,8 +362,8 @@ def _fit_arrays(inputs: np.ndarray, labels: np.ndarray, n_classes: int, protocol
                 window: int, inner: list[Split] | None, seed: int) -> _Fit:
     if protocol.name == "paper":
         X, y = _paper_instances(inputs, labels, window)
-        coef, intercept, ok = _linear_svc(X, y, n_classes, protocol.C, dual=True,
-                                          max_iter=protocol.max_iter, seed=seed)
+        coef, intercept, ok = _linear_svc(X, y, n_classes, protocol.C, protocol, dual=True,
+                                          seed=seed)
         d = X.shape[1]
         return _Fit(coef, intercept, np.zeros(d), np.ones(d), protocol.C, ok)
     c_scores: dict[float, float] = {}
@@ -353,8 +390,7 @@ def _fit_pooled(X: np.ndarray, y: np.ndarray, n_classes: int, C: float, protocol
     scale = X.std(axis=0, dtype=np.float64)
     scale[scale == 0] = 1.0  # constant features (dead channels) stay 0 after centring
     Z = (X - mean) / scale
-    coef, intercept, ok = _linear_svc(Z, y, n_classes, C, dual="auto",
-                                      max_iter=protocol.max_iter, seed=seed)
+    coef, intercept, ok = _linear_svc(Z, y, n_classes, C, protocol, dual="auto", seed=seed)
     return _Fit(coef, intercept, mean, scale, C, ok)
 
 
