@@ -21,8 +21,10 @@ Method (the generalised Newton method of Mangasarian, as in liblinear's primal s
 ``theta = (W, b)`` with margins ``m = max(0, 1 - Y * z)``, ``z = X W + s b``, the gradient is
 ``theta - 2C X~^T (Y * m)`` and the generalised Hessian ``I + 2C X~^T D X~`` with ``D`` the
 indicator of ``m > 0`` (``X~`` is ``X`` with the constant column ``s``). Each iteration solves the
-Newton system approximately by conjugate gradients preconditioned with its diagonal (to relative
-residual ``cg_tol``), then takes the largest step ``1, 1/2, 1/4...`` that satisfies Armijo's
+Newton system approximately by conjugate gradients (to relative residual ``cg_tol``),
+preconditioned with the spectrum of the Gram matrix ``X~^T X~`` scaled by each class's share of
+active rows when there are at least twice as many instances as dims, else with the Hessian's
+diagonal, then takes the largest step ``1, 1/2, 1/4...`` that satisfies Armijo's
 condition. Classes stop independently when ``|grad| <= tol * max(min(pos, neg), 1) / n *
 |grad at 0|``: liblinear's criterion for this problem.
 """
@@ -73,7 +75,6 @@ def fit_squared_hinge(
     cg_tol: float = 0.1,
     max_cg: int = 100,
     device: "str | torch.device" = "cpu",
-    init: tuple[np.ndarray, np.ndarray] | None = None,
     progress: Callable[[dict[str, float]], None] | None = None,
     max_gram: int = 6144,
 ) -> LinearFit:
@@ -96,8 +97,6 @@ def fit_squared_hinge(
         ``converged`` False.
     device
         Where the products run (``"cpu"``, ``"cuda:0"``...).
-    init
-        ``(coef, intercept)`` to start from (a warm start, e.g. the solution for a nearby C).
     max_gram
         Largest ``dims + 1`` for which the Gram-spectrum preconditioner is used (it needs a
         ``(dims+1)^2`` eigendecomposition; the diagonal preconditioner is used otherwise).
@@ -148,35 +147,46 @@ def fit_squared_hinge(
     # With many more instances than dims, the Hessian is dominated by a few directions of the
     # data (unscaled ReLU features share a large mean) and the diagonal does not tame them: use
     # the spectrum of the Gram matrix X~^T X~, computed once, scaled per class.
-    spectrum = None
+    Q: torch.Tensor | None = None  # eigenvectors (columns) and eigenvalues of the Gram matrix
+    lam = torch.empty(0)
     if n >= 2 * d and d + 1 <= max_gram:
         G = torch.empty(d + 1, d + 1, dtype=f64, device=dev)
         G[:d, :d] = (Xt.T @ Xt).to(f64)
         G[:d, d] = G[d, :d] = s * Xt.sum(0, dtype=f64)
         G[d, d] = s * s * n
         lam, Q = torch.linalg.eigh(G)
-        spectrum = (Q, lam.clamp_min(0.0))
+        lam = lam.clamp_min(0.0)
         del G
 
-    g0 = None
-    if init is None:
-        W = torch.zeros(d, n_classes, dtype=f64, device=dev)
-        b = torch.zeros(n_classes, dtype=f64, device=dev)
-        z = torch.zeros(n, n_classes, dtype=f64, device=dev)
-    else:  # the stopping rule still measures against the gradient at zero
-        coef0, intercept0 = (np.asarray(a, np.float64) for a in init)
-        if coef0.shape != (n_classes, d) or intercept0.shape != (n_classes,):
-            raise SvmError(f"initial coef/intercept shapes {coef0.shape}/{intercept0.shape} do "
-                           f"not fit {n_classes} classes of {d} dims")
-        W = torch.as_tensor(coef0.T.copy(), device=dev)
-        b = torch.as_tensor(intercept0 / s, device=dev)
-        z = fwd(W, b)
-        gW0, gb0 = back(Y)
-        g0 = C2 * torch.sqrt((gW0 * gW0).sum(0) + gb0 * gb0)
+    def precondition(rW: torch.Tensor, rb: torch.Tensor,
+                     scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The preconditioner (``scale`` from :func:`preconditioner_scale`) applied to a
+        residual ``(d, K)``, ``(K,)``."""
+        r = torch.cat([rW, rb[None]])  # (d+1, K)
+        out = Q @ (scale * (Q.T @ r)) if Q is not None else scale * r
+        return out[:-1], out[-1]
+
+    def preconditioner_scale(D: torch.Tensor) -> torch.Tensor:
+        """``(d+1, K)``: with the Gram spectrum, 1 / (1 + 2C rho lambda) with rho each class's
+        share of active rows (an approximation of its Hessian); else 1 / the Hessian's diagonal."""
+        if Q is not None:
+            return 1.0 / (1.0 + C2 * lam[:, None] * (D.sum(0) / n)[None, :])
+        return 1.0 / torch.cat([1.0 + C2 * sq_back(D), 1.0 + C2 * s * s * D.sum(0)[None]])
+
+    W = torch.zeros(d, n_classes, dtype=f64, device=dev)
+    b = torch.zeros(n_classes, dtype=f64, device=dev)
+    z = torch.zeros(n, n_classes, dtype=f64, device=dev)  # X~ theta, kept up to date
 
     def objective(W: torch.Tensor, b: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         m = (1.0 - Y * z).clamp_min(0.0)
         return 0.5 * ((W * W).sum(0) + b * b) + C * (m * m).sum(0)
+
+    def gradient() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Margins ``m`` (n, K), gradient (d, K) and (K,), and its norm per class at W, b."""
+        m = (1.0 - Y * z).clamp_min(0.0)
+        gW, gb = back(Y * m)
+        gW, gb = W - C2 * gW, b - C2 * gb
+        return m, gW, gb, torch.sqrt((gW * gW).sum(0) + gb * gb)
 
     pos = torch.bincount(labels, minlength=n_classes).to(f64)
     eps = tol * torch.clamp(torch.minimum(pos, n - pos), min=1.0) / n
@@ -184,11 +194,9 @@ def fit_squared_hinge(
     stalled = torch.zeros_like(active)
     f = objective(W, b, z)
     iterations = cg_steps = 0
+    g0: torch.Tensor | None = None  # the gradient's norm at zero, which the rule is relative to
     for _ in range(max_iter):
-        m = (1.0 - Y * z).clamp_min(0.0)
-        gW, gb = back(Y * m)
-        gW, gb = W - C2 * gW, b - C2 * gb
-        gnorm = torch.sqrt((gW * gW).sum(0) + gb * gb)
+        m, gW, gb, gnorm = gradient()
         if g0 is None:
             g0 = gnorm.clone()
         active &= gnorm > eps * g0
@@ -200,26 +208,12 @@ def fit_squared_hinge(
         iterations += 1
         A = active.to(f64)
         D = (m > 0).to(f64) * A  # converged classes get a zero step
-        if spectrum is not None:  # I + 2C rho G, rho = each class's share of active rows
-            Q, lam = spectrum
-            inv = 1.0 / (1.0 + C2 * lam[:, None] * (D.sum(0) / n)[None, :])  # (d+1, K)
-
-            def precondition(rW: torch.Tensor, rb: torch.Tensor,
-                             ) -> tuple[torch.Tensor, torch.Tensor]:
-                out = Q @ (inv * (Q.T @ torch.cat([rW, rb[None]])))
-                return out[:-1], out[-1]
-        else:  # the diagonal of the Hessian
-            diag_W = 1.0 + C2 * sq_back(D)
-            diag_b = 1.0 + C2 * s * s * D.sum(0)
-
-            def precondition(rW: torch.Tensor, rb: torch.Tensor,
-                             ) -> tuple[torch.Tensor, torch.Tensor]:
-                return rW / diag_W, rb / diag_b
+        scale = preconditioner_scale(D)
 
         # Conjugate gradients on (I + 2C X~^T D X~) p = -g, every class at once.
         pW, pb = torch.zeros_like(W), torch.zeros_like(b)
         rW, rb = -gW * A, -gb * A
-        zW, zb = precondition(rW, rb)
+        zW, zb = precondition(rW, rb, scale)
         dW, db = zW.clone(), zb.clone()
         rz = (rW * zW).sum(0) + rb * zb
         stop = cg_tol * gnorm
@@ -238,7 +232,7 @@ def fit_squared_hinge(
             cg_live &= rnorm > stop
             if not bool(cg_live.any()):
                 break
-            zW, zb = precondition(rW, rb)
+            zW, zb = precondition(rW, rb, scale)
             rz_new = (rW * zW).sum(0) + rb * zb
             beta = torch.where(cg_live, rz_new / torch.where(rz > 0, rz, 1.0), 0.0)
             rz = rz_new
@@ -267,11 +261,8 @@ def fit_squared_hinge(
         f = torch.where(t > 0, f_new, f)
         stalled |= (t == 0) & active  # no descent left in this precision
         active &= t > 0
-    else:
-        m = (1.0 - Y * z).clamp_min(0.0)
-        gW, gb = back(Y * m)
-        gW, gb = W - C2 * gW, b - C2 * gb
-        gnorm = torch.sqrt((gW * gW).sum(0) + gb * gb)
+    else:  # the limit was reached: did the last step meet the rule?
+        _, _, _, gnorm = gradient()
         assert g0 is not None
         active &= gnorm > eps * g0
     return LinearFit(
