@@ -119,7 +119,9 @@ class Protocol:
         d: dict[str, Any] = {"name": self.name, "solver": self.solver, "tol": self.tol,
                              "max_iter": self.iterations}
         if self.name == "paper":
-            d.update(C=self.C, loop_seconds=PAPER_SECONDS, loss="squared_hinge", dual=True)
+            d.update(C=self.C, loop_seconds=PAPER_SECONDS, loss="squared_hinge")
+            if self.solver == "liblinear":
+                d["dual"] = True  # liblinear's dual coordinate descent, as the original
         else:
             d.update(c_grid=list(self.c_grid), features="mean+max over time, standardised")
         return d
