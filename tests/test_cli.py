@@ -194,6 +194,58 @@ def test_extract_bad_file_exits_1_and_keeps_the_rest(run, tiny_checkpoint, audio
     assert "1 input(s) failed" in result.stderr and "zero.wav" in result.stderr
 
 
+def test_extract_decodes_early_with_the_same_outputs(run, tiny_checkpoint, audio_dir, tmp_path,
+                                                     monkeypatch):
+    """Decoding processes started before the network loads give what in-process decoding gives,
+    and a rerun that only needs some files hands just those to the network."""
+    from soundnet_cli.cli import common
+    from soundnet_cli.decoding import DecodePool
+
+    started: list[DecodePool] = []
+    real = common.early_decoder
+
+    def spy(*args, **kwargs):
+        pool = real(*args, **kwargs)
+        started.append(pool)
+        return pool
+
+    monkeypatch.setattr(common, "early_decoder", spy)
+    monkeypatch.setattr("soundnet_cli.cli.extract.early_decoder", spy)
+    early, inline = tmp_path / "early", tmp_path / "inline"
+    result = run("extract", audio_dir, "-r", "-w", tiny_checkpoint, "-o", early, "-l", "conv4",
+                 "-l", "pool5", "-q")
+    assert result.exit_code == 0, result.output
+    assert isinstance(started[0], DecodePool) and started[0].workers == 2
+    assert run("extract", audio_dir, "-r", "-w", tiny_checkpoint, "-o", inline, "-l", "conv4",
+               "-l", "pool5", "-q", "--workers", "0").exit_code == 0
+    assert started[1] is None  # --workers 0: nothing starts early
+    outputs = sorted(p.relative_to(early) for p in early.rglob("*.npy"))
+    assert len(outputs) == 4
+    for rel in outputs:
+        np.testing.assert_array_equal(np.load(early / rel), np.load(inline / rel))
+
+    (early / "sub" / "b.pool5.npy").unlink()
+    again = run("extract", audio_dir, "-r", "-w", tiny_checkpoint, "-o", early, "-l", "conv4",
+                "-l", "pool5")
+    assert again.exit_code == 0 and "1 file(s) written, 3 existing skipped" in again.stderr
+    np.testing.assert_array_equal(np.load(early / "sub" / "b.pool5.npy"),
+                                  np.load(inline / "sub" / "b.pool5.npy"))
+
+
+def test_early_decoder_plan(tiny_checkpoint, audio_dir, tmp_path):
+    from soundnet_cli.cli.common import early_decoder, guess_device_type
+
+    files = sorted(audio_dir.rglob("*.wav"))
+    assert early_decoder(str(tiny_checkpoint), "cpu", files[:1], None, 60.0) is None
+    assert early_decoder(str(tiny_checkpoint), "cpu", files, 0, 60.0) is None
+    assert early_decoder(str(tmp_path / "absent"), "cpu", files, None, 60.0) is None
+    pool = early_decoder(str(tiny_checkpoint), "cpu", files, 1, 60.0)
+    assert pool.workers == 1 and pool.sample_rate == 22_050 and pool.long_seconds == 60.0
+    pool.close()
+    assert guess_device_type("cuda:1") == "cuda" and guess_device_type("CPU") == "cpu"
+    assert guess_device_type("auto") in ("cpu", "cuda")
+
+
 def test_extract_without_default_weights(run, audio_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(weights, "default_weights_path", lambda: tmp_path / "absent.safetensors")
     result = run("extract", audio_dir, "-o", tmp_path / "out")

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from soundnet_cli import audio as audio_mod
 from soundnet_cli import extract as extract_mod
-from soundnet_cli import inference as inference_mod
+from soundnet_cli import decoding as decoding_mod
 from soundnet_cli import streaming as streaming_mod
 from soundnet_cli.cli import app
 from soundnet_cli.errors import OutputError
@@ -102,7 +102,7 @@ def test_rerun_skips_without_decoding_and_overwrite_recomputes(tiny_model, tree,
     def no_decoding(*args, **kwargs):
         raise AssertionError("a skipped file was decoded")
 
-    monkeypatch.setattr("soundnet_cli.inference.load_audio", no_decoding)
+    monkeypatch.setattr("soundnet_cli.decoding.load_audio", no_decoding)
     again = _run(tiny_model, files, root, out)
     assert all(o.ok and o.skipped for o in again)
     assert again[0].records[0].frames == 1  # read from the existing file's header
@@ -249,7 +249,7 @@ def long_tree(tmp_path):
 @pytest.fixture
 def no_whole_decoding(monkeypatch):
     """Make decoding a long file whole fail (short files still decode); ``.undo()`` lifts it."""
-    real = inference_mod.load_audio
+    real = decoding_mod.load_audio
 
     def guarded(path, *args, **kwargs):
         duration = sf.info(str(path)).duration
@@ -258,7 +258,7 @@ def no_whole_decoding(monkeypatch):
             raise AssertionError(f"{path}: a long file was decoded whole")
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(inference_mod, "load_audio", guarded)
+    monkeypatch.setattr(decoding_mod, "load_audio", guarded)
     monkeypatch.setattr(audio_mod, "load_audio", guarded)
     return monkeypatch
 
@@ -310,7 +310,7 @@ def test_pooled_long_outputs_equal_pooled_in_memory_outputs(tiny_model, long_tre
 def test_long_path_never_decodes_the_whole_file(tiny_model, tmp_path, monkeypatch):
     path = write_long(tmp_path / "long.flac", 14.0, rate=44_100)
 
-    real = inference_mod.load_audio
+    real = decoding_mod.load_audio
 
     def refuse(source, *args, **kwargs):
         limit = kwargs.get("max_seconds")  # the decoding workers' header check: allowed, since
@@ -319,7 +319,7 @@ def test_long_path_never_decodes_the_whole_file(tiny_model, tmp_path, monkeypatc
         raise AssertionError("the long path decoded the whole file")
 
     monkeypatch.setattr(audio_mod, "load_audio", refuse)
-    monkeypatch.setattr(inference_mod, "load_audio", refuse)
+    monkeypatch.setattr(decoding_mod, "load_audio", refuse)
     monkeypatch.setattr(sf, "read", refuse)
     for pool in ("none", "meanmax"):
         (o,) = extract_files(tiny_model, [path], ["conv5"], tmp_path / "out", pool=pool, **LONG)

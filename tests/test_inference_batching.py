@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import make_tiny_model
 
-from soundnet_cli import inference
+from soundnet_cli import decoding, inference
 from soundnet_cli.audio import load_audio
 from soundnet_cli.engine import Engine
 from soundnet_cli.inference import iter_activations
@@ -120,14 +120,14 @@ def test_worker_processes_give_the_same_results(model, mixed) -> None:
 def test_long_files_are_streamed_not_decoded_whole(model, mixed, write_audio, monkeypatch) -> None:
     long = write_audio("long.wav", seconds=12.0, rate=44_100, kind="noise")
     expected = reference(model, long, ["conv5", "conv8"])
-    decode = inference.load_audio
+    decode = decoding.load_audio
 
     def guarded(path, *args, **kwargs):
         wave = decode(path, *args, **kwargs)  # must raise AudioTooLong for the long file
         assert Path(path) != long, "a long file was decoded whole"
         return wave
 
-    monkeypatch.setattr(inference, "load_audio", guarded)
+    monkeypatch.setattr(decoding, "load_audio", guarded)
     paths = [mixed[0], long, mixed[1]]
     results = list(iter_activations(model, paths, ["conv5", "conv8"], long_seconds=11.0,
                                     chunk_seconds=1.7))

@@ -174,16 +174,16 @@ def long_file(tmp_path_factory):
 def _guard_whole_decoding(monkeypatch):
     """Decoding a file of over 60 s whole fails; asking with ``max_seconds`` (which refuses a
     long file from its header before decoding) still works."""
-    from soundnet_cli import audio, inference
+    from soundnet_cli import audio, decoding
 
-    real = inference.load_audio
+    real = decoding.load_audio
 
     def guarded(path, *args, max_seconds=None, **kwargs):
         if max_seconds is None or max_seconds > 60.0:
             raise AssertionError(f"{path}: a long file was decoded whole")
         return real(path, *args, max_seconds=max_seconds, **kwargs)
 
-    monkeypatch.setattr(inference, "load_audio", guarded)
+    monkeypatch.setattr(decoding, "load_audio", guarded)
     monkeypatch.setattr(audio, "load_audio", guarded)
 
 

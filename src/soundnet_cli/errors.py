@@ -62,5 +62,10 @@ class MemoryBudgetError(SoundNetError):
     """A result would not fit the memory budget it was asked to stay within (long files)."""
 
 
+class DecodingError(SoundNetError):
+    """The decoding processes cannot run at all (not one file's problem, which is reported with
+    that file)."""
+
+
 class SoundNetWarning(UserWarning):
     """Something worth telling the user that does not stop the work (silence, tiling, ...)."""

@@ -44,9 +44,10 @@ import numpy as np
 
 from .errors import OutputError, SoundNetError
 from .fsutil import atomic_path, atomic_write_text, mirrored_output
-from .model import SoundNet
 
 if TYPE_CHECKING:
+    from .decoding import DecodePool
+    from .model import SoundNet
     import torch
 
 POOLS = ("none", "mean", "max", "meanmax")
@@ -225,6 +226,7 @@ def extract_files(
     workers: int = 0,
     long_seconds: float | None = None,
     chunk_seconds: float | None = None,
+    decoder: "DecodePool | None" = None,
 ) -> Iterator[FileOutcome]:
     """Write the activations of ``layers`` for every file under ``out_dir``.
 
@@ -248,6 +250,9 @@ def extract_files(
     chunk_seconds
         Audio per streamed block, seconds (default :data:`.streaming.DEFAULT_CHUNK_SECONDS`).
         Results do not depend on it.
+    decoder
+        Decoding processes already started on ``paths`` (see :class:`.decoding.DecodePool`),
+        used for the files that need computing when they decode the same way; always closed.
 
     Yields
     ------
@@ -279,13 +284,15 @@ def extract_files(
     for path, message in plan.collisions.items():
         yield FileOutcome(path, error=message)
     if not run:
+        if decoder is not None:
+            decoder.close()
         return
     # The decoding workers read each header and hand long files back undecoded (deferred);
     # they are streamed after the short ones.
     deferred: list[Path] = []
     yield from _compute(model, run, plan, pool, deferred, device=device, batch_size=batch_size,
                         workers=workers, long_seconds=long_seconds, chunk_seconds=chunk_seconds,
-                        defer_long=True)
+                        defer_long=True, decoder=decoder)
     engines: dict[tuple[str, ...], Any] = {}
     for path in deferred:
         try:
@@ -298,7 +305,7 @@ def extract_files(
 
 
 def _compute(model: SoundNet, run: list[Path], plan: _Plan, pool: str, deferred: list[Path],
-             **kwargs: Any) -> Iterator[FileOutcome]:
+             decoder: "DecodePool | None" = None, **kwargs: Any) -> Iterator[FileOutcome]:
     """Compute and write the missing outputs of ``run``, one pass over the files if they are long
     enough for every layer.
 
@@ -306,6 +313,7 @@ def _compute(model: SoundNet, run: list[Path], plan: _Plan, pool: str, deferred:
     never depends on which other layers were requested with it. A pass tiles short clips to what
     its deepest layer needs and writes only that layer's outputs for them; their other layers go
     to another pass over just those clips (each pass needs strictly less, so passes end).
+    ``decoder`` (already started) serves the first pass.
     """
     from .inference import iter_activations, required_samples
 
@@ -315,7 +323,7 @@ def _compute(model: SoundNet, run: list[Path], plan: _Plan, pool: str, deferred:
         files = list(pending)
         wanted = [n for n in plan.layers if any(n in pending[p] for p in files)]
         need = required_samples(model, wanted)
-        for clip in iter_activations(model, files, wanted, **kwargs):
+        for clip in iter_activations(model, files, wanted, decoder=decoder, **kwargs):
             layers = pending.pop(clip.path)
             if clip.deferred:  # long: the caller streams it
                 deferred.append(clip.path)
@@ -330,6 +338,7 @@ def _compute(model: SoundNet, run: list[Path], plan: _Plan, pool: str, deferred:
                     outcomes[clip.path] = outcome
                     continue
             yield outcome
+        decoder = None  # consumed by the first pass
 
 
 def _stream_duration(model: SoundNet, path: Path) -> float:

@@ -22,7 +22,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from .audio import AudioTooLong, load_audio
+from .decoding import DecodedClip, DecodePool, decode_file
 from .engine import Engine
 from .errors import SoundNetError
 from .model import SoundNet
@@ -39,20 +39,6 @@ from .streaming import (
 DEFAULT_MICRO_BATCH_SAMPLES = 1 << 18
 #: How many batches ahead decoded clips are held while looking for equal-length partners.
 LOOKAHEAD_BATCHES = 4
-
-
-@dataclass
-class DecodedClip:
-    """One file after decoding: ``waveform`` ``(samples,)`` float32 at the model rate, or an
-    ``error`` message. ``warnings`` holds messages such as silence. ``long`` marks a file left
-    undecoded because it is to be streamed."""
-
-    index: int
-    path: Path
-    waveform: np.ndarray | None
-    error: str | None = None
-    warnings: list[str] = field(default_factory=list)
-    long: bool = False
 
 
 @dataclass
@@ -99,18 +85,7 @@ class AudioFileDataset(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> DecodedClip:
-        path = self.paths[index]
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                wave = load_audio(path, self.sample_rate, max_seconds=self.long_seconds)
-            except AudioTooLong:
-                return DecodedClip(index, path, None, long=True)
-            except SoundNetError as e:
-                return DecodedClip(index, path, None, str(e))
-            except Exception as e:  # a decoder crash must not stop a batch of thousands
-                return DecodedClip(index, path, None, f"{path}: cannot decode: {e}")
-        return DecodedClip(index, path, wave, None, [str(w.message) for w in caught])
+        return decode_file(index, self.paths[index], self.sample_rate, self.long_seconds)
 
 
 def iter_decoded(
@@ -183,6 +158,7 @@ def iter_activations(
     length: int | None = None,
     input_scale: float | None = None,
     defer_long: bool = False,
+    decoder: DecodePool | None = None,
 ) -> Iterator[ClipResult]:
     """Yield activations of ``layers`` for every file in ``paths`` (in input order).
 
@@ -221,6 +197,11 @@ def iter_activations(
         Do not stream long files here: yield them with ``deferred=True`` (and no activations)
         for the caller to stream its own way (``extract`` writes them chunk by chunk). The
         decoding workers find them from the header, so nobody scans the inputs beforehand.
+    decoder
+        Decoding processes already started on these files (or on a list of which ``paths`` is a
+        subsequence), e.g. before torch was imported; used instead of starting ``workers`` new
+        ones if it decodes the same way (rate, long-file limit), otherwise closed. The call
+        consumes it.
     threads
         Intra-op threads for the network during the call (restored afterwards). Default: with
         decoding workers on a CPU device, the cores the workers leave free (at least 1), since
@@ -251,7 +232,13 @@ def iter_activations(
         threads = max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) - workers))
     with _threads(threads):
         order = _InOrder()
-        for clip in iter_decoded(paths, rate, workers=workers, long_seconds=long_seconds):
+        if decoder is not None and decoder.matches(paths, rate, long_seconds):
+            clips: Iterator[DecodedClip] = decoder.take(paths)
+        else:
+            if decoder is not None:
+                decoder.close()
+            clips = iter_decoded(paths, rate, workers=workers, long_seconds=long_seconds)
+        for clip in clips:
             if clip.long and defer_long:
                 order.add(ClipResult(clip.index, clip.path, None, deferred=True))
             elif clip.long:

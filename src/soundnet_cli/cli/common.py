@@ -179,3 +179,38 @@ def configure_threads(device: object, workers: int) -> None:
     if getattr(device, "type", "cpu") != "cpu" or os.environ.get("OMP_NUM_THREADS"):
         return
     torch.set_num_threads(max(1, available_cores() - workers))
+
+
+def guess_device_type(device: str) -> str:
+    """The device type a ``--device`` value will resolve to, guessed without importing torch
+    (``auto`` is ``cuda`` where an NVIDIA driver is present). Only used to plan decoding
+    processes before torch loads; the network's real device is resolved later."""
+    import os
+
+    name = device.strip().lower()
+    if name == "auto":
+        return "cuda" if os.path.exists("/dev/nvidiactl") else "cpu"
+    return name.split(":", 1)[0]
+
+
+def early_decoder(weights: str | None, device: str, files: list[Path], requested: int | None,
+                  long_seconds: float | None):
+    """Start decoding ``files`` now, before torch is imported (see :mod:`..decoding`), or return
+    ``None`` when there is nothing to gain (one file, ``--workers 0``) or the checkpoint's sample
+    rate cannot be read without torch (the normal path then reports any problem)."""
+    from types import SimpleNamespace
+
+    from ..decoding import DecodePool
+    from ..errors import SoundNetError
+    from ..weights import read_header, resolve_weights
+
+    if len(files) < 2:
+        return None
+    try:
+        rate = int(read_header(resolve_weights(weights))["config"]["sample_rate"])
+    except (SoundNetError, KeyError, TypeError, ValueError):
+        return None
+    workers = auto_workers(SimpleNamespace(type=guess_device_type(device)), len(files), requested)
+    if workers < 1:
+        return None
+    return DecodePool(files, rate, workers=workers, long_seconds=long_seconds)

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from .common import (AudioProgress, BatchOpt, DeviceOpt, InputsArg, QuietOpt, RecursiveOpt,
-                     WeightsOpt, WorkersOpt, plan_workers,
+                     WeightsOpt, WorkersOpt, early_decoder, plan_workers,
                      err, report_failures, user_errors, warn)
 
 
@@ -84,9 +84,12 @@ def extract(
             manifest_format(manifest_path)
         except OutputError as e:
             raise typer.BadParameter(str(e), param_hint="--manifest") from None
+        files, missing = find_audio_files(inputs, recursive=recursive)
+        # Decoding starts before torch loads (~1.5 s), so the network finds work waiting.
+        decoder = early_decoder(weights, device, files, workers, long_seconds)
         model = load_model(weights, device)
         layers = model.resolve_layers(layer)
-        files, missing = find_audio_files(inputs, recursive=recursive)
+        workers = decoder.workers if decoder else workers
         workers = plan_workers(next(model.parameters()).device, len(files), workers)
         failures += [(str(p), f"{p}: no such file or directory") for p in missing]
         if not files and not missing:
@@ -99,7 +102,7 @@ def extract(
                     model, files, layers, out_dir, roots=[p for p in inputs if p.is_dir()],
                     pool=pool.value, overwrite=overwrite, device=next(model.parameters()).device,
                     batch_size=batch_size, workers=workers, long_seconds=long_seconds,
-                    chunk_seconds=chunk_seconds,
+                    chunk_seconds=chunk_seconds, decoder=decoder,
                 ):
                     progress.advance(outcome.duration)
                     book.update(outcome.records)
@@ -110,6 +113,8 @@ def extract(
                     for message in outcome.warnings:
                         warn(message, quiet)
         finally:
+            if decoder is not None:
+                decoder.close()
             if book.rows:
                 book.write()
         if not quiet:
