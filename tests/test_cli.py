@@ -235,7 +235,7 @@ def test_extract_decodes_early_with_the_same_outputs(run, tiny_checkpoint, audio
 def test_early_decoder_plan(tiny_checkpoint, audio_dir, tmp_path):
     from soundnet_cli.cli.common import early_decoder, guess_device_type
 
-    files = sorted(audio_dir.rglob("*.wav"))
+    files = sorted(p for p in audio_dir.rglob("*") if p.is_file())
     assert early_decoder(str(tiny_checkpoint), "cpu", files[:1], None, 60.0) is None
     assert early_decoder(str(tiny_checkpoint), "cpu", files, 0, 60.0) is None
     assert early_decoder(str(tmp_path / "absent"), "cpu", files, None, 60.0) is None
