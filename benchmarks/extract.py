@@ -58,15 +58,15 @@ def naive(model: SoundNet, files: list[Path], out: Path, layer: str,
 
 
 def pipeline(checkpoint: Path, files_dir: Path, out: Path, layer: str, args: argparse.Namespace,
-             file_list: list[Path]) -> float:
-    """The real `soundnet extract` command; returns wall seconds."""
+             file_list: list[Path], src: Path = ROOT / "src") -> float:
+    """The real `soundnet extract` command (the package under ``src``); returns wall seconds."""
     inputs = [str(files_dir)] if args.limit is None else [str(p) for p in file_list]
     cmd = [sys.executable, "-m", "soundnet_cli", "extract", *inputs, "--out", str(out),
            "--layer", layer, "--weights", str(checkpoint), "--device", "cpu", "-q",
            "--batch-size", str(args.batch_size)]
     if args.workers is not None:  # else the command's own plan (auto)
         cmd += ["--workers", str(args.workers)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env = {**os.environ, "PYTHONPATH": str(src)}
     start = time.perf_counter()
     subprocess.run(cmd, check=True, env=env)
     return time.perf_counter() - start
@@ -81,6 +81,9 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=None,
                    help="decoding processes (default: the command's auto plan)")
     p.add_argument("--repeat", type=int, default=1, help="alternate naive/pipeline N times")
+    p.add_argument("--baseline-src", type=Path, default=None,
+                   help="also time the command of another checkout's src/ (e.g. a git worktree "
+                   "of an earlier commit), in the same runs")
     args = p.parse_args()
     data = args.data or next((d for d in DATA_CANDIDATES if d.is_dir()), None)
     if data is None or not data.is_dir():
@@ -99,8 +102,9 @@ def main() -> None:
               f"workers {args.workers if args.workers is not None else 'auto'}", flush=True)
         default_threads = torch.get_num_threads()
         rows = []
+        base: list[float] = []
         for i in range(args.repeat):
-            for d in ("naive", "naive1", "pipe"):
+            for d in ("naive", "naive1", "pipe", "base"):
                 shutil.rmtree(tmp / d, ignore_errors=True)
                 (tmp / d).mkdir()
             naive_wall, audio = naive(model, files, tmp / "naive", args.layer, default_threads)
@@ -109,6 +113,14 @@ def main() -> None:
             written = len(list((tmp / "pipe").rglob("*.npy")))
             assert written == len(files), f"pipeline wrote {written} of {len(files)} files"
             rows.append((naive_wall, naive1_wall, pipe_wall))
+            if args.baseline_src is not None:
+                base_wall = pipeline(checkpoint, data, tmp / "base", args.layer, args, files,
+                                     src=args.baseline_src.resolve())
+                base.append(base_wall)
+                print(f"run {i + 1}: extract from {args.baseline_src}: {base_wall:.1f} s = "
+                      f"{audio / base_wall:.1f} x real time; ratio to it "
+                      f"{base_wall / pipe_wall:.2f}, naive/it {naive_wall / base_wall:.2f}",
+                      flush=True)
             print(f"run {i + 1}: audio {audio:.0f} s | naive ({default_threads} threads) "
                   f"{naive_wall:.1f} s = {audio / naive_wall:.1f} x real time | naive (1 thread) "
                   f"{naive1_wall:.1f} s = {audio / naive1_wall:.1f} x | extract {pipe_wall:.1f} s "
@@ -118,6 +130,10 @@ def main() -> None:
         print(f"best of {len(rows)}: naive {audio / best[0]:.1f} x real time, naive 1-thread "
               f"{audio / best[1]:.1f} x, extract {audio / best[2]:.1f} x; ratio extract/naive "
               f"{best[0] / best[2]:.2f}, extract/naive-1-thread {best[1] / best[2]:.2f}")
+        if base:
+            print(f"best of {len(base)}: extract from {args.baseline_src} "
+                  f"{audio / min(base):.1f} x; ratio to this checkout's "
+                  f"{min(base) / best[2]:.2f}")
         print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 

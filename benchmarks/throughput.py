@@ -53,10 +53,11 @@ import soundfile as sf
 import torch
 
 from soundnet_cli.audio import SAMPLE_RATE, load_audio, prepare_waveform
+from soundnet_cli.decoding import DecodePool
 from soundnet_cli.engine import Engine
 from soundnet_cli.inference import iter_activations
 from soundnet_cli.model import SoundNet, make_config
-from soundnet_cli.streaming import stream_to_npy
+from soundnet_cli.streaming import LONG_FILE_SECONDS, stream_to_npy
 
 LONG_RATE = 44_100
 
@@ -254,8 +255,15 @@ def naive_extract(model: SoundNet, files: list[Path], out: Path, threads: int | 
         torch.set_num_threads(before)
 
 
-def pipeline_extract(model: SoundNet, files: list[Path], out: Path, **opts) -> int:
+def pipeline_extract(model: SoundNet, files: list[Path], out: Path, *, decoder: str = "loader",
+                     nice: int = 0, **opts) -> int:
+    """``iter_activations`` + ``np.save``; ``decoder`` "pool" decodes in a
+    :class:`DecodePool` (what ``soundnet extract`` starts before torch loads) with decoding
+    processes at niceness ``nice``, "loader" in a torch DataLoader."""
     failed = 0
+    if decoder == "pool":
+        opts["decoder"] = DecodePool(files, model.config.sample_rate, workers=opts["workers"],
+                                     long_seconds=LONG_FILE_SECONDS, nice=nice)
     for r in iter_activations(model, files, ["conv5"], **opts):
         if r.ok:
             np.save(out / (r.path.stem + ".npy"), r.activations["conv5"])
@@ -269,8 +277,11 @@ def part_pipeline(args: argparse.Namespace, report: dict) -> None:
     files = esc50_files(args.data, args.files)
     warm_cache(files)
     model = full_model()
-    configs = {f"workers={w} threads={t}": dict(workers=w, threads=t, batch_size=args.batch_size)
-               for w in args.workers for t in args.threads}
+    configs = {f"workers={w} threads={t}" + (f" {d}" if len(args.decoders) > 1 else "")
+               + (f" nice={n}" if d == "pool" and len(args.nice) > 1 else ""):
+               dict(workers=w, threads=t, batch_size=args.batch_size, decoder=d, nice=n)
+               for w in args.workers for t in args.threads for d in args.decoders
+               for n in (args.nice if d == "pool" else [0])}
     slices = [files[i::args.slices] for i in range(args.slices)]
     naive_threads = {"naive": None, "naive 1 thread": 1}
     elapsed = {**{k: 0.0 for k in naive_threads}, **{k: 0.0 for k in configs}}
@@ -431,6 +442,10 @@ def main() -> None:
                     help="torch intra-op threads for the pipeline (the naive loop keeps torch's "
                     "default)")
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--decoders", nargs="+", choices=["loader", "pool"], default=["pool"],
+                    help="pipeline decoding: DecodePool (the CLI's) and/or a torch DataLoader")
+    ap.add_argument("--nice", type=int, nargs="+", default=[0],
+                    help="niceness of DecodePool's processes (pipeline part)")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--micro", type=int, default=1 << 18,
                     help="engine micro-batch samples for the early layers (forward part)")

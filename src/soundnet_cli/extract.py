@@ -32,10 +32,12 @@ Manifest
 
 from __future__ import annotations
 
+import collections
 import csv
 import io
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -57,6 +59,8 @@ MANIFEST_COLUMNS = (
     "offset_seconds", "duration_seconds", "tiled_to_seconds",
 )
 MANIFEST_SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+#: Most computed files whose outputs may wait for the writing thread (their activations are held).
+MAX_PENDING_WRITES = 16
 
 
 def pool_frames(activations: np.ndarray, pool: str) -> np.ndarray:
@@ -319,26 +323,49 @@ def _compute(model: SoundNet, run: list[Path], plan: _Plan, pool: str, deferred:
 
     pending = {p: list(plan.todo[p]) for p in run}
     outcomes: dict[Path, FileOutcome] = {}
-    while pending:
-        files = list(pending)
-        wanted = [n for n in plan.layers if any(n in pending[p] for p in files)]
-        need = required_samples(model, wanted)
-        for clip in iter_activations(model, files, wanted, decoder=decoder, **kwargs):
-            layers = pending.pop(clip.path)
-            if clip.deferred:  # long: the caller streams it
-                deferred.append(clip.path)
-                continue
-            outcome = outcomes.pop(clip.path, None) or _start_outcome(model, clip, plan, pool)
-            if outcome.ok:
-                exact = [n for n in layers
-                         if not clip.tiled_to or required_samples(model, [n]) == need]
-                _write_layers(model, clip, exact, plan, pool, outcome)
-                if outcome.ok and len(exact) < len(layers):
-                    pending[clip.path] = [n for n in layers if n not in exact]
-                    outcomes[clip.path] = outcome
+    # Files are written on a thread while the network computes the next batch (both release the
+    # GIL); outcomes are still yielded in input order, each once its writes are done.
+    writes: collections.deque[tuple[Any, list[str], list[str], FileOutcome, Any]] = \
+        collections.deque()
+
+    def finish(item: tuple[Any, list[str], list[str], FileOutcome, Any]) -> FileOutcome | None:
+        clip, layers, exact, outcome, job = item
+        if job is not None:
+            job.result()
+        if outcome.ok and len(exact) < len(layers):
+            pending[clip.path] = [n for n in layers if n not in exact]
+            outcomes[clip.path] = outcome
+            return None
+        return outcome
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="soundnet-write") as writer:
+        while pending:
+            files = list(pending)
+            wanted = [n for n in plan.layers if any(n in pending[p] for p in files)]
+            need = required_samples(model, wanted)
+            for clip in iter_activations(model, files, wanted, decoder=decoder, **kwargs):
+                layers = pending.pop(clip.path)
+                if clip.deferred:  # long: the caller streams it
+                    deferred.append(clip.path)
                     continue
-            yield outcome
-        decoder = None  # consumed by the first pass
+                outcome = outcomes.pop(clip.path, None) or _start_outcome(model, clip, plan, pool)
+                exact: list[str] = []
+                if outcome.ok:
+                    exact = [n for n in layers
+                             if not clip.tiled_to or required_samples(model, [n]) == need]
+                job = (writer.submit(_write_layers, model, clip, exact, plan, pool, outcome)
+                       if outcome.ok else None)
+                writes.append((clip, layers, exact, outcome, job))
+                while writes and (writes[0][4] is None or writes[0][4].done()
+                                  or len(writes) > MAX_PENDING_WRITES):
+                    done = finish(writes.popleft())
+                    if done is not None:
+                        yield done
+            while writes:
+                done = finish(writes.popleft())
+                if done is not None:
+                    yield done
+            decoder = None  # consumed by the first pass
 
 
 def _stream_duration(model: SoundNet, path: Path) -> float:

@@ -181,6 +181,12 @@ def configure_threads(device: object, workers: int) -> None:
     torch.set_num_threads(max(1, available_cores() - workers))
 
 
+#: Niceness of the decoding processes: the network's process, which waits on them, keeps its core
+#: when there are more processes than cores (ESC-50 on 2 idle cores, 2 decoders + 1 torch thread:
+#: 933x real time at niceness 10 against 879x at 0; ``benchmarks/RESULTS.md``).
+DECODE_NICE = 10
+
+
 def guess_device_type(device: str) -> str:
     """The device type a ``--device`` value will resolve to, guessed without importing torch
     (``auto`` is ``cuda`` where an NVIDIA driver is present). Only used to plan decoding
@@ -213,4 +219,4 @@ def early_decoder(weights: str | None, device: str, files: list[Path], requested
     workers = auto_workers(SimpleNamespace(type=guess_device_type(device)), len(files), requested)
     if workers < 1:
         return None
-    return DecodePool(files, rate, workers=workers, long_seconds=long_seconds)
+    return DecodePool(files, rate, workers=workers, long_seconds=long_seconds, nice=DECODE_NICE)
