@@ -72,4 +72,9 @@ def main() -> None:
     # forward pass measured 100-280 ms instead of 13 ms (benchmarks/RESULTS.md). An explicit
     # setting in the environment wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # Keep the network's per-batch blocks of megabytes in the heap instead of mmap/munmap-ing
+    # them each time (soundnet_cli.allocator); before torch or any worker process exists.
+    from ..allocator import tune_malloc
+
+    tune_malloc()
     app()
