@@ -232,6 +232,22 @@ def test_extract_decodes_early_with_the_same_outputs(run, tiny_checkpoint, audio
                                   np.load(inline / "sub" / "b.pool5.npy"))
 
 
+def test_tag_decodes_early_with_the_same_results(run, tiny_checkpoint, audio_dir, monkeypatch):
+    from soundnet_cli.cli import common
+
+    started = []
+    real = common.early_decoder
+    monkeypatch.setattr("soundnet_cli.cli.tag.early_decoder",
+                        lambda *a, **k: started.append(real(*a, **k)) or started[-1])
+    early = run("tag", audio_dir, "-r", "-w", tiny_checkpoint, "--json", "--segments", "-q")
+    inline = run("tag", audio_dir, "-r", "-w", tiny_checkpoint, "--json", "--segments", "-q",
+                 "--workers", "0")
+    assert early.exit_code == inline.exit_code == 0
+    assert started[0] is not None and started[1] is None
+    assert [json.loads(line) for line in early.stdout.splitlines()] == \
+        [json.loads(line) for line in inline.stdout.splitlines()]
+
+
 def test_early_decoder_plan(tiny_checkpoint, audio_dir, tmp_path):
     from soundnet_cli.cli.common import early_decoder, guess_device_type
 

@@ -39,13 +39,11 @@ from .audio import (
     audio_info,
     iter_audio_blocks,
 )
+from .decoding import LONG_FILE_SECONDS  # defined where no torch is needed; re-exported here
 from .engine import Engine, Stage
 from .errors import AudioError, LayerError, MemoryBudgetError
 from .fsutil import atomic_path
 from .model import SoundNet
-
-#: Files longer than this (seconds) are streamed rather than decoded whole (see :func:`is_long`).
-LONG_FILE_SECONDS = 60.0
 #: Audio per block pushed through the network (seconds, native rate). Ten seconds keeps the
 #: largest intermediate (the first conv's output, ~7 MB for SoundNet-8) within the CPU caches.
 DEFAULT_CHUNK_SECONDS = 10.0

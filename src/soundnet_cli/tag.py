@@ -35,6 +35,8 @@ from .streaming import DEFAULT_CHUNK_SECONDS, LONG_FILE_SECONDS
 if TYPE_CHECKING:
     import torch
 
+    from .decoding import DecodePool
+
 #: Version of the JSON/CSV tagging schema below; bumped on any incompatible change.
 TAG_SCHEMA_VERSION = 1
 #: Columns of the long-format CSV (one row per file, head, scope, step and rank).
@@ -253,6 +255,7 @@ def tag_files(
     workers: int = 0,
     long_seconds: float | None = LONG_FILE_SECONDS,
     chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+    decoder: "DecodePool | None" = None,
 ) -> Iterator[TagResult]:
     """Score every file with every scorer, in input order.
 
@@ -272,6 +275,9 @@ def tag_files(
         Files longer than ``long_seconds`` are streamed in ``chunk_seconds`` blocks, never
         decoded whole (``None``: never stream); only the heads' small activations are held (a
         3-hour file: ~20 MB for SoundNet-8). Results do not depend on either.
+    decoder
+        Decoding processes already started on ``paths`` (:class:`.decoding.DecodePool`), used
+        instead of starting ``workers`` if they decode the same way; consumed.
 
     Yields
     ------
@@ -287,7 +293,8 @@ def tag_files(
     tile_to = max((s.min_samples for s in scorers), default=0)
     for clip in iter_activations(model, paths, layers, device=device, batch_size=batch_size,
                                  workers=workers, min_samples=tile_to or None,
-                                 long_seconds=long_seconds, chunk_seconds=chunk_seconds):
+                                 long_seconds=long_seconds, chunk_seconds=chunk_seconds,
+                                 decoder=decoder):
         if not clip.ok or clip.activations is None:
             yield TagResult(clip.path, error=clip.error or f"{clip.path}: failed")
             continue

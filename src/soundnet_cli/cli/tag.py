@@ -9,7 +9,7 @@ from typing import Optional, TYPE_CHECKING, Annotated, Any
 import typer
 
 from .common import (AudioProgress, BatchOpt, DeviceOpt, InputsArg, QuietOpt, RecursiveOpt,
-                     WeightsOpt, WorkersOpt, plan_workers,
+                     WeightsOpt, WorkersOpt, early_decoder, plan_workers,
                      out, report_failures, user_errors, warn)
 
 if TYPE_CHECKING:
@@ -53,12 +53,18 @@ def tag(
     failures: list[tuple[str, str]] = []
     with user_errors():
         from ..audio import find_audio_files
+        from ..decoding import LONG_FILE_SECONDS
+
+        files, missing = find_audio_files(inputs, recursive=recursive)
+        # Decoding starts before torch loads (~1.5 s), so the network finds work waiting.
+        decoder = early_decoder(weights, device, files, workers, LONG_FILE_SECONDS)
+
         from ..tag import TagResult, tag_files
         from ..weights import load_model
 
         model = load_model(weights, device)
         scorers = _svm_scorers(svm, model) if svm is not None else None
-        files, missing = find_audio_files(inputs, recursive=recursive)
+        workers = decoder.workers if decoder else workers
         workers = plan_workers(next(model.parameters()).device, len(files), workers)
         failures += [(str(p), f"{p}: no such file or directory") for p in missing]
         if not files and not missing:
@@ -69,7 +75,8 @@ def tag(
                 emit(TagResult(Path(path), error=message))
         with AudioProgress("tagging", len(files), quiet) as progress:
             for result in tag_files(model, files, device=next(model.parameters()).device,
-                                    batch_size=batch_size, workers=workers, scorers=scorers):
+                                    batch_size=batch_size, workers=workers, scorers=scorers,
+                                    decoder=decoder):
                 progress.advance(result.duration)
                 if not result.ok:
                     failures.append((str(result.path), result.error or "failed"))
