@@ -7,8 +7,9 @@ default's OpenMP threads spin-wait on each other; the pipeline avoids that by gi
 the cores its decoding workers leave, so this second baseline shows what batching and overlapped
 decoding add on their own). The pipeline is the
 real command (`python -m soundnet_cli extract ... --layer conv5 -q`, a subprocess, so its
-interpreter start-up, torch import and model load count against it), which decodes in DataLoader
-worker processes and batches forward passes. Both use the full-size SoundNet-8 (random init:
+interpreter start-up, torch import and model load count against it), which starts its decoding
+processes before torch loads and batches forward passes. ``--baseline-src`` also times the
+command of another checkout (e.g. a ``git worktree`` of an earlier commit) in the same runs. Both use the full-size SoundNet-8 (random init:
 throughput does not depend on the weights) and write one float32 `.npy` per file.
 
 Throughput is seconds of audio per wall-clock second. Usage::
