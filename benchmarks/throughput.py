@@ -53,9 +53,9 @@ import soundfile as sf
 import torch
 
 from soundnet_cli.audio import SAMPLE_RATE, load_audio, prepare_waveform
-from soundnet_cli.decoding import DecodePool
+from soundnet_cli.decoding import DecodePool, decode_file
 from soundnet_cli.engine import Engine
-from soundnet_cli.inference import iter_activations
+from soundnet_cli.inference import iter_activations, iter_dataset
 from soundnet_cli.model import SoundNet, make_config
 from soundnet_cli.streaming import LONG_FILE_SECONDS, stream_to_npy
 
@@ -255,15 +255,47 @@ def naive_extract(model: SoundNet, files: list[Path], out: Path, threads: int | 
         torch.set_num_threads(before)
 
 
+class _Decode(torch.utils.data.Dataset):
+    def __init__(self, paths: list[Path], rate: int, long_seconds: float) -> None:
+        self.paths, self.rate, self.long_seconds = paths, rate, long_seconds
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        return decode_file(i, self.paths[i], self.rate, self.long_seconds)
+
+
+class LoaderDecoder:
+    """The pipeline's decoding before session 4: a torch ``DataLoader`` (prefetch 4 per worker),
+    in :class:`DecodePool`'s interface so ``iter_activations`` takes it as ``decoder``."""
+
+    def __init__(self, paths: list[Path], rate: int, workers: int, long_seconds: float) -> None:
+        self.paths, self.rate, self.workers, self.long_seconds = paths, rate, workers, long_seconds
+
+    def matches(self, paths, rate, long_seconds) -> bool:
+        return (list(paths), rate, long_seconds) == (self.paths, self.rate, self.long_seconds)
+
+    def take(self, paths):
+        return iter_dataset(_Decode(self.paths, self.rate, self.long_seconds),
+                            workers=self.workers, prefetch=4)
+
+    def close(self) -> None:
+        pass
+
+
 def pipeline_extract(model: SoundNet, files: list[Path], out: Path, *, decoder: str = "loader",
                      nice: int = 0, **opts) -> int:
     """``iter_activations`` + ``np.save``; ``decoder`` "pool" decodes in a
     :class:`DecodePool` (what ``soundnet extract`` starts before torch loads) with decoding
-    processes at niceness ``nice``, "loader" in a torch DataLoader."""
+    processes at niceness ``nice``, "loader" in a torch DataLoader (:class:`LoaderDecoder`)."""
     failed = 0
+    rate = model.config.sample_rate
     if decoder == "pool":
-        opts["decoder"] = DecodePool(files, model.config.sample_rate, workers=opts["workers"],
+        opts["decoder"] = DecodePool(files, rate, workers=opts["workers"],
                                      long_seconds=LONG_FILE_SECONDS, nice=nice)
+    else:
+        opts["decoder"] = LoaderDecoder(files, rate, opts["workers"], LONG_FILE_SECONDS)
     for r in iter_activations(model, files, ["conv5"], **opts):
         if r.ok:
             np.save(out / (r.path.stem + ".npy"), r.activations["conv5"])

@@ -68,37 +68,22 @@ class ClipResult:
         return self.error is None
 
 
-class AudioFileDataset(torch.utils.data.Dataset):
-    """Decodes ``paths[i]`` to mono float32 at ``sample_rate``; errors become results, not raises.
-
-    Files whose header says they last more than ``long_seconds`` (``None``: no limit) are not
-    decoded: they come back with ``long=True`` for the caller to stream.
-    """
-
-    def __init__(self, paths: Sequence[str | os.PathLike], sample_rate: int,
-                 long_seconds: float | None = None) -> None:
-        self.paths = [Path(p) for p in paths]
-        self.sample_rate = sample_rate
-        self.long_seconds = long_seconds
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> DecodedClip:
-        return decode_file(index, self.paths[index], self.sample_rate, self.long_seconds)
-
-
 def iter_decoded(
-    paths: Sequence[str | os.PathLike], sample_rate: int, *, workers: int = 0, prefetch: int = 4,
+    paths: Sequence[str | os.PathLike], sample_rate: int, *, workers: int = 0,
     long_seconds: float | None = None,
 ) -> Iterator[DecodedClip]:
-    """Decode files in ``workers`` background processes (0: in this process), in input order.
+    """Decode files in ``workers`` background processes (0, or a single file: in this process),
+    in input order (a :class:`.decoding.DecodePool`).
 
     Files longer than ``long_seconds`` are not decoded (``long=True``, see
-    :class:`AudioFileDataset`).
+    :func:`.decoding.decode_file`).
     """
-    yield from iter_dataset(AudioFileDataset(paths, sample_rate, long_seconds), workers=workers,
-                            prefetch=prefetch)
+    if workers <= 0 or len(paths) <= 1:
+        for i, path in enumerate(paths):
+            yield decode_file(i, path, sample_rate, long_seconds)
+        return
+    with DecodePool(paths, sample_rate, workers=workers, long_seconds=long_seconds) as pool:
+        yield from pool.take()
 
 
 def iter_dataset(dataset: torch.utils.data.Dataset, *, workers: int = 0,
