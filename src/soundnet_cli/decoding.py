@@ -168,7 +168,8 @@ class DecodePool:
 
     def _start(self, k: int, first: int) -> None:
         """Start worker ``k`` at index ``first`` (a fresh queue, so nothing stale is read)."""
-        if self._procs[k] is not None:
+        if self._procs[k] is not None:  # a restart: the dead worker's queue is abandoned
+            self._queues[k].close()
             self._queues[k] = self._ctx.Queue()
             self._held[k].value = 0
         proc = self._ctx.Process(
