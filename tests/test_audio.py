@@ -93,6 +93,16 @@ def test_corrupt_bytes(write_audio, suffix, keep):
         load_audio(path)
 
 
+def test_a_corrupt_file_is_not_called_missing(tmp_path):
+    """libsndfile says "does not exist" for some corrupt files; the message says what it is."""
+    path = tmp_path / "broken.mp3"
+    path.write_bytes(b"ID3" + bytes(range(256)) * 20)
+    with pytest.raises(AudioError) as info:
+        load_audio(path)
+    assert "broken.mp3: cannot decode" in str(info.value)
+    assert "does not exist" not in str(info.value)
+
+
 def test_empty_file(tmp_path):
     path = tmp_path / "empty.wav"
     sf.write(str(path), np.zeros((0, 1), np.float32), SAMPLE_RATE)

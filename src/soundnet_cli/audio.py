@@ -90,7 +90,8 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
     try:
         info = sf.info(str(path))
     except Exception as e:  # libsndfile raises LibsndfileError / RuntimeError / TypeError
-        raise AudioError(f"{path}: cannot decode: not a readable audio file ({_reason(e)})") from e
+        raise AudioError(
+            f"{path}: cannot decode: not a readable audio file ({_reason(e, path)})") from e
     return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames))
 
 
@@ -144,7 +145,7 @@ def load_audio(
     except AudioTooLong:
         raise
     except Exception as e:
-        raise AudioError(f"{path}: cannot decode: {_reason(e)}") from e
+        raise AudioError(f"{path}: cannot decode: {_reason(e, path)}") from e
     return prepare_waveform(data, native_rate, sample_rate, name=str(path),
                             resample_quality=resample_quality)
 
@@ -235,7 +236,7 @@ def iter_audio_blocks(
     except AudioError:
         raise
     except Exception as e:
-        raise AudioError(f"{path}: cannot decode: {_reason(e)}") from e
+        raise AudioError(f"{path}: cannot decode: {_reason(e, path)}") from e
 
 
 def find_audio_files(
@@ -253,7 +254,11 @@ def find_audio_files(
     return find_files(inputs, AUDIO_SUFFIXES, recursive=recursive)
 
 
-def _reason(e: BaseException) -> str:
+def _reason(e: BaseException, path: str | os.PathLike | None = None) -> str:
     text = str(e).strip() or type(e).__name__
     # libsndfile messages repeat the path; keep the part after it when present.
-    return text.split(": ", 1)[-1] if text.startswith("Error opening") else text
+    text = text.split(": ", 1)[-1] if text.startswith("Error opening") else text
+    # libsndfile reports some corrupt files (an MP3 whose frames it cannot parse) as missing.
+    if path is not None and "does not exist" in text and Path(path).is_file():
+        return "corrupt or unsupported audio data (libsndfile cannot open it)"
+    return text
