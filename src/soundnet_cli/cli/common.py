@@ -158,9 +158,11 @@ def auto_workers(device: object, files: int, requested: int | None = None) -> in
     return min(8, max(2, cores // 2), files)
 
 
-def plan_workers(device: object, files: int, requested: int | None = None) -> int:
-    """:func:`auto_workers`, then :func:`configure_threads` for them; returns the workers."""
-    workers = auto_workers(device, files, requested)
+def plan_workers(device: object, files: int, requested: int | None = None,
+                 decoder: object | None = None) -> int:
+    """:func:`auto_workers` (or the processes of an already started ``decoder``, see
+    :func:`early_decoder`), then :func:`configure_threads` for them; returns the workers."""
+    workers = decoder.workers if decoder is not None else auto_workers(device, files, requested)
     configure_threads(device, workers)
     return workers
 

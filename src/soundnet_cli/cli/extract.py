@@ -89,8 +89,7 @@ def extract(
         decoder = early_decoder(weights, device, files, workers, long_seconds)
         model = load_model(weights, device)
         layers = model.resolve_layers(layer)
-        workers = decoder.workers if decoder else workers
-        workers = plan_workers(next(model.parameters()).device, len(files), workers)
+        workers = plan_workers(next(model.parameters()).device, len(files), workers, decoder)
         failures += [(str(p), f"{p}: no such file or directory") for p in missing]
         if not files and not missing:
             failures.append(("", "no audio files found in " + ", ".join(map(str, inputs))))

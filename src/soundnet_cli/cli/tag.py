@@ -64,8 +64,7 @@ def tag(
 
         model = load_model(weights, device)
         scorers = _svm_scorers(svm, model) if svm is not None else None
-        workers = decoder.workers if decoder else workers
-        workers = plan_workers(next(model.parameters()).device, len(files), workers)
+        workers = plan_workers(next(model.parameters()).device, len(files), workers, decoder)
         failures += [(str(p), f"{p}: no such file or directory") for p in missing]
         if not files and not missing:
             failures.append(("", "no audio files found in " + ", ".join(map(str, inputs))))
