@@ -15,13 +15,13 @@ from avworld import CLASS_NAMES, class_sound
 from conftest import TINY_WIDTH
 from soundnet_cli.checkpoint import load_checkpoint, load_model_file
 from soundnet_cli.cli import app
-from soundnet_cli.distill import (ORIGINAL_LOOP, DistillConfig, DistillTask, distill,
+from soundnet_cli.distill.student import (ORIGINAL_LOOP, DistillConfig, DistillTask, distill,
                                   distill_loss, evaluate_targets, is_validation, match_steps,
                                   open_targets, prepare, step_plan)
 from soundnet_cli.errors import TargetsError
 from soundnet_cli.model import ORIGINAL_HEAD_GEOMETRY, HeadSpec, SoundNet, make_config
-from soundnet_cli.targets import IndexWriter, TargetsHeader, TeacherInfo, init_collection, write_clip
-from soundnet_cli.training import DistInfo, precise_batchnorm
+from soundnet_cli.distill.targets import IndexWriter, TargetsHeader, TeacherInfo, init_collection, write_clip
+from soundnet_cli.training.loop import DistInfo, precise_batchnorm
 
 RATE = 22_050
 CPU = torch.device("cpu")
@@ -255,7 +255,7 @@ def test_student_learns_to_hear_what_the_teacher_sees(tmp_path: Path):
     print(result)
     assert result["agreement"] >= 0.9, result
     # from audio alone, the tagged label name is the teacher's: one held-out blue video
-    from soundnet_cli.targets import read_clip_audio
+    from soundnet_cli.distill.targets import read_clip_audio
 
     wave = torch.from_numpy(read_clip_audio(tmp_path / "targets_held_out", "blue_000.mp4"))
     with torch.inference_mode():

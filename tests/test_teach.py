@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 from avworld import CLASS_NAMES, class_sound, write_colour_teacher, write_video
 from soundnet_cli.cli import app
 from soundnet_cli.errors import TargetsError, VideoError
-from soundnet_cli.targets import (clip_paths, read_clip_audio, read_clip_entry, read_clip_probs,
+from soundnet_cli.distill.targets import (clip_paths, read_clip_audio, read_clip_entry, read_clip_probs,
                                   read_header, read_index)
-from soundnet_cli.teach import TeachConfig, import_precomputed, teach
-from soundnet_cli.teachers import load_teacher
-from soundnet_cli.video import FrameSampling, count_steps, decode_video
+from soundnet_cli.distill.teach import TeachConfig, import_precomputed, teach
+from soundnet_cli.distill.teachers import load_teacher
+from soundnet_cli.distill.video import FrameSampling, count_steps, decode_video
 
 pytest.importorskip("av")  # videos are written and read with PyAV
 

@@ -18,8 +18,8 @@ from soundnet_cli.checkpoint import load_checkpoint
 from soundnet_cli.cli import app
 from soundnet_cli.datasets import load_dataset
 from soundnet_cli.errors import DatasetError, SoundNetError
-from soundnet_cli.train import AugmentConfig, SupervisedTask, TrainConfig, bc_mix, split, train_supervised
-from soundnet_cli.training import LoopConfig
+from soundnet_cli.training.supervised import AugmentConfig, SupervisedTask, TrainConfig, bc_mix, split, train_supervised
+from soundnet_cli.training.loop import LoopConfig
 
 RATE = 22_050
 FREQS = (220.0, 1100.0, 4400.0)
@@ -156,7 +156,7 @@ def test_init_keeps_a_matching_head_and_replaces_another(dataset_dir: Path, tmp_
     other classes, or --new-head, get a fresh head."""
     import dataclasses
 
-    from soundnet_cli.train import build_network
+    from soundnet_cli.training.supervised import build_network
 
     ds = load_dataset(dataset_dir)
     cpu = torch.device("cpu")

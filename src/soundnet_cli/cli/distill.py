@@ -90,10 +90,10 @@ def _run(targets, teacher, arch, init, clip_seconds, crop, kl_weight, kl_reducti
          weight_decay, schedule, warmup, grad_clip, precise_bn, seed, width, run_dir, out_path,
          half, resume, workers, device, quiet) -> None:
     from ..device import resolve_device
-    from ..distill import DistillConfig
-    from ..distill import distill as run_distill
-    from ..train import export
-    from ..training import LoopConfig, dist_info
+    from ..distill.student import DistillConfig
+    from ..distill.student import distill as run_distill
+    from ..training.supervised import export
+    from ..training.loop import LoopConfig, dist_info
     from .progress import TrainingProgress
 
     info = dist_info()

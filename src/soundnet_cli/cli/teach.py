@@ -55,8 +55,8 @@ def teach(
 
 def _run(out_dir, videos, teacher, precomputed, list_file, frame_every, max_seconds,
          min_partial_step, recursive, batch_size, workers, shard, device, quiet) -> None:
-    from ..teach import TeachConfig, import_precomputed
-    from ..teach import teach as run_teach
+    from ..distill.teach import TeachConfig, import_precomputed
+    from ..distill.teach import teach as run_teach
 
     if bool(teacher) == bool(precomputed):
         raise typer.BadParameter("give --teacher (one or more) or --precomputed SPEC.json")
@@ -107,7 +107,7 @@ def _inputs(videos: list[Path], list_file: Path | None,
             recursive: bool) -> tuple[list[Path], list[Path], list[Path]]:
     """Video paths, the directories their clip keys are relative to, and missing inputs."""
     from ..errors import VideoError
-    from ..video import find_video_files
+    from ..distill.video import find_video_files
 
     items: list[Path] = list(videos)
     roots = [v for v in videos if v.is_dir()]
@@ -130,7 +130,7 @@ def _inputs(videos: list[Path], list_file: Path | None,
 
 
 def _teachers(specs: list[str]):
-    from ..teachers import check_teachers, load_teacher
+    from ..distill.teachers import check_teachers, load_teacher
 
     teachers = [load_teacher(s) for s in specs]
     check_teachers(teachers)

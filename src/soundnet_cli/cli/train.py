@@ -82,8 +82,8 @@ def _run(dataset, labels, layout, arch, init, new_head, val_fold, train_folds, e
     from ..checkpoint import load_checkpoint
     from ..datasets import load_dataset
     from ..device import resolve_device
-    from ..train import AugmentConfig, TrainConfig, export, train_supervised
-    from ..training import LoopConfig, dist_info
+    from ..training.supervised import AugmentConfig, TrainConfig, export, train_supervised
+    from ..training.loop import LoopConfig, dist_info
     from .progress import TrainingProgress
 
     if dataset is None and labels is None:

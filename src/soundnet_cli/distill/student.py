@@ -2,7 +2,7 @@
 what visual teachers saw, from the audio alone.
 
 The student is SoundNet with one head per teacher (the head's name and labels are the teacher's),
-trained on a targets collection (:mod:`soundnet_cli.targets`) with the original settings:
+trained on a targets collection (:mod:`soundnet_cli.distill.targets`) with the original settings:
 
 - **Clips**: ``clip_seconds`` = 20 s, i.e. ``clip_steps`` = 4 teacher steps of 5 s. A clip is
   the first 20 s of the video (``crop="random"``: a random step-aligned window of longer stored
@@ -22,7 +22,7 @@ trained on a targets collection (:mod:`soundnet_cli.targets`) with the original 
 - **Optimiser**: Adam, lr 1e-3, beta1 0.9, batch 64, seed 0, constant rate, no weight decay.
 
 The training loop, checkpoints, exact resume, seeds, metrics log and DDP are the shared core's
-(:func:`soundnet_cli.training.fit`); randomness (shuffling, random crops) is a pure function of
+(:func:`soundnet_cli.training.loop.fit`); randomness (shuffling, random crops) is a pure function of
 ``(seed, epoch, index)``. Validation (held-out clips, first window) reports ``val_kl`` (mean KL in
 nats per distribution), ``val_step_agreement`` (student and teacher top-1 agree, per step) and
 ``val_agreement`` (per clip: top-1 of the step-averaged distributions), averaged over teachers.
@@ -40,11 +40,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import load_checkpoint
-from .errors import TargetsError
-from .model import ORIGINAL_HEAD_GEOMETRY, HeadSpec, SoundNet, make_config
+from ..checkpoint import load_checkpoint
+from ..errors import TargetsError
+from ..model import ORIGINAL_HEAD_GEOMETRY, HeadSpec, SoundNet, make_config
 from .targets import Entry, TargetsHeader, read_clip_audio, read_clip_probs, read_header, read_index
-from .training import EpochReport, LoopConfig, fit, seed_everything
+from ..training.loop import EpochReport, LoopConfig, fit, seed_everything
 
 #: The original student–teacher optimisation settings (Adam 1e-3, beta1 0.9, batch 64, seed 0).
 ORIGINAL_LOOP = LoopConfig(epochs=10, batch_size=64, lr=1e-3, optimizer="adam", weight_decay=0.0,
@@ -331,7 +331,7 @@ def build_student(cfg: DistillConfig, header: TargetsHeader,
     arch = cfg.arch
     base = None
     if cfg.init:
-        from .weights import resolve_weights
+        from ..weights import resolve_weights
 
         ckpt = load_checkpoint(resolve_weights(cfg.init))
         base, arch = ckpt.build(), ckpt.config.arch

@@ -1,0 +1,318 @@
+"""Supervised training on a labelled dataset (``soundnet train``).
+
+From scratch (``arch``) or fine-tuned from any checkpoint (``init``, its heads replaced by one head
+of the dataset's classes). Waveforms are decoded once into memory; every training example is then
+made on the fly, deterministically from ``(seed, epoch, index)``:
+
+1. the clip is tiled ``tile`` times and a random window of ``clip_seconds`` is cropped (the original
+   fine-tuning recipe: tile 3x, crop 5 s; for 5 s clips a random circular shift);
+2. a random gain of up to +-``gain_db`` dB;
+3. between-class mixing (Tokozume et al., "BC learning", 2018): with probability ``mix_prob`` the
+   example is mixed with one of another class, ratio ``r ~ U(0, 1)``, sound-pressure aware
+   (BC+), and the target is the mixed label distribution ``r*y1 + (1-r)*y2``.
+
+The loss is the cross-entropy against the (soft) target at every output step, averaged.
+Validation reads whole clips (tiled up to ``clip_seconds`` when shorter): clip probabilities are the
+mean of the per-step softmax, as ``soundnet tag`` computes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..datasets import Dataset, readable_label
+from ..errors import DatasetError, SoundNetError
+from ..inference import iter_decoded, tile
+from ..model import SoundNet, classifier_head, make_config
+from .loop import EpochReport, LoopConfig, fit
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """On-the-fly augmentation of training examples (see the module docstring)."""
+
+    clip_seconds: float = 5.0
+    tile: int = 3
+    random_crop: bool = True
+    gain_db: float = 6.0
+    mix_prob: float = 1.0  # 0 disables between-class mixing
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole supervised run: network, data split, augmentation and optimisation."""
+
+    arch: str = "soundnet8"
+    init: str | None = None
+    width: float = 1.0
+    val_fold: int | None = None
+    train_folds: tuple[int, ...] | None = None
+    readable_labels: bool = True
+    keep_head: bool = True  # with ``init``: keep its head when its classes equal the dataset's
+    augment: AugmentConfig = AugmentConfig()
+    loop: LoopConfig = LoopConfig()
+    workers: int = 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# Examples
+
+
+def db_gain(x: np.ndarray, frame: int = 2048) -> float:
+    """Peak frame RMS level in dB (floored at -80 dB), for sound-pressure-aware mixing."""
+    n = max(1, x.shape[0] // frame)
+    frames = x[: n * frame].reshape(n, -1) if x.shape[0] >= frame else x[None, :]
+    power = float((frames.astype(np.float64) ** 2).mean(axis=1).max())
+    return max(-80.0, 10.0 * np.log10(power + 1e-12))
+
+
+def bc_mix(x1: np.ndarray, x2: np.ndarray, r: float) -> np.ndarray:
+    """BC+ mixing of two equal-length examples with label ratio ``r`` (weight of ``x1``)."""
+    g1, g2 = db_gain(x1), db_gain(x2)
+    r = min(max(r, 1e-6), 1 - 1e-6)
+    p = 1.0 / (1.0 + 10 ** ((g1 - g2) / 20.0) * (1.0 - r) / r)
+    return ((p * x1 + (1.0 - p) * x2) / np.sqrt(p**2 + (1.0 - p) ** 2)).astype(np.float32)
+
+
+def crop(wave: np.ndarray, samples: int, aug: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """Tile ``aug.tile`` times (at least up to ``samples``) and cut ``samples`` at a random start."""
+    tiled = tile(np.tile(wave, max(1, aug.tile)), samples)
+    if not aug.random_crop:
+        return tiled[:samples]
+    start = int(rng.integers(0, tiled.shape[0] - samples + 1))
+    return tiled[start : start + samples]
+
+
+class SupervisedTask:
+    """Training and validation data for :func:`training.fit` (a :class:`training.Task`)."""
+
+    def __init__(self, train_waves: Sequence[np.ndarray], train_labels: np.ndarray,
+                 val_waves: Sequence[np.ndarray], val_labels: np.ndarray, classes: int,
+                 aug: AugmentConfig, batch_size: int, seed: int, sample_rate: int,
+                 head: str = "classes") -> None:
+        self.train_waves, self.train_labels = list(train_waves), np.asarray(train_labels)
+        self.val_waves, self.val_labels = list(val_waves), np.asarray(val_labels)
+        self.classes, self.aug, self.batch_size, self.seed = classes, aug, batch_size, seed
+        self.samples = int(round(aug.clip_seconds * sample_rate))
+        self.head = head
+        self.by_class = [np.flatnonzero(self.train_labels == c) for c in range(classes)]
+
+    # -- training -------------------------------------------------------------------------------
+    def _per_rank(self, world: int) -> int:
+        return len(self.train_waves) // world
+
+    def num_batches(self, world: int) -> int:
+        n = self._per_rank(world)
+        full = n // self.batch_size
+        return full if full > 0 else int(n > 0)
+
+    def order(self, epoch: int, rank: int, world: int) -> np.ndarray:
+        """This rank's example indices for ``epoch`` (same permutation on every rank)."""
+        perm = np.random.default_rng([self.seed, epoch, 0]).permutation(len(self.train_waves))
+        n = self._per_rank(world)
+        return perm[rank * n : (rank + 1) * n]
+
+    def example(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """One augmented example ``(samples,)`` and its target distribution ``(classes,)``."""
+        rng = np.random.default_rng([self.seed, epoch, 1, index])
+        label = int(self.train_labels[index])
+        x = self._augmented(index, rng)
+        y = np.zeros(self.classes, dtype=np.float32)
+        y[label] = 1.0
+        others = [c for c in range(self.classes) if c != label and len(self.by_class[c])]
+        if self.aug.mix_prob > 0 and others and rng.random() < self.aug.mix_prob:
+            partner_class = others[int(rng.integers(len(others)))]
+            partner = int(rng.choice(self.by_class[partner_class]))
+            r = float(rng.random())
+            x = bc_mix(x, self._augmented(partner, rng), r)
+            y *= r
+            y[partner_class] += 1.0 - r
+        return x, y
+
+    def _augmented(self, index: int, rng: np.random.Generator) -> np.ndarray:
+        x = crop(self.train_waves[index], self.samples, self.aug, rng)
+        if self.aug.gain_db > 0:
+            x = x * np.float32(10 ** (rng.uniform(-self.aug.gain_db, self.aug.gain_db) / 20))
+        return x.astype(np.float32, copy=False)
+
+    def batches(self, epoch: int, rank: int, world: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        idx = self.order(epoch, rank, world)
+        for b in range(self.num_batches(world)):
+            chunk = idx[b * self.batch_size : (b + 1) * self.batch_size]
+            xs, ys = zip(*(self.example(epoch, int(i)) for i in chunk))
+            yield torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
+
+    def loss(self, model: torch.nn.Module, batch: Any, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+        x, y = (t.to(device, non_blocking=True) for t in batch)
+        logits = model(x)[self.head]  # (batch, classes, steps)
+        logp = F.log_softmax(logits, dim=1)
+        loss = -(y.unsqueeze(-1) * logp).sum(dim=1).mean()
+        correct = (logits.mean(-1).argmax(1) == y.argmax(1)).float().mean()
+        return loss, {"accuracy": float(correct), "batch_size": x.shape[0]}
+
+    # -- validation -----------------------------------------------------------------------------
+    def validate(self, model: SoundNet, device: torch.device) -> dict[str, float]:
+        if not self.val_waves:
+            return {}
+        probs = predict_clips(model, self.val_waves, self.samples, device, head=self.head)
+        labels = torch.from_numpy(self.val_labels)
+        nll = -torch.log(probs[torch.arange(len(labels)), labels].clamp_min(1e-12)).mean()
+        acc = (probs.argmax(1) == labels).float().mean()
+        return {"val_loss": float(nll), "val_accuracy": float(acc)}
+
+
+def predict_clips(model: SoundNet, waves: Sequence[np.ndarray], min_samples: int,
+                  device: torch.device, head: str = "classes", batch_size: int = 32) -> torch.Tensor:
+    """Clip-level class probabilities ``(clips, classes)``: mean of per-step softmax, each clip
+    tiled up to ``min_samples`` (and at least what the head needs) when shorter."""
+    need = max(min_samples, model.geometry(head).min_samples())
+    out: list[torch.Tensor | None] = [None] * len(waves)
+    groups: dict[int, list[int]] = {}
+    tiled = [tile(w, need) for w in waves]
+    for i, w in enumerate(tiled):
+        groups.setdefault(w.shape[0], []).append(i)
+    with torch.inference_mode():
+        for members in groups.values():
+            for s in range(0, len(members), batch_size):
+                part = members[s : s + batch_size]
+                x = torch.from_numpy(np.stack([tiled[i] for i in part])).to(device)
+                p = F.softmax(model(x)[head].float(), dim=1).mean(-1).cpu()
+                for j, i in enumerate(part):
+                    out[i] = p[j]
+    return torch.stack(out)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs
+
+
+def decode_all(paths: Sequence[Path], sample_rate: int, workers: int = 2,
+               on_clip: Callable[[int], None] | None = None) -> tuple[list[np.ndarray | None], list[str]]:
+    """Decode every file (``workers`` processes); failures give ``None`` and a message."""
+    waves: list[np.ndarray | None] = [None] * len(paths)
+    errors: list[str] = []
+    for clip in iter_decoded(paths, sample_rate, workers=workers):
+        if clip.waveform is None:
+            errors.append(clip.error or f"{clip.path}: failed")
+        waves[clip.index] = clip.waveform
+        if on_clip:
+            on_clip(clip.index)
+    return waves, errors
+
+
+def split(dataset: Dataset, val_fold: int | None,
+          train_folds: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of training and validation clips from the fold options."""
+    if (val_fold is not None or train_folds) and dataset.folds is None:
+        raise DatasetError(f"{dataset.root}: --val-fold/--train-folds need a dataset with folds "
+                           "(ESC-50 layout, or a labels CSV with a fold column)")
+    if dataset.folds is None:
+        return np.arange(len(dataset)), np.array([], dtype=np.int64)
+    present = sorted(set(dataset.folds.tolist()))
+    if val_fold is not None and val_fold not in present:
+        raise DatasetError(f"--val-fold {val_fold} is not in the dataset (folds: {present})")
+    chosen = list(train_folds) if train_folds else [f for f in present if f != val_fold]
+    absent = sorted(set(chosen) - set(present))
+    if absent:
+        raise DatasetError(f"--train-folds {absent} not in the dataset (folds: {present})")
+    if val_fold is not None and val_fold in chosen:
+        raise DatasetError(f"fold {val_fold} is both a training and the validation fold")
+    train = np.flatnonzero(np.isin(dataset.folds, chosen))
+    val = np.flatnonzero(dataset.folds == val_fold) if val_fold is not None else np.array([], dtype=np.int64)
+    return train, val
+
+
+def build_network(cfg: TrainConfig, classes: Sequence[str]) -> tuple[SoundNet, dict[str, Any]]:
+    """A fresh network (``cfg.arch``) or ``cfg.init``'s trunk, with a head for ``classes``.
+
+    The network's ``tile_seconds`` becomes the training example length: tagging tiles shorter
+    clips up to the length the head was trained on (not the original heads' 10 s).
+    """
+    info: dict[str, Any] = {}
+    if cfg.init:
+        from ..weights import resolve_weights
+
+        ckpt = load_checkpoint(resolve_weights(cfg.init))
+        model = ckpt.build()
+        want = classifier_head(ckpt.config.arch, classes)
+        kept = [h for h in model.config.heads if h == want]
+        if kept and cfg.keep_head:
+            # Same classes, same geometry: continue training the head (a warm restart), keep
+            # only it.
+            model.keep_heads([want.name])
+        else:
+            model.replace_heads([want])
+        info = {"init": str(cfg.init), "init_sha256": ckpt.sha256,
+                "init_head_kept": bool(kept and cfg.keep_head)}
+    else:
+        model = SoundNet(make_config(cfg.arch, [classifier_head(cfg.arch, classes)],
+                                     width=cfg.width))
+    model.config = dataclasses.replace(model.config, tile_seconds=cfg.augment.clip_seconds)
+    return model.train(), info
+
+
+def train_supervised(
+    dataset: Dataset,
+    cfg: TrainConfig,
+    run_dir: str | os.PathLike,
+    *,
+    device: torch.device,
+    resume: bool = False,
+    provenance: Mapping[str, Any] | None = None,
+    on_progress: Callable[[EpochReport], None] | None = None,
+    on_decoded: Callable[[int], None] | None = None,
+    stop_after_epoch: int | None = None,
+) -> tuple[SoundNet, dict[str, Any], list[str]]:
+    """Train on ``dataset``; returns the network (last epoch), its final metrics and the
+    messages of clips that could not be decoded (excluded)."""
+    train_idx, val_idx = split(dataset, cfg.val_fold, cfg.train_folds)
+    if len(train_idx) == 0:
+        raise DatasetError(f"{dataset.root}: no training clips")
+    classes = [readable_label(c) if cfg.readable_labels else c for c in dataset.classes]
+    torch.manual_seed(cfg.loop.seed)  # the initial weights are part of the reproducible run
+    model, init_info = build_network(cfg, classes)
+    rate = model.config.sample_rate
+    waves, errors = decode_all(dataset.paths, rate, cfg.workers, on_decoded)
+    keep = lambda idx: [int(i) for i in idx if waves[i] is not None]  # noqa: E731
+    tr, va = keep(train_idx), keep(val_idx)
+    task = SupervisedTask([waves[i] for i in tr], dataset.labels[tr], [waves[i] for i in va],
+                          dataset.labels[va], len(classes), cfg.augment, cfg.loop.batch_size,
+                          cfg.loop.seed, rate)
+    if task.num_batches(1) == 0:
+        raise DatasetError("no decodable training clips")
+    prov = {
+        "kind": "supervised",
+        "dataset": str(dataset.root),
+        "layout": dataset.layout,
+        "train_clips": len(tr),
+        "val_clips": len(va),
+        "train_config": cfg.to_dict(),
+        **init_info,
+        **dict(provenance or {}),
+    }
+    last = fit(model, task, cfg.loop, run_dir, device=device, resume=resume, provenance=prov,
+               on_progress=on_progress, stop_after_epoch=stop_after_epoch)
+    return model, last, errors
+
+
+def export(model: SoundNet, path: str | os.PathLike, provenance: Mapping[str, Any],
+           half: bool = False) -> Path:
+    """Write the trained network in the project format (what tag/extract/fit-svm load)."""
+    if not isinstance(model, SoundNet):
+        raise SoundNetError("export expects the unwrapped SoundNet")
+    return save_checkpoint(model, path, provenance=provenance, half=half)

@@ -1,0 +1,56 @@
+"""Old import paths (before the 0.2.0 restructure) still work for one release, with a warning."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+# old module path -> new module path: importing the old one gives the new module itself.
+MOVED_MODULES = {
+    "soundnet_cli.train": "soundnet_cli.training.supervised",
+    "soundnet_cli.teach": "soundnet_cli.distill.teach",
+    "soundnet_cli.teachers": "soundnet_cli.distill.teachers",
+    "soundnet_cli.targets": "soundnet_cli.distill.targets",
+    "soundnet_cli.video": "soundnet_cli.distill.video",
+}
+
+# old modules that became packages: (package, a name of the old module, its new module).
+MOVED_NAMES = [
+    ("soundnet_cli.training", "LoopConfig", "soundnet_cli.training.loop"),
+    ("soundnet_cli.training", "fit", "soundnet_cli.training.loop"),
+    ("soundnet_cli.distill", "DistillConfig", "soundnet_cli.distill.student"),
+    ("soundnet_cli.distill", "distill", "soundnet_cli.distill.student"),
+]
+
+
+@pytest.mark.parametrize("old,new", sorted(MOVED_MODULES.items()))
+def test_old_module_path_warns_and_is_the_new_module(old: str, new: str) -> None:
+    # A fresh interpreter: the warning comes at the first import only.
+    code = (f"import warnings, importlib; warnings.simplefilter('error', DeprecationWarning)\n"
+            f"try:\n    importlib.import_module({old!r})\nexcept DeprecationWarning as e:\n"
+            f"    print('warned:', e)\nelse:\n    raise SystemExit('no warning')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "warned:" in out.stdout and new in out.stdout
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        assert importlib.import_module(old) is importlib.import_module(new)
+
+
+@pytest.mark.parametrize("package,name,new", MOVED_NAMES)
+def test_old_names_of_a_module_turned_package_warn(package: str, name: str, new: str) -> None:
+    with pytest.warns(DeprecationWarning, match=new):
+        value = getattr(importlib.import_module(package), name)
+    assert value is getattr(importlib.import_module(new), name)
+
+
+def test_a_submodule_is_not_taken_for_an_old_name() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        from soundnet_cli.distill import teach
+        from soundnet_cli.training import supervised
+    assert teach.__name__ == "soundnet_cli.distill.teach"
+    assert supervised.__name__ == "soundnet_cli.training.supervised"
