@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._moved import install as _install_moved
 from ._version import __version__
+
+_install_moved()  # old module paths of the 0.2.0 restructure, for one release
 
 _EXPORTS = {
     "load_audio": "audio",
