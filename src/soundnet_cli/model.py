@@ -482,11 +482,6 @@ class SoundNet(nn.Module):
         return {"trunk": trunk, "heads": heads, "total": trunk + heads}
 
 
-def build_model(config: SoundNetConfig) -> SoundNet:
-    """A freshly initialised network for ``config`` (CPU, training mode)."""
-    return SoundNet(config)
-
-
 def min_tag_samples(model: SoundNet) -> int:
     """Input length to tile short clips to before tagging: ``tile_seconds``, or more if the heads
     need more (samples)."""

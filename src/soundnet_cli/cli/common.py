@@ -91,10 +91,6 @@ def warn(message: str, quiet: bool) -> None:
         err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
-def stdout_is_tty() -> bool:
-    return sys.stdout.isatty()
-
-
 class AudioProgress:
     """Progress for multi-file work on stderr: files done, audio hours, rate (x real time), ETA.
 
