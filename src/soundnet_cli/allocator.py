@@ -4,9 +4,9 @@ glibc serves large blocks (from 128 KiB, a threshold it raises as it sees big fr
 ``mmap`` calls and returns freed memory at the top of the heap to the system once more than 128 KiB
 is free. A run of the network allocates and frees blocks of megabytes for every batch (activations,
 decoded audio), so by default much of each block's cost is page faults and ``munmap``/``brk``
-system calls: on ESC-50 ``soundnet extract`` spent 5.0–5.7 s of system time (all processes) in a
-13.5 s run. With blocks up to 32 MiB kept in the heap and up to 256 MiB of free heap kept, the same
-run spent 3.0 s of system time and took 12.0 s (``benchmarks/RESULTS.md``).
+system calls. Blocks up to 32 MiB are kept in the heap and up to 256 MiB of free heap is kept,
+which cuts that system time (measured on ``soundnet extract`` over ESC-50:
+``benchmarks/RESULTS.md``).
 
 Fixing both values also stops glibc from adjusting them, so memory that was freed stays reusable
 instead of being returned and faulted in again; the cost is that up to ``trim`` bytes of freed

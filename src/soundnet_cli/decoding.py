@@ -1,9 +1,9 @@
 """Decoding audio files in background processes, without torch.
 
 This module imports neither torch nor anything that does, so a command can start its decoding
-processes *before* it imports torch and loads the network: on a 2-core machine that start-up is
-about 1.5 s, in which the decoders get through a few hundred short clips instead of waiting
-(see docs/long-files.md, "Performance").
+processes *before* it imports torch and loads the network, and the decoders work through that
+start-up instead of waiting (measured in benchmarks/RESULTS.md; see docs/long-files.md,
+"Performance").
 
 :class:`DecodePool` decodes ``paths[i]`` for every ``i`` in worker processes (worker ``k`` takes
 ``i = k, k + W, k + 2W, ...`` in order and has its own queue), so the consumer reads the results

@@ -11,8 +11,9 @@ run on it. The rearrangements, each exact in real arithmetic:
   on the 8x smaller pooled tensor and a pooled layer's conv output is never ReLU'd in full.
 - The first convolution (one input channel, kernel 64, stride 2) is computed as a dense
   convolution on a space-to-depth view of the waveform: ``G`` consecutive output frames at once
-  from ``stride*G``-sample blocks. oneDNN runs the thin original at ~15 GFLOP/s; the reshaped one
-  does 1.5x the arithmetic at matrix-multiply speed. Its pooling folds into the reshape.
+  from ``stride*G``-sample blocks. oneDNN runs the thin original far below matrix-multiply speed;
+  the reshaped one does 1.5x the arithmetic at that speed (``benchmarks/RESULTS.md``). Its pooling
+  folds into the reshape.
 - Heads with the same geometry run as one convolution (one weight matrix) and are split after.
 
 Every stage is a *valid* op: it reads its input with the stage's zero padding already attached

@@ -51,8 +51,8 @@ PAPER_SECONDS = 10.0
 #: The paper's SVM regularisation.
 PAPER_C = 0.01
 #: C values the pooled protocol chooses from by inner cross-validation. On standardised features
-#: larger C rarely wins and liblinear crawls without converging (ESC-50, 1,200 clips, conv5 mean+max:
-#: C=1 took 178 s and 2,000 iterations and scored lower; C=0.01 took 17 s).
+#: larger C rarely wins and liblinear crawls without converging (measured on ESC-50:
+#: ``benchmarks/RESULTS.md``).
 DEFAULT_C_GRID = (0.0001, 0.001, 0.01, 0.1)
 #: Solvers of the SVM objective (see :class:`Protocol`) and their default iteration limits.
 SOLVERS = ("newton", "liblinear")

@@ -13,9 +13,8 @@ import os
 from typing import Annotated
 
 # OpenMP threads that spin at barriers waste the cores when decoding workers or other processes
-# share them (a busy 2-core machine ran the network 10x slower with 2 spinning threads than with
-# passive ones). Only effective before torch is imported, which commands do lazily; an explicit
-# setting wins.
+# share them (measured: benchmarks/RESULTS.md). Only effective before torch is imported, which
+# commands do lazily; an explicit setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
@@ -68,9 +67,8 @@ app.command("fit-svm")(_svm.fit_svm_command)
 def main() -> None:
     """Console-script entry point."""
     # Before torch (and its OpenMP runtime) is loaded by a command: idle OpenMP threads sleep
-    # instead of spinning. On a busy machine spinning threads starve each other; a 2-thread CPU
-    # forward pass measured 100-280 ms instead of 13 ms (benchmarks/RESULTS.md). An explicit
-    # setting in the environment wins.
+    # instead of spinning, which starve each other on a busy machine (benchmarks/RESULTS.md).
+    # An explicit setting in the environment wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     # Keep the network's per-batch blocks of megabytes in the heap instead of mmap/munmap-ing
     # them each time (soundnet_cli.allocator); before torch or any worker process exists.

@@ -136,12 +136,11 @@ def available_cores() -> int:
 def auto_workers(device: object, files: int, requested: int | None = None) -> int:
     """Decoding processes for ``files`` inputs: ``requested`` if given, else a plan.
 
-    On CPU, decoding (Ogg Vorbis ~1.3 core-ms per audio second, resampling ~0.2) costs about what
-    the forward pass to conv5 plus writing costs (~1.35), so half the cores decode and the rest
-    run torch. At least two workers even on 2 cores: the stages wait on each other, and a third
-    process fills those gaps (ESC-50 on an idle 2-core machine: 2 workers + 1 torch thread
-    663x real time, 1 worker + 1 thread 530x; ``benchmarks/RESULTS.md``). On a GPU the forward
-    pass is cheap, so all but one core decode. One file: decode in the main process.
+    On CPU, decoding and resampling cost about what the forward pass to conv5 plus writing costs,
+    so half the cores decode and the rest run torch. At least two workers even on 2 cores: the
+    stages wait on each other, and a third process fills those gaps (both measured:
+    ``benchmarks/RESULTS.md``). On a GPU the forward pass is cheap, so all but one core decode.
+    One file: decode in the main process.
     """
     if requested is not None:
         return requested
@@ -165,9 +164,9 @@ def plan_workers(device: object, files: int, requested: int | None = None,
 def configure_threads(device: object, workers: int) -> None:
     """On CPU, give torch the cores that the decoding workers leave free (at least one).
 
-    Oversubscribing cores makes torch's OpenMP threads spin-wait on each other; on a busy 2-core
-    machine a forward pass with 2 threads next to a decoding worker ran about 10x slower than with
-    1. ``OMP_NUM_THREADS``, when set, wins.
+    Oversubscribing cores makes torch's OpenMP threads spin-wait on each other: a forward pass with
+    more threads than free cores runs far slower (``benchmarks/RESULTS.md``).
+    ``OMP_NUM_THREADS``, when set, wins.
     """
     import os
 
@@ -179,8 +178,7 @@ def configure_threads(device: object, workers: int) -> None:
 
 
 #: Niceness of the decoding processes: the network's process, which waits on them, keeps its core
-#: when there are more processes than cores (ESC-50 on 2 idle cores, 2 decoders + 1 torch thread:
-#: 933x real time at niceness 10 against 879x at 0; ``benchmarks/RESULTS.md``).
+#: when there are more processes than cores (measured: ``benchmarks/RESULTS.md``).
 DECODE_NICE = 10
 
 
