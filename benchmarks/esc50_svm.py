@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO / "src"))
 from soundnet_cli.checkpoint import load_model_file, weights_fingerprint  # noqa: E402
 from soundnet_cli.datasets import cv_splits, load_dataset  # noqa: E402
 from soundnet_cli.model import SoundNet, make_config  # noqa: E402
-from soundnet_cli.svm import Protocol, cross_validate, extract_features  # noqa: E402
+from soundnet_cli import Protocol, cross_validate, extract_features  # noqa: E402
 
 LAYERS = ("conv4", "conv5", "pool5", "conv6", "conv7")
 

@@ -15,6 +15,8 @@ from soundnet_cli._moved import MOVED
 EXPECTED = {
     "soundnet_cli.train": "soundnet_cli.training.supervised",
     "soundnet_cli.targets": "soundnet_cli.distill.targets",
+    "soundnet_cli.linear": "soundnet_cli.svm.solver",
+    "soundnet_cli.svm_model": "soundnet_cli.svm.model",
 }
 
 
@@ -28,6 +30,10 @@ MOVED_NAMES = [
     ("soundnet_cli.training", "fit", "soundnet_cli.training.loop"),
     ("soundnet_cli.distill", "DistillConfig", "soundnet_cli.distill.student"),
     ("soundnet_cli.distill", "distill", "soundnet_cli.distill.student"),
+    ("soundnet_cli.svm", "Protocol", "soundnet_cli.svm.protocol"),
+    ("soundnet_cli.svm", "extract_features", "soundnet_cli.svm.features"),
+    ("soundnet_cli.svm", "fit_svm", "soundnet_cli.svm.fit"),
+    ("soundnet_cli.svm", "SvmModel", "soundnet_cli.svm.model"),
 ]
 
 

@@ -24,9 +24,10 @@ from soundnet_cli.cli import app
 from soundnet_cli.datasets import cv_splits, load_dataset
 from soundnet_cli.errors import DatasetError, SvmError
 from soundnet_cli.model import SoundNet, make_config
-from soundnet_cli.svm import (Protocol, cross_validate, extract_features, fit_svm, inner_splits,
-                              iter_svm_tags)
-from soundnet_cli.svm_model import SvmModel, paper_windows, window_frames
+from soundnet_cli.svm.features import extract_features
+from soundnet_cli.svm.fit import cross_validate, fit_svm, inner_splits, iter_svm_tags
+from soundnet_cli.svm.model import SvmModel, paper_windows, window_frames
+from soundnet_cli.svm.protocol import Protocol
 
 RATE = 22_050
 CLASSES = ("clicks", "high", "low", "noise")

@@ -24,6 +24,10 @@ MOVED = {
     "soundnet_cli.teachers": "soundnet_cli.distill.teachers",
     "soundnet_cli.targets": "soundnet_cli.distill.targets",
     "soundnet_cli.video": "soundnet_cli.distill.video",
+    "soundnet_cli.feature_cache": "soundnet_cli.svm.cache",
+    "soundnet_cli.linear": "soundnet_cli.svm.solver",
+    "soundnet_cli.svm_model": "soundnet_cli.svm.model",
+    "soundnet_cli.svm_report": "soundnet_cli.svm.report",
 }
 
 

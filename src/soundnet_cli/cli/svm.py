@@ -16,8 +16,8 @@ from .common import (EXIT_USAGE, BatchOpt, DeviceOpt, QuietOpt, WeightsOpt, Work
 
 if TYPE_CHECKING:
     from ..datasets import Dataset
-    from ..svm import FeatureSet
-    from ..svm_report import CVReport
+    from ..svm.features import FeatureSet
+    from ..svm.report import CVReport
 
 
 class ProtocolName(str, Enum):
@@ -95,7 +95,7 @@ def fit_svm_command(
     quiet: QuietOpt = False,
 ) -> None:
     """Cross-validate a linear SVM on a SoundNet layer and optionally save it fit on all data."""
-    from ..svm import Protocol
+    from ..svm.protocol import Protocol
 
     if out_path is not None and out_path.exists() and not overwrite:
         fail(f"{out_path} exists; pass --overwrite to replace it", EXIT_USAGE)
@@ -165,7 +165,7 @@ def _load(root: Optional[Path], layout: str, labels: Optional[Path], allow_missi
 
 def _features(model: Any, ds: "Dataset", layer: str, proto: Any, cache_dir: Optional[Path],
               use_cache: bool, batch_size: int, workers: int, quiet: bool) -> "FeatureSet":
-    from ..svm import extract_features
+    from ..svm.features import extract_features
 
     name = model.resolve_layers([layer])[0]
     with make_progress(quiet) as progress:
@@ -185,7 +185,7 @@ def _cross_validate(features: "FeatureSet", proto: Any, folds: Optional[int], se
                     jobs: int, quiet: bool,
                     test_folds: Optional[list[int]] = None) -> tuple["CVReport", float]:
     from ..datasets import cv_splits
-    from ..svm import cross_validate
+    from ..svm.fit import cross_validate
 
     splits = cv_splits(features.dataset, folds or 5, seed=seed, test_folds=test_folds)
     started = time.perf_counter()
@@ -202,7 +202,7 @@ def _cross_validate(features: "FeatureSet", proto: Any, folds: Optional[int], se
 def _save_final(features: "FeatureSet", proto: Any, report: "CVReport", seed: int,
                 out_path: Optional[Path], model: Any, quiet: bool) -> Optional[Path]:
     from .._version import __version__
-    from ..svm import fit_svm
+    from ..svm.fit import fit_svm
 
     if out_path is None:
         return None

@@ -89,7 +89,7 @@ def _svm_scorers(path: Path, model: Any) -> list:
     """The SVM as the only scorer; the network computes at the SVM's input scale."""
     import dataclasses
 
-    from ..svm_model import SvmModel
+    from ..svm.model import SvmModel
     from ..tag import SvmScorer
 
     svm = SvmModel.load(path, expected_fingerprint=model.fingerprint)

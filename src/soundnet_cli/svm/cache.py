@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fsutil import atomic_path, atomic_write_text
+from ..fsutil import atomic_path, atomic_write_text
 
 #: Bumped when the meaning of a cached array changes; old entries are then ignored.
 CACHE_VERSION = 1
@@ -67,7 +67,7 @@ class FeatureKey:
 
 def default_cache_dir() -> Path:
     """``<user cache>/features`` (see :func:`~soundnet_cli.weights.weights_dir`)."""
-    from .weights import weights_dir
+    from ..weights import weights_dir
 
     return weights_dir() / "features"
 

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from .errors import SvmError
+from ..errors import SvmError
 
 if TYPE_CHECKING:
     import torch

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import SvmError
-from .fsutil import atomic_path
+from ..errors import SvmError
+from ..fsutil import atomic_path
 
 FORMAT_NAME = "soundnet-cli-svm"
 FORMAT_VERSION = 1

@@ -7,7 +7,7 @@ import pytest
 from sklearn.svm import LinearSVC
 
 from soundnet_cli.errors import SvmError
-from soundnet_cli.linear import fit_squared_hinge
+from soundnet_cli.svm.solver import fit_squared_hinge
 
 
 def _problem(n: int, d: int, k: int, scale: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,26 +1,7 @@
-"""Linear SVMs on SoundNet features: the paper's ESC-50 protocol and a pooled default.
-
-Two protocols (see ``docs/fit-svm.md``):
-
-``paper``
-    Exactly the original ESC-50 evaluation: each clip is looped (tiled circularly) and cut to
-    exactly 10 s; with ``T`` frames at the layer, every run of ``w = ceil(T/10)`` consecutive
-    frames (stride 1) is one instance of ``w * channels`` values (frame-major) with the clip's
-    label; ``LinearSVC(C=0.01, loss="squared_hinge")``'s objective on unscaled features; at
-    test time a clip's window decision values are averaged and the arg-max taken.
-``pooled``
-    Clips as they are; one instance per clip: the per-channel mean and max over time
-    (``2 * channels`` values), standardised with the training clips' statistics; the same
-    objective with C chosen by inner cross-validation on the training clips only.
-
-Both protocols minimise ``LinearSVC``'s one-vs-rest squared-hinge objective; by default with the
-batched Newton solver of :mod:`.linear` (the same unique minimiser, found many times faster than
-liblinear on large problems), or with liblinear itself (``Protocol(solver="liblinear")``).
-
-Pipeline: :func:`extract_features` (network -> cached per-clip activations, a
-:class:`FeatureSet`) -> :func:`cross_validate` (a :class:`~soundnet_cli.svm_report.CVReport`) and
-:func:`fit_svm` (an :class:`SvmModel`, saved as plain arrays + JSON). :func:`iter_svm_tags` tags
-audio files with a fitted model.
+"""Fitting and cross-validating linear SVMs on a :class:`~.features.FeatureSet` (see
+:mod:`soundnet_cli.svm` for the protocols): :func:`fit_svm` on all clips, :func:`cross_validate`
+over the dataset's folds (or stratified k-fold), with C chosen by inner cross-validation for the
+pooled protocol.
 """
 
 from __future__ import annotations
@@ -30,284 +11,24 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
-from .datasets import Dataset, Split, cv_splits
-from .errors import DatasetError, SvmError
-from .feature_cache import FeatureCache, FeatureKey, default_cache_dir
-from .svm_model import SvmModel, paper_clip_scores, pooled_scores, pooled_stats, window_frames
-from .svm_report import CVReport, FoldResult
+from ..datasets import Dataset, Split, cv_splits
+from ..errors import DatasetError
+from .features import FeatureSet, model_fingerprint
+from .model import SvmModel, paper_clip_scores, pooled_scores
+from .protocol import Protocol
+from .report import CVReport, FoldResult
 
 if TYPE_CHECKING:
     import torch
 
-    from .model import SoundNet
+    from ..model import SoundNet
 
-PROTOCOLS = ("paper", "pooled")
-#: The paper loops every clip to this many seconds.
-PAPER_SECONDS = 10.0
-#: The paper's SVM regularisation.
-PAPER_C = 0.01
-#: C values the pooled protocol chooses from by inner cross-validation. On standardised features
-#: larger C rarely wins and liblinear crawls without converging (measured on ESC-50:
-#: ``benchmarks/RESULTS.md``).
-DEFAULT_C_GRID = (0.0001, 0.001, 0.01, 0.1)
-#: Solvers of the SVM objective (see :class:`Protocol`) and their default iteration limits.
-SOLVERS = ("newton", "liblinear")
-SOLVER_MAX_ITER = {"newton": 50, "liblinear": 2000}
 #: Test clips scored per chunk in the paper protocol (bounds the memory of window matrices).
 _SCORE_CHUNK = 64
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """How features become SVM instances and how C is set.
-
-    Attributes
-    ----------
-    name
-        ``"paper"`` or ``"pooled"``.
-    C
-        Regularisation of the paper protocol (0.01 as the original).
-    c_grid
-        Candidates for the pooled protocol's inner cross-validation (one value: no inner CV).
-    input_scale
-        Factor on [-1, 1] audio; ``None``: the network's own (256; the original ESC-50
-        evaluation used 512).
-    solver
-        ``"newton"``: :func:`~soundnet_cli.linear.fit_squared_hinge`, all classes at once in
-        dense products; ``"liblinear"``: ``sklearn.svm.LinearSVC`` (dual coordinate descent for
-        the paper protocol as the original, ``dual="auto"`` for pooled). Both minimise the
-        same strongly convex objective, whose minimiser is unique.
-    tol
-        Stopping tolerance (``LinearSVC``'s ``tol``; the Newton solver applies liblinear's
-        primal rule with it).
-    max_iter
-        Iteration limit (``None``: 2,000 liblinear iterations or 50 Newton iterations); fits
-        that hit it are reported as not converged.
-    """
-
-    name: str = "pooled"
-    C: float = PAPER_C
-    c_grid: tuple[float, ...] = DEFAULT_C_GRID
-    input_scale: float | None = None
-    solver: str = "newton"
-    tol: float = 1e-4
-    max_iter: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.name not in PROTOCOLS:
-            raise SvmError(f"unknown protocol {self.name!r}; choose from {', '.join(PROTOCOLS)}")
-        if self.solver not in SOLVERS:
-            raise SvmError(f"unknown solver {self.solver!r}; choose from {', '.join(SOLVERS)}")
-        if not self.tol > 0 or (self.max_iter is not None and self.max_iter < 1):
-            raise SvmError(f"tol must be positive and max_iter at least 1 "
-                           f"(tol={self.tol}, max_iter={self.max_iter})")
-        if not self.C > 0 or not self.c_grid or any(not c > 0 for c in self.c_grid):
-            raise SvmError(f"C values must be positive (C={self.C}, grid={list(self.c_grid)})")
-        if self.input_scale is not None and not self.input_scale > 0:
-            raise SvmError(f"input scale must be positive (got {self.input_scale})")
-
-    @property
-    def iterations(self) -> int:
-        """The solver's iteration limit (``max_iter`` or its default)."""
-        return self.max_iter if self.max_iter is not None else SOLVER_MAX_ITER[self.solver]
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"name": self.name, "solver": self.solver, "tol": self.tol,
-                             "max_iter": self.iterations}
-        if self.name == "paper":
-            d.update(C=self.C, loop_seconds=PAPER_SECONDS, loss="squared_hinge")
-            if self.solver == "liblinear":
-                d["dual"] = True  # liblinear's dual coordinate descent, as the original
-        else:
-            d.update(c_grid=list(self.c_grid), features="mean+max over time, standardised")
-        return d
-
-
-# ---------------------------------------------------------------------------------------------
-# Features
-
-
-@dataclass
-class FeatureSet:
-    """One layer's activations for the clips of a dataset that decoded.
-
-    Attributes
-    ----------
-    key
-        Network fingerprint, layer, input scale and length policy (the cache key).
-    dataset
-        The clips that have features (undecodable ones excluded), labels, folds.
-    activations
-        One ``(frames, channels)`` float32 array per clip of ``dataset``.
-    frames_10s
-        Frames of this layer for a 10 s input (the paper's ``T``; sets the step window).
-    geometry
-        ``hop``, ``receptive_field``, ``first_sample`` (samples) and ``sample_rate`` (Hz) of the
-        layer, to place steps in time.
-    failures
-        ``(path, message)`` of clips that could not be decoded.
-    cached
-        How many clips came from the cache.
-    """
-
-    key: FeatureKey
-    dataset: Dataset
-    activations: list[np.ndarray]
-    frames_10s: int
-    geometry: dict[str, int]
-    failures: list[tuple[Path, str]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    cached: int = 0
-
-    @property
-    def window(self) -> int:
-        """Frames per step window: ``ceil(T/10)`` with ``T`` the frames of 10 s."""
-        return window_frames(self.frames_10s)
-
-    def inputs(self, protocol: str) -> np.ndarray:
-        """Per-clip SVM inputs: ``(clips, T, channels)`` for ``paper`` (all clips are 10 s),
-        ``(clips, 2 * channels)`` mean-and-max statistics for ``pooled``."""
-        if protocol == "paper":
-            lengths = {a.shape[0] for a in self.activations}
-            if len(lengths) != 1:
-                raise SvmError("paper protocol needs clips of equal length (extract them with "
-                               "the paper protocol, which loops every clip to 10 s)")
-            return np.stack(self.activations)
-        return np.stack([pooled_stats(a) for a in self.activations])
-
-
-def model_fingerprint(model: "SoundNet") -> str:
-    """The network's weights fingerprint (set when loaded from a checkpoint, else computed)."""
-    fp = getattr(model, "fingerprint", None)
-    if not fp:
-        from .checkpoint import weights_fingerprint
-
-        fp = weights_fingerprint(model)
-        model.fingerprint = fp  # type: ignore[attr-defined]
-    return fp
-
-
-def feature_key(model: "SoundNet", layer: str, protocol: Protocol) -> FeatureKey:
-    """The cache key of ``layer``'s features under ``protocol`` for ``model``."""
-    from .inference import required_samples
-
-    name = model.resolve_layers([layer])[0]
-    rate = model.config.sample_rate
-    trunk_min = required_samples(model, [model.config.convs[-1].name])
-    scale = protocol.input_scale if protocol.input_scale is not None else model.config.input_scale
-    loop = int(round(PAPER_SECONDS * rate)) if protocol.name == "paper" else None
-    return FeatureKey(model_fingerprint(model), name, float(scale), loop,
-                      max(trunk_min, required_samples(model, [name])))
-
-
-def extract_features(
-    model: "SoundNet",
-    dataset: Dataset,
-    layers: Sequence[str | int],
-    protocol: Protocol,
-    *,
-    cache_dir: str | os.PathLike | None = None,
-    use_cache: bool = True,
-    device: "torch.device | str" = "cpu",
-    batch_size: int = 16,
-    workers: int = 0,
-    progress: Callable[[int], None] | None = None,
-) -> dict[str, FeatureSet]:
-    """Activations of ``layers`` for every clip of ``dataset``, through the cache.
-
-    Clips whose features are cached for every requested layer are read from disk; the rest go
-    through :func:`~soundnet_cli.inference.iter_activations` (batched, decoded in ``workers``
-    processes) in one pass for all layers and are cached. Undecodable clips are excluded and
-    listed in :attr:`FeatureSet.failures` (never cached, so a rerun retries them).
-
-    Parameters
-    ----------
-    model
-        Eval-mode network on ``device``.
-    layers
-        Names or original module numbers.
-    progress
-        Called with the number of clips just finished (cached or computed).
-
-    Returns
-    -------
-    dict
-        ``{layer name: FeatureSet}``; raises :class:`DatasetError` if no clip decoded.
-    """
-    names = model.resolve_layers(layers)
-    keys = {n: feature_key(model, n, protocol) for n in names}
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    caches = {n: FeatureCache(root, k) for n, k in keys.items()} if use_cache else {}
-    acts: dict[str, list[np.ndarray | None]] = {
-        n: [caches[n].get(p) if use_cache else None for p in dataset.paths] for n in names}
-    todo = [i for i in range(len(dataset)) if any(acts[n][i] is None for n in names)]
-    cached = len(dataset) - len(todo)
-    if progress and cached:
-        progress(cached)
-    errors, notes = _compute(model, dataset, todo, keys, acts, caches, device=device,
-                             batch_size=batch_size, workers=workers, progress=progress)
-    keep = np.array([i for i in range(len(dataset)) if i not in errors], dtype=np.int64)
-    if keep.size == 0:
-        raise DatasetError(f"{dataset.root}: none of the {len(dataset)} clips could be decoded "
-                           f"(first error: {next(iter(errors.values()))})")
-    failures = [(dataset.paths[i], m) for i, m in sorted(errors.items())]
-    kept = dataset.subset(keep)
-    ten_seconds = int(round(PAPER_SECONDS * model.config.sample_rate))
-    out = {}
-    for n in names:
-        geo = model.geometry(n)
-        out[n] = FeatureSet(
-            keys[n], kept, [acts[n][i] for i in keep],  # type: ignore[misc]
-            geo.frames(ten_seconds),
-            {"hop": geo.hop, "receptive_field": geo.receptive_field,
-             "first_sample": geo.first_sample, "sample_rate": model.config.sample_rate},
-            failures, notes, cached,
-        )
-    return out
-
-
-def _compute(model: "SoundNet", dataset: Dataset, todo: list[int], keys: dict[str, FeatureKey],
-             acts: dict[str, list[np.ndarray | None]], caches: dict[str, FeatureCache], *,
-             device: "torch.device | str", batch_size: int, workers: int,
-             progress: Callable[[int], None] | None) -> tuple[dict[int, str], list[str]]:
-    """Run the network on the clips ``todo``, filling ``acts`` and the caches in place.
-
-    Layers with the same length policy share one forward pass. Returns ``({clip: error},
-    warnings)``.
-    """
-    from .inference import iter_activations
-
-    errors: dict[int, str] = {}
-    notes: list[str] = []
-    groups: dict[tuple[int | None, int], list[str]] = {}
-    for n, k in keys.items():
-        groups.setdefault((k.loop_samples, k.min_samples), []).append(n)
-    for g, ((loop, least), group) in enumerate(groups.items()):
-        results = iter_activations(
-            model, [dataset.paths[i] for i in todo], group, device=device,
-            batch_size=batch_size, workers=workers, min_samples=least, length=loop,
-            input_scale=keys[group[0]].input_scale,
-        )
-        for i, r in zip(todo, results):
-            if r.error is not None:
-                errors[i] = r.error
-            else:
-                notes.extend(r.warnings)
-                for n in group:
-                    acts[n][i] = r.activations[n]  # type: ignore[index]
-                    if n in caches:
-                        caches[n].put(dataset.paths[i], r.activations[n])  # type: ignore[index]
-            if progress and g == 0:  # progress counts clips, not passes
-                progress(1)
-    return errors, list(dict.fromkeys(notes))
-
-
-# ---------------------------------------------------------------------------------------------
-# Fitting
 
 
 @dataclass
@@ -335,7 +56,7 @@ def _linear_svc(X: np.ndarray, y: np.ndarray, n_classes: int, C: float, protocol
         raise DatasetError(f"training data lacks class index(es) "
                            f"{sorted(set(range(n_classes)) - set(present.tolist()))}")
     if protocol.solver == "newton":
-        from .linear import fit_squared_hinge
+        from .solver import fit_squared_hinge
 
         fit = fit_squared_hinge(X, y, n_classes, C, tol=protocol.tol,
                                 max_iter=protocol.iterations)
@@ -591,7 +312,7 @@ def iter_svm_tags(
     protocol clips shorter than 10 s are looped to 10 s (longer files are kept whole and scored
     window by window). Raises :class:`SvmError` if ``model`` is not the network ``svm`` was fit on.
     """
-    from .inference import iter_activations
+    from ..inference import iter_activations
 
     svm.check_network(model_fingerprint(model))
     least = svm.loop_samples if svm.loop_samples is not None else svm.min_samples
