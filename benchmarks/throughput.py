@@ -53,11 +53,11 @@ import soundfile as sf
 import torch
 
 from soundnet_cli.audio import SAMPLE_RATE, load_audio, prepare_waveform
-from soundnet_cli.decoding import DecodePool, decode_file
-from soundnet_cli.engine import Engine
-from soundnet_cli.inference import iter_activations, iter_dataset
+from soundnet_cli.runtime.decode import DecodePool, decode_file
+from soundnet_cli.runtime.engine import Engine
+from soundnet_cli.runtime.batch import iter_activations, iter_dataset
 from soundnet_cli.model import SoundNet, make_config
-from soundnet_cli.streaming import LONG_FILE_SECONDS, stream_to_npy
+from soundnet_cli.runtime.stream import LONG_FILE_SECONDS, stream_to_npy
 
 LONG_RATE = 44_100
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from soundnet_cli import allocator
+from soundnet_cli.runtime import allocator
 
 GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
@@ -39,7 +39,7 @@ def test_the_command_runs_with_it() -> None:
     env = {k: v for k, v in os.environ.items()
            if k not in (*allocator.USER_SETTINGS, "SOUNDNET_NO_MALLOC_TUNING")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    code = ("import sys; from unittest import mock; import soundnet_cli.allocator as a; "
+    code = ("import sys; from unittest import mock; import soundnet_cli.runtime.allocator as a; "
             "calls = []; real = a.tune_malloc; "
             "a.tune_malloc = lambda *x: calls.append(real(*x)) or calls[-1]; "
             "from soundnet_cli.cli import main; sys.argv = ['soundnet', '--version']\n"

@@ -198,8 +198,8 @@ def test_extract_decodes_early_with_the_same_outputs(run, tiny_checkpoint, audio
                                                      monkeypatch):
     """Decoding processes started before the network loads give what in-process decoding gives,
     and a rerun that only needs some files hands just those to the network."""
-    from soundnet_cli.cli import common
-    from soundnet_cli.decoding import DecodePool
+    from soundnet_cli.runtime import workers as common
+    from soundnet_cli.runtime.decode import DecodePool
 
     started: list[DecodePool] = []
     real = common.early_decoder
@@ -233,7 +233,7 @@ def test_extract_decodes_early_with_the_same_outputs(run, tiny_checkpoint, audio
 
 
 def test_tag_decodes_early_with_the_same_results(run, tiny_checkpoint, audio_dir, monkeypatch):
-    from soundnet_cli.cli import common
+    from soundnet_cli.runtime import workers as common
 
     started = []
     real = common.early_decoder
@@ -249,7 +249,7 @@ def test_tag_decodes_early_with_the_same_results(run, tiny_checkpoint, audio_dir
 
 
 def test_early_decoder_plan(tiny_checkpoint, audio_dir, tmp_path):
-    from soundnet_cli.cli.common import early_decoder, guess_device_type
+    from soundnet_cli.runtime.workers import early_decoder, guess_device_type
 
     files = sorted(p for p in audio_dir.rglob("*") if p.is_file())
     assert early_decoder(str(tiny_checkpoint), "cpu", files[:1], None, 60.0) is None
@@ -269,7 +269,7 @@ def test_extract_without_default_weights(run, audio_dir, tmp_path, monkeypatch):
 
 
 def test_configure_threads_leaves_cores_to_the_decoders(monkeypatch):
-    from soundnet_cli.cli.common import configure_threads
+    from soundnet_cli.runtime.workers import configure_threads
 
     calls = []
     monkeypatch.setattr(torch, "set_num_threads", calls.append)

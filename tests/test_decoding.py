@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from soundnet_cli import decoding
-from soundnet_cli.decoding import DecodePool, decode_file
+from soundnet_cli.runtime import decode as decoding
+from soundnet_cli.runtime.decode import DecodePool, decode_file
 
 RATE = 22_050
 
@@ -142,7 +142,7 @@ def test_a_process_that_dies_once_is_retried(files, monkeypatch, tmp_path) -> No
 
 def test_the_module_does_not_import_torch() -> None:
     """It must be usable before torch loads: that is its point."""
-    code = ("import sys, soundnet_cli.decoding, soundnet_cli.extract, soundnet_cli.cli; "
+    code = ("import sys, soundnet_cli.runtime.decode, soundnet_cli.extract, soundnet_cli.cli; "
             "print('torch' in sys.modules)")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,

@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import make_tiny_model
 
-from soundnet_cli.engine import Engine
+from soundnet_cli.runtime.engine import Engine
 from soundnet_cli.errors import LayerError
 
 #: Agreement required, relative to each layer's activation scale (the issue's 1e-4 bound).

@@ -14,13 +14,13 @@ from typer.testing import CliRunner
 
 from soundnet_cli import audio as audio_mod
 from soundnet_cli import extract as extract_mod
-from soundnet_cli import decoding as decoding_mod
-from soundnet_cli import streaming as streaming_mod
+from soundnet_cli.runtime import decode as decoding_mod
+from soundnet_cli.runtime import stream as streaming_mod
 from soundnet_cli.cli import app
 from soundnet_cli.errors import OutputError
 from soundnet_cli.extract import (MANIFEST_COLUMNS, Manifest, extract_files, output_paths,
                                   pool_frames)
-from soundnet_cli.inference import iter_activations
+from soundnet_cli.runtime.batch import iter_activations
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_rerun_skips_without_decoding_and_overwrite_recomputes(tiny_model, tree,
     def no_decoding(*args, **kwargs):
         raise AssertionError("a skipped file was decoded")
 
-    monkeypatch.setattr("soundnet_cli.decoding.load_audio", no_decoding)
+    monkeypatch.setattr("soundnet_cli.runtime.decode.load_audio", no_decoding)
     again = _run(tiny_model, files, root, out)
     assert all(o.ok and o.skipped for o in again)
     assert again[0].records[0].frames == 1  # read from the existing file's header

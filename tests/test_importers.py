@@ -30,7 +30,7 @@ from soundnet_cli.checkpoint import load_checkpoint
 from soundnet_cli.errors import SoundNetWarning, WeightsError
 from soundnet_cli.importers import (build_network, detect_format, import_network, label_files,
                                     read_labels)
-from soundnet_cli.inference import tile
+from soundnet_cli.runtime.batch import tile
 from soundnet_cli.model import SoundNet, make_config, min_tag_samples, original_heads
 
 TOL = 1e-5

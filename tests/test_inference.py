@@ -1,4 +1,4 @@
-"""Batch inference over files (soundnet_cli.inference)."""
+"""Batch inference over files (soundnet_cli.runtime.batch)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from soundnet_cli.audio import load_audio
-from soundnet_cli.inference import iter_activations, required_samples, tile
+from soundnet_cli.runtime.batch import iter_activations, required_samples, tile
 
 
 @pytest.fixture

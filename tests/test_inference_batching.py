@@ -9,10 +9,11 @@ import pytest
 import torch
 from conftest import make_tiny_model
 
-from soundnet_cli import decoding, inference
+from soundnet_cli.runtime import batch as inference
+from soundnet_cli.runtime import decode as decoding
 from soundnet_cli.audio import load_audio
-from soundnet_cli.engine import Engine
-from soundnet_cli.inference import iter_activations
+from soundnet_cli.runtime.engine import Engine
+from soundnet_cli.runtime.batch import iter_activations
 
 TOL = 1e-4
 

@@ -17,6 +17,10 @@ EXPECTED = {
     "soundnet_cli.targets": "soundnet_cli.distill.targets",
     "soundnet_cli.linear": "soundnet_cli.svm.solver",
     "soundnet_cli.svm_model": "soundnet_cli.svm.model",
+    "soundnet_cli.inference": "soundnet_cli.runtime.batch",
+    "soundnet_cli.streaming": "soundnet_cli.runtime.stream",
+    "soundnet_cli.decoding": "soundnet_cli.runtime.decode",
+    "soundnet_cli.device": "soundnet_cli.runtime.device",
 }
 
 

@@ -12,11 +12,12 @@ import soundfile as sf
 import torch
 from conftest import make_tiny_model
 
-from soundnet_cli import audio, streaming
+from soundnet_cli import audio
+from soundnet_cli.runtime import stream as streaming
 from soundnet_cli.audio import SilentAudioWarning, iter_audio_blocks, load_audio
-from soundnet_cli.engine import Engine
+from soundnet_cli.runtime.engine import Engine
 from soundnet_cli.errors import AudioError, LayerError, MemoryBudgetError
-from soundnet_cli.streaming import (
+from soundnet_cli.runtime.stream import (
     NpyStreamWriter,
     collect_activations,
     frame_times,

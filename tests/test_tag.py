@@ -174,7 +174,8 @@ def long_file(tmp_path_factory):
 def _guard_whole_decoding(monkeypatch):
     """Decoding a file of over 60 s whole fails; asking with ``max_seconds`` (which refuses a
     long file from its header before decoding) still works."""
-    from soundnet_cli import audio, decoding
+    from soundnet_cli import audio
+    from soundnet_cli.runtime import decode as decoding
 
     real = decoding.load_audio
 

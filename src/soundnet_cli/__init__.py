@@ -30,11 +30,11 @@ _EXPORTS = {
     "import_network": "importers",
     "save_checkpoint": "checkpoint",
     "load_checkpoint": "checkpoint",
-    "iter_activations": "inference",
+    "iter_activations": "runtime.batch",
     "tag_files": "tag",
     "extract_files": "extract",
-    "stream_activations": "streaming",
-    "stream_to_npy": "streaming",
+    "stream_activations": "runtime.stream",
+    "stream_to_npy": "runtime.stream",
     "load_dataset": "datasets",
     "cv_splits": "datasets",
     "Protocol": "svm.protocol",
@@ -43,7 +43,7 @@ _EXPORTS = {
     "cross_validate": "svm.fit",
     "iter_svm_tags": "svm.fit",
     "SvmModel": "svm.model",
-    "resolve_device": "device",
+    "resolve_device": "runtime.device",
     "SoundNetError": "errors",
 }
 

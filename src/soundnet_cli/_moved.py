@@ -28,6 +28,12 @@ MOVED = {
     "soundnet_cli.linear": "soundnet_cli.svm.solver",
     "soundnet_cli.svm_model": "soundnet_cli.svm.model",
     "soundnet_cli.svm_report": "soundnet_cli.svm.report",
+    "soundnet_cli.inference": "soundnet_cli.runtime.batch",
+    "soundnet_cli.engine": "soundnet_cli.runtime.engine",
+    "soundnet_cli.streaming": "soundnet_cli.runtime.stream",
+    "soundnet_cli.decoding": "soundnet_cli.runtime.decode",
+    "soundnet_cli.device": "soundnet_cli.runtime.device",
+    "soundnet_cli.allocator": "soundnet_cli.runtime.allocator",
 }
 
 

@@ -19,9 +19,9 @@ leaves a partial ``.npy``; existing outputs are skipped (and never decoded) unle
 Long files
 ----------
 Files whose header says they last more than ``long_seconds`` are never decoded whole: they are
-streamed in ``chunk_seconds`` blocks (:mod:`.streaming`, the same frames as the whole-file pass).
+streamed in ``chunk_seconds`` blocks (:mod:`.runtime.stream`, the same frames as the whole-file pass).
 Unpooled layers are appended to their ``.npy`` as the frames arrive
-(:func:`.streaming.stream_to_npy`); pooled outputs keep running sums and maxima per channel. Memory
+(:func:`.runtime.stream.stream_to_npy`); pooled outputs keep running sums and maxima per channel. Memory
 is bounded by the chunk, whatever the file's length.
 
 Manifest
@@ -48,7 +48,7 @@ from .errors import OutputError, SoundNetError
 from .fsutil import atomic_path, atomic_write_text, mirrored_output
 
 if TYPE_CHECKING:
-    from .decoding import DecodePool
+    from .runtime.decode import DecodePool
     from .model import SoundNet
     import torch
 
@@ -249,13 +249,13 @@ def extract_files(
         Recompute outputs that exist; otherwise files whose outputs all exist are not decoded.
     long_seconds
         Files whose header says they are longer (and that need no tiling) are streamed from disk
-        in chunks, with bounded memory (default :data:`.streaming.LONG_FILE_SECONDS`, 60 s;
+        in chunks, with bounded memory (default :data:`.runtime.stream.LONG_FILE_SECONDS`, 60 s;
         ``None`` means that default, ``math.inf`` never streams).
     chunk_seconds
-        Audio per streamed block, seconds (default :data:`.streaming.DEFAULT_CHUNK_SECONDS`).
+        Audio per streamed block, seconds (default :data:`.runtime.stream.DEFAULT_CHUNK_SECONDS`).
         Results do not depend on it.
     decoder
-        Decoding processes already started on ``paths`` (see :class:`.decoding.DecodePool`),
+        Decoding processes already started on ``paths`` (see :class:`.runtime.decode.DecodePool`),
         used for the files that need computing when they decode the same way; always closed.
 
     Yields
@@ -266,7 +266,7 @@ def extract_files(
         order, then the streamed long files in input order. Failures (decoding, writing) carry
         ``error``; the others still run.
     """
-    from .streaming import DEFAULT_CHUNK_SECONDS, LONG_FILE_SECONDS
+    from .runtime.stream import DEFAULT_CHUNK_SECONDS, LONG_FILE_SECONDS
 
     if pool not in POOLS:
         raise ValueError(f"unknown pool {pool!r}; choose from {', '.join(POOLS)}")
@@ -319,7 +319,7 @@ def _compute(model: SoundNet, run: list[Path], plan: _Plan, pool: str, deferred:
     to another pass over just those clips (each pass needs strictly less, so passes end).
     ``decoder`` (already started) serves the first pass.
     """
-    from .inference import iter_activations, required_samples
+    from .runtime.batch import iter_activations, required_samples
 
     pending = {p: list(plan.todo[p]) for p in run}
     outcomes: dict[Path, FileOutcome] = {}
@@ -371,7 +371,7 @@ def _compute(model: SoundNet, run: list[Path], plan: _Plan, pool: str, deferred:
 def _stream_duration(model: SoundNet, path: Path) -> float:
     """Decoded duration in seconds (at the network's rate) that ``path``'s header implies."""
     from .audio import audio_info
-    from .streaming import expected_samples
+    from .runtime.stream import expected_samples
 
     rate = model.config.sample_rate
     return expected_samples(audio_info(path), rate) / rate
@@ -383,13 +383,13 @@ def _stream_file(model: SoundNet, path: Path, duration: float, plan: _Plan, pool
     """Compute the missing outputs of one long file chunk by chunk, never decoding it whole.
 
     Unpooled layers are appended to their ``.npy`` files as frames arrive
-    (:func:`.streaming.stream_to_npy`: atomic, nothing left behind on failure); pooled ones keep
+    (:func:`.runtime.stream.stream_to_npy`: atomic, nothing left behind on failure); pooled ones keep
     a running float64 sum and a running max per channel. ``duration`` is the decoded length the
-    header implies (:func:`.streaming.expected_samples`).
+    header implies (:func:`.runtime.stream.expected_samples`).
     """
     import warnings
 
-    from .engine import Engine
+    from .runtime.engine import Engine
     from .errors import SoundNetError
 
     outcome = _skipped_outcome(model, path, plan, pool, duration)
@@ -404,7 +404,7 @@ def _stream_file(model: SoundNet, path: Path, duration: float, plan: _Plan, pool
             if key not in engines:
                 engines[key] = Engine(model, layers, device)
             if pool == "none":
-                from .streaming import stream_to_npy
+                from .runtime.stream import stream_to_npy
 
                 shapes = stream_to_npy(model, path, targets, chunk_seconds=chunk_seconds,
                                        engine=engines[key])
@@ -448,7 +448,7 @@ class _RunningPool:
 def _stream_pooled(model: SoundNet, path: Path, targets: dict[str, Path], pool: str, engine: Any,
                    chunk_seconds: float) -> dict[str, tuple[int, int]]:
     """Pooled outputs of one long file from running accumulators; ``{layer: shape}`` written."""
-    from .streaming import stream_activations
+    from .runtime.stream import stream_activations
 
     acc = {name: _RunningPool(engine.channels[name]) for name in targets}
     for chunk in stream_activations(model, path, list(targets), chunk_seconds=chunk_seconds,

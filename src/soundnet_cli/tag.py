@@ -30,12 +30,12 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple, Protocol,
 import numpy as np
 
 from .model import Geometry, SoundNet, min_tag_samples
-from .streaming import DEFAULT_CHUNK_SECONDS, LONG_FILE_SECONDS
+from .runtime.stream import DEFAULT_CHUNK_SECONDS, LONG_FILE_SECONDS
 
 if TYPE_CHECKING:
     import torch
 
-    from .decoding import DecodePool
+    from .runtime.decode import DecodePool
 
 #: Version of the JSON/CSV tagging schema below; bumped on any incompatible change.
 TAG_SCHEMA_VERSION = 1
@@ -270,13 +270,13 @@ def tag_files(
         passing ``[*head_scorers(model), my_scorer]``.
     batch_size, workers
         Files per forward pass; decoding processes (see
-        :func:`~soundnet_cli.inference.iter_activations`).
+        :func:`~soundnet_cli.runtime.batch.iter_activations`).
     long_seconds, chunk_seconds
         Files longer than ``long_seconds`` are streamed in ``chunk_seconds`` blocks, never
         decoded whole (``None``: never stream); only the heads' small activations are held (a
         3-hour file: ~20 MB for SoundNet-8). Results do not depend on either.
     decoder
-        Decoding processes already started on ``paths`` (:class:`.decoding.DecodePool`), used
+        Decoding processes already started on ``paths`` (:class:`.runtime.decode.DecodePool`), used
         instead of starting ``workers`` if they decode the same way; consumed.
 
     Yields
@@ -284,7 +284,7 @@ def tag_files(
     TagResult
         One per path; failures carry ``error`` and no heads, and do not stop the others.
     """
-    from .inference import iter_activations
+    from .runtime.batch import iter_activations
 
     scorers = list(head_scorers(model) if scorers is None else scorers)
     layers = list(dict.fromkeys(s.layer for s in scorers))

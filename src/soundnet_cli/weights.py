@@ -151,7 +151,7 @@ def load_model(
     import torch
 
     from .checkpoint import load_model_file
-    from .device import resolve_device
+    from .runtime.device import resolve_device
 
     model = load_model_file(resolve_weights(spec, cache_dir))
     dev = device if isinstance(device, torch.device) else resolve_device(device)

@@ -71,8 +71,8 @@ def main() -> None:
     # An explicit setting in the environment wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     # Keep the network's per-batch blocks of megabytes in the heap instead of mmap/munmap-ing
-    # them each time (soundnet_cli.allocator); before torch or any worker process exists.
-    from ..allocator import tune_malloc
+    # them each time (soundnet_cli.runtime.allocator); before torch or any worker process exists.
+    from ..runtime.allocator import tune_malloc
 
     tune_malloc()
     app()

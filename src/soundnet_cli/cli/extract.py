@@ -8,9 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..runtime.workers import early_decoder, plan_workers
 from .common import (AudioProgress, BatchOpt, DeviceOpt, InputsArg, QuietOpt, RecursiveOpt,
-                     WeightsOpt, WorkersOpt, early_decoder, plan_workers,
-                     err, report_failures, user_errors, warn)
+                     WeightsOpt, WorkersOpt, err, report_failures, user_errors, warn)
 
 
 

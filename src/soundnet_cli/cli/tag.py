@@ -8,9 +8,9 @@ from typing import Optional, TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ..runtime.workers import early_decoder, plan_workers
 from .common import (AudioProgress, BatchOpt, DeviceOpt, InputsArg, QuietOpt, RecursiveOpt,
-                     WeightsOpt, WorkersOpt, early_decoder, plan_workers,
-                     out, report_failures, user_errors, warn)
+                     WeightsOpt, WorkersOpt, out, report_failures, user_errors, warn)
 
 if TYPE_CHECKING:
     from ..tag import TagResult
@@ -53,7 +53,7 @@ def tag(
     failures: list[tuple[str, str]] = []
     with user_errors():
         from ..audio import find_audio_files
-        from ..decoding import LONG_FILE_SECONDS
+        from ..runtime.decode import LONG_FILE_SECONDS
 
         files, missing = find_audio_files(inputs, recursive=recursive)
         # Decoding starts before torch loads (~1.5 s), so the network finds work waiting.

@@ -80,7 +80,7 @@ def _run(out_dir, videos, teacher, precomputed, list_file, frame_every, max_seco
     else:
         teachers = _teachers(teacher)
         paths, roots, missing = _inputs(videos or [], list_file, recursive)
-        from ..device import resolve_device
+        from ..runtime.device import resolve_device
 
         dev = resolve_device(device)
         with progress:

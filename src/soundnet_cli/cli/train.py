@@ -81,7 +81,7 @@ def _run(dataset, labels, layout, arch, init, new_head, val_fold, train_folds, e
          run_dir, out_path, half, resume, workers, device, quiet) -> None:
     from ..checkpoint import load_checkpoint
     from ..datasets import load_dataset
-    from ..device import resolve_device
+    from ..runtime.device import resolve_device
     from ..training.supervised import AugmentConfig, TrainConfig, export, train_supervised
     from ..training.loop import LoopConfig, dist_info
     from .progress import TrainingProgress

@@ -310,7 +310,7 @@ def import_precomputed(
     ``cfg.max_seconds`` are kept with their rows. Rows that are not probability distributions
     (sum 1 +- 0.001, as the original code checks) fail their video, which is skipped.
     """
-    from ..inference import iter_decoded
+    from ..runtime.batch import iter_decoded
 
     spec = PrecomputedSpec.read(spec_path)
     cfg = dataclasses.replace(cfg, step_seconds=spec.step_seconds)

@@ -295,7 +295,7 @@ class VideoFileDataset:
 def iter_videos(paths: Sequence[str | os.PathLike], sampling: FrameSampling, *,
                 workers: int = 0, prefetch: int = 2) -> Iterator[DecodedVideo]:
     """Decode videos in ``workers`` background processes (0: in this process), in input order."""
-    from ..inference import iter_dataset
+    from ..runtime.batch import iter_dataset
 
     yield from iter_dataset(VideoFileDataset(paths, sampling), workers=workers, prefetch=prefetch)
 

@@ -1,5 +1,5 @@
 """SoundNet features of a dataset's clips for the SVMs: :func:`extract_features` runs the network
-(through :func:`~soundnet_cli.inference.iter_activations`) on the clips not yet in the feature
+(through :func:`~soundnet_cli.runtime.batch.iter_activations`) on the clips not yet in the feature
 cache (:mod:`.cache`, keyed by network fingerprint, layer and protocol) and returns one
 :class:`FeatureSet` per layer."""
 
@@ -86,7 +86,7 @@ def model_fingerprint(model: "SoundNet") -> str:
 
 def feature_key(model: "SoundNet", layer: str, protocol: Protocol) -> FeatureKey:
     """The cache key of ``layer``'s features under ``protocol`` for ``model``."""
-    from ..inference import required_samples
+    from ..runtime.batch import required_samples
 
     name = model.resolve_layers([layer])[0]
     rate = model.config.sample_rate
@@ -113,7 +113,7 @@ def extract_features(
     """Activations of ``layers`` for every clip of ``dataset``, through the cache.
 
     Clips whose features are cached for every requested layer are read from disk; the rest go
-    through :func:`~soundnet_cli.inference.iter_activations` (batched, decoded in ``workers``
+    through :func:`~soundnet_cli.runtime.batch.iter_activations` (batched, decoded in ``workers``
     processes) in one pass for all layers and are cached. Undecodable clips are excluded and
     listed in :attr:`FeatureSet.failures` (never cached, so a rerun retries them).
 
@@ -172,7 +172,7 @@ def _compute(model: "SoundNet", dataset: Dataset, todo: list[int], keys: dict[st
     Layers with the same length policy share one forward pass. Returns ``({clip: error},
     warnings)``.
     """
-    from ..inference import iter_activations
+    from ..runtime.batch import iter_activations
 
     errors: dict[int, str] = {}
     notes: list[str] = []

@@ -312,7 +312,7 @@ def iter_svm_tags(
     protocol clips shorter than 10 s are looped to 10 s (longer files are kept whole and scored
     window by window). Raises :class:`SvmError` if ``model`` is not the network ``svm`` was fit on.
     """
-    from ..inference import iter_activations
+    from ..runtime.batch import iter_activations
 
     svm.check_network(model_fingerprint(model))
     least = svm.loop_samples if svm.loop_samples is not None else svm.min_samples

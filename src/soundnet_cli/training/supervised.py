@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..datasets import Dataset, readable_label
 from ..errors import DatasetError, SoundNetError
-from ..inference import iter_decoded, tile
+from ..runtime.batch import iter_decoded, tile
 from ..model import SoundNet, classifier_head, make_config
 from .loop import EpochReport, LoopConfig, fit
 

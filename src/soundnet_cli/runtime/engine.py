@@ -2,7 +2,7 @@
 
 :meth:`SoundNet.features` mirrors the original network op by op; this module computes the same
 activations (to float rounding, ~1e-7 of the activation scale) with less work and less memory
-traffic. Batch inference (:mod:`.inference`) and exact chunked streaming (:mod:`.streaming`) both
+traffic. Batch inference (:mod:`.batch`) and exact chunked streaming (:mod:`.stream`) both
 run on it. The rearrangements, each exact in real arithmetic:
 
 - BatchNorm (eval mode, running statistics) is folded into the preceding convolution, and the
@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import LayerError
-from .model import ConvBlock, SoundNet
+from ..errors import LayerError
+from ..model import ConvBlock, SoundNet
 
 #: Output frames the first convolution computes per space-to-depth group (a multiple of the pool).
 S2D_GROUP = 16

@@ -6,7 +6,7 @@ network (:class:`.engine.Engine`: BatchNorm folded, pooling before ReLU, a dense
 clips of equal length are stacked into batches (only equal lengths: padding would change the
 frames near the end), looking a few batches ahead for partners and handing results back in input
 order. Files longer than ``long_seconds`` are never decoded whole: they are streamed in chunks
-(:mod:`.streaming`), which gives the same frames. A file that fails is reported in its result and
+(:mod:`.stream`), which gives the same frames. A file that fails is reported in its result and
 the rest go on.
 """
 
@@ -22,11 +22,11 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from .decoding import DecodedClip, DecodePool, decode_file
+from .decode import DecodedClip, DecodePool, decode_file
 from .engine import Engine
-from .errors import SoundNetError
-from .model import SoundNet
-from .streaming import (
+from ..errors import SoundNetError
+from ..model import SoundNet
+from .stream import (
     DEFAULT_CHUNK_SECONDS,
     DEFAULT_MAX_BYTES,
     LONG_FILE_SECONDS,
@@ -73,10 +73,10 @@ def iter_decoded(
     long_seconds: float | None = None,
 ) -> Iterator[DecodedClip]:
     """Decode files in ``workers`` background processes (0, or a single file: in this process),
-    in input order (a :class:`.decoding.DecodePool`).
+    in input order (a :class:`.decode.DecodePool`).
 
     Files longer than ``long_seconds`` are not decoded (``long=True``, see
-    :func:`.decoding.decode_file`).
+    :func:`.decode.decode_file`).
     """
     if workers <= 0 or len(paths) <= 1:
         for i, path in enumerate(paths):
@@ -170,7 +170,7 @@ def iter_activations(
     max_result_bytes
         A streamed file whose requested activations would exceed this many bytes fails (its
         result says so) instead of exhausting memory; write such files with
-        :func:`.streaming.stream_to_npy`. ``None``: no limit.
+        :func:`.stream.stream_to_npy`. ``None``: no limit.
     length
         Loop (tile circularly) or cut every clip to exactly this many samples, as the original
         ESC-50 evaluation does with 10 s; overrides ``min_samples`` and disables streaming.

@@ -28,11 +28,11 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .audio import AudioTooLong, load_audio
-from .errors import DecodingError, SoundNetError
+from ..audio import AudioTooLong, load_audio
+from ..errors import DecodingError, SoundNetError
 
 #: Files longer than this (seconds) are streamed rather than decoded whole
-#: (see :func:`.streaming.is_long`).
+#: (see :func:`.stream.is_long`).
 LONG_FILE_SECONDS = 60.0
 #: Default bound on decoded audio held in the queues: 256 MiB (float32 at 22,050 Hz: 50 min).
 DEFAULT_MAX_BYTES = 256 << 20

@@ -14,7 +14,7 @@ Entry points:
 - :func:`stream_activations` yields ``(layer, start_frame, (frames, channels))`` pieces;
 - :func:`collect_activations` assembles whole arrays in memory, within a byte budget;
 - :func:`stream_to_npy` writes each layer to a ``.npy`` file incrementally and atomically;
-- :func:`is_long` is the policy :func:`.inference.iter_activations` uses to route a file here.
+- :func:`is_long` is the policy :func:`.batch.iter_activations` uses to route a file here.
 """
 
 from __future__ import annotations
@@ -32,18 +32,18 @@ from typing import Iterable, Iterator, Mapping, NamedTuple, Sequence, TypeVar
 import numpy as np
 import torch
 
-from .audio import (
+from ..audio import (
     SILENCE_PEAK,
     AudioInfo,
     SilentAudioWarning,
     audio_info,
     iter_audio_blocks,
 )
-from .decoding import LONG_FILE_SECONDS  # defined where no torch is needed; re-exported here
+from .decode import LONG_FILE_SECONDS  # defined where no torch is needed; re-exported here
 from .engine import Engine, Stage
-from .errors import AudioError, LayerError, MemoryBudgetError
-from .fsutil import atomic_path
-from .model import SoundNet
+from ..errors import AudioError, LayerError, MemoryBudgetError
+from ..fsutil import atomic_path
+from ..model import SoundNet
 #: Audio per block pushed through the network (seconds, native rate). Ten seconds keeps the
 #: largest intermediate (the first conv's output, ~7 MB for SoundNet-8) within the CPU caches.
 DEFAULT_CHUNK_SECONDS = 10.0

@@ -1,0 +1,108 @@
+"""How many decoding processes and torch threads a run uses, planned without importing torch.
+
+Torch-free (like :mod:`.decode`): a command plans its workers and may start decoding
+(:func:`early_decoder`) before torch loads. :func:`configure_threads` imports torch only when
+called. Library callers and the CLI get the same plan.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .decode import DecodePool
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def auto_workers(device: object, files: int, requested: int | None = None) -> int:
+    """Decoding processes for ``files`` inputs: ``requested`` if given, else a plan.
+
+    On CPU, decoding and resampling cost about what the forward pass to conv5 plus writing costs,
+    so half the cores decode and the rest run torch. At least two workers even on 2 cores: the
+    stages wait on each other, and a third process fills those gaps (both measured:
+    ``benchmarks/RESULTS.md``). On a GPU the forward pass is cheap, so all but one core decode.
+    One file: decode in the main process.
+    """
+    if requested is not None:
+        return requested
+    if files <= 1:
+        return 0
+    cores = available_cores()
+    if getattr(device, "type", "cpu") != "cpu":
+        return max(1, min(8, cores - 1))
+    return min(8, max(2, cores // 2), files)
+
+
+def plan_workers(device: object, files: int, requested: int | None = None,
+                 decoder: object | None = None) -> int:
+    """:func:`auto_workers` (or the processes of an already started ``decoder``, see
+    :func:`early_decoder`), then :func:`configure_threads` for them; returns the workers."""
+    workers = decoder.workers if decoder is not None else auto_workers(device, files, requested)
+    configure_threads(device, workers)
+    return workers
+
+
+def configure_threads(device: object, workers: int) -> None:
+    """On CPU, give torch the cores that the decoding workers leave free (at least one).
+
+    Oversubscribing cores makes torch's OpenMP threads spin-wait on each other: a forward pass with
+    more threads than free cores runs far slower (``benchmarks/RESULTS.md``).
+    ``OMP_NUM_THREADS``, when set, wins.
+    """
+    import os
+
+    import torch
+
+    if getattr(device, "type", "cpu") != "cpu" or os.environ.get("OMP_NUM_THREADS"):
+        return
+    torch.set_num_threads(max(1, available_cores() - workers))
+
+
+#: Niceness of the decoding processes: the network's process, which waits on them, keeps its core
+#: when there are more processes than cores (measured: ``benchmarks/RESULTS.md``).
+DECODE_NICE = 10
+
+
+def guess_device_type(device: str) -> str:
+    """The device type a ``--device`` value will resolve to, guessed without importing torch
+    (``auto`` is ``cuda`` where an NVIDIA driver is present). Only used to plan decoding
+    processes before torch loads; the network's real device is resolved later."""
+    import os
+
+    name = device.strip().lower()
+    if name == "auto":
+        return "cuda" if os.path.exists("/dev/nvidiactl") else "cpu"
+    return name.split(":", 1)[0]
+
+
+def early_decoder(weights: str | None, device: str, files: list[Path], requested: int | None,
+                  long_seconds: float | None) -> DecodePool | None:
+    """Start decoding ``files`` now, before torch is imported (see :mod:`.decode`), or return
+    ``None`` when there is nothing to gain (one file, ``--workers 0``) or the checkpoint's sample
+    rate cannot be read without torch (the normal path then reports any problem)."""
+    from types import SimpleNamespace
+
+    from ..errors import SoundNetError
+    from ..weights import read_header, resolve_weights
+    from .decode import DecodePool
+
+    if len(files) < 2:
+        return None
+    try:
+        rate = int(read_header(resolve_weights(weights))["config"]["sample_rate"])
+    except (SoundNetError, KeyError, TypeError, ValueError):
+        return None
+    workers = auto_workers(SimpleNamespace(type=guess_device_type(device)), len(files), requested)
+    if workers < 1:
+        return None
+    return DecodePool(files, rate, workers=workers, long_seconds=long_seconds, nice=DECODE_NICE)
