@@ -5,7 +5,7 @@ whatever folds are present) and prints a Markdown table of accuracy (mean ± std
 run time per (layer, protocol). It also times the feature cache: a cold extraction pass (the
 baseline) against the same request served from the cache, and prints the ratio.
 
-Network: ``weights/soundnet8-esc50.safetensors`` when the repository has it, else a randomly
+Network: ``assets/soundnet8-esc50.safetensors`` when the repository has it, else a randomly
 initialised full-size SoundNet-8 (seed 0, the original init), which the table then measures:
 random features, not trained ones. ``--weights PATH`` picks any checkpoint.
 
@@ -41,7 +41,7 @@ LAYERS = ("conv4", "conv5", "pool5", "conv6", "conv7")
 
 
 def network(weights: str | None) -> tuple[SoundNet, str]:
-    default = REPO / "weights" / "soundnet8-esc50.safetensors"
+    default = REPO / "assets" / "soundnet8-esc50.safetensors"
     path = Path(weights) if weights else default if default.is_file() else None
     if path is not None:
         return load_model_file(path), str(path)

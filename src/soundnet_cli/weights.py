@@ -88,17 +88,18 @@ def weights_dir(override: str | os.PathLike | None = None) -> Path:
 
 
 def embedded_weights_dir() -> Path:
-    """The ``weights/`` directory: inside the installed package, or at the repository root when
-    running from a source checkout (editable installs do not copy it)."""
+    """The ``assets/`` directory (the embedded network and its model card): inside the installed
+    package, or at the repository root when running from a source checkout (editable installs do
+    not copy it)."""
     from importlib import resources
 
     try:
-        packaged = Path(str(resources.files("soundnet_cli") / "weights"))
+        packaged = Path(str(resources.files("soundnet_cli") / "assets"))
         if packaged.is_dir():
             return packaged
     except (ModuleNotFoundError, TypeError):  # pragma: no cover - unusual importers
         pass
-    return Path(__file__).resolve().parents[2] / "weights"
+    return Path(__file__).resolve().parents[2] / "assets"
 
 
 def default_weights_path() -> Path:
