@@ -19,7 +19,7 @@ import numpy as np
 
 from soundnet_cli.datasets import load_dataset, readable_label
 from soundnet_cli.tag import tag_files
-from soundnet_cli.weights import load_model
+from soundnet_cli.weights.registry import load_model
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from soundnet_cli.checkpoint import load_model_file, weights_fingerprint  # noqa: E402
+from soundnet_cli.weights.checkpoint import load_model_file, weights_fingerprint  # noqa: E402
 from soundnet_cli.datasets import cv_splits, load_dataset  # noqa: E402
 from soundnet_cli.model import SoundNet, make_config  # noqa: E402
 from soundnet_cli import Protocol, cross_validate, extract_features  # noqa: E402

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from soundnet_cli.checkpoint import save_checkpoint
+from soundnet_cli.weights.checkpoint import save_checkpoint
 from soundnet_cli.model import HeadSpec, SoundNet, make_config, original_heads
 
 #: Channel width of the tiny test networks (SoundNet-8 geometry, 1/16 of the channels).

@@ -1,4 +1,4 @@
-"""The checkpoint format and weight resolution (soundnet_cli.checkpoint, soundnet_cli.weights)."""
+"""The checkpoint format and weight resolution (soundnet_cli.weights.checkpoint, soundnet_cli.weights.registry)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from soundnet_cli import weights
-from soundnet_cli.checkpoint import (FORMAT_VERSION, file_sha256, load_checkpoint,
+from soundnet_cli.weights import registry as weights
+from soundnet_cli.weights.checkpoint import (FORMAT_VERSION, file_sha256, load_checkpoint,
                                      load_model_file, save_checkpoint, weights_fingerprint)
 from soundnet_cli.errors import WeightsError
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from soundnet_cli import __version__, weights
+from soundnet_cli import __version__
+from soundnet_cli.weights import registry as weights
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

@@ -14,7 +14,7 @@ from test_download import FileServer, fake_release
 from torch7_writer import original_t7_bytes
 
 from soundnet_cli.errors import SoundNetWarning
-from soundnet_cli.weights import load_model, resolve_weights
+from soundnet_cli.weights.registry import load_model, resolve_weights
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from avworld import CLASS_NAMES, class_sound
 from conftest import TINY_WIDTH
-from soundnet_cli.checkpoint import load_checkpoint, load_model_file
+from soundnet_cli.weights.checkpoint import load_checkpoint, load_model_file
 from soundnet_cli.cli import app
 from soundnet_cli.distill.student import (ORIGINAL_LOOP, DistillConfig, DistillTask, distill,
                                   distill_loss, evaluate_targets, is_validation, match_steps,

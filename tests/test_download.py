@@ -16,9 +16,9 @@ import pytest
 from conftest import tiny_config
 from torch7_writer import original_t7_bytes
 
-from soundnet_cli.download import HASHES_FILE, RemoteFile, fetch, load_hashes
+from soundnet_cli.weights.download import HASHES_FILE, RemoteFile, fetch, load_hashes
 from soundnet_cli.errors import DownloadError, WeightsError
-from soundnet_cli.weights import KNOWN_NETWORKS, download_network, load_model
+from soundnet_cli.weights.registry import KNOWN_NETWORKS, download_network, load_model
 
 
 class FileServer:

@@ -26,9 +26,9 @@ from torch import nn
 from conftest import make_tiny_model, tiny_config
 from torch7_writer import original_params, soundnet_module, write_t7
 
-from soundnet_cli.checkpoint import load_checkpoint
+from soundnet_cli.weights.checkpoint import load_checkpoint
 from soundnet_cli.errors import SoundNetWarning, WeightsError
-from soundnet_cli.importers import (build_network, detect_format, import_network, label_files,
+from soundnet_cli.weights.convert import (build_network, detect_format, import_network, label_files,
                                     read_labels)
 from soundnet_cli.runtime.batch import tile
 from soundnet_cli.model import SoundNet, make_config, min_tag_samples, original_heads
@@ -584,7 +584,7 @@ def test_tag_answer_matches_original_procedure(tmp_path):
 def test_build_network_uses_tensor_widths():
     """Channel counts are read from the tensors, not assumed."""
     model = make_tiny_model()
-    from soundnet_cli.sources import BatchNormParams, ConvParams, SourceNetwork
+    from soundnet_cli.weights.formats.source import BatchNormParams, ConvParams, SourceNetwork
 
     trunk = []
     for spec in model.config.convs:

@@ -21,6 +21,9 @@ EXPECTED = {
     "soundnet_cli.streaming": "soundnet_cli.runtime.stream",
     "soundnet_cli.decoding": "soundnet_cli.runtime.decode",
     "soundnet_cli.device": "soundnet_cli.runtime.device",
+    "soundnet_cli.checkpoint": "soundnet_cli.weights.checkpoint",
+    "soundnet_cli.importers": "soundnet_cli.weights.convert",
+    "soundnet_cli.sources": "soundnet_cli.weights.formats.source",
 }
 
 
@@ -38,6 +41,8 @@ MOVED_NAMES = [
     ("soundnet_cli.svm", "extract_features", "soundnet_cli.svm.features"),
     ("soundnet_cli.svm", "fit_svm", "soundnet_cli.svm.fit"),
     ("soundnet_cli.svm", "SvmModel", "soundnet_cli.svm.model"),
+    ("soundnet_cli.weights", "load_model", "soundnet_cli.weights.registry"),
+    ("soundnet_cli.weights", "resolve_weights", "soundnet_cli.weights.registry"),
 ]
 
 

@@ -19,7 +19,7 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from soundnet_cli.checkpoint import save_checkpoint, weights_fingerprint
+from soundnet_cli.weights.checkpoint import save_checkpoint, weights_fingerprint
 from soundnet_cli.cli import app
 from soundnet_cli.datasets import cv_splits, load_dataset
 from soundnet_cli.errors import DatasetError, SvmError

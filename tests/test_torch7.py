@@ -11,7 +11,7 @@ import pytest
 from torch7_writer import Module, Storage, Tensor, tensor, write_t7
 
 from soundnet_cli.errors import WeightsError
-from soundnet_cli.torch7 import LuaFunction, T7Object, read_t7, walk_modules
+from soundnet_cli.weights.formats.torch7 import LuaFunction, T7Object, read_t7, walk_modules
 
 
 def roundtrip(obj) -> object:

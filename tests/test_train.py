@@ -14,7 +14,7 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from soundnet_cli.checkpoint import load_checkpoint
+from soundnet_cli.weights.checkpoint import load_checkpoint
 from soundnet_cli.cli import app
 from soundnet_cli.datasets import load_dataset
 from soundnet_cli.errors import DatasetError, SoundNetError

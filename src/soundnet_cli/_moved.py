@@ -34,6 +34,12 @@ MOVED = {
     "soundnet_cli.decoding": "soundnet_cli.runtime.decode",
     "soundnet_cli.device": "soundnet_cli.runtime.device",
     "soundnet_cli.allocator": "soundnet_cli.runtime.allocator",
+    "soundnet_cli.checkpoint": "soundnet_cli.weights.checkpoint",
+    "soundnet_cli.download": "soundnet_cli.weights.download",
+    "soundnet_cli.importers": "soundnet_cli.weights.convert",
+    "soundnet_cli.sources": "soundnet_cli.weights.formats.source",
+    "soundnet_cli.torch7": "soundnet_cli.weights.formats.torch7",
+    "soundnet_cli.safeload": "soundnet_cli.weights.formats.safeload",
 }
 
 

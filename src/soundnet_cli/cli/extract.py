@@ -77,7 +77,7 @@ def extract(
         from ..audio import find_audio_files
         from ..errors import OutputError
         from ..extract import Manifest, extract_files, manifest_format
-        from ..weights import load_model
+        from ..weights.registry import load_model
 
         manifest_path = manifest or out_dir / "manifest.csv"
         try:

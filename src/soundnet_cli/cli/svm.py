@@ -106,7 +106,7 @@ def fit_svm_command(
                          solver=solver.value, max_iter=max_iter)
         ds = _load(dataset, layout.value, labels, allow_missing, folds, quiet)
         from ..datasets import cv_splits
-        from ..weights import load_model
+        from ..weights.registry import load_model
 
         cv_splits(ds, folds or 5, seed=seed, test_folds=test_fold)  # bad folds fail before features
 

@@ -60,7 +60,7 @@ def tag(
         decoder = early_decoder(weights, device, files, workers, LONG_FILE_SECONDS)
 
         from ..tag import TagResult, tag_files
-        from ..weights import load_model
+        from ..weights.registry import load_model
 
         model = load_model(weights, device)
         scorers = _svm_scorers(svm, model) if svm is not None else None

@@ -79,7 +79,7 @@ def _run(dataset, labels, layout, arch, init, new_head, val_fold, train_folds, e
          optimizer, weight_decay, schedule, warmup, seed, clip_seconds, crop, gain_db, mix, precise_bn,
          width,
          run_dir, out_path, half, resume, workers, device, quiet) -> None:
-    from ..checkpoint import load_checkpoint
+    from ..weights.checkpoint import load_checkpoint
     from ..datasets import load_dataset
     from ..runtime.device import resolve_device
     from ..training.supervised import AugmentConfig, TrainConfig, export, train_supervised

@@ -50,7 +50,7 @@ def list_cmd(weights_dir: WeightsDirOpt = None, json_out: JsonOpt = False) -> No
     Paths are in `--json` and `soundnet weights info NAME`.
     """
     with user_errors():
-        from ..weights import list_networks
+        from ..weights.registry import list_networks
 
         entries = list_networks(weights_dir)
     if json_out:
@@ -93,7 +93,7 @@ def download_cmd(
     checking SHA-256), then converts the network. Afterwards `--weights NAME` works everywhere.
     """
     with user_errors():
-        from ..weights import download_network
+        from ..weights.registry import download_network
 
         with _download_bars(quiet) as bars:
             result = download_network(name, cache_dir=weights_dir, mirror=mirror, force=force,
@@ -148,8 +148,8 @@ def import_cmd(
     if name and out_path:
         raise typer.BadParameter("give --name or --out, not both", param_hint="--out")
     with user_errors():
-        from ..importers import import_network, label_files
-        from ..weights import CHECKPOINT_SUFFIX, weights_dir as cache_dir
+        from ..weights.convert import import_network, label_files
+        from ..weights.registry import CHECKPOINT_SUFFIX, weights_dir as cache_dir
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # printed below, once, on stderr
@@ -163,7 +163,7 @@ def import_cmd(
         if target.exists() and not overwrite:
             fail(f"{target} exists; pass --overwrite to replace it")
         result.save(target)
-        from ..checkpoint import file_sha256
+        from ..weights.checkpoint import file_sha256
 
         typer.echo(f"{target}\tsha256:{file_sha256(target)}")
         if not out_path and not quiet:
@@ -179,10 +179,10 @@ def info_cmd(
 ) -> None:
     """Architecture, heads, labels, input scale, SHA-256 and provenance of a checkpoint."""
     with user_errors():
-        from ..checkpoint import load_checkpoint
+        from ..weights.checkpoint import load_checkpoint
         from ..errors import WeightsError
-        from ..importers import detect_format
-        from ..weights import read_header, resolve_weights
+        from ..weights.convert import detect_format
+        from ..weights.registry import read_header, resolve_weights
 
         path = resolve_weights(spec, weights_dir)
         try:

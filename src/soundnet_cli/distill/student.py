@@ -40,7 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import load_checkpoint
+from ..weights.checkpoint import load_checkpoint
 from ..errors import TargetsError
 from ..model import ORIGINAL_HEAD_GEOMETRY, HeadSpec, SoundNet, make_config
 from .targets import Entry, TargetsHeader, read_clip_audio, read_clip_probs, read_header, read_index
@@ -331,7 +331,7 @@ def build_student(cfg: DistillConfig, header: TargetsHeader,
     arch = cfg.arch
     base = None
     if cfg.init:
-        from ..weights import resolve_weights
+        from ..weights.registry import resolve_weights
 
         ckpt = load_checkpoint(resolve_weights(cfg.init))
         base, arch = ckpt.build(), ckpt.config.arch

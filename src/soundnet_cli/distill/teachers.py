@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import file_sha256
+from ..weights.checkpoint import file_sha256
 from ..errors import TeacherError
 
 #: Teacher (head) names: a letter, then letters, digits, ``_`` or ``-``.

@@ -22,10 +22,10 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from .decode import DecodedClip, DecodePool, decode_file
-from .engine import Engine
 from ..errors import SoundNetError
 from ..model import SoundNet
+from .decode import DecodedClip, DecodePool, decode_file
+from .engine import Engine
 from .stream import (
     DEFAULT_CHUNK_SECONDS,
     DEFAULT_MAX_BYTES,

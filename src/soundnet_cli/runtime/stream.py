@@ -39,11 +39,14 @@ from ..audio import (
     audio_info,
     iter_audio_blocks,
 )
-from .decode import LONG_FILE_SECONDS  # defined where no torch is needed; re-exported here
-from .engine import Engine, Stage
 from ..errors import AudioError, LayerError, MemoryBudgetError
 from ..fsutil import atomic_path
 from ..model import SoundNet
+from .decode import (
+    LONG_FILE_SECONDS,  # defined where no torch is needed; re-exported here
+)
+from .engine import Engine, Stage
+
 #: Audio per block pushed through the network (seconds, native rate). Ten seconds keeps the
 #: largest intermediate (the first conv's output, ~7 MB for SoundNet-8) within the CPU caches.
 DEFAULT_CHUNK_SECONDS = 10.0

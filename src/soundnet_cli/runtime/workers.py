@@ -93,7 +93,7 @@ def early_decoder(weights: str | None, device: str, files: list[Path], requested
     from types import SimpleNamespace
 
     from ..errors import SoundNetError
-    from ..weights import read_header, resolve_weights
+    from ..weights.registry import read_header, resolve_weights
     from .decode import DecodePool
 
     if len(files) < 2:

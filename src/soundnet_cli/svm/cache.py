@@ -36,7 +36,7 @@ class FeatureKey:
     Attributes
     ----------
     fingerprint
-        :func:`~soundnet_cli.checkpoint.weights_fingerprint` of the network.
+        :func:`~soundnet_cli.weights.checkpoint.weights_fingerprint` of the network.
     layer
         Public layer name.
     input_scale
@@ -66,8 +66,8 @@ class FeatureKey:
 
 
 def default_cache_dir() -> Path:
-    """``<user cache>/features`` (see :func:`~soundnet_cli.weights.weights_dir`)."""
-    from ..weights import weights_dir
+    """``<user cache>/features`` (see :func:`~soundnet_cli.weights.registry.weights_dir`)."""
+    from ..weights.registry import weights_dir
 
     return weights_dir() / "features"
 

@@ -77,7 +77,7 @@ def model_fingerprint(model: "SoundNet") -> str:
     """The network's weights fingerprint (set when loaded from a checkpoint, else computed)."""
     fp = getattr(model, "fingerprint", None)
     if not fp:
-        from ..checkpoint import weights_fingerprint
+        from ..weights.checkpoint import weights_fingerprint
 
         fp = weights_fingerprint(model)
         model.fingerprint = fp  # type: ignore[attr-defined]

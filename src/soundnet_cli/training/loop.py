@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, Mapping, Protocol
 import torch
 from torch import nn
 
-from ..checkpoint import save_checkpoint
+from ..weights.checkpoint import save_checkpoint
 from ..errors import SoundNetError
 from ..fsutil import atomic_path
 from ..model import SoundNet

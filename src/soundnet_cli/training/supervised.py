@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..weights.checkpoint import load_checkpoint, save_checkpoint
 from ..datasets import Dataset, readable_label
 from ..errors import DatasetError, SoundNetError
 from ..runtime.batch import iter_decoded, tile
@@ -245,7 +245,7 @@ def build_network(cfg: TrainConfig, classes: Sequence[str]) -> tuple[SoundNet, d
     """
     info: dict[str, Any] = {}
     if cfg.init:
-        from ..weights import resolve_weights
+        from ..weights.registry import resolve_weights
 
         ckpt = load_checkpoint(resolve_weights(cfg.init))
         model = ckpt.build()

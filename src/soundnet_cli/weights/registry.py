@@ -8,7 +8,7 @@ ships inside the package.
 
 :data:`KNOWN_NETWORKS` lists the authors' original networks: where the release archive and the
 category files live, and which archive member is which network. :func:`download_network` fetches
-them (see :mod:`soundnet_cli.download`) and imports them (see :mod:`soundnet_cli.importers`) into
+them (see :mod:`.download`) and imports them (see :mod:`.convert`) into
 ``<cache>/<name>.safetensors``; the downloads stay in ``<cache>/downloads``.
 """
 
@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import DownloadError, WeightsError
 from .download import ProgressFn, RemoteFile
-from .errors import DownloadError, WeightsError
 
 if TYPE_CHECKING:
     import torch
 
-    from .model import SoundNet
+    from ..model import SoundNet
 
 #: File name of the embedded default network inside the package's ``weights`` directory.
 DEFAULT_WEIGHTS_FILE = "soundnet8-esc50.safetensors"
@@ -99,7 +99,7 @@ def embedded_weights_dir() -> Path:
             return packaged
     except (ModuleNotFoundError, TypeError):  # pragma: no cover - unusual importers
         pass
-    return Path(__file__).resolve().parents[2] / "assets"
+    return Path(__file__).resolve().parents[3] / "assets"
 
 
 def default_weights_path() -> Path:
@@ -151,8 +151,8 @@ def load_model(
     eval mode and move it to ``device`` (a :class:`torch.device` or a ``--device`` string)."""
     import torch
 
+    from ..runtime.device import resolve_device
     from .checkpoint import load_model_file
-    from .runtime.device import resolve_device
 
     model = load_model_file(resolve_weights(spec, cache_dir))
     dev = device if isinstance(device, torch.device) else resolve_device(device)
@@ -299,8 +299,8 @@ def download_network(
     DownloadError
         With instructions for downloading by hand and importing.
     """
+    from .convert import import_network
     from .download import fetch
-    from .importers import import_network
 
     net = known_network(name)
     target = weights_dir(cache_dir) / f"{name}{CHECKPOINT_SUFFIX}"

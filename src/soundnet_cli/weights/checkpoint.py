@@ -23,9 +23,9 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from .errors import WeightsError
-from .fsutil import atomic_path
-from .model import SoundNet, SoundNetConfig
+from ..errors import WeightsError
+from ..fsutil import atomic_path
+from ..model import SoundNet, SoundNetConfig
 
 FORMAT_NAME = "soundnet-cli"
 #: Bumped whenever the layout changes; loaders migrate older versions.

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import urlparse
 
-from .errors import DownloadError
-from .fsutil import atomic_write_text
+from ..errors import DownloadError
+from ..fsutil import atomic_write_text
 
 #: ``progress(file name, bytes done, total bytes or None)``, called as a transfer advances.
 ProgressFn = Callable[[str, int, "int | None"], None]
@@ -113,7 +113,7 @@ class ResumableDownloader:
                  check_only: bool = False) -> None:
         import requests
 
-        from ._version import __version__
+        from .._version import __version__
 
         start = self.partial.stat().st_size if self.partial.exists() else 0
         validator = self.validator.read_text().strip() if self.validator.exists() else ""

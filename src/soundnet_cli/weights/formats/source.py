@@ -5,11 +5,11 @@ Formats (see ``docs/weights.md``):
 - ``torch7``: the authors' Lua Torch7 networks (``soundnet8_final.t7``, ``soundnet5_final.t7``):
   ``nn.Sequential`` of ``(cudnn.|nn.)SpatialConvolution`` (weights ``(out, in, k, 1)``, time on the
   height axis), ``SpatialBatchNormalization``, ``ReLU``, ``SpatialMaxPooling`` and a
-  ``ConcatTable`` holding the two heads; parsed by :mod:`soundnet_cli.torch7`.
+  ``ConcatTable`` holding the two heads; parsed by :mod:`soundnet_cli.weights.formats.torch7`.
 - ``zip``: the authors' release archive holding those ``.t7`` files (read without unpacking).
 - ``npy``: the TensorFlow port's ``sound8.npy``, a pickled ``{layer: {"weights" (k, 1, in, out),
   "biases", "gamma", "beta", "mean", "var"}}``, read by a restricted unpickler
-  (:mod:`soundnet_cli.safeload`); ``.npz`` with ``layer/param`` keys likewise.
+  (:mod:`soundnet_cli.weights.formats.safeload`); ``.npz`` with ``layer/param`` keys likewise.
 - ``torch``: PyTorch ports' state dicts (``Conv2d`` kernels ``(out, in, k, 1)`` or ``(out, in, 1,
   k)``, ``Conv1d`` kernels ``(out, in, k)``, any key names), read with ``weights_only=True``;
   ``safetensors`` files without a soundnet-cli header likewise.
@@ -17,7 +17,8 @@ Formats (see ``docs/weights.md``):
 Each becomes a :class:`SourceNetwork`: convolutions in forward order with kernels ``(out, in, k)``,
 each trunk convolution with its BatchNorm, and what the source records about strides, paddings
 and pools (``None`` where it records nothing). Checking it against SoundNet's geometry and
-building the model is :mod:`soundnet_cli.importers`' job.
+building the model is :mod:`soundnet_cli.weights.convert`'s job (the geometry check is
+:mod:`.geometry`'s).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import WeightsError
+from ...errors import WeightsError
+from .geometry import check_geometry
 
 FORMATS = ("auto", "torch7", "zip", "npy", "torch", "safetensors", "soundnet-cli")
 
@@ -162,7 +164,7 @@ def detect_format(path: str | os.PathLike) -> str:
 
 
 def _safetensors_kind(path: Path) -> str:
-    from .checkpoint import FORMAT_NAME
+    from ..checkpoint import FORMAT_NAME
 
     try:
         from safetensors import safe_open
@@ -422,8 +424,6 @@ def _from_param_groups(fmt: str, layers: list[tuple[str, dict[str, Any]]],
     for order in (layers, sorted(layers, key=lambda item: natural_key(item[0]))):
         try:
             source = _sequence(fmt, order, path)
-            from .importers import check_geometry
-
             check_geometry(source)
             return source
         except WeightsError as e:

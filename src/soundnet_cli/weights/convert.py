@@ -1,8 +1,8 @@
 """Importing SoundNet weights from other formats into soundnet-cli checkpoints.
 
-:mod:`soundnet_cli.sources` reads a file into a :class:`~soundnet_cli.sources.SourceNetwork`;
-:func:`check_geometry` checks it against SoundNet-8/5 (kernel sizes, the channel chain, head
-count, and strides, paddings and pools where the source records them); :func:`build_network`
+:mod:`.formats` reads a file into a :class:`~.formats.source.SourceNetwork`;
+:func:`~.formats.geometry.check_geometry` checks it against SoundNet-8/5 (kernel sizes, the
+channel chain, head count, and strides, paddings and pools where the source records them); :func:`build_network`
 fills a :class:`~soundnet_cli.model.SoundNet`, taking channel counts from the tensors (so narrow
 networks of the same geometry import too) and category names from the original's
 ``categories_*.txt``. :func:`import_network` does all of it for one file and records provenance.
@@ -24,9 +24,16 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import SoundNetWarning, WeightsError
-from .sources import (FORMATS, BatchNormParams, ConvParams, SourceNetwork, detect_format,
-                      read_source)
+from ..errors import SoundNetWarning, WeightsError
+from .formats.geometry import check_geometry
+from .formats.source import (
+    FORMATS,
+    BatchNormParams,
+    ConvParams,
+    SourceNetwork,
+    detect_format,
+    read_source,
+)
 
 #: The two heads of the original networks, in the order of the original's ConcatTable.
 HEAD_NAMES = ("objects", "scenes")
@@ -44,7 +51,7 @@ class ImportResult:
     provenance: dict[str, Any]
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the checkpoint atomically (:func:`~soundnet_cli.checkpoint.save_checkpoint`)."""
+        """Write the checkpoint atomically (:func:`~.checkpoint.save_checkpoint`)."""
         from .checkpoint import save_checkpoint
 
         return save_checkpoint(self.model, path, provenance=self.provenance)
@@ -92,62 +99,6 @@ def label_files(specs: Iterable[str], heads: Sequence[str] = HEAD_NAMES) -> dict
 
 # ---------------------------------------------------------------------------------------------
 # Checking and building
-
-
-def check_geometry(source: SourceNetwork, arch: str | None = None) -> str:
-    """Check a source network against SoundNet-8/5 and return the architecture name.
-
-    Kernel sizes, the channel chain, head count, and strides/paddings/pools where the source
-    records them must all match; anything else raises :class:`WeightsError` naming the layer.
-    """
-    from .model import ARCHITECTURES, ORIGINAL_HEAD_GEOMETRY, make_config
-
-    by_depth = {7: "soundnet8", 4: "soundnet5"}
-    guessed = by_depth.get(len(source.trunk))
-    if arch is not None and arch not in ARCHITECTURES:
-        raise WeightsError(f"unknown architecture {arch!r}: choose from {', '.join(ARCHITECTURES)}")
-    arch = arch or guessed
-    if arch is None or guessed != arch:
-        raise WeightsError(f"{len(source.trunk)} trunk convolutions and {len(source.heads)} heads "
-                           f"do not make {arch or 'a SoundNet'}: SoundNet-8 has 7 + 2, "
-                           "SoundNet-5 has 4 + 2")
-    if len(source.heads) != 2:
-        raise WeightsError(f"{len(source.heads)} heads; the original networks have two "
-                           "(objects, scenes)")
-    preset = make_config(arch)
-    channels = 1
-    for conv, spec in zip(source.trunk, preset.convs):
-        _check_conv(conv, spec.name, spec.kernel, spec.stride, spec.padding, channels, arch)
-        if conv.pool is not None and conv.pool != spec.pool:
-            raise WeightsError(f"{conv.name} ({spec.name}): max-pool {conv.pool or 'none'} after "
-                               f"it, {arch} has {spec.pool or 'none'}")
-        _check_bn(conv)
-        channels = conv.out_channels
-    k, s, p = ORIGINAL_HEAD_GEOMETRY[arch]
-    for conv in source.heads:
-        _check_conv(conv, preset.head_stage, k, s, p, channels, arch)
-    return arch
-
-
-def _check_conv(conv: ConvParams, public: str, kernel: int, stride: int, padding: int,
-                channels: int, arch: str) -> None:
-    out, cin, k = conv.weight.shape
-    what = f"{conv.name} ({public} of {arch})"
-    if k != kernel:
-        raise WeightsError(f"{what}: kernel size {k}, expected {kernel}")
-    if cin != channels:
-        raise WeightsError(f"{what}: {cin} input channels, but the layer before it gives "
-                           f"{channels}")
-    if conv.stride is not None and conv.stride != stride:
-        raise WeightsError(f"{what}: stride {conv.stride}, expected {stride}")
-    if conv.padding is not None and conv.padding != padding:
-        raise WeightsError(f"{what}: padding {conv.padding}, expected {padding}")
-
-
-def _check_bn(conv: ConvParams) -> None:
-    bn = conv.bn
-    if bn is not None and bn.running_var is not None and np.any(bn.running_var < 0):
-        raise WeightsError(f"{conv.name}: negative BatchNorm running variance")
 
 
 def _bn_status(trunk: Sequence[ConvParams]) -> tuple[str, list[str]]:
@@ -198,7 +149,13 @@ def build_network(
     """
     import torch
 
-    from .model import ORIGINAL_HEAD_GEOMETRY, HeadSpec, SoundNet, make_config, placeholder_labels
+    from ..model import (
+        ORIGINAL_HEAD_GEOMETRY,
+        HeadSpec,
+        SoundNet,
+        make_config,
+        placeholder_labels,
+    )
 
     arch = check_geometry(source, arch)
     notes: list[str] = []
@@ -311,7 +268,7 @@ def import_network(
     ImportResult
         Also issues each warning as a :class:`~soundnet_cli.errors.SoundNetWarning`.
     """
-    from ._version import __version__
+    from .._version import __version__
     from .checkpoint import file_sha256
 
     path = Path(path)
@@ -349,8 +306,8 @@ def import_network(
 
 def _reimport(path: Path, names: Mapping[str, Sequence[str]]) -> Any:
     """A soundnet-cli checkpoint, with head labels replaced where ``names`` gives them."""
+    from ..model import SoundNet
     from .checkpoint import load_checkpoint
-    from .model import SoundNet
 
     ckpt = load_checkpoint(path)
     heads = []

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import WeightsError
+from ...errors import WeightsError
 
 NPY_MAGIC = b"\x93NUMPY"
 
