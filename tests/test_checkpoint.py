@@ -139,3 +139,19 @@ def test_load_model_places_an_eval_model_on_the_device(tiny_checkpoint):
     model = weights.load_model(tiny_checkpoint, "cpu")
     assert not model.training
     assert next(model.parameters()).device.type == "cpu"
+
+
+def test_fingerprint_follows_the_weights(tiny_model, tmp_path):
+    """A network changed after loading (fine-tuned, new weights) reports its own fingerprint,
+    never its starting checkpoint's; unchanged weights give the same one after a save/load."""
+    path = save_checkpoint(tiny_model, tmp_path / "m.safetensors")
+    model = load_model_file(path)
+    start = model.fingerprint
+    assert start == weights_fingerprint(tiny_model) and model.source == str(path)
+    with torch.no_grad():
+        next(model.trunk.parameters()).add_(0.5)  # an optimiser step does the same, in place
+    tuned = model.fingerprint
+    assert tuned != start and tuned == weights_fingerprint(model)
+    model.load_state_dict(tiny_model.state_dict())
+    assert model.fingerprint == start
+    assert load_model_file(save_checkpoint(model, tmp_path / "n.safetensors")).fingerprint == start

@@ -15,6 +15,7 @@ input sample ``first_sample + i * h`` and spans ``receptive_field`` samples (see
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -298,11 +299,27 @@ class SoundNet(nn.Module):
     ``forward(waveform)`` takes ``(batch, samples)`` float audio in [-1, 1] at
     ``config.sample_rate`` (the input scale is applied inside) and returns
     ``{head name: logits (batch, classes, steps)}``. :meth:`features` returns any named layers.
+
+    Attributes
+    ----------
+    source
+        The checkpoint file the weights were loaded from ("" for a network built in memory).
+    provenance
+        That checkpoint's provenance record (``{}`` when built in memory).
+    fingerprint
+        SHA-256 of the trunk's current weights and geometry (read-only; see
+        :attr:`fingerprint`).
     """
+
+    source: str
+    provenance: dict[str, Any]
 
     def __init__(self, config: SoundNetConfig) -> None:
         super().__init__()
         self.config = config
+        self.source = ""
+        self.provenance = {}
+        self._fingerprint: tuple[Any, str] | None = None
         self.trunk = nn.ModuleDict()
         channels = 1
         for c in config.convs:
@@ -316,6 +333,31 @@ class SoundNet(nn.Module):
         )
         self._stages = _stages(config)
         self.reset_parameters()
+
+    # -- identity -----------------------------------------------------------------------------
+    @property
+    def fingerprint(self) -> str:
+        """A SHA-256 over the trunk's tensors (as float32), its geometry and the input scale.
+
+        Features at any trunk layer depend only on these, so feature caches and saved SVMs record
+        it and refuse another network's features (heads do not change trunk features and are left
+        out). It follows the weights: computed when asked and recomputed once any trunk tensor
+        changed (training steps, ``load_state_dict``, a dtype change), so a network fine-tuned in
+        memory never reports the checkpoint it started from.
+        """
+        tensors = sorted(self.trunk.state_dict().items())
+        # In-place updates bump a tensor's version; replaced storage changes its pointer.
+        key = (id(self.config), tuple((k, v.data_ptr(), v._version, v.dtype) for k, v in tensors))
+        if self._fingerprint is None or self._fingerprint[0] != key:
+            h = hashlib.sha256()
+            h.update(json.dumps([c.__dict__ for c in self.config.convs], sort_keys=True).encode())
+            h.update(repr(self.config.input_scale).encode())
+            for name, value in tensors:
+                if value.is_floating_point():
+                    h.update(name.encode())
+                    h.update(value.detach().float().cpu().contiguous().numpy().tobytes())
+            self._fingerprint = (key, h.hexdigest())
+        return self._fingerprint[1]
 
     # -- parameters ---------------------------------------------------------------------------
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:

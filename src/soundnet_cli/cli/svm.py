@@ -208,7 +208,7 @@ def _save_final(features: "FeatureSet", proto: Any, report: "CVReport", seed: in
     if out_path is None:
         return None
     info = {"dataset": str(features.dataset.root), "layout": features.dataset.layout,
-            "weights": getattr(model, "source", ""), "soundnet_cli": __version__,
+            "weights": model.source, "soundnet_cli": __version__,
             "cv_accuracy": {"mean": report.mean, "std": report.std, "folds": len(report.folds)},
             "seed": seed}
     with err.status("fitting the final model on all clips…") if not quiet else nullcontext():
@@ -227,7 +227,7 @@ def _summary(ds: "Dataset", features: "FeatureSet", proto: Any, report: "CVRepor
                     "classes": len(ds.classes), "used_clips": len(features.dataset),
                     "missing": [str(p) for p in ds.missing],
                     "failed": [{"path": str(p), "error": m} for p, m in features.failures]},
-        "weights": {"source": getattr(model, "source", ""), "fingerprint": key.fingerprint},
+        "weights": {"source": model.source, "fingerprint": key.fingerprint},
         "layer": key.layer, "input_scale": key.input_scale,
         "protocol": proto.to_dict(), "window_frames": features.window,
         "frames_per_clip": sorted({a.shape[0] for a in features.activations}),

@@ -74,14 +74,8 @@ class FeatureSet:
 
 
 def model_fingerprint(model: "SoundNet") -> str:
-    """The network's weights fingerprint (set when loaded from a checkpoint, else computed)."""
-    fp = getattr(model, "fingerprint", None)
-    if not fp:
-        from ..weights.checkpoint import weights_fingerprint
-
-        fp = weights_fingerprint(model)
-        model.fingerprint = fp  # type: ignore[attr-defined]
-    return fp
+    """The network's weights fingerprint (:attr:`~soundnet_cli.model.SoundNet.fingerprint`)."""
+    return model.fingerprint
 
 
 def feature_key(model: "SoundNet", layer: str, protocol: Protocol) -> FeatureKey:

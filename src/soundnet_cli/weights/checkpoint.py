@@ -57,9 +57,8 @@ class Checkpoint:
                 f"(missing: {sorted(missing)[:5]}, unexpected: {sorted(unexpected)[:5]})"
             )
         model.eval()
-        model.fingerprint = weights_fingerprint(model)  # type: ignore[attr-defined]
-        model.provenance = dict(self.provenance)  # type: ignore[attr-defined]
-        model.source = str(self.path) if self.path else ""  # type: ignore[attr-defined]
+        model.provenance = dict(self.provenance)
+        model.source = str(self.path) if self.path else ""
         return model
 
 
@@ -146,16 +145,5 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def weights_fingerprint(model: SoundNet) -> str:
-    """A SHA-256 over the trunk's tensors (as float32) and geometry, independent of file format.
-
-    Features at any trunk layer depend only on these, so an SVM fit on one network's features can
-    refuse another network's (heads do not change trunk features and are left out).
-    """
-    h = hashlib.sha256()
-    h.update(json.dumps([c.__dict__ for c in model.config.convs], sort_keys=True).encode())
-    h.update(repr(model.config.input_scale).encode())
-    for key, value in sorted(model.trunk.state_dict().items()):
-        if value.is_floating_point():
-            h.update(key.encode())
-            h.update(value.detach().float().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
+    """The network's :attr:`~soundnet_cli.model.SoundNet.fingerprint` (of its current weights)."""
+    return model.fingerprint
