@@ -25,9 +25,10 @@ from soundnet_cli.datasets import cv_splits, load_dataset
 from soundnet_cli.errors import DatasetError, SvmError
 from soundnet_cli.model import SoundNet, make_config
 from soundnet_cli.svm.features import extract_features
-from soundnet_cli.svm.fit import cross_validate, fit_svm, inner_splits, iter_svm_tags
+from soundnet_cli.svm.fit import cross_validate, fit_svm, inner_splits
 from soundnet_cli.svm.model import SvmModel, paper_windows, window_frames
 from soundnet_cli.svm.protocol import Protocol
+from soundnet_cli.tag import SvmScorer, result_to_json, tag_files
 
 RATE = 22_050
 CLASSES = ("clicks", "high", "low", "noise")
@@ -368,30 +369,27 @@ def test_two_class_models(data_root, network, tmp_path):
 
 # -- tagging with an SVM -------------------------------------------------------------------------
 
-def test_iter_svm_tags(fitted, network, tmp_path):
+def test_tag_files_with_an_svm_scorer(fitted, network, tmp_path):
+    # The one way to tag with an SVM (soundnet tag --svm): tag_files with tag.SvmScorer.
     _, svm = fitted["paper"]
     sf.write(tmp_path / "high.wav", make_clip("high", 99, 2.0), RATE)
     sf.write(tmp_path / "long.wav", make_clip("clicks", 98, 14.0), RATE)
     (tmp_path / "bad.wav").write_bytes(b"nope")
-    results = list(iter_svm_tags(svm, network, [tmp_path / "high.wav", tmp_path / "bad.wav",
-                                                tmp_path / "long.wav"], top_k=2))
+    results = list(tag_files(network, [tmp_path / "high.wav", tmp_path / "bad.wav",
+                                       tmp_path / "long.wav"], scorers=[SvmScorer(svm)]))
     high, bad, long = results
-    assert high.ok and high.top[0][0] == "high" and len(high.top) == 2
-    assert high.tiled_to == pytest.approx(10.0)  # looped to 10 s as in training
-    assert high.step_scores.shape == (25, 4) and high.starts.shape == (25,)
+    top = high.head("svm").top_k(2)
+    assert high.ok and top[0].label == "high" and len(top) == 2
+    assert high.tiled and high.analysed_duration == pytest.approx(10.0)  # looped to 10 s as in training
+    assert high.head("svm").scores.shape == (25, 4)
     assert not bad.ok and "bad.wav" in bad.error
-    assert long.top[0][0] == "clicks" and long.tiled_to == 0.0
-    seg = long.segments
-    assert seg[0]["start"] == 0 and seg[-1]["end"] == pytest.approx(14.0)
-    assert all(a["end"] == b["start"] for a, b in zip(seg, seg[1:]))  # contiguous, no overlap
-    assert {s["label"] for s in seg} <= set(CLASSES)
-    d = json.loads(json.dumps(high.to_dict(step_top_k=2)))
-    assert d["top"][0]["label"] == "high" and len(d["steps"]) == 25
-    assert len(d["steps"][0]["top"]) == 2 and d["segments"][-1]["end"] == pytest.approx(10.0)
-    assert json.loads(json.dumps(bad.to_dict()))["error"]
-    assert long.step_scores.shape[0] == network.geometry("pool5").frames(14 * RATE) - 2
+    assert long.head("svm").top_k(1)[0].label == "clicks" and not long.tiled
+    assert long.head("svm").steps == network.geometry("pool5").frames(14 * RATE) - 2
+    d = json.loads(json.dumps(result_to_json(high, top_k=2, segments=True)))
+    assert d["heads"][0]["top"][0]["label"] == "high" and len(d["heads"][0]["segments"]) == 25
     with pytest.raises(SvmError, match="fit on features of network"):
-        next(iter_svm_tags(svm, calibrated_network(seed=1), [tmp_path / "high.wav"]))
+        next(tag_files(calibrated_network(seed=1), [tmp_path / "high.wav"],
+                       scorers=[SvmScorer(svm)]))
 
 
 # -- options ------------------------------------------------------------------------------------

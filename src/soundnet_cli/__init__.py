@@ -41,7 +41,6 @@ _EXPORTS = {
     "extract_features": "svm.features",
     "fit_svm": "svm.fit",
     "cross_validate": "svm.fit",
-    "iter_svm_tags": "svm.fit",
     "SvmModel": "svm.model",
     "resolve_device": "runtime.device",
     "SoundNetError": "errors",

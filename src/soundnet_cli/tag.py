@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple, Protocol,
 
 import numpy as np
 
+from .errors import SoundNetError
 from .model import Geometry, SoundNet, min_tag_samples
 from .runtime.stream import DEFAULT_CHUNK_SECONDS, LONG_FILE_SECONDS
 
@@ -150,6 +151,10 @@ class Scorer(Protocol):
     min_samples
         Clips shorter than this many samples are tiled up to it before the network runs
         (0: only what the layer itself needs).
+
+    Optional: ``input_scale`` (the scale of [-1, 1] audio the layer must be computed at, e.g. the
+    one an SVM was fit at; absent or ``None``: the network's own) and ``check_model(model)``
+    (raise if the scorer does not fit ``model``), both used by :func:`tag_files`.
     """
 
     name: str
@@ -221,6 +226,16 @@ class SvmScorer:
     def min_samples(self) -> int:
         return int(self.svm.loop_samples or self.svm.min_samples)
 
+    @property
+    def input_scale(self) -> float:
+        """The input scale the SVM's features were computed at."""
+        return float(self.svm.input_scale)
+
+    def check_model(self, model: SoundNet) -> None:
+        """Raise :class:`~soundnet_cli.errors.SvmError` unless ``model`` is the network the SVM
+        was fit on (same trunk weights)."""
+        self.svm.check_network(model.fingerprint)
+
     def score(self, activations: np.ndarray, geometry: Geometry, sample_rate: int) -> HeadScores:
         steps, clip = self.svm.decision_steps(activations)
         frames = activations.shape[0] - steps.shape[0] + 1  # frames one step reads
@@ -287,6 +302,10 @@ def tag_files(
     from .runtime.batch import iter_activations
 
     scorers = list(head_scorers(model) if scorers is None else scorers)
+    for s in scorers:
+        check = getattr(s, "check_model", None)
+        if check is not None:
+            check(model)
     layers = list(dict.fromkeys(s.layer for s in scorers))
     rate = model.config.sample_rate
     geometry = {name: model.geometry(name) for name in layers}
@@ -294,7 +313,7 @@ def tag_files(
     for clip in iter_activations(model, paths, layers, device=device, batch_size=batch_size,
                                  workers=workers, min_samples=tile_to or None,
                                  long_seconds=long_seconds, chunk_seconds=chunk_seconds,
-                                 decoder=decoder):
+                                 input_scale=_input_scale(model, scorers), decoder=decoder):
         if not clip.ok or clip.activations is None:
             yield TagResult(clip.path, error=clip.error or f"{clip.path}: failed")
             continue
@@ -306,6 +325,18 @@ def tag_files(
                          f"{clip.tiled_to:.2f} s as the original does")
         heads = [s.score(clip.activations[s.layer], geometry[s.layer], rate) for s in scorers]
         yield TagResult(clip.path, heads, clip.duration, analysed, notes)
+
+
+def _input_scale(model: SoundNet, scorers: Sequence[Scorer]) -> float | None:
+    """The one input scale all scorers need (``None``: the network's own, the usual case)."""
+    own = float(model.config.input_scale)
+    scales = {float(getattr(s, "input_scale", None) or own) for s in scorers}
+    if len(scales) > 1:
+        raise SoundNetError(f"these scorers need the network at different input scales "
+                            f"({', '.join(f'{x:g}' for x in sorted(scales))}); tag with each "
+                            "group in its own call")
+    scale = scales.pop() if scales else own
+    return None if scale == own else scale
 
 
 # ---------------------------------------------------------------------------------------------

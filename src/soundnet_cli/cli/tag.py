@@ -86,16 +86,11 @@ def tag(
 
 
 def _svm_scorers(path: Path, model: Any) -> list:
-    """The SVM as the only scorer; the network computes at the SVM's input scale."""
-    import dataclasses
-
+    """The SVM as the only scorer (tag_files runs the network at the SVM's input scale)."""
     from ..svm.model import SvmModel
     from ..tag import SvmScorer
 
-    svm = SvmModel.load(path, expected_fingerprint=model.fingerprint)
-    if svm.input_scale != model.config.input_scale:
-        model.config = dataclasses.replace(model.config, input_scale=svm.input_scale)
-    return [SvmScorer(svm)]
+    return [SvmScorer(SvmModel.load(path, expected_fingerprint=model.fingerprint))]
 
 
 def _emitter(fmt: str, top_k: int, segments: bool):

@@ -19,8 +19,9 @@ liblinear on large problems), or with liblinear itself (``Protocol(solver="libli
 
 Pipeline: :func:`extract_features` (network -> cached per-clip activations, a
 :class:`FeatureSet`) -> :func:`cross_validate` (a :class:`~.report.CVReport`) and
-:func:`fit_svm` (an :class:`SvmModel`, saved as plain arrays + JSON). :func:`iter_svm_tags` tags
-audio files with a fitted model.
+:func:`fit_svm` (an :class:`SvmModel`, saved as plain arrays + JSON). Tagging with a fitted model
+is :class:`soundnet_cli.tag.SvmScorer` in :func:`soundnet_cli.tag.tag_files` (``soundnet tag
+--svm``): streamed like any other head, in the tag schema.
 
 Modules: :mod:`.protocol` (the two protocols, :class:`~.protocol.Protocol`), :mod:`.features`
 (network -> per-clip activations, through :mod:`.cache`), :mod:`.fit` (fitting and
@@ -38,8 +39,7 @@ _OLD_NAMES = {
                      "SOLVER_MAX_ITER", "Protocol"), "protocol"),
     **dict.fromkeys(("FeatureSet", "model_fingerprint", "feature_key", "extract_features"),
                     "features"),
-    **dict.fromkeys(("inner_splits", "fit_svm", "cross_validate", "SvmTagResult", "iter_svm_tags"),
-                    "fit"),
+    **dict.fromkeys(("inner_splits", "fit_svm", "cross_validate"), "fit"),
     **dict.fromkeys(("FeatureCache", "FeatureKey", "default_cache_dir"), "cache"),
     **dict.fromkeys(("SvmModel", "paper_clip_scores", "pooled_scores", "pooled_stats",
                      "window_frames"), "model"),

@@ -6,26 +6,23 @@ pooled protocol.
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from ..datasets import Dataset, Split, cv_splits
 from ..errors import DatasetError
-from .features import FeatureSet, model_fingerprint
+from .features import FeatureSet
 from .model import SvmModel, paper_clip_scores, pooled_scores
 from .protocol import Protocol
 from .report import CVReport, FoldResult
 
 if TYPE_CHECKING:
-    import torch
 
-    from ..model import SoundNet
+    pass
 
 #: Test clips scored per chunk in the paper protocol (bounds the memory of window matrices).
 _SCORE_CHUNK = 64
@@ -238,93 +235,3 @@ def cross_validate(
         for s, inn in zip(splits, inner)
     )
     return CVReport(classes=ds.classes, labels=ds.labels, folds=list(folds))
-
-
-# ---------------------------------------------------------------------------------------------
-# Tagging with a fitted SVM
-
-
-@dataclass
-class SvmTagResult:
-    """One file tagged by an :class:`SvmModel`.
-
-    ``starts``/``ends`` ``(steps,)`` seconds of each step window on the (possibly looped) input;
-    ``step_scores`` ``(steps, classes)`` and ``clip_scores`` ``(classes,)`` are SVM decision
-    values (margins, not probabilities); ``top`` the ``top_k`` best (class, clip score);
-    ``segments`` the runs of steps with the same best class (see :meth:`SvmModel.segments`);
-    ``classes`` the SVM's class names (the columns of the scores).
-    """
-
-    path: Path
-    duration: float = 0.0
-    tiled_to: float = 0.0
-    starts: np.ndarray | None = None
-    ends: np.ndarray | None = None
-    step_scores: np.ndarray | None = None
-    clip_scores: np.ndarray | None = None
-    top: list[tuple[str, float]] = field(default_factory=list)
-    error: str | None = None
-    warnings: list[str] = field(default_factory=list)
-    segments: list[dict[str, Any]] = field(default_factory=list)
-    classes: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def to_dict(self, step_top_k: int = 1, steps: bool = True) -> dict[str, Any]:
-        """JSON-ready: ``path``, ``duration``, ``tiled_to`` (s), ``top`` (``[{label, score}]``),
-        ``segments`` and, with ``steps``, ``steps`` (``[{start, end, top}]``); or ``error``."""
-        if self.error is not None:
-            return {"path": str(self.path), "error": self.error}
-        d: dict[str, Any] = {
-            "path": str(self.path), "duration": round(self.duration, 3),
-            "tiled_to": round(self.tiled_to, 3),
-            "top": [{"label": c, "score": s} for c, s in self.top],
-            "segments": self.segments,
-        }
-        if steps and self.step_scores is not None:
-            assert self.starts is not None and self.ends is not None
-            d["steps"] = [
-                {"start": round(float(a), 3), "end": round(float(b), 3),
-                 "top": [{"label": self.classes[k], "score": float(row[k])}
-                         for k in np.argsort(-row, kind="stable")[:step_top_k]]}
-                for a, b, row in zip(self.starts, self.ends, self.step_scores)
-            ]
-        if self.warnings:
-            d["warnings"] = self.warnings
-        return d
-
-
-def iter_svm_tags(
-    svm: SvmModel,
-    model: "SoundNet",
-    paths: Sequence[str | os.PathLike],
-    *,
-    top_k: int = 5,
-    device: "torch.device | str" = "cpu",
-    batch_size: int = 16,
-    workers: int = 0,
-) -> Iterator[SvmTagResult]:
-    """Tag ``paths`` with ``svm``'s classes, in input order; failed files carry ``error``.
-
-    Features are computed as the SVM was fit: the same layer and input scale; with the paper
-    protocol clips shorter than 10 s are looped to 10 s (longer files are kept whole and scored
-    window by window). Raises :class:`SvmError` if ``model`` is not the network ``svm`` was fit on.
-    """
-    from ..runtime.batch import iter_activations
-
-    svm.check_network(model_fingerprint(model))
-    least = svm.loop_samples if svm.loop_samples is not None else svm.min_samples
-    for r in iter_activations(model, paths, [svm.layer], device=device, batch_size=batch_size,
-                              workers=workers, min_samples=least, input_scale=svm.input_scale):
-        if r.error is not None:
-            yield SvmTagResult(r.path, error=r.error)
-            continue
-        steps, clip = svm.decision_steps(r.activations[svm.layer])  # type: ignore[index]
-        starts, ends = svm.step_times(steps.shape[0])
-        order = np.argsort(-clip, kind="stable")[:top_k]
-        length = r.tiled_to or r.duration
-        yield SvmTagResult(r.path, r.duration, r.tiled_to, starts, ends, steps, clip,
-                           [(svm.classes[i], float(clip[i])) for i in order], None,
-                           list(r.warnings), svm.segments(steps, length), svm.classes)
