@@ -128,7 +128,7 @@ def cv_splits(
         splits = _predefined_splits(dataset)
         if test_folds is None:
             return splits
-        present = {s.test_fold for s in splits}
+        present = {s.test_fold for s in splits if s.test_fold is not None}
         unknown = sorted(set(test_folds) - present)
         if unknown:
             raise DatasetError(f"{dataset.root}: no fold {unknown[0]} (folds present: "

@@ -40,7 +40,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence, TypedDict
 
 import numpy as np
 
@@ -48,9 +48,10 @@ from .errors import OutputError, SoundNetError
 from .fsutil import atomic_path, atomic_write_text, mirrored_output
 
 if TYPE_CHECKING:
-    from .runtime.decode import DecodePool
-    from .model import SoundNet
     import torch
+
+    from .model import SoundNet
+    from .runtime.decode import DecodePool
 
 POOLS = ("none", "mean", "max", "meanmax")
 #: Manifest columns, in order. JSON Lines rows carry the same keys plus ``shape``.
@@ -172,7 +173,13 @@ class _Plan:
             self.todo[path] = [n for n, o in outs.items() if overwrite or not o.exists()]
 
 
-def _timing(model: SoundNet, layer: str) -> dict[str, float]:
+class _Timing(TypedDict):
+    hop_seconds: float
+    window_seconds: float
+    offset_seconds: float
+
+
+def _timing(model: SoundNet, layer: str) -> _Timing:
     g = model.geometry(layer)
     rate = model.config.sample_rate
     return {"hop_seconds": g.hop / rate, "window_seconds": g.receptive_field / rate,
@@ -275,10 +282,10 @@ def extract_files(
     if not chunk_seconds > 0:
         raise ValueError(f"chunk_seconds must be positive, got {chunk_seconds}")
     names = model.resolve_layers(layers)
-    paths = [Path(p) for p in paths]
-    plan = _Plan(paths, [Path(r) for r in roots], Path(out_dir), names, pool, overwrite)
+    files = [Path(p) for p in paths]
+    plan = _Plan(files, [Path(r) for r in roots], Path(out_dir), names, pool, overwrite)
     run: list[Path] = []
-    for path in paths:
+    for path in files:
         if path in plan.collisions:
             continue
         if plan.todo[path]:
@@ -389,8 +396,8 @@ def _stream_file(model: SoundNet, path: Path, duration: float, plan: _Plan, pool
     """
     import warnings
 
-    from .runtime.engine import Engine
     from .errors import SoundNetError
+    from .runtime.engine import Engine
 
     outcome = _skipped_outcome(model, path, plan, pool, duration)
     if not outcome.ok:

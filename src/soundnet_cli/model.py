@@ -19,7 +19,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence, cast
 
 import torch
 from torch import nn
@@ -365,7 +365,8 @@ class SoundNet(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv1d):
                 nn.init.normal_(m.weight, 0.0, 0.01, generator=generator)
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:  # always: every convolution here has a bias
+                    nn.init.zeros_(m.bias)
             elif isinstance(m, nn.BatchNorm1d):
                 nn.init.normal_(m.weight, 1.0, 0.02, generator=generator)
                 nn.init.zeros_(m.bias)
@@ -381,8 +382,9 @@ class SoundNet(nn.Module):
              for h in heads}
         ).to(device)
         for m in new.values():
-            nn.init.normal_(m.weight, 0.0, 0.01)
-            nn.init.zeros_(m.bias)
+            conv = cast(nn.Conv1d, m)
+            nn.init.normal_(conv.weight, 0.0, 0.01)
+            nn.init.zeros_(cast(torch.Tensor, conv.bias))
         self.heads = new
         self.config = config
         self._stages = _stages(config)
@@ -456,7 +458,7 @@ class SoundNet(nn.Module):
         channels = 1
         for stage in self._stages:
             if stage.kind == "conv":
-                channels = self.trunk[stage.name].conv.out_channels
+                channels = cast(ConvBlock, self.trunk[stage.name]).conv.out_channels
             if stage.name == name:
                 return channels
         raise LayerError(name)  # unreachable after resolve_layers
@@ -505,10 +507,11 @@ class SoundNet(nn.Module):
         return (waveform * self.config.input_scale).unsqueeze(1)
 
     def _run_stage(self, name: str, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        k = module.kernel_size if isinstance(module, nn.MaxPool1d) else module.conv.kernel_size[0] \
-            if isinstance(module, ConvBlock) else module.kernel_size[0]
-        pad = 0 if isinstance(module, nn.MaxPool1d) else (
-            module.conv.padding[0] if isinstance(module, ConvBlock) else module.padding[0])
+        if isinstance(module, nn.MaxPool1d):
+            k, pad = cast(int, module.kernel_size), 0  # built from an int
+        else:
+            conv = module.conv if isinstance(module, ConvBlock) else cast(nn.Conv1d, module)
+            k, pad = conv.kernel_size[0], cast(tuple[int, ...], conv.padding)[0]
         if x.shape[-1] + 2 * pad < k:
             raise LayerError(
                 f"input too short for layer {name}: needs at least "

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple, Protocol, Sequence, TypedDict
 
 import numpy as np
 
@@ -48,7 +48,7 @@ class Label(NamedTuple):
     """One ranked label: its name, its index in the head's label list and its score."""
 
     label: str
-    index: int
+    index: int  # type: ignore[assignment]  # the field shadows tuple.index, by design
     score: float
 
 
@@ -157,9 +157,14 @@ class Scorer(Protocol):
     (raise if the scorer does not fit ``model``), both used by :func:`tag_files`.
     """
 
-    name: str
-    layer: str
-    min_samples: int
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def layer(self) -> str: ...
+
+    @property
+    def min_samples(self) -> int: ...
 
     def score(self, activations: np.ndarray, geometry: Geometry, sample_rate: int) -> HeadScores:
         """``activations`` is ``(frames, channels)`` float32 of :attr:`layer`; ``geometry`` its
@@ -175,7 +180,15 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     return (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)
 
 
-def step_timing(geometry: Geometry, sample_rate: int) -> dict[str, float]:
+class Timing(TypedDict):
+    """Seconds of a layer's frames: ``hop``, ``window`` (receptive field) and ``offset``."""
+
+    hop: float
+    window: float
+    offset: float
+
+
+def step_timing(geometry: Geometry, sample_rate: int) -> Timing:
     """``hop``, ``window`` and ``offset`` in seconds of a layer's frames (see module docs)."""
     return {"hop": geometry.hop / sample_rate, "window": geometry.receptive_field / sample_rate,
             "offset": geometry.first_sample / sample_rate}
@@ -301,7 +314,7 @@ def tag_files(
     """
     from .runtime.batch import iter_activations
 
-    scorers = list(head_scorers(model) if scorers is None else scorers)
+    scorers = list(head_scorers(model)) if scorers is None else list(scorers)
     for s in scorers:
         check = getattr(s, "check_model", None)
         if check is not None:
@@ -344,7 +357,7 @@ def _input_scale(model: SoundNet, scorers: Sequence[Scorer]) -> float | None:
 
 
 def _labels_json(labels: Iterable[Label]) -> list[dict[str, Any]]:
-    return [{"label": l.label, "index": l.index, "score": round(l.score, 6)} for l in labels]
+    return [{"label": x.label, "index": x.index, "score": round(x.score, 6)} for x in labels]
 
 
 def result_to_json(result: TagResult, top_k: int = 5, segments: bool = False) -> dict[str, Any]:

@@ -59,14 +59,20 @@ def user_errors() -> Iterator[None]:
         fail(str(e), EXIT_FAILED)
     except KeyboardInterrupt:
         err.print("interrupted; finished outputs are kept, a rerun resumes")
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
 
 
 def make_progress(quiet: bool):
     """A Rich progress display on stderr (disabled with ``quiet`` or when stderr is not a TTY and
     nothing would be shown)."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

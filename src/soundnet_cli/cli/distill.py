@@ -89,11 +89,11 @@ def _run(targets, teacher, arch, init, clip_seconds, crop, kl_weight, kl_reducti
          head_geometry, val_fraction, val_targets, epochs, batch_size, lr, optimizer,
          weight_decay, schedule, warmup, grad_clip, precise_bn, seed, width, run_dir, out_path,
          half, resume, workers, device, quiet) -> None:
-    from ..runtime.device import resolve_device
     from ..distill.student import DistillConfig
     from ..distill.student import distill as run_distill
-    from ..training.supervised import export
+    from ..runtime.device import resolve_device
     from ..training.loop import LoopConfig, dist_info
+    from ..training.supervised import export
     from .progress import TrainingProgress
 
     info = dist_info()

@@ -9,9 +9,20 @@ from typing import Annotated, Optional
 import typer
 
 from ..runtime.workers import early_decoder, plan_workers
-from .common import (AudioProgress, BatchOpt, DeviceOpt, InputsArg, QuietOpt, RecursiveOpt,
-                     WeightsOpt, WorkersOpt, err, report_failures, user_errors, warn)
-
+from .common import (
+    AudioProgress,
+    BatchOpt,
+    DeviceOpt,
+    InputsArg,
+    QuietOpt,
+    RecursiveOpt,
+    WeightsOpt,
+    WorkersOpt,
+    err,
+    report_failures,
+    user_errors,
+    warn,
+)
 
 
 class Pool(str, Enum):

@@ -12,8 +12,21 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from ..runtime.workers import auto_workers
-from .common import (EXIT_USAGE, BatchOpt, DeviceOpt, QuietOpt, WeightsOpt, WorkersOpt, err, fail,
-                     make_progress, out, report_failures, user_errors, warn)
+from .common import (
+    EXIT_USAGE,
+    BatchOpt,
+    DeviceOpt,
+    QuietOpt,
+    WeightsOpt,
+    WorkersOpt,
+    err,
+    fail,
+    make_progress,
+    out,
+    report_failures,
+    user_errors,
+    warn,
+)
 
 if TYPE_CHECKING:
     from ..datasets import Dataset

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional, TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from ..runtime.workers import early_decoder, plan_workers
-from .common import (AudioProgress, BatchOpt, DeviceOpt, InputsArg, QuietOpt, RecursiveOpt,
-                     WeightsOpt, WorkersOpt, out, report_failures, user_errors, warn)
+from .common import (
+    AudioProgress,
+    BatchOpt,
+    DeviceOpt,
+    InputsArg,
+    QuietOpt,
+    RecursiveOpt,
+    WeightsOpt,
+    WorkersOpt,
+    out,
+    report_failures,
+    user_errors,
+    warn,
+)
 
 if TYPE_CHECKING:
     from ..tag import TagResult

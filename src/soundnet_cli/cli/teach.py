@@ -7,8 +7,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import (DeviceOpt, QuietOpt, RecursiveOpt, WorkersOpt, make_progress, out,
-                     report_failures, user_errors, warn)
+from .common import (
+    DeviceOpt,
+    QuietOpt,
+    RecursiveOpt,
+    WorkersOpt,
+    make_progress,
+    out,
+    report_failures,
+    user_errors,
+    warn,
+)
 
 
 def teach(
@@ -106,8 +115,8 @@ def _shard(text: str | None) -> tuple[int, int] | None:
 def _inputs(videos: list[Path], list_file: Path | None,
             recursive: bool) -> tuple[list[Path], list[Path], list[Path]]:
     """Video paths, the directories their clip keys are relative to, and missing inputs."""
-    from ..errors import VideoError
     from ..distill.video import find_video_files
+    from ..errors import VideoError
 
     items: list[Path] = list(videos)
     roots = [v for v in videos if v.is_dir()]

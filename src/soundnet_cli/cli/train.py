@@ -79,11 +79,11 @@ def _run(dataset, labels, layout, arch, init, new_head, val_fold, train_folds, e
          optimizer, weight_decay, schedule, warmup, seed, clip_seconds, crop, gain_db, mix, precise_bn,
          width,
          run_dir, out_path, half, resume, workers, device, quiet) -> None:
-    from ..weights.checkpoint import load_checkpoint
     from ..datasets import load_dataset
     from ..runtime.device import resolve_device
-    from ..training.supervised import AugmentConfig, TrainConfig, export, train_supervised
     from ..training.loop import LoopConfig, dist_info
+    from ..training.supervised import AugmentConfig, TrainConfig, export, train_supervised
+    from ..weights.checkpoint import load_checkpoint
     from .progress import TrainingProgress
 
     if dataset is None and labels is None:
@@ -91,7 +91,8 @@ def _run(dataset, labels, layout, arch, init, new_head, val_fold, train_folds, e
     try:
         folds = tuple(int(f) for f in train_folds.split(",")) if train_folds else None
     except ValueError:
-        raise typer.BadParameter(f"--train-folds {train_folds!r}: comma-separated integers")
+        raise typer.BadParameter(
+            f"--train-folds {train_folds!r}: comma-separated integers") from None
     dev = resolve_device(device)
     data = load_dataset(dataset, layout=layout, labels_csv=labels)
     info = dist_info()

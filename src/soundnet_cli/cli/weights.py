@@ -149,7 +149,8 @@ def import_cmd(
         raise typer.BadParameter("give --name or --out, not both", param_hint="--out")
     with user_errors():
         from ..weights.convert import import_network, label_files
-        from ..weights.registry import CHECKPOINT_SUFFIX, weights_dir as cache_dir
+        from ..weights.registry import CHECKPOINT_SUFFIX
+        from ..weights.registry import weights_dir as cache_dir
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # printed below, once, on stderr
@@ -179,8 +180,8 @@ def info_cmd(
 ) -> None:
     """Architecture, heads, labels, input scale, SHA-256 and provenance of a checkpoint."""
     with user_errors():
-        from ..weights.checkpoint import load_checkpoint
         from ..errors import WeightsError
+        from ..weights.checkpoint import load_checkpoint
         from ..weights.convert import detect_format
         from ..weights.registry import read_header, resolve_weights
 
@@ -262,8 +263,14 @@ class _download_bars:
     """Rich download bars on stderr, one per file: a ``progress(name, done, total)`` callable."""
 
     def __init__(self, quiet: bool) -> None:
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                                   TimeRemainingColumn, TransferSpeedColumn)
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
 
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                                  DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),

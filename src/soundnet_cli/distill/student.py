@@ -40,11 +40,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..weights.checkpoint import load_checkpoint
 from ..errors import TargetsError
 from ..model import ORIGINAL_HEAD_GEOMETRY, HeadSpec, SoundNet, make_config
-from .targets import Entry, TargetsHeader, read_clip_audio, read_clip_probs, read_header, read_index
 from ..training.loop import EpochReport, LoopConfig, fit, seed_everything
+from ..weights.checkpoint import load_checkpoint
+from .targets import Entry, TargetsHeader, read_clip_audio, read_clip_probs, read_header, read_index
 
 #: The original student–teacher optimisation settings (Adam 1e-3, beta1 0.9, batch 64, seed 0).
 ORIGINAL_LOOP = LoopConfig(epochs=10, batch_size=64, lr=1e-3, optimizer="adam", weight_decay=0.0,

@@ -24,15 +24,25 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Sequence, cast
 
 import numpy as np
 import torch
 
 from ..audio import SAMPLE_RATE
 from ..errors import SoundNetError, TargetsError
-from .targets import (INDEX_FILE, IndexWriter, TargetsHeader, TeacherInfo, clip_paths,
-                      init_collection, key_for, read_clip_entry, read_index, write_clip)
+from .targets import (
+    INDEX_FILE,
+    IndexWriter,
+    TargetsHeader,
+    TeacherInfo,
+    clip_paths,
+    init_collection,
+    key_for,
+    read_clip_entry,
+    read_index,
+    write_clip,
+)
 from .teachers import Teacher, check_name, check_teachers, read_labels
 from .video import DecodedVideo, FrameSampling, iter_videos
 
@@ -126,7 +136,7 @@ def teach(
         t.to(device)
     summary = TeachSummary()
     report = _reporter(summary, on_video)
-    todo = _pending(paths, roots, out_dir, cfg, report)
+    todo = _pending(paths, [Path(r) for r in roots], out_dir, cfg, report)
     short = [t.input_short_side for t in teachers]
     sampling = cfg.sampling(max(short) if all(short) else 0)
     with IndexWriter(out_dir, cfg.index_name) as index:
@@ -188,10 +198,12 @@ def _flush(batch: list[tuple[str, DecodedVideo]], teachers: Sequence[Teacher],
     """Run every teacher on the frames of ``batch`` (one pass per teacher) and write the clips."""
     if not batch:
         return
-    probs = {t.name: t.predict_many([v.frames for _, v in batch]) for t in teachers}
+    probs = {t.name: t.predict_many([cast(np.ndarray, v.frames) for _, v in batch])
+             for t in teachers}  # batches hold decoded videos only
     for i, (key, v) in enumerate(batch):
         try:
-            entry = write_clip(out_dir, header, key, v.audio, {n: probs[n][i] for n in probs},
+            entry = write_clip(out_dir, header, key, cast(np.ndarray, v.audio),
+                               {n: probs[n][i] for n in probs},
                                source=str(v.path.resolve()), frame_times=v.frame_times,
                                duration=v.duration)
         except SoundNetError as e:

@@ -32,8 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..weights.checkpoint import file_sha256
 from ..errors import TeacherError
+from ..weights.checkpoint import file_sha256
 
 #: Teacher (head) names: a letter, then letters, digits, ``_`` or ``-``.
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
@@ -137,7 +137,7 @@ class ImageTeacher(Teacher):
         x = x[..., top : top + self.crop, left : left + self.crop]
         return ((x - self.mean) / self.std).contiguous()
 
-    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+    def probabilities(self, x: torch.Tensor) -> np.ndarray:
         """Network input ``(n, 3, crop, crop)`` -> ``(n, classes)`` float32 probabilities."""
         outs = []
         with torch.inference_mode():

@@ -25,12 +25,15 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence, cast
 
 import numpy as np
 
 from ..audio import SAMPLE_RATE, prepare_waveform
 from ..errors import SoundNetError, VideoError
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
 
 #: Suffixes treated as video when a directory is expanded (lower case).
 VIDEO_SUFFIXES = frozenset(
@@ -297,7 +300,8 @@ def iter_videos(paths: Sequence[str | os.PathLike], sampling: FrameSampling, *,
     """Decode videos in ``workers`` background processes (0: in this process), in input order."""
     from ..runtime.batch import iter_dataset
 
-    yield from iter_dataset(VideoFileDataset(paths, sampling), workers=workers, prefetch=prefetch)
+    dataset = cast("Dataset[DecodedVideo]", VideoFileDataset(paths, sampling))  # map-style
+    yield from iter_dataset(dataset, workers=workers, prefetch=prefetch)
 
 
 def find_video_files(inputs: Iterable[str | os.PathLike], *,

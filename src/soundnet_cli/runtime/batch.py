@@ -17,7 +17,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Sequence, cast
 
 import numpy as np
 import torch
@@ -297,6 +297,7 @@ class _Batcher:
         self._ready: list[ClipResult] = []
 
     def add(self, clip: DecodedClip) -> None:
+        assert clip.waveform is not None  # only decoded clips are batched
         wave = tile(clip.waveform, self.need)
         group = self.groups.setdefault(wave.shape[0], [])
         group.append((clip, wave))
@@ -332,10 +333,11 @@ class _Batcher:
         arrays = {n: t.transpose(1, 2).cpu().numpy() for n, t in out.items()}
         results = []
         for j, (clip, _) in enumerate(members):
+            decoded = cast(np.ndarray, clip.waveform)  # batched clips are decoded ones
             results.append(ClipResult(
                 clip.index, clip.path, {n: np.ascontiguousarray(a[j]) for n, a in arrays.items()},
-                duration=clip.waveform.shape[0] / rate,
-                tiled_to=length / rate if length != clip.waveform.shape[0] else 0.0,
+                duration=decoded.shape[0] / rate,
+                tiled_to=length / rate if length != decoded.shape[0] else 0.0,
                 warnings=list(clip.warnings),
             ))
         return results

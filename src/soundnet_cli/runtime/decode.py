@@ -288,7 +288,7 @@ class DecodePool:
                     if self._idle_deaths > 3:
                         raise DecodingError(
                             f"decoding processes keep dying before decoding anything "
-                            f"(last: {_how(proc)}); try --workers 0")
+                            f"(last: {_how(proc)}); try --workers 0") from None
                 self._current[k].value = -1
                 self._start(k, self._next[k])
                 continue

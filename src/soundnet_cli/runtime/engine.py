@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -194,6 +194,7 @@ class Engine:
 def _folded(block: ConvBlock, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Conv weight and bias with eval-mode BatchNorm (and an input scale) folded in."""
     conv, bn = block.conv, block.bn
+    assert conv.bias is not None and bn.running_var is not None and bn.running_mean is not None
     gain = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
     weight = conv.weight.double() * gain[:, None, None] * scale
     bias = (conv.bias.double() - bn.running_mean.double()) * gain + bn.bias.double()
@@ -212,16 +213,17 @@ def _build(model: SoundNet, layers: list[str], device: torch.device, input_scale
         name, module = trunk[i]
         if isinstance(module, ConvBlock):
             pool = 0
-            if (i + 1 <= last and isinstance(trunk[i + 1][1], nn.MaxPool1d)
-                    and name not in wanted):
-                pool, name = trunk[i + 1][1].kernel_size, trunk[i + 1][0]
+            after = trunk[i + 1][1] if i + 1 <= last else None
+            if isinstance(after, nn.MaxPool1d) and name not in wanted:
+                pool, name = cast(int, after.kernel_size), trunk[i + 1][0]
             weight, bias = _folded(module, input_scale if first else 1.0)
             stages.append(_conv_stage(name, weight.to(device), bias.to(device), channels,
                                       module.conv, pool, s2d and channels == 1))
             channels, first = module.conv.out_channels, False
             i += 2 if pool else 1
         else:
-            stages.append(_pool_stage(name, channels, module.kernel_size))
+            assert isinstance(module, nn.MaxPool1d)
+            stages.append(_pool_stage(name, channels, cast(int, module.kernel_size)))
             i += 1
     for group in _head_groups(model, heads):
         stages.append(_heads_stage(model, group, channels, device))
@@ -235,7 +237,7 @@ def _build(model: SoundNet, layers: list[str], device: torch.device, input_scale
 
 def _conv_stage(name: str, weight: torch.Tensor, bias: torch.Tensor, in_channels: int,
                 conv: nn.Conv1d, pool: int, s2d: bool) -> Stage:
-    k, s, p = conv.kernel_size[0], conv.stride[0], conv.padding[0]
+    k, s, p = conv.kernel_size[0], conv.stride[0], cast(tuple[int, ...], conv.padding)[0]
     out = weight.shape[0]
     kernel, stride = (k + (pool - 1) * s, s * pool) if pool else (k, s)
     if s2d:
@@ -295,18 +297,19 @@ def _space_to_depth(weight: torch.Tensor, bias: torch.Tensor, k: int, s: int,
 def _head_groups(model: SoundNet, heads: list[str]) -> list[list[str]]:
     groups: dict[tuple[int, int, int], list[str]] = {}
     for name in heads:
-        conv = model.heads[name]
-        key = (conv.kernel_size[0], conv.stride[0], conv.padding[0])
+        conv = cast(nn.Conv1d, model.heads[name])
+        key = (conv.kernel_size[0], conv.stride[0], cast(tuple[int, ...], conv.padding)[0])
         groups.setdefault(key, []).append(name)
     return list(groups.values())
 
 
 def _heads_stage(model: SoundNet, names: list[str], channels: int,
                  device: torch.device) -> Stage:
-    convs = [model.heads[n] for n in names]
+    convs = [cast(nn.Conv1d, model.heads[n]) for n in names]
     weight = torch.cat([c.weight.detach() for c in convs]).float().to(device)
-    bias = torch.cat([c.bias.detach() for c in convs]).float().to(device)
-    k, s, p = convs[0].kernel_size[0], convs[0].stride[0], convs[0].padding[0]
+    bias = torch.cat([cast(torch.Tensor, c.bias).detach() for c in convs]).float().to(device)
+    k, s = convs[0].kernel_size[0], convs[0].stride[0]
+    p = cast(tuple[int, ...], convs[0].padding)[0]
     return Stage(tuple(names), tuple(c.out_channels for c in convs), channels, k, s, p,
                  lambda x: F.conv1d(x, weight, bias, s),
                  weight_bytes=weight.numel() * weight.element_size(), head=True)

@@ -27,7 +27,7 @@ import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, NamedTuple, Sequence, TypeVar
+from typing import BinaryIO, Iterable, Iterator, Mapping, NamedTuple, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -449,7 +449,7 @@ class NpyStreamWriter:
         self.dtype = np.dtype(dtype)
         self.rows = 0
         self._stack = contextlib.ExitStack()
-        self._file = None
+        self._file: BinaryIO | None = None
 
     def __enter__(self) -> "NpyStreamWriter":
         tmp = self._stack.enter_context(atomic_path(self.path))
@@ -457,20 +457,25 @@ class NpyStreamWriter:
         self._file.write(self._header(0))
         return self
 
+    @property
+    def _out(self) -> BinaryIO:
+        assert self._file is not None, "NpyStreamWriter is used as a context manager"
+        return self._file
+
     def append(self, rows: np.ndarray) -> None:
         """Append ``(n, channels)`` rows (converted to the writer's dtype)."""
         rows = np.ascontiguousarray(rows, dtype=self.dtype)
         if rows.ndim != 2 or rows.shape[1] != self.channels:
             raise ValueError(f"expected (n, {self.channels}) rows, got {rows.shape}")
-        self._file.write(rows.data)
+        self._out.write(rows.data)
         self.rows += rows.shape[0]
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if exc_type is None:
-                self._file.seek(0)
-                self._file.write(self._header(self.rows))
-                self._file.flush()
+                self._out.seek(0)
+                self._out.write(self._header(self.rows))
+                self._out.flush()
         finally:
             # Closes the file, then renames it into place (or removes it after an error).
             self._stack.__exit__(exc_type, exc, tb)
@@ -491,7 +496,7 @@ class NpyStreamWriter:
 def stream_to_npy(
     model: SoundNet,
     path: str | os.PathLike,
-    outputs: Mapping[str | int, str | os.PathLike],
+    outputs: Mapping[str, str | os.PathLike] | Mapping[int, str | os.PathLike],
     *,
     chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
     device: torch.device | str | None = None,

@@ -44,7 +44,7 @@ def auto_workers(device: object, files: int, requested: int | None = None) -> in
 
 
 def plan_workers(device: object, files: int, requested: int | None = None,
-                 decoder: object | None = None) -> int:
+                 decoder: DecodePool | None = None) -> int:
     """:func:`auto_workers` (or the processes of an already started ``decoder``, see
     :func:`early_decoder`), then :func:`configure_threads` for them; returns the workers."""
     workers = decoder.workers if decoder is not None else auto_workers(device, files, requested)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence, cast
 
 import numpy as np
 
@@ -148,7 +148,7 @@ def extract_features(
     for n in names:
         geo = model.geometry(n)
         out[n] = FeatureSet(
-            keys[n], kept, [acts[n][i] for i in keep],  # type: ignore[misc]
+            keys[n], kept, [cast(np.ndarray, acts[n][i]) for i in keep],  # all kept: computed
             geo.frames(ten_seconds),
             {"hop": geo.hop, "receptive_field": geo.receptive_field,
              "first_sample": geo.first_sample, "sample_rate": model.config.sample_rate},

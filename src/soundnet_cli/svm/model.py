@@ -196,8 +196,8 @@ class SvmModel:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the model to ``path`` (``.npz``) atomically; returns the path."""
         buf = io.BytesIO()
-        np.savez(buf, meta=np.array(json.dumps(self.meta(), sort_keys=True, default=str)),
-                 **{k: np.asarray(getattr(self, k), dtype=np.float64) for k in _ARRAYS})
+        arrays: dict[str, Any] = {k: np.asarray(getattr(self, k), dtype=np.float64) for k in _ARRAYS}
+        np.savez(buf, meta=np.array(json.dumps(self.meta(), sort_keys=True, default=str)), **arrays)
         path = Path(path)
         with atomic_path(path) as tmp:
             tmp.write_bytes(buf.getvalue())

@@ -31,10 +31,10 @@ from typing import Any, Callable, Iterable, Mapping, Protocol
 import torch
 from torch import nn
 
-from ..weights.checkpoint import save_checkpoint
 from ..errors import SoundNetError
 from ..fsutil import atomic_path
 from ..model import SoundNet
+from ..weights.checkpoint import save_checkpoint
 
 STATE_FILE = "state.pt"
 METRICS_FILE = "metrics.jsonl"

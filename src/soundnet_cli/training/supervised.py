@@ -28,11 +28,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..weights.checkpoint import load_checkpoint, save_checkpoint
 from ..datasets import Dataset, readable_label
 from ..errors import DatasetError, SoundNetError
-from ..runtime.batch import iter_decoded, tile
 from ..model import SoundNet, classifier_head, make_config
+from ..runtime.batch import iter_decoded, tile
+from ..weights.checkpoint import load_checkpoint, save_checkpoint
 from .loop import EpochReport, LoopConfig, fit
 
 

@@ -107,7 +107,8 @@ def _bn_status(trunk: Sequence[ConvParams]) -> tuple[str, list[str]]:
                if c.bn is None or c.bn.running_mean is None or c.bn.running_var is None]
     if missing:
         return "missing", missing
-    if all(np.all(c.bn.running_mean == 0) and np.all(c.bn.running_var == 1) for c in trunk):
+    if all(np.all(c.bn.running_mean == 0) and np.all(c.bn.running_var == 1)  # type: ignore[union-attr]
+           for c in trunk):  # every bn and statistic is present: checked just above
         return "default", [c.name for c in trunk]
     return "present", []
 
@@ -277,7 +278,8 @@ def import_network(
     names = {head: read_labels(file) for head, file in (labels or {}).items()}
     detected = detect_format(path) if fmt == "auto" else fmt
     if detected == "soundnet-cli":
-        model, notes, details = _reimport(path, names), [], {}
+        notes: list[str] = []
+        model, details = _reimport(path, names), {}
         status = "present"
     else:
         source = read_source(path, detected, member=member, arch=arch)

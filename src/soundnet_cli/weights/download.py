@@ -274,8 +274,9 @@ def fetch(remote: RemoteFile, directory: str | os.PathLike, *, url: str | None =
             + ("If you trust the new file, rerun with --reset-hash." if not remote.sha256 else "")
         ) from e
     except requests.exceptions.HTTPError as e:
-        raise DownloadError(f"{name}: {url} answered {e.response.status_code} "
-                            f"{e.response.reason}") from e
+        answer = (f"{e.response.status_code} {e.response.reason}" if e.response is not None
+                  else str(e))
+        raise DownloadError(f"{name}: {url} answered {answer}") from e
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
             requests.exceptions.ChunkedEncodingError) as e:
         kept = downloader.partial.stat().st_size if downloader.partial.exists() else 0

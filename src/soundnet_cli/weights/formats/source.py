@@ -445,9 +445,9 @@ def _sequence(fmt: str, layers: list[tuple[str, dict[str, Any]]], path: Path) ->
         if not convs or convs[-1].bn is not None:
             raise WeightsError(f"{label}: BatchNorm parameters without a convolution before them")
         n = convs[-1].out_channels
-        convs[-1].bn = BatchNormParams(
-            *(_vector(params.get(k), n, f"{label} {k}")
-              for k in ("bn_weight", "bn_bias", "running_mean", "running_var")))
+        weight, bias, mean, var = (_vector(params.get(k), n, f"{label} {k}")
+                                   for k in ("bn_weight", "bn_bias", "running_mean", "running_var"))
+        convs[-1].bn = BatchNormParams(weight, bias, mean, var)
     if len(convs) < 3:
         raise WeightsError(f"{path}: found {len(convs)} convolutions; SoundNet has 9 (SoundNet-8) "
                            "or 6 (SoundNet-5), heads included")

@@ -24,6 +24,7 @@ Tensor views are bounds-checked against their storage, so a corrupt file raises
 
 from __future__ import annotations
 
+import builtins  # _Reader has a method named int, which annotations in its body would see
 import struct
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -86,10 +87,10 @@ class _Reader:
     def int(self) -> int:
         return struct.unpack("<i", self._read_exact(4))[0]
 
-    def long(self) -> int:
+    def long(self) -> builtins.int:
         return struct.unpack("<q", self._read_exact(8))[0]
 
-    def longs(self, n: int) -> list[int]:
+    def longs(self, n: builtins.int) -> list[builtins.int]:
         return list(struct.unpack(f"<{n}q", self._read_exact(8 * n))) if n else []
 
     def string(self) -> bytes:
@@ -124,7 +125,7 @@ class _Reader:
         self.objects[index] = LuaFunction(bytecode, self.obj())
         return self.objects[index]
 
-    def _table(self, index: int) -> dict | list:
+    def _table(self, index: builtins.int) -> dict | list:
         table: dict[Any, Any] = {}
         self.objects[index] = table  # before the contents: tables may refer to themselves
         n = self.int()
@@ -140,7 +141,7 @@ class _Reader:
             return as_list
         return table
 
-    def _torch(self, index: int) -> Any:
+    def _torch(self, index: builtins.int) -> Any:
         version_text = self.string()
         if version_text.startswith(b"V "):
             try:
