@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from soundnet_cli.errors import LayerError
 from soundnet_cli.model import SoundNet, make_config, min_tag_samples
 
-from conftest import make_tiny_model, synth
+from conftest import make_tiny_model, synth, tiny_config
 
 #: SOUNDNET.md's SoundNet-8 table, retyped on purpose (the test must not read the preset):
 #: name -> (kind, kernel, stride, padding, module number, hop, frames at 5/10/20 s).
@@ -162,3 +162,74 @@ def test_init_follows_the_original():
     bn = model.trunk["conv3"].bn.weight.detach()
     assert abs(float(w.std()) - 0.01) < 0.001 and not model.trunk["conv3"].conv.bias.any()
     assert abs(float(bn.mean()) - 1.0) < 0.01 and abs(float(bn.std()) - 0.02) < 0.01
+
+
+# -- training-mode fusion of pooled layers ----------------------------------------------------
+
+
+def _train_step(model: SoundNet, x: torch.Tensor, layers: list[str]):
+    """Outputs, parameter gradients and buffers after one training-mode pass of ``model``."""
+    out = model.features(x, layers)
+    loss = sum((v * torch.linspace(-1, 1, v.shape[-1], dtype=v.dtype)).square().mean()
+               for v in out.values())
+    model.zero_grad()
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return out, grads, {n: b.clone() for n, b in model.named_buffers()}
+
+
+@pytest.mark.parametrize("arch,samples,layers,momentum", [
+    ("soundnet8", 22050 * 10 + 7, ["objects", "scenes"], 0.1),  # frames not a multiple of 16
+    ("soundnet8", 32 * 700 - 2, ["conv3"], 0.1),                  # a whole number of s2d rows
+    ("soundnet8", 22050 * 3, ["pool1", "conv5"], None),          # cumulative BN (precise BN)
+    ("soundnet5", 22050 * 4, ["pool3"], 0.1),                    # every layer pooled
+])
+def test_fused_training_pass_equals_the_op_by_op_one(arch, samples, layers, momentum):
+    """The fused pooled layers (space-to-depth conv1, Gram statistics, pool before BN+ReLU) give
+    the op-by-op network's outputs, gradients and BatchNorm running statistics, in float64 to
+    rounding; a negative BatchNorm weight (min-pooling) is covered."""
+    torch.manual_seed(3)
+    fused = SoundNet(make_config(arch, tiny_config(arch).heads, width=1 / 4)).double().train()
+    with torch.no_grad():
+        fused.trunk["conv1"].bn.weight[1] = -0.5
+        fused.trunk["conv2"].bn.weight[0] = -1.5
+    for m in fused.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.momentum = momentum
+    plain = SoundNet(fused.config).double().train()
+    plain.load_state_dict(fused.state_dict())
+    for m in plain.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.momentum = momentum
+    plain.fuse_pooled_layers = False
+    x = 0.1 * torch.randn(3, samples, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    a_out, a_grad, a_buf = _train_step(fused, x, layers)
+    b_out, b_grad, b_buf = _train_step(plain, x, layers)
+    for k in b_out:
+        torch.testing.assert_close(a_out[k], b_out[k], rtol=1e-10, atol=1e-10)
+    assert a_grad.keys() == b_grad.keys()
+    for k in b_grad:
+        scale = max(1e-12, float(b_grad[k].abs().max()))
+        if k.endswith("conv.bias"):  # zero in exact arithmetic (BatchNorm follows): rounding only
+            assert float(a_grad[k].abs().max()) < 1e-8 and scale < 1e-8
+            continue
+        torch.testing.assert_close(a_grad[k] / scale, b_grad[k] / scale, rtol=0, atol=1e-9)
+    for k in b_buf:
+        torch.testing.assert_close(a_buf[k].double(), b_buf[k].double(), rtol=1e-10, atol=1e-10)
+
+
+def test_fusion_is_off_in_eval_mode_and_for_requested_conv_outputs():
+    model = make_tiny_model().train()
+    calls = []
+    block = model.trunk["conv1"]
+    original = block.forward_pooled
+    block.forward_pooled = lambda x, pool: calls.append(pool) or original(x, pool)  # type: ignore
+    x = 0.1 * torch.randn(2, 22050 * 3, generator=torch.Generator().manual_seed(0))
+    model.features(x, ["conv1", "conv2"])  # conv1 itself is wanted: not fused
+    assert calls == []
+    model.features(x, ["conv2"])
+    assert calls == [8]
+    model.eval()
+    with torch.no_grad():
+        model.features(x, ["conv2"])
+    assert calls == [8]

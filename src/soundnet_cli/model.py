@@ -292,6 +292,136 @@ class ConvBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.relu(self.bn(self.conv(x)))
 
+    def forward_pooled(self, x: torch.Tensor, pool: int) -> torch.Tensor:
+        """``max_pool(relu(bn(conv(x))), pool)`` with the same gradients and BatchNorm updates,
+        computed with less memory traffic (see :func:`_fused_conv_bn_relu_pool`); for training,
+        where BatchNorm normalises with batch statistics. ``(batch, in, samples)`` ->
+        ``(batch, out, frames // pool)``."""
+        return _fused_conv_bn_relu_pool(self.conv, self.bn, x, pool)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training-mode fusion of a pooled layer
+#
+# In training, BatchNorm normalises with the batch's statistics, so it cannot be folded into the
+# convolution as the inference engine does. What still holds exactly (in real arithmetic):
+#
+# - The affine map and the ReLU are monotone per channel, so ``max_pool(relu(a*y + b)) ==
+#   relu(a*max_pool(y) + b)`` for a >= 0 (``min_pool`` for a < 0): the elementwise work runs on
+#   the ``pool``-times smaller tensor, and backward touches the full-rate conv output only to
+#   route the pooled gradient and for the statistics.
+# - The first convolution (one input channel; conv1: kernel 64, stride 2) is one matrix product
+#   over a space-to-depth view of the waveform: ``group`` output frames at once from overlapping
+#   ``taps * stride * group``-sample rows. Its output comes channel-major within each row, so the
+#   pooling windows are contiguous. Its batch statistics come from the rows' Gram matrix (a
+#   96 x 96 product) instead of a pass over the 16 x 55,126-frame output; backward is the same
+#   product transposed. oneDNN runs the thin original, and above all its weight gradient, far below
+#   matrix-multiply speed.
+
+
+#: A one-channel first convolution computes this many output frames per space-to-depth row.
+TRAIN_S2D_FRAMES = 16
+
+
+def _s2d_weight(weight: torch.Tensor, stride: int, group: int) -> tuple[torch.Tensor, int]:
+    """A kernel ``(out, in, k)`` as the dense ``(out*group, in*width)`` matrix of the
+    space-to-depth product, and the row length ``width`` in input frames: row ``o*group + r``
+    (output channel ``o``, frame phase ``r``) holds ``weight[o, c, j - stride*r]`` at column
+    ``c*width + j`` where that lies in the kernel, else 0."""
+    out, cin, k = weight.shape
+    block = stride * group
+    width = -(-(stride * (group - 1) + k) // block) * block
+    j = torch.arange(width, device=weight.device)[None, :] - \
+        stride * torch.arange(group, device=weight.device)[:, None]
+    index = torch.where((j >= 0) & (j < k), j, torch.full_like(j, k))  # k: the zero pad
+    padded = nn.functional.pad(weight, (0, 1))[:, :, index]  # (out, in, group, width)
+    return padded.permute(0, 2, 1, 3).reshape(out * group, cin * width), width
+
+
+def _s2d_conv(conv: nn.Conv1d, x: torch.Tensor, group: int
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int]:
+    """``conv`` (without its bias) on padded input ``(batch, in, n)`` as one matrix product.
+
+    Returns ``y (batch*rows, out*group)`` (row ``b*rows + g``, column ``o*group + r`` = frame
+    ``group*g + r`` of channel ``o``; frames past the true count are junk), the input rows ``u
+    (batch*rows, in*width)``, the dense weight, ``rows`` and the true frame count."""
+    k, s = conv.kernel_size[0], conv.stride[0]
+    batch, cin, n = x.shape
+    frames = (n - k) // s + 1
+    dense, width = _s2d_weight(conv.weight, s, group)
+    block, rows = s * group, -(-frames // group)
+    need = (rows - 1) * block + width
+    x = nn.functional.pad(x, (0, need - n)) if need > n else x[..., :need]
+    u = x.unfold(2, width, block).permute(0, 2, 1, 3).reshape(batch * rows, cin * width)
+    return u @ dense.t(), u, dense, rows, frames
+
+
+def _gram_stats(u: torch.Tensor, dense: torch.Tensor, batch: int, rows: int, frames: int,
+                group: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and biased variance of ``u @ dense.T`` over the true frames, from the
+    rows' sums and Gram matrix (float64 on the small products; differentiable in ``dense``)."""
+    sums = u.sum(0, dtype=torch.float64)
+    gram = (u.t() @ u).double()
+    d = dense.double()
+    s1, s2 = d @ sums, ((d @ gram) * d).sum(1)
+    s1, s2 = s1.view(-1, group).sum(1), s2.view(-1, group).sum(1)
+    rem = frames % group
+    if rem:  # frames past the true end, in the last row of each clip
+        tail = (u.view(batch, rows, -1)[:, -1].double() @ d.t()).view(batch, -1, group)[..., rem:]
+        s1, s2 = s1 - tail.sum((0, 2)), s2 - (tail * tail).sum((0, 2))
+    mean = s1 / (batch * frames)
+    var = (s2 / (batch * frames) - mean * mean).clamp_min(0)
+    return mean.to(dense.dtype), var.to(dense.dtype)
+
+
+def _pool_windows(windows: torch.Tensor, bn_weight: torch.Tensor) -> torch.Tensor:
+    """Max over the last dim of ``(..., channels, windows, pool)``, min for the channels whose
+    BatchNorm weight is negative."""
+    top = windows.max(dim=-1).values
+    if bool((bn_weight < 0).any()):
+        top = torch.where((bn_weight >= 0)[:, None], top, windows.min(dim=-1).values)
+    return top
+
+
+def _fused_conv_bn_relu_pool(conv: nn.Conv1d, bn: nn.BatchNorm1d, x: torch.Tensor,
+                             pool: int) -> torch.Tensor:
+    p = conv.padding[0]
+    x = nn.functional.pad(x, (p, p)) if p else x
+    batch, out = x.shape[0], conv.out_channels
+    if conv.in_channels == 1:
+        group = pool * -(-TRAIN_S2D_FRAMES // pool)
+        y, u, dense, rows, frames = _s2d_conv(conv, x, group)
+        mean, var = _gram_stats(u.detach(), dense, batch, rows, frames, group)
+        pooled = _pool_windows(y.view(batch, rows, out, group // pool, pool), bn.weight)
+        pooled = pooled.permute(0, 2, 1, 3).reshape(batch, out, -1)[..., : frames // pool]
+    else:  # oneDNN's own convolution is the faster one here; the statistics read its output
+        y = nn.functional.conv1d(x, conv.weight, None, conv.stride[0])
+        frames = y.shape[-1]
+        var, mean = torch.var_mean(y, dim=(0, 2), unbiased=False)
+        windows = y[..., : frames // pool * pool].unflatten(2, (frames // pool, pool))
+        pooled = _pool_windows(windows, bn.weight)
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(mean)
+    mean = mean + bias  # the conv bias shifts every frame, so the pool and the mean alike
+    if bn.training:
+        _update_running_stats(bn, mean.detach(), var.detach(), frames * batch)
+    else:
+        mean, var = bn.running_mean, bn.running_var
+    gain = bn.weight * torch.rsqrt(var + bn.eps)
+    shift = bn.bias + (bias - mean) * gain
+    return torch.relu(pooled * gain[None, :, None] + shift[None, :, None])
+
+
+def _update_running_stats(bn: nn.BatchNorm1d, mean: torch.Tensor, var: torch.Tensor,
+                          n: int) -> None:
+    """What ``F.batch_norm`` does to the running statistics in training mode."""
+    if not bn.track_running_stats or bn.running_mean is None:
+        return
+    with torch.no_grad():
+        bn.num_batches_tracked.add_(1)
+        momentum = (1.0 / float(bn.num_batches_tracked)) if bn.momentum is None else bn.momentum
+        bn.running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
+        bn.running_var.mul_(1 - momentum).add_(var * (n / max(1, n - 1)), alpha=momentum)
+
 
 class SoundNet(nn.Module):
     """SoundNet on raw waveforms.
@@ -485,19 +615,38 @@ class SoundNet(nn.Module):
         trunk_wanted = {n for n in wanted if n not in heads_wanted}
         out: dict[str, torch.Tensor] = {}
         x = self._input(waveform)
-        for name, module in self.trunk.items():
-            if not trunk_wanted and not heads_wanted:
-                break
-            x = self._run_stage(name, module, x)
+        stages = list(self.trunk.items())
+        i = 0
+        while i < len(stages) and (trunk_wanted or heads_wanted):
+            name, module = stages[i]
+            if self._fusable(stages, i, trunk_wanted):
+                self._check_length(name, module, x)
+                name, pool = stages[i + 1]
+                x = module.forward_pooled(x, pool.kernel_size)
+                i += 1
+            else:
+                x = self._run_stage(name, module, x)
             if name in trunk_wanted:
                 out[name] = x
                 trunk_wanted.discard(name)
+            i += 1
         for name in heads_wanted:
             out[name] = self._run_stage(name, self.heads[name], x)
         return {n: out[n] for n in wanted}
 
     def forward(self, waveform: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.features(waveform, self.config.head_names)
+
+    #: In training mode, compute each pooled conv layer whose own output is not requested with
+    #: :meth:`ConvBlock.forward_pooled` (same results and gradients, several times faster on CPU).
+    fuse_pooled_layers: bool = True
+
+    def _fusable(self, stages: list[tuple[str, nn.Module]], i: int, wanted: set[str]) -> bool:
+        name, module = stages[i]
+        return (self.training and self.fuse_pooled_layers and isinstance(module, ConvBlock)
+                and i + 1 < len(stages) and isinstance(stages[i + 1][1], nn.MaxPool1d)
+                and name not in wanted and stages[i + 1][1].kernel_size == stages[i + 1][1].stride
+                and stages[i + 1][1].padding == 0)
 
     def _input(self, waveform: torch.Tensor) -> torch.Tensor:
         if waveform.dim() == 1:
@@ -507,6 +656,10 @@ class SoundNet(nn.Module):
         return (waveform * self.config.input_scale).unsqueeze(1)
 
     def _run_stage(self, name: str, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        self._check_length(name, module, x)
+        return module(x)
+
+    def _check_length(self, name: str, module: nn.Module, x: torch.Tensor) -> None:
         if isinstance(module, nn.MaxPool1d):
             k, pad = cast(int, module.kernel_size), 0  # built from an int
         else:
@@ -518,7 +671,6 @@ class SoundNet(nn.Module):
                 f"{self.geometry(name).min_samples()} samples "
                 f"({self.geometry(name).min_samples() / self.config.sample_rate:.2f} s)"
             )
-        return module(x)
 
     def parameter_count(self) -> dict[str, int]:
         """Parameters of the trunk and of the heads."""
