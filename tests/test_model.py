@@ -201,7 +201,7 @@ def test_fused_training_pass_equals_the_op_by_op_one(arch, samples, layers, mome
     for m in plain.modules():
         if isinstance(m, torch.nn.BatchNorm1d):
             m.momentum = momentum
-    plain.fuse_pooled_layers = False
+    plain.fast_training = False
     x = 0.1 * torch.randn(3, samples, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     a_out, a_grad, a_buf = _train_step(fused, x, layers)
     b_out, b_grad, b_buf = _train_step(plain, x, layers)

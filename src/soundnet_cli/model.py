@@ -292,6 +292,11 @@ class ConvBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.relu(self.bn(self.conv(x)))
 
+    def forward_train(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward`, with the convolution as a matrix product when it has few output
+        frames (see :func:`conv_train`)."""
+        return self.relu(self.bn(conv_train(self.conv, x)))
+
     def forward_pooled(self, x: torch.Tensor, pool: int) -> torch.Tensor:
         """``max_pool(relu(bn(conv(x))), pool)`` with the same gradients and BatchNorm updates,
         computed with less memory traffic (see :func:`_fused_conv_bn_relu_pool`); for training,
@@ -338,36 +343,92 @@ def _s2d_weight(weight: torch.Tensor, stride: int, group: int) -> tuple[torch.Te
     return padded.permute(0, 2, 1, 3).reshape(out * group, cin * width), width
 
 
-def _s2d_conv(conv: nn.Conv1d, x: torch.Tensor, group: int
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int]:
-    """``conv`` (without its bias) on padded input ``(batch, in, n)`` as one matrix product.
+class _S2DConvPool(torch.autograd.Function):
+    """Max-pooled space-to-depth product, one clip at a time so that each clip's product is pooled
+    while in cache; backward recomputes the clip's rows and needs only the window-local arg-max
+    (uint8), not the product (28 M floats for 32 clips of 5 s).
 
-    Returns ``y (batch*rows, out*group)`` (row ``b*rows + g``, column ``o*group + r`` = frame
-    ``group*g + r`` of channel ``o``; frames past the true count are junk), the input rows ``u
-    (batch*rows, in*width)``, the dense weight, ``rows`` and the true frame count."""
+    Inputs: ``wave (batch, need)`` (no gradient) and ``dense (out*group, width)``. Returns the
+    pooled ``(batch, rows, out*group // pool)`` (windows of ``pool`` consecutive columns) and,
+    without gradients, the rows' sums ``(width,)`` and Gram matrix ``(width, width)`` (float64)
+    and each clip's last row ``(batch, width)``, for :func:`_gram_stats`.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, wave: torch.Tensor, dense: torch.Tensor, width: int, block: int,
+                pool: int) -> tuple[torch.Tensor, ...]:
+        batch, cols = wave.shape[0], dense.shape[0]
+        rows = (wave.shape[1] - width) // block + 1
+        pooled = wave.new_empty(batch, rows, cols // pool)
+        index = torch.empty(batch, rows, cols // pool, dtype=torch.uint8, device=wave.device)
+        sums = torch.zeros(width, dtype=torch.float64, device=wave.device)
+        gram = torch.zeros(width, width, dtype=torch.float64, device=wave.device)
+        last = wave.new_empty(batch, width)
+        weight = dense.detach().t()
+        for b in range(batch):
+            u = wave[b].unfold(0, width, block).contiguous()  # (rows, width)
+            top = (u @ weight).view(rows, -1, pool).max(dim=-1)
+            pooled[b], index[b] = top.values, top.indices
+            sums += u.sum(0, dtype=torch.float64)
+            gram += (u.t() @ u).double()
+            last[b] = u[-1]
+        ctx.save_for_backward(wave, index)
+        ctx.shape = (width, block, pool, cols)
+        ctx.mark_non_differentiable(sums, gram, last)
+        return pooled, sums, gram, last
+
+    @staticmethod
+    def backward(ctx: Any, d_pooled: torch.Tensor, *_: Any) -> tuple[Any, ...]:
+        wave, index = ctx.saved_tensors
+        width, block, pool, cols = ctx.shape
+        d_dense = d_pooled.new_zeros(cols, width)
+        rows = index.shape[1]
+        for b in range(wave.shape[0]):
+            u = wave[b].unfold(0, width, block).contiguous()
+            dy = d_pooled.new_zeros(rows, cols // pool, pool)
+            dy.scatter_(2, index[b].long().unsqueeze(-1), d_pooled[b].unsqueeze(-1))
+            d_dense.addmm_(dy.view(rows, cols).t(), u)
+        return None, d_dense, None, None, None
+
+
+def _first_conv_pooled(conv: nn.Conv1d, bn_weight: torch.Tensor, x: torch.Tensor, pool: int
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """A one-channel ``conv`` (without its bias) on padded input ``(batch, 1, n)``, max-pooled
+    (min-pooled where ``bn_weight`` is negative): ``(batch, out, frames // pool)``, with the
+    batch mean and biased variance ``(out,)`` of the un-pooled output and its frame count."""
     k, s = conv.kernel_size[0], conv.stride[0]
-    batch, cin, n = x.shape
+    group = pool * -(-TRAIN_S2D_FRAMES // pool)
+    batch, _, n = x.shape
+    out = conv.out_channels
     frames = (n - k) // s + 1
     dense, width = _s2d_weight(conv.weight, s, group)
     block, rows = s * group, -(-frames // group)
     need = (rows - 1) * block + width
-    x = nn.functional.pad(x, (0, need - n)) if need > n else x[..., :need]
-    u = x.unfold(2, width, block).permute(0, 2, 1, 3).reshape(batch * rows, cin * width)
-    return u @ dense.t(), u, dense, rows, frames
+    wave = x.reshape(batch, n)
+    wave = nn.functional.pad(wave, (0, need - n)) if need > n else wave[:, :need]
+    sign = None
+    if bool((bn_weight < 0).any()):  # min-pool(y) = -max-pool(-y)
+        sign = torch.where(bn_weight.detach() < 0, -1.0, 1.0).to(dense.dtype)
+    signed = dense if sign is None else dense * sign.repeat_interleave(group)[:, None]
+    pooled, sums, gram, last = _S2DConvPool.apply(wave.contiguous(), signed, width, block, pool)
+    pooled = pooled.view(batch, rows, out, group // pool)
+    pooled = pooled if sign is None else pooled * sign[:, None]
+    pooled = pooled.permute(0, 2, 1, 3).reshape(batch, out, -1)[..., : frames // pool]
+    mean, var = _gram_stats(sums, gram, last, dense, batch, frames, group)
+    return pooled, mean, var, frames
 
 
-def _gram_stats(u: torch.Tensor, dense: torch.Tensor, batch: int, rows: int, frames: int,
-                group: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _gram_stats(sums: torch.Tensor, gram: torch.Tensor, last: torch.Tensor, dense: torch.Tensor,
+                batch: int, frames: int, group: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and biased variance of ``u @ dense.T`` over the true frames, from the
-    rows' sums and Gram matrix (float64 on the small products; differentiable in ``dense``)."""
-    sums = u.sum(0, dtype=torch.float64)
-    gram = (u.t() @ u).double()
+    rows' sums and Gram matrix and each clip's last row (whose phases from ``frames % group`` on
+    lie past the true end); float64 on these small products, differentiable in ``dense``."""
     d = dense.double()
     s1, s2 = d @ sums, ((d @ gram) * d).sum(1)
     s1, s2 = s1.view(-1, group).sum(1), s2.view(-1, group).sum(1)
     rem = frames % group
-    if rem:  # frames past the true end, in the last row of each clip
-        tail = (u.view(batch, rows, -1)[:, -1].double() @ d.t()).view(batch, -1, group)[..., rem:]
+    if rem:
+        tail = (last.double() @ d.t()).view(batch, -1, group)[..., rem:]
         s1, s2 = s1 - tail.sum((0, 2)), s2 - (tail * tail).sum((0, 2))
     mean = s1 / (batch * frames)
     var = (s2 / (batch * frames) - mean * mean).clamp_min(0)
@@ -387,13 +448,9 @@ def _fused_conv_bn_relu_pool(conv: nn.Conv1d, bn: nn.BatchNorm1d, x: torch.Tenso
                              pool: int) -> torch.Tensor:
     p = conv.padding[0]
     x = nn.functional.pad(x, (p, p)) if p else x
-    batch, out = x.shape[0], conv.out_channels
-    if conv.in_channels == 1:
-        group = pool * -(-TRAIN_S2D_FRAMES // pool)
-        y, u, dense, rows, frames = _s2d_conv(conv, x, group)
-        mean, var = _gram_stats(u.detach(), dense, batch, rows, frames, group)
-        pooled = _pool_windows(y.view(batch, rows, out, group // pool, pool), bn.weight)
-        pooled = pooled.permute(0, 2, 1, 3).reshape(batch, out, -1)[..., : frames // pool]
+    batch = x.shape[0]
+    if conv.in_channels == 1 and not x.requires_grad:
+        pooled, mean, var, frames = _first_conv_pooled(conv, bn.weight, x, pool)
     else:  # oneDNN's own convolution is the faster one here; the statistics read its output
         y = nn.functional.conv1d(x, conv.weight, None, conv.stride[0])
         frames = y.shape[-1]
@@ -409,6 +466,27 @@ def _fused_conv_bn_relu_pool(conv: nn.Conv1d, bn: nn.BatchNorm1d, x: torch.Tenso
     gain = bn.weight * torch.rsqrt(var + bn.eps)
     shift = bn.bias + (bias - mean) * gain
     return torch.relu(pooled * gain[None, :, None] + shift[None, :, None])
+
+
+#: In training, convolutions with at most this many output frames run as one matrix product
+#: over unfolded input (conv6, conv7 and the heads of SoundNet-8 on 5 s clips): oneDNN's kernels,
+#: above all their backward, are slow on so few frames.
+TRAIN_GEMM_FRAMES = 16
+
+
+def conv_train(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for ``(batch, in, n)``; as ``unfold`` + one matrix product when the output has
+    at most :data:`TRAIN_GEMM_FRAMES` frames (same result, to rounding, and the same gradients)."""
+    k, s, p = conv.kernel_size[0], conv.stride[0], conv.padding[0]
+    frames = (x.shape[-1] + 2 * p - k) // s + 1
+    if frames > TRAIN_GEMM_FRAMES or conv.groups != 1 or conv.dilation[0] != 1:
+        return conv(x)
+    batch, cin = x.shape[0], x.shape[1]
+    x = nn.functional.pad(x, (p, p)) if p else x
+    u = x.unfold(2, k, s).permute(0, 2, 1, 3).reshape(batch * frames, cin * k)
+    weight = conv.weight.reshape(conv.out_channels, cin * k)
+    y = u @ weight.t() if conv.bias is None else torch.addmm(conv.bias, u, weight.t())
+    return y.view(batch, frames, -1).transpose(1, 2)
 
 
 def _update_running_stats(bn: nn.BatchNorm1d, mean: torch.Tensor, var: torch.Tensor,
@@ -638,12 +716,13 @@ class SoundNet(nn.Module):
         return self.features(waveform, self.config.head_names)
 
     #: In training mode, compute each pooled conv layer whose own output is not requested with
-    #: :meth:`ConvBlock.forward_pooled` (same results and gradients, several times faster on CPU).
-    fuse_pooled_layers: bool = True
+    #: :meth:`ConvBlock.forward_pooled`, and convolutions with few output frames with
+    #: :func:`conv_train` (same results and gradients, to rounding; several times faster on CPU).
+    fast_training: bool = True
 
     def _fusable(self, stages: list[tuple[str, nn.Module]], i: int, wanted: set[str]) -> bool:
         name, module = stages[i]
-        return (self.training and self.fuse_pooled_layers and isinstance(module, ConvBlock)
+        return (self.training and self.fast_training and isinstance(module, ConvBlock)
                 and i + 1 < len(stages) and isinstance(stages[i + 1][1], nn.MaxPool1d)
                 and name not in wanted and stages[i + 1][1].kernel_size == stages[i + 1][1].stride
                 and stages[i + 1][1].padding == 0)
@@ -657,6 +736,11 @@ class SoundNet(nn.Module):
 
     def _run_stage(self, name: str, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         self._check_length(name, module, x)
+        if self.training and self.fast_training:
+            if isinstance(module, ConvBlock):
+                return module.forward_train(x)
+            if isinstance(module, nn.Conv1d):
+                return conv_train(module, x)
         return module(x)
 
     def _check_length(self, name: str, module: nn.Module, x: torch.Tensor) -> None:

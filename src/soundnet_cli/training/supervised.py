@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ..datasets import Dataset, readable_label
+from ..engine import Engine
 from ..errors import DatasetError, SoundNetError
 from ..model import SoundNet, classifier_head, make_config
 from ..runtime.batch import iter_decoded, tile
@@ -186,12 +187,13 @@ def predict_clips(model: SoundNet, waves: Sequence[np.ndarray], min_samples: int
     tiled = [tile(w, need) for w in waves]
     for i, w in enumerate(tiled):
         groups.setdefault(w.shape[0], []).append(i)
+    engine = Engine(model, [head], device)  # eval-mode BatchNorm, the fast inference pass
     with torch.inference_mode():
         for members in groups.values():
             for s in range(0, len(members), batch_size):
                 part = members[s : s + batch_size]
                 x = torch.from_numpy(np.stack([tiled[i] for i in part])).to(device)
-                p = F.softmax(model(x)[head].float(), dim=1).mean(-1).cpu()
+                p = F.softmax(engine.forward(x)[head].float(), dim=1).mean(-1).cpu()
                 for j, i in enumerate(part):
                     out[i] = p[j]
     return torch.stack(out)  # type: ignore[arg-type]
