@@ -55,6 +55,8 @@ def train(
     crop: Annotated[bool, typer.Option("--crop/--no-crop", help="Random crops of the tiled clip.")] = True,
     gain_db: Annotated[float, typer.Option(help="Random gain range +-dB (0: off).")] = 6.0,
     mix: Annotated[float, typer.Option(help="Probability of between-class mixing (0: off).")] = 1.0,
+    stretch: Annotated[float, typer.Option(min=1.0, help="Random time-scale (speed and pitch) by "
+                                           "a factor in [1/S, S], e.g. 1.25 (1: off).")] = 1.0,
     precise_bn: Annotated[int, typer.Option(min=0, help="After each epoch, recompute BatchNorm "
                                             "statistics over this many training batches (0: off).")] = 0,
     width: Annotated[float, typer.Option(hidden=True, help="Channel width multiplier.")] = 1.0,
@@ -76,8 +78,8 @@ def train(
 
 
 def _run(dataset, labels, layout, arch, init, new_head, val_fold, train_folds, epochs, batch_size, lr,
-         optimizer, weight_decay, schedule, warmup, seed, clip_seconds, crop, gain_db, mix, precise_bn,
-         width,
+         optimizer, weight_decay, schedule, warmup, seed, clip_seconds, crop, gain_db, mix, stretch,
+         precise_bn, width,
          run_dir, out_path, half, resume, workers, device, quiet) -> None:
     from ..datasets import load_dataset
     from ..runtime.device import resolve_device
@@ -99,7 +101,7 @@ def _run(dataset, labels, layout, arch, init, new_head, val_fold, train_folds, e
     quiet = quiet or not info.main
     cfg = TrainConfig(
         arch=arch.value, init=init, keep_head=not new_head, width=width, val_fold=val_fold, train_folds=folds,
-        augment=AugmentConfig(clip_seconds, 3, crop, gain_db, mix),
+        augment=AugmentConfig(clip_seconds, 3, crop, gain_db, mix, stretch),
         loop=LoopConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer.value,
                         weight_decay=weight_decay, schedule=schedule.value, warmup_epochs=warmup,
                         seed=seed, select_metric="val_accuracy" if val_fold is not None else "",

@@ -46,6 +46,9 @@ class AugmentConfig:
     random_crop: bool = True
     gain_db: float = 6.0
     mix_prob: float = 1.0  # 0 disables between-class mixing
+    #: Time-scale (speed and pitch together, by resampling) by a factor log-uniform in
+    #: [1/stretch, stretch] (EnvNet's "scale augmentation"); 1 disables it.
+    stretch: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -99,6 +102,19 @@ def crop(wave: np.ndarray, samples: int, aug: AugmentConfig, rng: np.random.Gene
     return tiled[start : start + samples]
 
 
+def stretched_crop(wave: np.ndarray, samples: int, aug: AugmentConfig,
+                   rng: np.random.Generator) -> np.ndarray:
+    """A random crop of ``samples * f`` samples resampled to ``samples`` (soxr, quick quality),
+    ``f`` log-uniform in ``[1/aug.stretch, aug.stretch]``: the sound played ``f`` times faster."""
+    import soxr
+
+    f = float(np.exp(rng.uniform(-np.log(aug.stretch), np.log(aug.stretch))))
+    length = max(2, int(round(samples * f)))
+    seg = crop(wave, length, aug, rng)
+    out = soxr.resample(seg, length, samples, quality="QQ").astype(np.float32, copy=False)
+    return tile(out, samples)[:samples]
+
+
 class SupervisedTask:
     """Training and validation data for :func:`training.fit` (a :class:`training.Task`)."""
 
@@ -146,7 +162,10 @@ class SupervisedTask:
         return x, y
 
     def _augmented(self, index: int, rng: np.random.Generator) -> np.ndarray:
-        x = crop(self.train_waves[index], self.samples, self.aug, rng)
+        if self.aug.stretch > 1.0:
+            x = stretched_crop(self.train_waves[index], self.samples, self.aug, rng)
+        else:
+            x = crop(self.train_waves[index], self.samples, self.aug, rng)
         if self.aug.gain_db > 0:
             x = x * np.float32(10 ** (rng.uniform(-self.aug.gain_db, self.aug.gain_db) / 20))
         return x.astype(np.float32, copy=False)
