@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 
 from ..datasets import Dataset, readable_label
-from ..engine import Engine
 from ..errors import DatasetError, SoundNetError
 from ..model import SoundNet, classifier_head, make_config
 from ..runtime.batch import iter_decoded, tile
+from ..runtime.engine import Engine
 from ..weights.checkpoint import load_checkpoint, save_checkpoint
 from .loop import EpochReport, LoopConfig, fit
 
