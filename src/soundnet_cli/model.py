@@ -446,7 +446,7 @@ def _pool_windows(windows: torch.Tensor, bn_weight: torch.Tensor) -> torch.Tenso
 
 def _fused_conv_bn_relu_pool(conv: nn.Conv1d, bn: nn.BatchNorm1d, x: torch.Tensor,
                              pool: int) -> torch.Tensor:
-    p = conv.padding[0]
+    p = cast(tuple[int, ...], conv.padding)[0]  # built from an int
     x = nn.functional.pad(x, (p, p)) if p else x
     batch = x.shape[0]
     if conv.in_channels == 1 and not x.requires_grad:
@@ -459,7 +459,7 @@ def _fused_conv_bn_relu_pool(conv: nn.Conv1d, bn: nn.BatchNorm1d, x: torch.Tenso
         pooled = _pool_windows(windows, bn.weight)
     bias = conv.bias if conv.bias is not None else torch.zeros_like(mean)
     mean = mean + bias  # the conv bias shifts every frame, so the pool and the mean alike
-    if bn.training:
+    if bn.training or bn.running_mean is None or bn.running_var is None:
         _update_running_stats(bn, mean.detach(), var.detach(), frames * batch)
     else:
         mean, var = bn.running_mean, bn.running_var
@@ -477,7 +477,8 @@ TRAIN_GEMM_FRAMES = 16
 def conv_train(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
     """``conv(x)`` for ``(batch, in, n)``; as ``unfold`` + one matrix product when the output has
     at most :data:`TRAIN_GEMM_FRAMES` frames (same result, to rounding, and the same gradients)."""
-    k, s, p = conv.kernel_size[0], conv.stride[0], conv.padding[0]
+    k, s = conv.kernel_size[0], conv.stride[0]
+    p = cast(tuple[int, ...], conv.padding)[0]  # built from an int
     frames = (x.shape[-1] + 2 * p - k) // s + 1
     if frames > TRAIN_GEMM_FRAMES or conv.groups != 1 or conv.dilation[0] != 1:
         return conv(x)
@@ -492,13 +493,14 @@ def conv_train(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
 def _update_running_stats(bn: nn.BatchNorm1d, mean: torch.Tensor, var: torch.Tensor,
                           n: int) -> None:
     """What ``F.batch_norm`` does to the running statistics in training mode."""
-    if not bn.track_running_stats or bn.running_mean is None:
+    tracked, running_mean, running_var = bn.num_batches_tracked, bn.running_mean, bn.running_var
+    if not bn.track_running_stats or tracked is None or running_mean is None or running_var is None:
         return
     with torch.no_grad():
-        bn.num_batches_tracked.add_(1)
-        momentum = (1.0 / float(bn.num_batches_tracked)) if bn.momentum is None else bn.momentum
-        bn.running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
-        bn.running_var.mul_(1 - momentum).add_(var * (n / max(1, n - 1)), alpha=momentum)
+        tracked.add_(1)
+        momentum = (1.0 / float(tracked)) if bn.momentum is None else bn.momentum
+        running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
+        running_var.mul_(1 - momentum).add_(var * (n / max(1, n - 1)), alpha=momentum)
 
 
 class SoundNet(nn.Module):
@@ -700,7 +702,7 @@ class SoundNet(nn.Module):
             if self._fusable(stages, i, trunk_wanted):
                 self._check_length(name, module, x)
                 name, pool = stages[i + 1]
-                x = module.forward_pooled(x, pool.kernel_size)
+                x = cast(ConvBlock, module).forward_pooled(x, cast(int, pool.kernel_size))
                 i += 1
             else:
                 x = self._run_stage(name, module, x)
@@ -722,10 +724,10 @@ class SoundNet(nn.Module):
 
     def _fusable(self, stages: list[tuple[str, nn.Module]], i: int, wanted: set[str]) -> bool:
         name, module = stages[i]
-        return (self.training and self.fast_training and isinstance(module, ConvBlock)
-                and i + 1 < len(stages) and isinstance(stages[i + 1][1], nn.MaxPool1d)
-                and name not in wanted and stages[i + 1][1].kernel_size == stages[i + 1][1].stride
-                and stages[i + 1][1].padding == 0)
+        pool = stages[i + 1][1] if i + 1 < len(stages) else None
+        return bool(self.training and self.fast_training and isinstance(module, ConvBlock)
+                    and isinstance(pool, nn.MaxPool1d) and name not in wanted
+                    and pool.kernel_size == pool.stride and pool.padding == 0)
 
     def _input(self, waveform: torch.Tensor) -> torch.Tensor:
         if waveform.dim() == 1:
