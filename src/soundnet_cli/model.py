@@ -326,6 +326,9 @@ class ConvBlock(nn.Module):
 
 #: A one-channel first convolution computes this many output frames per space-to-depth row.
 TRAIN_S2D_FRAMES = 16
+#: ... and runs on this many clips at a time (products of a few MB, pooled while in cache; fewer
+#: parallel regions than clip by clip, which matters on a busy machine).
+TRAIN_S2D_CLIPS = 4
 
 
 def _s2d_weight(weight: torch.Tensor, stride: int, group: int) -> tuple[torch.Tensor, int]:
@@ -344,7 +347,7 @@ def _s2d_weight(weight: torch.Tensor, stride: int, group: int) -> tuple[torch.Te
 
 
 class _S2DConvPool(torch.autograd.Function):
-    """Max-pooled space-to-depth product, one clip at a time so that each clip's product is pooled
+    """Max-pooled space-to-depth product, a few clips at a time so that each product is pooled
     while in cache; backward recomputes the clip's rows and needs only the window-local arg-max
     (uint8), not the product (28 M floats for 32 clips of 5 s).
 
@@ -365,13 +368,14 @@ class _S2DConvPool(torch.autograd.Function):
         gram = torch.zeros(width, width, dtype=torch.float64, device=wave.device)
         last = wave.new_empty(batch, width)
         weight = dense.detach().t()
-        for b in range(batch):
-            u = wave[b].unfold(0, width, block).contiguous()  # (rows, width)
-            top = (u @ weight).view(rows, -1, pool).max(dim=-1)
-            pooled[b], index[b] = top.values, top.indices
+        for b in range(0, batch, TRAIN_S2D_CLIPS):
+            u = _s2d_rows(wave[b:b + TRAIN_S2D_CLIPS], width, block)  # (clips*rows, width)
+            n = u.shape[0] // rows
+            top = (u @ weight).view(n, rows, -1, pool).max(dim=-1)
+            pooled[b:b + n], index[b:b + n] = top.values, top.indices
             sums += u.sum(0, dtype=torch.float64)
             gram += (u.t() @ u).double()
-            last[b] = u[-1]
+            last[b:b + n] = u.view(n, rows, width)[:, -1]
         ctx.save_for_backward(wave, index)
         ctx.shape = (width, block, pool, cols)
         ctx.mark_non_differentiable(sums, gram, last)
@@ -383,12 +387,18 @@ class _S2DConvPool(torch.autograd.Function):
         width, block, pool, cols = ctx.shape
         d_dense = d_pooled.new_zeros(cols, width)
         rows = index.shape[1]
-        for b in range(wave.shape[0]):
-            u = wave[b].unfold(0, width, block).contiguous()
-            dy = d_pooled.new_zeros(rows, cols // pool, pool)
-            dy.scatter_(2, index[b].long().unsqueeze(-1), d_pooled[b].unsqueeze(-1))
-            d_dense.addmm_(dy.view(rows, cols).t(), u)
+        for b in range(0, wave.shape[0], TRAIN_S2D_CLIPS):
+            u = _s2d_rows(wave[b:b + TRAIN_S2D_CLIPS], width, block)
+            n = u.shape[0] // rows
+            dy = d_pooled.new_zeros(n, rows, cols // pool, pool)
+            dy.scatter_(3, index[b:b + n].long().unsqueeze(-1), d_pooled[b:b + n].unsqueeze(-1))
+            d_dense.addmm_(dy.view(n * rows, cols).t(), u)
         return None, d_dense, None, None, None
+
+
+def _s2d_rows(wave: torch.Tensor, width: int, block: int) -> torch.Tensor:
+    """The overlapping rows ``(clips*rows, width)`` of waveforms ``(clips, need)``, a copy."""
+    return wave.unfold(1, width, block).reshape(-1, width)
 
 
 def _first_conv_pooled(conv: nn.Conv1d, bn_weight: torch.Tensor, x: torch.Tensor, pool: int
