@@ -57,6 +57,8 @@ def run(src: Path, labels: Path, run_dir: Path, args: argparse.Namespace) -> lis
            "--warmup", "1", "--seed", "0", "--run-dir", str(run_dir), "--device", "cpu",
            "--workers", "1", "-q"]
     env = {**os.environ, "PYTHONPATH": str(src)}
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
     with open(run_dir / "metrics.jsonl", encoding="utf-8") as f:
         return [json.loads(line) for line in f]
@@ -70,13 +72,16 @@ def main() -> None:
     p.add_argument("--clips", type=int, default=320, help="training clips (from folds 1-3)")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--repeat", type=int, default=2, help="alternate the two sides N times")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads of both sides (default: torch's own choice)")
     args = p.parse_args()
     data = args.data or next((d for d in DATA_CANDIDATES if (d / "meta").is_dir()), None)
     if data is None:
         p.error("no ESC-50 directory; pass --data")
     sides = {"baseline": args.baseline_src.resolve(), "this": (ROOT / "src").resolve()}
     print(f"load average before: {os.getloadavg()[0]:.1f}; {args.clips} training clips, "
-          f"{args.epochs} epochs, {args.repeat} alternations, cpus {os.cpu_count()}", flush=True)
+          f"{args.epochs} epochs, {args.repeat} alternations, cpus {os.cpu_count()}, threads "
+          f"{args.threads or 'default'}", flush=True)
     epochs: dict[str, list[float]] = {k: [] for k in sides}
     losses: dict[str, list[float]] = {k: [] for k in sides}
     with tempfile.TemporaryDirectory() as tmp:
