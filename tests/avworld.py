@@ -45,11 +45,13 @@ def class_sound(cls: int, seconds: float, rate: int, seed: int) -> np.ndarray:
 def write_video(path: Path, step_classes: Sequence[int] | None, seconds: float, *,
                 step_seconds: float = 1.0, audio: np.ndarray | None = None, rate: int = 22_050,
                 channels: int = 1, fps: int = 4, size: int = 64, seed: int = 0,
-                video: bool = True, acodec: str = "aac", vcodec: str = "mpeg4") -> Path:
+                video: bool = True, acodec: str = "aac", vcodec: str = "mpeg4",
+                bit_rate: int | None = None) -> Path:
     """Write a video whose frames show ``COLOURS[step_classes[i]]`` during step ``i``.
 
     ``audio`` ``(samples,)`` at ``rate`` is the soundtrack (``None``: no audio track); with
-    ``video=False`` the file has no video track. The container follows the suffix.
+    ``video=False`` the file has no video track (an audio file: m4a, aac, wma, ...). The
+    container follows the suffix; ``bit_rate`` is for encoders that need one (wmav2).
     """
     import av
 
@@ -65,6 +67,8 @@ def write_video(path: Path, step_classes: Sequence[int] | None, seconds: float, 
         if audio is not None:
             a_s = out.add_stream(acodec, rate=rate)
             a_s.layout = "mono" if channels == 1 else "stereo"
+            if bit_rate is not None:
+                a_s.bit_rate = bit_rate
         if vs is not None:
             for i in range(int(round(seconds * fps))):
                 t = i / fps

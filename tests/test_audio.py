@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -166,3 +167,69 @@ def test_find_audio_files(tmp_path, write_audio):
                                       recursive=True)
     assert files == [a, b, named]  # duplicates dropped; explicit files kept whatever the suffix
     assert missing == [tmp_path / "gone.wav"]
+
+
+# --- containers FFmpeg decodes (PyAV), behind libsndfile -----------------------------------
+
+#: suffix -> (audio codec, native rate, with a video track, bit rate)
+FFMPEG_CASES = {
+    ".m4a": ("aac", 22_050, False, None), ".aac": ("aac", 22_050, False, None),
+    ".mp4": ("aac", 22_050, True, None), ".mov": ("aac", 44_100, True, None),
+    ".mkv": ("aac", 16_000, False, None), ".webm": ("libopus", 48_000, False, None),
+    ".wma": ("wmav2", 44_100, False, 96_000),
+}
+
+
+def _encoded(tmp_path: Path, suffix: str, seconds: float = 2.0, channels: int = 1) -> Path:
+    from avworld import write_video
+
+    codec, rate, video, bit_rate = FFMPEG_CASES[suffix]
+    t = np.arange(int(seconds * rate)) / rate
+    audio = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    return write_video(tmp_path / f"clip{suffix}", [0], seconds, audio=audio, rate=rate,
+                       channels=channels, video=video, acodec=codec, bit_rate=bit_rate)
+
+
+@pytest.mark.parametrize("suffix", sorted(FFMPEG_CASES))
+def test_ffmpeg_formats_decode(tmp_path, suffix):
+    """libsndfile cannot open these; FFmpeg decodes their first audio track."""
+    pytest.importorskip("av")
+    path = _encoded(tmp_path, suffix, channels=2 if suffix in (".mov", ".wma") else 1)
+    with pytest.raises(Exception):
+        sf.info(str(path))  # the fallback is what reads it
+    info = audio_info(path)
+    assert info.sample_rate == FFMPEG_CASES[suffix][1]
+    assert abs(info.duration - 2.0) < 0.15
+    wave = load_audio(path)
+    assert wave.dtype == np.float32 and wave.ndim == 1
+    assert abs(wave.shape[0] / SAMPLE_RATE - 2.0) < 0.15
+    # A 440 Hz tone survives the codec: its spectrum peaks there.
+    spectrum = np.abs(np.fft.rfft(wave[2048:2048 + 16384]))
+    assert abs(np.argmax(spectrum) * SAMPLE_RATE / 16384 - 440) < 5
+    streamed = np.concatenate(list(iter_audio_blocks(path, 0.3)))
+    np.testing.assert_array_equal(streamed, wave)
+
+
+def test_ffmpeg_suffixes_are_found_in_directories(tmp_path):
+    from soundnet_cli.audio import find_audio_files
+
+    for name in ("a.m4a", "b.aac", "c.mp4", "d.mov", "e.webm", "f.mkv", "g.wma", "h.wav",
+                 "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    files, _ = find_audio_files([tmp_path])
+    assert [p.name for p in files] == ["a.m4a", "b.aac", "c.mp4", "d.mov", "e.webm", "f.mkv",
+                                       "g.wma", "h.wav"]
+
+
+def test_ffmpeg_errors_name_the_file(tmp_path):
+    pytest.importorskip("av")
+    junk = tmp_path / "phone.m4a"
+    junk.write_bytes(b"\x00\x00\x00\x18ftypM4A " + bytes(range(256)) * 8)
+    with pytest.raises(AudioError, match="phone.m4a: cannot decode"):
+        load_audio(junk)
+    silent_video = tmp_path / "mute.mp4"
+    from avworld import write_video
+
+    write_video(silent_video, [0], 1.0, audio=None)
+    with pytest.raises(AudioError, match="mute.mp4: cannot decode.*no audio track"):
+        audio_info(silent_video)

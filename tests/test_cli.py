@@ -180,10 +180,62 @@ def test_extract_usage_errors(run, tiny_checkpoint, audio_dir, tmp_path):
     manifest = run("extract", audio_dir, "-w", tiny_checkpoint, "-o", tmp_path / "o",
                    "--manifest", tmp_path / "m.txt")
     assert manifest.exit_code == 2 and ".jsonl" in manifest.stderr
-    assert run("extract", audio_dir, "-w", tiny_checkpoint).exit_code == 2  # no --out
     pool = run("extract", audio_dir, "-w", tiny_checkpoint, "-o", tmp_path / "o", "--pool", "avg")
     assert pool.exit_code == 2
     assert not (tmp_path / "o").exists()
+
+
+def test_extract_without_out_writes_to_features_in_the_current_folder(run, tiny_checkpoint,
+                                                                     audio_dir, tmp_path,
+                                                                     monkeypatch):
+    """`soundnet extract --layer conv5 dir/` is how the product is introduced: it must run."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    result = run("extract", "--layer", "conv5", audio_dir, "-r", "-w", tiny_checkpoint)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.relative_to(work).as_posix() for p in work.rglob("*")) == [
+        "features", "features/a.conv5.npy", "features/extract.json", "features/manifest.csv",
+        "features/sub", "features/sub/b.conv5.npy"]
+    # Run from inside the input folder, the default lands beside the audio, never over it.
+    monkeypatch.chdir(audio_dir)
+    inputs = {p: p.read_bytes() for p in audio_dir.rglob("*") if p.is_file()}
+    assert run("extract", "-l", "conv5", ".", "-w", tiny_checkpoint, "-q").exit_code == 0
+    assert all(p.read_bytes() == data for p, data in inputs.items())
+
+
+def test_extract_into_a_folder_made_by_other_weights_stops(run, tiny_checkpoint, audio_dir,
+                                                         tmp_path):
+    from conftest import make_tiny_model
+    from soundnet_cli.weights.checkpoint import save_checkpoint
+
+    other = save_checkpoint(make_tiny_model(seed=3), tmp_path / "other.safetensors")
+    out = tmp_path / "out"
+    assert run("extract", audio_dir, "-w", tiny_checkpoint, "-o", out, "-q").exit_code == 0
+    before = (out / "a.pool5.npy").read_bytes()
+    result = run("extract", audio_dir, "-w", other, "-o", out)
+    assert result.exit_code == 1
+    assert "pool5 (fingerprint" in result.stderr and "another output folder" in result.stderr
+    assert "skipped" not in result.stderr and (out / "a.pool5.npy").read_bytes() == before
+
+
+def test_tag_a_video_and_extract_phone_audio(run, tiny_checkpoint, tmp_path):
+    """m4a, aac, mp4 ... decode through FFmpeg and are found in directories."""
+    pytest.importorskip("av")
+    from avworld import class_sound, write_video
+
+    folder = tmp_path / "mixed"
+    write_video(folder / "movie.mp4", [0], 3.0, audio=class_sound(0, 3.0, 22_050, 0))
+    write_video(folder / "phone.m4a", [0], 2.0, audio=class_sound(1, 2.0, 22_050, 1),
+                video=False)
+    tagged = run("tag", folder / "movie.mp4", "-w", tiny_checkpoint, "--json", "-q")
+    assert tagged.exit_code == 0, tagged.output
+    doc = json.loads(tagged.stdout)
+    assert abs(doc["duration"] - 3.0) < 0.1 and doc["heads"]
+    out = tmp_path / "feats"
+    extracted = run("extract", folder, "-w", tiny_checkpoint, "-o", out, "-l", "conv5", "-q")
+    assert extracted.exit_code == 0, extracted.output
+    assert sorted(p.name for p in out.glob("*.npy")) == ["movie.conv5.npy", "phone.conv5.npy"]
 
 
 def test_extract_bad_file_exits_1_and_keeps_the_rest(run, tiny_checkpoint, audio_dir, tmp_path):

@@ -143,7 +143,8 @@ def test_a_killed_run_leaves_no_partial_file_and_a_rerun_finishes(tiny_model, tr
             done.append(outcome)
     monkeypatch.undo()
     assert len(done) == 1
-    leftovers = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    leftovers = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
+                       if p.is_file() and p.name != "extract.json")
     # No temporary and no half-written file. Writing runs on a thread, so the third file's
     # write may have been under way, and then finished, when the second one was interrupted.
     assert leftovers in (["a.conv5.npy"], ["a.conv5.npy", "sub/deeper/c.conv5.npy"])
@@ -174,6 +175,7 @@ def test_bad_inputs_and_unreadable_outputs_are_reported(tiny_model, tree, tmp_pa
     out = tmp_path / "out"
     bad = root / "bad.wav"
     bad.write_text("not audio")
+    _run(tiny_model, files[:1], root, out)  # out/extract.json now records conv5's network
     (out / "sub").mkdir(parents=True)
     (out / "sub" / "b.conv5.npy").write_text("junk")
     outcomes = {o.path: o for o in _run(tiny_model, [*files, bad], root, out)}
@@ -372,7 +374,7 @@ def test_an_interrupted_long_file_leaves_nothing_and_a_rerun_finishes(tiny_model
     with pytest.raises(KeyboardInterrupt):
         _run(tiny_model, files[:1], root, out, **LONG)
     monkeypatch.undo()
-    assert [p for p in out.rglob("*") if p.is_file()] == []
+    assert [p.name for p in out.rglob("*") if p.is_file()] == ["extract.json"]
     (o,) = _run(tiny_model, files[:1], root, out, **LONG)
     assert o.ok and not o.skipped and np.load(o.records[0].output).shape[0] == o.records[0].frames
 
@@ -402,3 +404,75 @@ def test_cli_extract_streams_long_files(tiny_checkpoint, long_tree, tmp_path, no
     assert int(row["frames"]) == np.load(tmp_path / "s" / "sub" / "long.conv5.npy").shape[0]
     bad = runner.invoke(app, [*args, "-o", str(tmp_path / "x"), "--chunk-seconds", "0"])
     assert bad.exit_code == 2
+
+
+# -- what made the outputs (out/extract.json) --------------------------------------------------
+
+
+def test_outputs_of_another_network_are_never_taken_as_done(tiny_model, tree, tmp_path):
+    """A rerun with other weights used to skip every file as existing: now it stops first."""
+    from conftest import make_tiny_model
+
+    root, files = tree
+    out = tmp_path / "out"
+    assert all(o.ok for o in _run(tiny_model, files, root, out, layers=["conv5"]))
+    record = json.loads((out / "extract.json").read_text())
+    assert record["outputs"]["conv5"]["made_by"]["fingerprint"] == tiny_model.fingerprint
+    before = {p: p.read_bytes() for p in out.rglob("*.npy")}
+    other = make_tiny_model(seed=1)
+    for overwrite in (False, True):
+        with pytest.raises(OutputError, match="conv5 .*fingerprint.*another output folder"):
+            _run(other, files, root, out, layers=["conv5"], overwrite=overwrite)
+    assert {p: p.read_bytes() for p in out.rglob("*.npy")} == before  # nothing touched
+    # The same network resumes as before; a new layer of it is recorded beside the first.
+    again = _run(make_tiny_model(seed=0), files, root, out, layers=["conv5", "pool5"])
+    assert [o.skipped for o in again] == [False] * 3
+    assert {r.layer for o in again for r in o.records if r.skipped} == {"conv5"}
+    assert set(json.loads((out / "extract.json").read_text())["outputs"]) == {"conv5", "pool5"}
+
+
+def test_an_input_scale_or_head_change_is_another_maker(tiny_model, tree, tmp_path):
+    import dataclasses
+
+    import torch
+
+    from conftest import make_tiny_model
+    from soundnet_cli.model import SoundNet
+
+    root, files = tree
+    out = tmp_path / "out"
+    _run(tiny_model, files[:1], root, out, layers=["conv5", "objects"])
+    louder = SoundNet(dataclasses.replace(tiny_model.config, input_scale=512.0))
+    louder.load_state_dict(tiny_model.state_dict())
+    louder.eval()
+    with pytest.raises(OutputError, match="conv5"):
+        _run(louder, files[:1], root, out, layers=["conv5"])
+    new_head = make_tiny_model()
+    with torch.no_grad():
+        new_head.heads["objects"].weight.mul_(2)
+    (ok,) = _run(new_head, files[:1], root, out, layers=["conv5"])  # the trunk is the same
+    assert ok.skipped
+    with pytest.raises(OutputError, match="objects .*head"):
+        _run(new_head, files[:1], root, out, layers=["objects"])
+
+
+def test_unrecorded_outputs_need_overwrite(tiny_model, tree, tmp_path):
+    root, files = tree
+    out = tmp_path / "out"
+    _run(tiny_model, files, root, out)
+    (out / "extract.json").unlink()  # as an older soundnet-cli left them
+    with pytest.raises(OutputError, match="3 existing conv5 output.*not listed.*--overwrite"):
+        _run(tiny_model, files, root, out)
+    redone = _run(tiny_model, files, root, out, overwrite=True)
+    assert all(o.ok and not o.skipped for o in redone)
+    assert [o.skipped for o in _run(tiny_model, files, root, out)] == [True] * 3
+
+
+def test_an_output_never_overwrites_an_input(tiny_model, write_audio, tmp_path):
+    clip = write_audio("x/b.wav", 1.0)
+    trap = tmp_path / "x" / "b.conv5.npy"  # named directly as an input, it is b.wav's output
+    trap.write_bytes(b"precious")
+    outcomes = {o.path: o for o in extract_files(tiny_model, [trap, clip], ["conv5"],
+                                                 tmp_path / "x")}
+    assert "would overwrite an input" in outcomes[clip].error
+    assert trap.read_bytes() == b"precious"

@@ -1,10 +1,14 @@
 """Decoding, down-mixing and resampling audio files into what SoundNet reads.
 
 SoundNet reads mono waveforms at :data:`SAMPLE_RATE` (22,050 Hz). Files are decoded with
-libsndfile (through ``soundfile``: wav, flac, ogg/vorbis, opus, mp3, aiff, ...), channels are
-averaged, and other rates are resampled with ``soxr``. torchaudio is deliberately not used (its
-wheels pin one torch build and link CUDA). Samples are returned as float32 in [-1, 1]; the
-network's own input scale (x256 for SoundNet) is applied inside the model, from its checkpoint.
+libsndfile (through ``soundfile``: wav, flac, ogg/vorbis, opus, mp3, aiff, ...); what libsndfile
+cannot open (m4a/aac, mp4, mov, webm, mkv, wma, ...: phone recorders and videos) is decoded with
+FFmpeg through PyAV, the first audio track of the container. Both sit behind one reader
+(:func:`open_audio`), so headers, whole-file decoding and block streaming behave the same for
+every format. Channels are averaged, and other rates are resampled with ``soxr``. torchaudio is
+deliberately not used (its wheels pin one torch build and link CUDA). Samples are returned as
+float32 in [-1, 1]; the network's own input scale (x256 for SoundNet) is applied inside the
+model, from its checkpoint.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -23,12 +27,15 @@ from .errors import AudioError, SoundNetWarning
 SAMPLE_RATE = 22_050
 #: Peak amplitude below which a decoded file counts as silent (about -100 dBFS).
 SILENCE_PEAK = 1e-5
-#: Suffixes treated as audio when a directory is expanded (libsndfile's formats, lower case).
+#: Suffixes treated as audio when a directory is expanded (lower case): libsndfile's formats,
+#: then containers FFmpeg decodes (phone recordings, videos: their first audio track).
 AUDIO_SUFFIXES = frozenset(
     {
         ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
         ".au", ".snd", ".caf", ".w64", ".rf64", ".sd2", ".voc", ".wve", ".mat", ".htk",
         ".pvf", ".xi", ".sds", ".avr", ".nist", ".sph", ".ircam", ".sf", ".paf", ".mpc",
+        ".m4a", ".m4b", ".aac", ".mp4", ".m4v", ".mov", ".webm", ".mkv", ".mka", ".wma",
+        ".3gp", ".amr",
     }
 )
 
@@ -82,17 +89,156 @@ def _check_path(path: Path) -> None:
         raise AudioError(f"{path}: permission denied")
 
 
-def audio_info(path: str | os.PathLike) -> AudioInfo:
-    """Read a file's header: native rate, channels, frames. Raises :class:`AudioError`."""
+def open_audio(path: str | os.PathLike) -> Any:
+    """Open an audio file for reading: the one decoder every function here goes through.
+
+    libsndfile first (exact frame counts, no FFmpeg start-up); when it cannot open the file,
+    FFmpeg through PyAV (:class:`_FFmpegFile`: the first audio track of any container it knows).
+    The returned reader is a context manager with ``samplerate``, ``channels`` and ``frames``
+    (exact for libsndfile, from the container's duration for FFmpeg) and
+    ``read(frames=-1, dtype="float32", always_2d=True)`` giving ``(frames, channels)`` float32.
+
+    Raises :class:`AudioError` naming the file and what both decoders said.
+    """
     path = Path(path)
     _check_path(path)
-    sf = _soundfile()
     try:
-        info = sf.info(str(path))
+        return _soundfile().SoundFile(str(path))
     except Exception as e:  # libsndfile raises LibsndfileError / RuntimeError / TypeError
-        raise AudioError(
-            f"{path}: cannot decode: not a readable audio file ({_reason(e, path)})") from e
-    return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames))
+        sf_reason = _reason(e, path)
+        first = e
+    try:
+        return _FFmpegFile(path)
+    except _NotOpened as e:
+        raise AudioError(f"{path}: cannot decode: not a readable audio file (libsndfile: "
+                         f"{sf_reason}; FFmpeg: {e})") from first
+
+
+class _NotOpened(Exception):
+    """FFmpeg could not open a file as audio (the reason; :func:`open_audio` adds the rest)."""
+
+
+def _av() -> Any:
+    try:
+        import av
+    except ImportError as e:  # pragma: no cover - av is a core dependency
+        raise _NotOpened("PyAV is not installed (pip install av)") from e
+    return av
+
+
+class _FFmpegFile:
+    """The first audio track of a file FFmpeg decodes, read like a ``soundfile.SoundFile``.
+
+    Decoded frames are converted to planar float32 at the track's own rate and channel layout
+    (resampling to the network's rate stays with soxr, as for every other file). ``frames`` comes
+    from the stream's or the container's duration (exact to a codec frame, not to a sample);
+    ``read`` returns what the decoder produces. Opening raises :class:`_NotOpened`; reading raises
+    :class:`AudioError` naming the file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        av = _av()
+        self.path = path
+        try:
+            self._container = av.open(str(path))
+        except Exception as e:
+            raise _NotOpened(_av_reason(e)) from e
+        try:
+            streams = self._container.streams.audio
+            if not streams:
+                raise _NotOpened("no audio track")
+            stream = streams[0]
+            ctx = stream.codec_context
+            self.samplerate = int(ctx.sample_rate or 0)
+            self.channels = int(ctx.channels or 0)
+            if self.samplerate <= 0 or self.channels <= 0:
+                raise _NotOpened("the audio track has no sample rate or channels")
+            self.frames = self._duration_frames(stream)
+            layout = getattr(ctx.layout, "name", None) or None
+            self._resampler = av.AudioResampler(format="fltp", layout=layout,
+                                                rate=self.samplerate)
+            self._frames = self._container.decode(stream)
+        except _NotOpened:
+            self._container.close()
+            raise
+        except Exception as e:
+            self._container.close()
+            raise _NotOpened(_av_reason(e)) from e
+        self._pending: list[np.ndarray] = []  # (channels, n) pieces decoded but not yet read
+        self._buffered = 0
+        self._done = False
+
+    def _duration_frames(self, stream: Any) -> int:
+        if stream.duration is not None and stream.time_base is not None:
+            seconds = float(stream.duration * stream.time_base)
+        elif self._container.duration is not None:
+            seconds = self._container.duration / 1_000_000  # AV_TIME_BASE
+        else:
+            return 0
+        return max(0, int(round(seconds * self.samplerate)))
+
+    def __enter__(self) -> "_FFmpegFile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._container.close()
+
+    def _decode_more(self) -> None:
+        try:
+            frame = next(self._frames)
+        except StopIteration:
+            frame = None
+        except Exception as e:
+            raise AudioError(f"{self.path}: cannot decode: {_av_reason(e)}") from e
+        try:
+            for out in self._resampler.resample(frame):  # None flushes the resampler
+                data = np.asarray(out.to_ndarray(), dtype=np.float32)  # (channels, n) planar
+                if data.shape[0] != self.channels:
+                    raise AudioError(f"{self.path}: cannot decode: the audio track changed from "
+                                     f"{self.channels} to {data.shape[0]} channels")
+                if data.shape[1]:
+                    self._pending.append(data)
+                    self._buffered += data.shape[1]
+        except AudioError:
+            raise
+        except Exception as e:
+            raise AudioError(f"{self.path}: cannot decode: {_av_reason(e)}") from e
+        if frame is None:
+            self._done = True
+
+    def read(self, frames: int = -1, dtype: str = "float32",
+             always_2d: bool = True) -> np.ndarray:
+        """Up to ``frames`` samples per channel (all that is left with -1): ``(n, channels)``."""
+        while not self._done and (frames < 0 or self._buffered < frames):
+            self._decode_more()
+        data = (np.concatenate(self._pending, axis=1) if self._pending
+                else np.zeros((self.channels, 0), np.float32))
+        take = data.shape[1] if frames < 0 else min(frames, data.shape[1])
+        rest = data[:, take:]
+        self._pending = [rest] if rest.shape[1] else []
+        self._buffered = rest.shape[1]
+        return np.ascontiguousarray(data[:, :take].T, dtype=dtype)
+
+
+def _av_reason(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    # PyAV messages end with the path ("[Errno 1094995529] Invalid data ...: '/x/y.m4a'").
+    text = text.split(": '", 1)[0]
+    return text.split("] ", 1)[-1]
+
+
+def audio_info(path: str | os.PathLike) -> AudioInfo:
+    """Read a file's header: native rate, channels, frames. Raises :class:`AudioError`.
+
+    For files FFmpeg decodes, ``frames`` comes from the container's duration (see
+    :func:`open_audio`).
+    """
+    path = Path(path)
+    with open_audio(path) as f:
+        return AudioInfo(path, int(f.samplerate), int(f.channels), int(f.frames))
 
 
 def load_audio(
@@ -107,7 +253,7 @@ def load_audio(
     Parameters
     ----------
     path
-        Any file libsndfile reads.
+        Any file libsndfile or FFmpeg reads (see :func:`open_audio`).
     sample_rate
         Target rate in Hz (SoundNet: 22,050).
     resample_quality
@@ -132,17 +278,16 @@ def load_audio(
         When the whole file is below :data:`SILENCE_PEAK`.
     """
     path = Path(path)
-    _check_path(path)
-    sf = _soundfile()
+    f = open_audio(path)
     try:
-        with sf.SoundFile(str(path)) as f:
+        with f:
             native_rate = f.samplerate
             if max_seconds is not None and f.frames > max_seconds * native_rate:
                 info = AudioInfo(path, int(native_rate), int(f.channels), int(f.frames))
                 raise AudioTooLong(f"{path}: {info.duration:.1f} s, longer than {max_seconds:g} s",
                                    info)
             data = f.read(dtype="float32", always_2d=True)
-    except AudioTooLong:
+    except AudioError:  # AudioTooLong, or FFmpeg's reading errors (they name the file)
         raise
     except Exception as e:
         raise AudioError(f"{path}: cannot decode: {_reason(e, path)}") from e
@@ -203,15 +348,12 @@ def iter_audio_blocks(
 ) -> Iterator[np.ndarray]:
     """Stream a file as mono float32 blocks at ``sample_rate``, never holding the whole file.
 
-    Blocks are read with libsndfile and resampled with a streaming soxr resampler; the
+    Blocks are read with :func:`open_audio` (libsndfile, else FFmpeg) and resampled with a streaming soxr resampler; the
     concatenation of all blocks is bit-identical to :func:`load_audio` (tested).
     Each yielded array is ``(samples,)``; block lengths vary and the last may be short.
     """
     path = Path(path)
     info = audio_info(path)
-    if info.frames == 0:
-        raise AudioError(f"{path}: empty audio (no samples)")
-    sf = _soundfile()
     import soxr
 
     block = max(1, int(round(block_seconds * info.sample_rate)))
@@ -219,8 +361,9 @@ def iter_audio_blocks(
     if info.sample_rate != sample_rate:
         stream = soxr.ResampleStream(info.sample_rate, sample_rate, 1, dtype="float32",
                                      quality=resample_quality)
+    produced = 0
     try:
-        with sf.SoundFile(str(path)) as f:
+        with open_audio(path) as f:
             while True:
                 data = f.read(block, dtype="float32", always_2d=True)
                 last = data.shape[0] < block
@@ -230,9 +373,12 @@ def iter_audio_blocks(
                 if stream is not None:
                     mono = stream.resample_chunk(np.ascontiguousarray(mono), last=last)
                 if mono.size:
+                    produced += mono.size
                     yield np.ascontiguousarray(mono, dtype=np.float32)
                 if last:
                     break
+        if not produced:
+            raise AudioError(f"{path}: empty audio (no samples)")
     except AudioError:
         raise
     except Exception as e:

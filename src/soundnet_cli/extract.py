@@ -15,6 +15,18 @@ clip (see the manifest). Pooling over frames keeps two dimensions: ``mean`` and 
 
 Every write goes to a temporary file that is renamed over the target, so an interrupted run never
 leaves a partial ``.npy``; existing outputs are skipped (and never decoded) unless ``overwrite``.
+An output path that is one of the inputs is refused, so no run can overwrite its own audio.
+
+What made them
+--------------
+``out_dir/extract.json`` (:data:`RECORD_NAME`, a :class:`~soundnet_cli.runrecord.RunRecord`)
+records, per layer, what determines the values of its outputs (:func:`made_by`: the network's
+fingerprint, the head's weights for a head, the sample rate, ...). An existing output counts as
+done only when its layer's record matches the network and settings of the run; a layer recorded
+differently stops the run before anything is computed (:class:`~soundnet_cli.errors.OutputError`:
+outputs of two networks are never mixed in one folder), and existing outputs of a layer the record
+does not list (made before soundnet-cli kept records, or by something else) are recomputed only
+with ``overwrite``. The record is written before the first output of a new layer.
 
 Long files
 ----------
@@ -34,18 +46,20 @@ from __future__ import annotations
 
 import collections
 import csv
+import hashlib
 import io
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence, TypedDict
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence, TypedDict
 
 import numpy as np
 
 from .errors import OutputError, SoundNetError
 from .fsutil import atomic_path, atomic_write_text, mirrored_output
+from .runrecord import RunRecord
 
 if TYPE_CHECKING:
     import torch
@@ -60,6 +74,10 @@ MANIFEST_COLUMNS = (
     "offset_seconds", "duration_seconds", "tiled_to_seconds",
 )
 MANIFEST_SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+#: The record of what made the outputs, in the output directory (see "What made them").
+RECORD_NAME = "extract.json"
+#: Version of what an output array holds (bumped if the computation of the values changes).
+OUTPUT_FORMAT = 1
 #: Most computed files whose outputs may wait for the writing thread (their activations are held).
 MAX_PENDING_WRITES = 16
 
@@ -151,6 +169,50 @@ class FileOutcome:
         return self.ok and bool(self.records) and all(r.skipped for r in self.records)
 
 
+def made_by(model: SoundNet, layer: str) -> dict[str, Any]:
+    """What determines the values of ``layer``'s outputs (recorded in :data:`RECORD_NAME` and
+    compared on reruns): the trunk's fingerprint (weights, geometry, input scale), a head's own
+    weights and geometry, the sample rate, BatchNorm epsilon, resampling quality and
+    :data:`OUTPUT_FORMAT`. Pooling is not here: it is part of the file name."""
+    key: dict[str, Any] = {"fingerprint": model.fingerprint,
+                           "sample_rate": int(model.config.sample_rate),
+                           "bn_eps": float(model.config.bn_eps), "resample_quality": "HQ",
+                           "output_format": OUTPUT_FORMAT}
+    head = next((h for h in model.config.heads if h.name == layer), None)
+    if head is not None:
+        h = hashlib.sha256(repr((head.kernel, head.stride, head.padding)).encode())
+        for name, value in sorted(model.heads[layer].state_dict().items()):
+            h.update(name.encode())
+            h.update(value.detach().float().cpu().contiguous().numpy().tobytes())
+        key["head"] = h.hexdigest()
+    return key
+
+
+def claim_outputs(model: SoundNet, out_dir: str | os.PathLike, layers: Sequence[str],
+                  existing: Mapping[str, Sequence[Path]], overwrite: bool) -> RunRecord:
+    """Check ``out_dir``'s record against the outputs ``layers`` would get now, and record the
+    new layers (see "What made them" in the module docs).
+
+    ``existing`` lists, per layer, outputs this run found on disk. Raises :class:`OutputError`
+    when a layer was recorded with another network or settings, or when a layer has existing
+    outputs but no record and ``overwrite`` is off.
+    """
+    from ._version import __version__
+
+    record = RunRecord(out_dir, RECORD_NAME)
+    for name in layers:
+        found = list(existing.get(name, ()))
+        if record.made_by(name) is None and found and not overwrite:
+            raise OutputError(
+                f"{out_dir}: {len(found)} existing {name} output(s) (e.g. {found[0]}) are not "
+                f"listed in {record.path}, so the network that made them is unknown; recompute "
+                "them with --overwrite, or choose another output folder")
+    record.claim({n: made_by(model, n) for n in layers},
+                 info={n: {"network": model.source or "(in memory)", "soundnet_cli": __version__}
+                       for n in layers})
+    return record
+
+
 class _Plan:
     """Output paths of every input, which of them exist, and inputs whose outputs collide."""
 
@@ -160,9 +222,15 @@ class _Plan:
         self.todo: dict[Path, list[str]] = {}
         self.collisions: dict[Path, str] = {}
         self.layers = list(layers)
+        inputs = {p.resolve() for p in paths}
         owner: dict[Path, Path] = {}
         for path in paths:
             outs = output_paths(path, roots, out_dir, layers, pool)
+            own = next((o for o in outs.values() if o.resolve() in inputs), None)
+            if own is not None:
+                self.collisions[path] = (f"{path}: its output {own} would overwrite an input; "
+                                         "choose another output folder")
+                continue
             clash = next((o for o in outs.values() if o.resolve() in owner), None)
             if clash is not None:
                 self.collisions[path] = (f"{path}: its output {clash} is also the output of "
@@ -171,6 +239,15 @@ class _Plan:
             owner.update({o.resolve(): path for o in outs.values()})
             self.outputs[path] = outs
             self.todo[path] = [n for n, o in outs.items() if overwrite or not o.exists()]
+
+    def existing(self) -> dict[str, list[Path]]:
+        """Outputs found on disk, per layer (empty with ``overwrite``: nothing was looked at)."""
+        found: dict[str, list[Path]] = {n: [] for n in self.layers}
+        for path, outs in self.outputs.items():
+            for name, out in outs.items():
+                if name not in self.todo[path]:
+                    found[name].append(out)
+        return found
 
 
 class _Timing(TypedDict):
@@ -272,6 +349,13 @@ def extract_files(
         outputs collide with an earlier input's (errors), then the computed short files in input
         order, then the streamed long files in input order. Failures (decoding, writing) carry
         ``error``; the others still run.
+
+    Raises
+    ------
+    OutputError
+        Before anything is computed, when ``out_dir`` holds outputs of these layers made by
+        another network or settings, or unrecorded ones without ``overwrite``
+        (:func:`claim_outputs`).
     """
     from .runtime.stream import DEFAULT_CHUNK_SECONDS, LONG_FILE_SECONDS
 
@@ -284,6 +368,8 @@ def extract_files(
     names = model.resolve_layers(layers)
     files = [Path(p) for p in paths]
     plan = _Plan(files, [Path(r) for r in roots], Path(out_dir), names, pool, overwrite)
+    if plan.outputs:
+        claim_outputs(model, out_dir, names, plan.existing(), overwrite)
     run: list[Path] = []
     for path in files:
         if path in plan.collisions:

@@ -35,9 +35,12 @@ class Pool(str, Enum):
 LayerOpt = Annotated[list[str], typer.Option(
     "--layer", "-l", help="Layer name (conv1..conv7, pool1, pool2, pool5, a head, conv8) or the "
     "original's module number (18 = pool5, 24 = conv7); repeat for several.")]
+#: The default output folder, in the current directory (demucs' `separated/`: see docs/extract.md).
+DEFAULT_OUT = Path("features")
 OutOpt = Annotated[Path, typer.Option(
-    "--out", "-o", help="Output directory; the input tree is mirrored below it.",
-    file_okay=False, show_default=False)]
+    "--out", "-o", help="Output directory; the input tree is mirrored below it, and "
+    "OUT/extract.json records the network and settings that made the outputs.",
+    file_okay=False, show_default="./features")]
 PoolOpt = Annotated[Pool, typer.Option(
     "--pool", help="Pool over time: none (frames, C), mean or max (1, C), meanmax (1, 2C).")]
 ManifestOpt = Annotated[Optional[Path], typer.Option(
@@ -61,7 +64,7 @@ ChunkOpt = Annotated[float, typer.Option(
 
 def extract(
     inputs: InputsArg,
-    out_dir: OutOpt,
+    out_dir: OutOpt = DEFAULT_OUT,
     layer: LayerOpt = ["pool5"],  # noqa: B006 - Typer needs a literal default
     pool: PoolOpt = Pool.none,
     manifest: ManifestOpt = None,
@@ -79,7 +82,7 @@ def extract(
 
     DIR/a/b.wav gives OUT/a/b.<layer>.npy (OUT/a/b.<layer>.<pool>.npy when pooled).
 
-    Existing outputs are skipped unless --overwrite; writes are atomic, so a rerun finishes an interrupted run.
+    Existing outputs are skipped unless --overwrite, but only when OUT/extract.json says the same network and settings made them (another network stops the run: never mixed); writes are atomic, so a rerun finishes an interrupted run.
 
     Files longer than --long-seconds are streamed in --chunk-seconds pieces: hours-long recordings need no more memory than short clips.
     """

@@ -15,7 +15,8 @@ final partial step when the remainder holds at least ``min_partial_step`` of a s
 zero-padded to a whole step at training time, as the original does). Videos shorter than one step,
 without an audio track, without frames, or that FFmpeg cannot decode raise :class:`VideoError`.
 
-PyAV is an optional dependency (``pip install soundnet-cli[video]``); it is imported only here.
+PyAV is a core dependency (also used by :func:`soundnet_cli.audio.open_audio` for audio files
+libsndfile cannot open); it is imported only when a video is decoded.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def _av():
     try:
         import av
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise VideoError("decoding videos needs PyAV: pip install 'soundnet-cli[video]'") from e
+        raise VideoError("decoding videos needs PyAV: pip install av") from e
     return av
 
 
