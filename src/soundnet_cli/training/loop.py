@@ -138,8 +138,9 @@ def seed_everything(seed: int) -> None:
 
 def make_optimizer(model: nn.Module, cfg: LoopConfig) -> torch.optim.Optimizer:
     """The optimiser named by ``cfg``; no weight decay on biases and BatchNorm parameters."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    for p in model.parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
@@ -174,7 +175,7 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: LoopConfig,
 def _rng_state() -> dict[str, Any]:
     import numpy as np
 
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
         "python": list(random.getstate()[1]),
@@ -289,7 +290,7 @@ def fit(
         if dist.main:
             score = val.get(cfg.select_metric) if cfg.select_metric else None
             improved = score is not None and score > best
-            if improved:
+            if score is not None and improved:
                 best = float(score)
             meta = {**dict(provenance or {}), "epoch": epoch + 1, "metrics": last}
             save_checkpoint(model, run_dir / "last.safetensors", provenance=meta)
@@ -313,7 +314,8 @@ def _train_epoch(model: nn.Module, task: Task, opt: torch.optim.Optimizer,
                  dist: DistInfo, device: torch.device,
                  on_progress: Callable[[EpochReport], None] | None) -> dict[str, float]:
     model.train()
-    total, count, sums = 0.0, 0, {}
+    total, count = 0.0, 0
+    sums: dict[str, float] = {}
     t0 = time.perf_counter()
     n = task.num_batches(dist.world)
     seen = 0

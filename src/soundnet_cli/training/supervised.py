@@ -311,9 +311,9 @@ def train_supervised(
     waves, errors = decode_all(dataset.paths, rate, cfg.workers, on_decoded)
     keep = lambda idx: [int(i) for i in idx if waves[i] is not None]  # noqa: E731
     tr, va = keep(train_idx), keep(val_idx)
-    task = SupervisedTask([waves[i] for i in tr], dataset.labels[tr], [waves[i] for i in va],
-                          dataset.labels[va], len(classes), cfg.augment, cfg.loop.batch_size,
-                          cfg.loop.seed, rate)
+    task = SupervisedTask([_present(waves[i]) for i in tr], dataset.labels[tr],
+                          [_present(waves[i]) for i in va], dataset.labels[va], len(classes),
+                          cfg.augment, cfg.loop.batch_size, cfg.loop.seed, rate)
     if task.num_batches(1) == 0:
         raise DatasetError("no decodable training clips")
     prov = {
@@ -329,6 +329,11 @@ def train_supervised(
     last = fit(model, task, cfg.loop, run_dir, device=device, resume=resume, provenance=prov,
                on_progress=on_progress, stop_after_epoch=stop_after_epoch)
     return model, last, errors
+
+
+def _present(wave: np.ndarray | None) -> np.ndarray:
+    assert wave is not None  # callers keep only decoded clips
+    return wave
 
 
 def export(model: SoundNet, path: str | os.PathLike, provenance: Mapping[str, Any],
