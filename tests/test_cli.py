@@ -53,6 +53,29 @@ def test_help_does_not_import_torch():
         assert proc.returncode == 0 and "Usage" in proc.stdout
 
 
+def test_every_option_has_help_and_completion_is_on(run):
+    import typer.main
+
+    from soundnet_cli.cli import app
+
+    root = typer.main.get_command(app)
+    helpless = [f"{name} {p.opts[0]}" for name, cmd in root.commands.items()  # type: ignore[attr-defined]
+                for p in cmd.params if p.param_type_name == "option" and not p.hidden
+                and not getattr(p, "help", None)]
+    assert helpless == []
+    assert "--install-completion" in run("--help").stdout
+
+
+def test_help_points_to_reference_pages_that_exist(run):
+    from soundnet_cli.cli.common import doc
+
+    assert Path(doc("tag.md")).is_file() and Path(doc("extract.md")).is_file()
+    text = " ".join(run("tag", "--help").stdout.split())
+    assert "tile_seconds" in text and "tiled to 10 s" not in text
+    assert "docs/tag.md" in text.replace("│", "").replace(" ", "")
+    assert "Reference pages" in run("--help").stdout
+
+
 # -- tag ------------------------------------------------------------------------------------------
 
 

@@ -31,10 +31,11 @@ def test_esc50_layout_names_targets_and_folds(tmp_path, write_audio):
     root = _esc50(tmp_path / "esc", write_audio, ROWS, suffix=".ogg")
     ds = load_dataset(root)
     assert ds.layout == "esc50" and len(ds) == 12
-    assert ds.classes == ("dog", "chirping_birds")  # ordered by target, names from category
+    # Ordered by target, names from category, spelled as tag spells them (one spelling).
+    assert ds.classes == ("dog", "chirping birds")
     assert all(p.suffix == ".ogg" for p in ds.paths)  # file names come from the CSV
     assert sorted(set(ds.folds.tolist())) == [1, 2, 3]
-    assert ds.class_counts() == {"dog": 6, "chirping_birds": 6}
+    assert ds.class_counts() == {"dog": 6, "chirping birds": 6}
     assert readable_label("chirping_birds") == "chirping birds"
 
 
@@ -158,3 +159,14 @@ def test_stratified_splits(tmp_path, write_audio):
         cv_splits(ds, 5)
     with pytest.raises(DatasetError, match="at least 2 folds"):
         cv_splits(ds, 1)
+
+
+def test_class_names_are_readable_in_every_layout(tmp_path, write_audio):
+    """fit-svm printed ESC-50's 'clock_tick' where tag printed 'clock tick'."""
+    write_audio("folders/clock_tick/a.wav", 0.2)
+    write_audio("folders/rain/b.wav", 0.2)
+    assert load_dataset(tmp_path / "folders").classes == ("clock tick", "rain")
+    write_audio("clash/door_knock/a.wav", 0.2)
+    write_audio("clash/door knock/b.wav", 0.2)
+    with pytest.raises(DatasetError, match="differ only in '_'"):
+        load_dataset(tmp_path / "clash")

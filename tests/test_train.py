@@ -151,6 +151,14 @@ def test_cli_train_writes_a_checkpoint_the_other_commands_load(dataset_dir: Path
     assert bad.exit_code == 1 and "not in the dataset" in bad.output
 
 
+def test_errors_about_init_name_init(dataset_dir: Path, tmp_path: Path):
+    result = CliRunner().invoke(app, ["train", str(dataset_dir), "--init", "no-such-net",
+                                      "--run-dir", str(tmp_path / "run"), "--device", "cpu"])
+    assert result.exit_code == 1
+    assert "--init no-such-net: no such file" in result.output
+    assert "--weights" not in result.output
+
+
 def test_init_keeps_a_matching_head_and_replaces_another(dataset_dir: Path, tmp_path: Path):
     """Fine-tuning a checkpoint with the dataset's classes continues its head (warm restart);
     other classes, or --new-head, get a fresh head."""

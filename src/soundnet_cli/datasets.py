@@ -8,11 +8,16 @@ Three layouts, detected automatically by :func:`load_dataset` (or forced with ``
 - ``folders``: ``DATASET/<class>/<audio files>``; no folds (k-fold is used downstream).
 - ``csv``: a labels file with columns ``path,label[,fold]``; relative paths are resolved against
   the CSV's directory (or against ``DATASET`` when given).
+
+Class names are spelled the readable way, underscores as spaces (:func:`readable_label`:
+ESC-50's ``clock_tick`` is ``clock tick``), in every layout: that is how fit-svm reports them,
+how saved SVMs and trained networks label their outputs, and so what ``soundnet tag`` prints.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -213,7 +218,17 @@ def load_dataset(
         raise DatasetError(f"{base}: dataset is empty (no audio files found"
                            + (f"; {len(ds.missing)} listed files missing, e.g. {ds.missing[0]})"
                               if ds.missing else ")"))
-    return ds
+    return _readable(ds)
+
+
+def _readable(ds: Dataset) -> Dataset:
+    """``ds`` with :func:`readable_label` class names (an error if two names become one)."""
+    names = tuple(readable_label(c) for c in ds.classes)
+    if len(set(names)) < len(names):
+        same = sorted({n for n in names if names.count(n) > 1})
+        raise DatasetError(f"{ds.root}: class names that differ only in '_' versus ' ' "
+                           f"({', '.join(repr(n) for n in same)}); rename one of each")
+    return dataclasses.replace(ds, classes=names)
 
 
 def _read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:

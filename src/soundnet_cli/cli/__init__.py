@@ -27,12 +27,16 @@ from . import tag as _tag
 from . import teach as _teach
 from . import train as _train
 from . import weights as _weights
+from .common import doc
 
 app = typer.Typer(
     name="soundnet",
     help="SoundNet for environmental sound: tag sounds, extract features, fit SVMs, train.",
+    epilog=f"Reference pages (formats, options, examples): {doc()}",
     no_args_is_help=True,
-    add_completion=False,
+    # `soundnet --install-completion` adds tab completion of commands, options and paths to
+    # bash, zsh, fish or PowerShell (typer's completion; no torch import).
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

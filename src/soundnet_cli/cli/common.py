@@ -39,6 +39,19 @@ InputsArg = Annotated[
 ]
 
 
+def doc(name: str = "") -> str:
+    """Path of the reference page ``docs/<name>`` as installed (for help texts).
+
+    Wheels carry ``docs/`` inside the package (``soundnet_cli/docs``); a source checkout or an
+    editable install reads the repository's ``docs/``. Cheap: no import, one ``stat``.
+    """
+    package = Path(__file__).resolve().parents[1]
+    folder = package / "docs"
+    if not folder.is_dir():
+        folder = package.parents[1] / "docs"
+    return str(folder / name) if name else str(folder)
+
+
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     """Print ``message`` to stderr (unwrapped, so paths stay whole) and exit with ``code``."""
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True,

@@ -50,18 +50,19 @@ def distill(
         help="Hold out this fraction of clips (by key hash) for validation.")] = 0.0,
     val_targets: Annotated[Optional[Path], typer.Option(
         help="Validate on another targets directory instead.", show_default=False)] = None,
-    epochs: Annotated[int, typer.Option(min=1)] = 10,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 64,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training clips.")] = 10,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1,
+                                            help="Clips per optimisation step.")] = 64,
     lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
-    optimizer: Annotated[Optim, typer.Option()] = Optim.adam,
-    weight_decay: Annotated[float, typer.Option()] = 0.0,
-    schedule: Annotated[Schedule, typer.Option()] = Schedule.constant,
+    optimizer: Annotated[Optim, typer.Option(help="adam (the original), adamw or sgd.")] = Optim.adam,
+    weight_decay: Annotated[float, typer.Option(help="Weight decay.")] = 0.0,
+    schedule: Annotated[Schedule, typer.Option(help="constant (the original) or cosine.")] = Schedule.constant,
     warmup: Annotated[float, typer.Option(help="Warm-up epochs (cosine schedule).")] = 0.0,
     grad_clip: Annotated[float, typer.Option(help="Gradient norm clip (0: off).")] = 0.0,
     precise_bn: Annotated[int, typer.Option(
         min=0, help="Batches to recompute BatchNorm statistics after each epoch (0: running "
         "averages only).")] = 16,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the initial weights, shuffling and crops.")] = 0,
     width: Annotated[float, typer.Option(hidden=True, help="Channel width multiplier.")] = 1.0,
     run_dir: Annotated[Path, typer.Option(
         help="Where state, metrics and per-epoch checkpoints go.")] = Path("runs/distill"),

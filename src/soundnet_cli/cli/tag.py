@@ -18,6 +18,7 @@ from .common import (
     RecursiveOpt,
     WeightsOpt,
     WorkersOpt,
+    doc,
     out,
     report_failures,
     user_errors,
@@ -33,7 +34,7 @@ SegmentsOpt = Annotated[bool, typer.Option(
     "--segments", "-s",
     help="Also show the top labels of every time step, with start/end seconds.")]
 JsonOpt = Annotated[bool, typer.Option(
-    "--json", help="JSON Lines on stdout: one object per file (schema in docs/tag.md).")]
+    "--json", help=f"JSON Lines on stdout: one object per file (schema: {doc('tag.md')}).")]
 CsvOpt = Annotated[bool, typer.Option(
     "--csv", help="Long-format CSV on stdout: one row per file, head, step and rank.")]
 
@@ -56,7 +57,7 @@ def tag(
 ) -> None:
     """Tag sounds: the top labels of every head (objects, scenes, ...) for each FILE or DIR.
 
-    Clip-level scores average the per-step softmax; short clips are tiled to 10 s first, as the original does.
+    Clip-level scores average the per-step softmax; clips shorter than the network's tile_seconds (5 s for the embedded network, 10 s for the original SoundNet) are tiled (repeated) to that length first, as the original does.
 
     Results go to stdout; progress and warnings to stderr.
     """

@@ -43,14 +43,17 @@ def train(
     val_fold: Annotated[Optional[int], typer.Option(help="Fold held out for validation.")] = None,
     train_folds: Annotated[Optional[str], typer.Option(help="Comma-separated training folds "
                                                       "(default: all but --val-fold).")] = None,
-    epochs: Annotated[int, typer.Option(min=1)] = 100,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 32,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training clips.")] = 100,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1,
+                                            help="Clips per optimisation step.")] = 32,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
-    optimizer: Annotated[Optim, typer.Option()] = Optim.adamw,
-    weight_decay: Annotated[float, typer.Option()] = 1e-4,
-    schedule: Annotated[Schedule, typer.Option()] = Schedule.cosine,
+    optimizer: Annotated[Optim, typer.Option(help="adamw, adam or sgd (Nesterov momentum 0.9).")] = Optim.adamw,
+    weight_decay: Annotated[float, typer.Option(help="Weight decay of the optimiser.")] = 1e-4,
+    schedule: Annotated[Schedule, typer.Option(help="cosine: linear warm-up, then cosine decay "
+                                               "to 1% of --lr; constant: --lr throughout.")] = Schedule.cosine,
     warmup: Annotated[float, typer.Option(help="Warm-up epochs.")] = 2.0,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the initial weights, shuffling and "
+                                      "augmentation (a run is reproducible on CPU).")] = 0,
     clip_seconds: Annotated[float, typer.Option(help="Training example length (s).")] = 5.0,
     crop: Annotated[bool, typer.Option("--crop/--no-crop", help="Random crops of the tiled clip.")] = True,
     gain_db: Annotated[float, typer.Option(help="Random gain range +-dB (0: off).")] = 6.0,

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .common import QuietOpt, err, fail, out, user_errors, warn
+from .common import QuietOpt, doc, err, fail, out, user_errors, warn
 
 app = typer.Typer(
     name="weights",
@@ -40,7 +40,7 @@ WeightsDirOpt = Annotated[Optional[Path], typer.Option(
     "--weights-dir", help="Network cache (default: $SOUNDNET_HOME, else ~/.cache/soundnet).",
     show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json",
-                                        help="JSON on stdout (schema in docs/weights.md).")]
+                                        help=f"JSON on stdout (schema: {doc('weights.md')}).")]
 
 
 @app.command("list")

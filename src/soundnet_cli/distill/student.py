@@ -333,7 +333,7 @@ def build_student(cfg: DistillConfig, header: TargetsHeader,
     if cfg.init:
         from ..weights.registry import resolve_weights
 
-        ckpt = load_checkpoint(resolve_weights(cfg.init))
+        ckpt = load_checkpoint(resolve_weights(cfg.init, option="--init"))
         base, arch = ckpt.build(), ckpt.config.arch
         info = {"init": str(cfg.init), "init_sha256": ckpt.sha256}
     k, s, p = cfg.head_geometry or ORIGINAL_HEAD_GEOMETRY[arch]

@@ -268,7 +268,7 @@ def build_network(cfg: TrainConfig, classes: Sequence[str]) -> tuple[SoundNet, d
     if cfg.init:
         from ..weights.registry import resolve_weights
 
-        ckpt = load_checkpoint(resolve_weights(cfg.init))
+        ckpt = load_checkpoint(resolve_weights(cfg.init, option="--init"))
         model = ckpt.build()
         want = classifier_head(ckpt.config.arch, classes)
         kept = [h for h in model.config.heads if h == want]

@@ -108,35 +108,37 @@ def default_weights_path() -> Path:
 
 
 def resolve_weights(spec: str | os.PathLike | None = None,
-                    cache_dir: str | os.PathLike | None = None) -> Path:
+                    cache_dir: str | os.PathLike | None = None, *,
+                    option: str = "--weights") -> Path:
     """Turn a ``--weights`` value into a checkpoint path.
 
     ``None`` or ``"default"``: the embedded network; an existing path: itself; otherwise a name
-    looked up as ``<cache>/<name>.safetensors``. Raises :class:`WeightsError` saying what to do.
+    looked up as ``<cache>/<name>.safetensors``. Raises :class:`WeightsError` saying what to do,
+    naming the option the value came from (``option``: ``--init`` for train and distill).
     """
     if spec is None or str(spec) == "default":
         path = default_weights_path()
         if not path.is_file():
             raise WeightsError(
                 "no embedded default network in this installation "
-                f"(expected {path}); pass --weights PATH or --weights NAME of an imported network"
+                f"(expected {path}); pass {option} PATH or {option} NAME of an imported network"
             )
         return path
     path = Path(spec).expanduser()
     if path.is_file():
         return path
     if path.is_dir():
-        raise WeightsError(f"--weights {spec}: is a directory, not a checkpoint file")
+        raise WeightsError(f"{option} {spec}: is a directory, not a checkpoint file")
     name = str(spec)
     cached = weights_dir(cache_dir) / f"{name}{CHECKPOINT_SUFFIX}"
     if cached.is_file():
         return cached
     if name in KNOWN_NETWORKS:
         raise WeightsError(
-            f"--weights {name}: not downloaded yet; run `soundnet weights download {name}` "
+            f"{option} {name}: not downloaded yet; run `soundnet weights download {name}` "
             f"(it will be stored as {cached})")
     raise WeightsError(
-        f"--weights {spec}: no such file, and no network named {name!r} in {cached.parent} "
+        f"{option} {spec}: no such file, and no network named {name!r} in {cached.parent} "
         "(see `soundnet weights list`)"
     )
 
