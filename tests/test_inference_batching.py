@@ -158,11 +158,14 @@ def test_threads_setting_is_restored(model, mixed) -> None:
     assert torch.get_num_threads() == before
 
 
-def test_workers_leave_their_cores_to_decoding(model, mixed) -> None:
-    import os
+def test_workers_leave_their_cores_to_decoding(model, mixed, monkeypatch) -> None:
+    """The CLI's plan (runtime.workers.plan_threads), for library callers too."""
+    from soundnet_cli.runtime import workers
 
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(workers, "available_cores", lambda: 3)
     before = torch.get_num_threads()
     during = [torch.get_num_threads() for _ in iter_activations(model, mixed[:3], ["conv2"],
                                                                  workers=1)]
-    assert during == [max(1, min(before, (os.cpu_count() or 1) - 1))] * 3
+    assert during == [2] * 3
     assert torch.get_num_threads() == before

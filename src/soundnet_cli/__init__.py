@@ -31,6 +31,7 @@ _EXPORTS = {
     "save_checkpoint": "weights.checkpoint",
     "load_checkpoint": "weights.checkpoint",
     "iter_activations": "runtime.batch",
+    "RunOptions": "runtime.options",
     "tag_files": "tag",
     "extract_files": "extract",
     "stream_activations": "runtime.stream",

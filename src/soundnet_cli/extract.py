@@ -60,6 +60,13 @@ import numpy as np
 from .errors import OutputError, SoundNetError
 from .fsutil import atomic_path, atomic_write_text, mirrored_output
 from .runrecord import RunRecord
+from .runtime.options import (
+    CHUNK_SECONDS,
+    LONG_FILE_SECONDS,
+    UNSET,
+    RunOptions,
+    legacy_options,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -309,12 +316,13 @@ def extract_files(
     roots: Sequence[str | os.PathLike] = (),
     pool: str = "none",
     overwrite: bool = False,
-    device: "torch.device | str" = "cpu",
-    batch_size: int = 8,
-    workers: int = 0,
-    long_seconds: float | None = None,
-    chunk_seconds: float | None = None,
-    decoder: "DecodePool | None" = None,
+    options: RunOptions | None = None,
+    device: "torch.device | str" = UNSET,
+    batch_size: int = UNSET,
+    workers: int = UNSET,
+    long_seconds: float | None = UNSET,
+    chunk_seconds: float | None = UNSET,
+    decoder: "DecodePool | None" = UNSET,
 ) -> Iterator[FileOutcome]:
     """Write the activations of ``layers`` for every file under ``out_dir``.
 
@@ -331,16 +339,16 @@ def extract_files(
         One of :data:`POOLS` (see :func:`pool_frames`).
     overwrite
         Recompute outputs that exist; otherwise files whose outputs all exist are not decoded.
-    long_seconds
-        Files whose header says they are longer (and that need no tiling) are streamed from disk
-        in chunks, with bounded memory (default :data:`.runtime.stream.LONG_FILE_SECONDS`, 60 s;
-        ``None`` means that default, ``math.inf`` never streams).
-    chunk_seconds
-        Audio per streamed block, seconds (default :data:`.runtime.stream.DEFAULT_CHUNK_SECONDS`).
-        Results do not depend on it.
-    decoder
-        Decoding processes already started on ``paths`` (see :class:`.runtime.decode.DecodePool`),
-        used for the files that need computing when they decode the same way; always closed.
+    options
+        Scheduling (:class:`~soundnet_cli.runtime.options.RunOptions`; the outputs do not depend
+        on it). Files whose header says they last longer than ``options.long_seconds`` (and that
+        need no tiling) are streamed from disk in ``options.chunk_seconds`` blocks, with bounded
+        memory. ``options.decoder`` (processes already started on ``paths``) serves the files
+        that need computing when it decodes the same way; it is always closed.
+    device, batch_size, workers, long_seconds, chunk_seconds, decoder
+        Deprecated for one release: the ``RunOptions`` fields of those names (given explicitly,
+        they override ``options``, with a DeprecationWarning; ``None`` for ``long_seconds`` or
+        ``chunk_seconds`` means the default, as it did here).
 
     Yields
     ------
@@ -357,14 +365,15 @@ def extract_files(
         another network or settings, or unrecorded ones without ``overwrite``
         (:func:`claim_outputs`).
     """
-    from .runtime.stream import DEFAULT_CHUNK_SECONDS, LONG_FILE_SECONDS
+    from .runtime.batch import thread_limit
 
     if pool not in POOLS:
         raise ValueError(f"unknown pool {pool!r}; choose from {', '.join(POOLS)}")
-    long_seconds = LONG_FILE_SECONDS if long_seconds is None else float(long_seconds)
-    chunk_seconds = DEFAULT_CHUNK_SECONDS if chunk_seconds is None else float(chunk_seconds)
-    if not chunk_seconds > 0:
-        raise ValueError(f"chunk_seconds must be positive, got {chunk_seconds}")
+    opts = legacy_options(options, "extract_files", {
+        "device": device, "batch_size": batch_size, "workers": workers, "decoder": decoder,
+        "long_seconds": LONG_FILE_SECONDS if long_seconds is None else long_seconds,
+        "chunk_seconds": CHUNK_SECONDS if chunk_seconds is None else chunk_seconds})
+    decoder = opts.decoder
     names = model.resolve_layers(layers)
     files = [Path(p) for p in paths]
     plan = _Plan(files, [Path(r) for r in roots], Path(out_dir), names, pool, overwrite)
@@ -387,9 +396,7 @@ def extract_files(
     # The decoding workers read each header and hand long files back undecoded (deferred);
     # they are streamed after the short ones.
     deferred: list[Path] = []
-    yield from _compute(model, run, plan, pool, deferred, device=device, batch_size=batch_size,
-                        workers=workers, long_seconds=long_seconds, chunk_seconds=chunk_seconds,
-                        defer_long=True, decoder=decoder)
+    yield from _compute(model, run, plan, pool, deferred, opts)
     engines: dict[tuple[str, ...], Any] = {}
     for path in deferred:
         try:
@@ -397,12 +404,18 @@ def extract_files(
         except SoundNetError as e:
             yield FileOutcome(path, error=str(e))
             continue
-        yield _stream_file(model, path, duration, plan, pool, engines, device=device,
-                           chunk_seconds=chunk_seconds)
+        with thread_limit(opts.thread_count(_model_device(model, opts))):
+            outcome = _stream_file(model, path, duration, plan, pool, engines,
+                                   device=opts.device, chunk_seconds=opts.chunk_seconds)
+        yield outcome
+
+
+def _model_device(model: SoundNet, opts: RunOptions) -> Any:
+    return opts.device if opts.device is not None else next(model.parameters()).device
 
 
 def _compute(model: SoundNet, run: list[Path], plan: _Plan, pool: str, deferred: list[Path],
-             decoder: "DecodePool | None" = None, **kwargs: Any) -> Iterator[FileOutcome]:
+             opts: RunOptions) -> Iterator[FileOutcome]:
     """Compute and write the missing outputs of ``run``, one pass over the files if they are long
     enough for every layer.
 
@@ -410,7 +423,7 @@ def _compute(model: SoundNet, run: list[Path], plan: _Plan, pool: str, deferred:
     never depends on which other layers were requested with it. A pass tiles short clips to what
     its deepest layer needs and writes only that layer's outputs for them; their other layers go
     to another pass over just those clips (each pass needs strictly less, so passes end).
-    ``decoder`` (already started) serves the first pass.
+    ``opts.decoder`` (already started) serves the first pass.
     """
     from .runtime.batch import iter_activations, required_samples
 
@@ -436,7 +449,7 @@ def _compute(model: SoundNet, run: list[Path], plan: _Plan, pool: str, deferred:
             files = list(pending)
             wanted = [n for n in plan.layers if any(n in pending[p] for p in files)]
             need = required_samples(model, wanted)
-            for clip in iter_activations(model, files, wanted, decoder=decoder, **kwargs):
+            for clip in iter_activations(model, files, wanted, defer_long=True, options=opts):
                 layers = pending.pop(clip.path)
                 if clip.deferred:  # long: the caller streams it
                     deferred.append(clip.path)
@@ -458,7 +471,7 @@ def _compute(model: SoundNet, run: list[Path], plan: _Plan, pool: str, deferred:
                 done = finish(writes.popleft())
                 if done is not None:
                     yield done
-            decoder = None  # consumed by the first pass
+            opts = opts.replace(decoder=None)  # consumed by the first pass
 
 
 def _stream_duration(model: SoundNet, path: Path) -> float:
@@ -471,7 +484,7 @@ def _stream_duration(model: SoundNet, path: Path) -> float:
 
 
 def _stream_file(model: SoundNet, path: Path, duration: float, plan: _Plan, pool: str,
-                 engines: dict[tuple[str, ...], Any], *, device: "torch.device | str",
+                 engines: dict[tuple[str, ...], Any], *, device: "torch.device | str | None",
                  chunk_seconds: float) -> FileOutcome:
     """Compute the missing outputs of one long file chunk by chunk, never decoding it whole.
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from .errors import SoundNetError
 from .model import Geometry, SoundNet, min_tag_samples
-from .runtime.stream import DEFAULT_CHUNK_SECONDS, LONG_FILE_SECONDS
+from .runtime.options import UNSET, RunOptions, legacy_options
 
 if TYPE_CHECKING:
     import torch
@@ -278,12 +278,13 @@ def tag_files(
     paths: Sequence[str | os.PathLike],
     *,
     scorers: Sequence[Scorer] | None = None,
-    device: "torch.device | str" = "cpu",
-    batch_size: int = 8,
-    workers: int = 0,
-    long_seconds: float | None = LONG_FILE_SECONDS,
-    chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
-    decoder: "DecodePool | None" = None,
+    options: RunOptions | None = None,
+    device: "torch.device | str" = UNSET,
+    batch_size: int = UNSET,
+    workers: int = UNSET,
+    long_seconds: float | None = UNSET,
+    chunk_seconds: float = UNSET,
+    decoder: "DecodePool | None" = UNSET,
 ) -> Iterator[TagResult]:
     """Score every file with every scorer, in input order.
 
@@ -296,16 +297,14 @@ def tag_files(
     scorers
         Default: the model's heads (:func:`head_scorers`). Plug-in scorers are appended by
         passing ``[*head_scorers(model), my_scorer]``.
-    batch_size, workers
-        Files per forward pass; decoding processes (see
-        :func:`~soundnet_cli.runtime.batch.iter_activations`).
-    long_seconds, chunk_seconds
-        Files longer than ``long_seconds`` are streamed in ``chunk_seconds`` blocks, never
-        decoded whole (``None``: never stream); only the heads' small activations are held (a
-        3-hour file: ~20 MB for SoundNet-8). Results do not depend on either.
-    decoder
-        Decoding processes already started on ``paths`` (:class:`.runtime.decode.DecodePool`), used
-        instead of starting ``workers`` if they decode the same way; consumed.
+    options
+        Scheduling: device, batch size, decoding processes, threads, streaming
+        (:class:`~soundnet_cli.runtime.options.RunOptions`; results do not depend on it). Files
+        longer than ``options.long_seconds`` are streamed, never decoded whole; only the heads'
+        small activations are held (a 3-hour file: ~20 MB for SoundNet-8).
+    device, batch_size, workers, long_seconds, chunk_seconds, decoder
+        Deprecated for one release: the ``RunOptions`` fields of those names (given explicitly,
+        they override ``options``, with a DeprecationWarning).
 
     Yields
     ------
@@ -314,6 +313,9 @@ def tag_files(
     """
     from .runtime.batch import iter_activations
 
+    opts = legacy_options(options, "tag_files", {
+        "device": device, "batch_size": batch_size, "workers": workers,
+        "long_seconds": long_seconds, "chunk_seconds": chunk_seconds, "decoder": decoder})
     scorers = list(head_scorers(model)) if scorers is None else list(scorers)
     for s in scorers:
         check = getattr(s, "check_model", None)
@@ -323,10 +325,8 @@ def tag_files(
     rate = model.config.sample_rate
     geometry = {name: model.geometry(name) for name in layers}
     tile_to = max((s.min_samples for s in scorers), default=0)
-    for clip in iter_activations(model, paths, layers, device=device, batch_size=batch_size,
-                                 workers=workers, min_samples=tile_to or None,
-                                 long_seconds=long_seconds, chunk_seconds=chunk_seconds,
-                                 input_scale=_input_scale(model, scorers), decoder=decoder):
+    for clip in iter_activations(model, paths, layers, min_samples=tile_to or None,
+                                 input_scale=_input_scale(model, scorers), options=opts):
         if not clip.ok or clip.activations is None:
             yield TagResult(clip.path, error=clip.error or f"{clip.path}: failed")
             continue

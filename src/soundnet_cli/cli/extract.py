@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..runtime.workers import early_decoder, plan_workers
+from ..runtime.options import BATCH_SIZE, CHUNK_SECONDS, LONG_FILE_SECONDS, RunOptions
+from ..runtime.workers import early_decoder
 from .common import (
     AudioProgress,
     BatchOpt,
@@ -69,12 +70,12 @@ def extract(
     pool: PoolOpt = Pool.none,
     manifest: ManifestOpt = None,
     overwrite: OverwriteOpt = False,
-    long_seconds: LongOpt = 60.0,
-    chunk_seconds: ChunkOpt = 10.0,
+    long_seconds: LongOpt = LONG_FILE_SECONDS,
+    chunk_seconds: ChunkOpt = CHUNK_SECONDS,
     recursive: RecursiveOpt = False,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
-    batch_size: BatchOpt = 8,
+    batch_size: BatchOpt = BATCH_SIZE,
     workers: WorkersOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -103,7 +104,9 @@ def extract(
         decoder = early_decoder(weights, device, files, workers, long_seconds)
         model = load_model(weights, device)
         layers = model.resolve_layers(layer)
-        workers = plan_workers(next(model.parameters()).device, len(files), workers, decoder)
+        options = RunOptions.plan(next(model.parameters()).device, len(files), workers=workers,
+                                  decoder=decoder, batch_size=batch_size,
+                                  long_seconds=long_seconds, chunk_seconds=chunk_seconds)
         failures += [(str(p), f"{p}: no such file or directory") for p in missing]
         if not files and not missing:
             failures.append(("", "no audio files found in " + ", ".join(map(str, inputs))))
@@ -113,9 +116,7 @@ def extract(
             with AudioProgress("extracting", len(files), quiet) as progress:
                 for outcome in extract_files(
                     model, files, layers, out_dir, roots=[p for p in inputs if p.is_dir()],
-                    pool=pool.value, overwrite=overwrite, device=next(model.parameters()).device,
-                    batch_size=batch_size, workers=workers, long_seconds=long_seconds,
-                    chunk_seconds=chunk_seconds, decoder=decoder,
+                    pool=pool.value, overwrite=overwrite, options=options,
                 ):
                     progress.advance(outcome.duration)
                     book.update(outcome.records)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from ..runtime.workers import auto_workers
+from ..runtime.options import BATCH_SIZE, RunOptions
 from .common import (
     EXIT_USAGE,
     BatchOpt,
@@ -93,7 +93,7 @@ def fit_svm_command(
         = False,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
-    batch_size: BatchOpt = 16,
+    batch_size: BatchOpt = BATCH_SIZE,
     workers: WorkersOpt = None,
     cache_dir: Annotated[Optional[Path], typer.Option(
         "--cache-dir", help="Feature cache (default: <soundnet cache>/features).",
@@ -125,9 +125,9 @@ def fit_svm_command(
 
         model = load_model(weights, device)
         started = time.perf_counter()
-        workers = auto_workers(next(model.parameters()).device, len(ds), workers)
-        features = _features(model, ds, layer, proto, cache_dir, not no_cache, batch_size,
-                             workers, quiet)
+        options = RunOptions.plan(next(model.parameters()).device, len(ds), workers=workers,
+                                  batch_size=batch_size)
+        features = _features(model, ds, layer, proto, cache_dir, not no_cache, options, quiet)
         feature_seconds = time.perf_counter() - started
         for note in features.warnings:
             warn(note, quiet)
@@ -178,15 +178,14 @@ def _load(root: Optional[Path], layout: str, labels: Optional[Path], allow_missi
 
 
 def _features(model: Any, ds: "Dataset", layer: str, proto: Any, cache_dir: Optional[Path],
-              use_cache: bool, batch_size: int, workers: int, quiet: bool) -> "FeatureSet":
+              use_cache: bool, options: RunOptions, quiet: bool) -> "FeatureSet":
     from ..svm.features import extract_features
 
     name = model.resolve_layers([layer])[0]
     with make_progress(quiet) as progress:
         task = progress.add_task(f"features {name}", total=len(ds), audio="", rate="")
         result = extract_features(
-            model, ds, [name], proto, cache_dir=cache_dir, use_cache=use_cache,
-            device=next(model.parameters()).device, batch_size=batch_size, workers=workers,
+            model, ds, [name], proto, cache_dir=cache_dir, use_cache=use_cache, options=options,
             progress=lambda n: progress.advance(task, n),
         )
     features = result[name]

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from ..runtime.workers import early_decoder, plan_workers
+from ..runtime.options import BATCH_SIZE, LONG_FILE_SECONDS, RunOptions
+from ..runtime.workers import early_decoder
 from .common import (
     AudioProgress,
     BatchOpt,
@@ -51,7 +52,7 @@ def tag(
         "--svm", help="Tag with the classes of an SVM saved by `soundnet fit-svm --out` "
         "(decision values, not probabilities) instead of the network's heads.")] = None,
     recursive: RecursiveOpt = False,
-    batch_size: BatchOpt = 8,
+    batch_size: BatchOpt = BATCH_SIZE,
     workers: WorkersOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -66,7 +67,6 @@ def tag(
     failures: list[tuple[str, str]] = []
     with user_errors():
         from ..audio import find_audio_files
-        from ..runtime.decode import LONG_FILE_SECONDS
 
         files, missing = find_audio_files(inputs, recursive=recursive)
         # Decoding starts before torch loads (~1.5 s), so the network finds work waiting.
@@ -77,7 +77,8 @@ def tag(
 
         model = load_model(weights, device)
         scorers = _svm_scorers(svm, model) if svm is not None else None
-        workers = plan_workers(next(model.parameters()).device, len(files), workers, decoder)
+        options = RunOptions.plan(next(model.parameters()).device, len(files), workers=workers,
+                                  decoder=decoder, batch_size=batch_size)
         failures += [(str(p), f"{p}: no such file or directory") for p in missing]
         if not files and not missing:
             failures.append(("", "no audio files found in " + ", ".join(map(str, inputs))))
@@ -86,9 +87,7 @@ def tag(
             if path:  # --json lists missing inputs too
                 emit(TagResult(Path(path), error=message))
         with AudioProgress("tagging", len(files), quiet) as progress:
-            for result in tag_files(model, files, device=next(model.parameters()).device,
-                                    batch_size=batch_size, workers=workers, scorers=scorers,
-                                    decoder=decoder):
+            for result in tag_files(model, files, scorers=scorers, options=options):
                 progress.advance(result.duration)
                 if not result.ok:
                     failures.append((str(result.path), result.error or "failed"))

@@ -1,5 +1,8 @@
 """Files -> activations: the only place that knows processes, threads, batching and devices.
 
+- :mod:`.options`: :class:`~.options.RunOptions`, everything that never changes results (device,
+  batch size, workers, threads, chunking, the streaming threshold, memory bounds), one set of
+  defaults, and :meth:`~.options.RunOptions.plan`, the scheduling the CLI uses.
 - :mod:`.decode`: decoding files in background processes (:class:`~.decode.DecodePool`).
 - :mod:`.workers`: how many decoding processes and torch threads a run uses.
 - :mod:`.batch`: :func:`~.batch.iter_activations`, the batched, in-order pipeline over files.
@@ -7,7 +10,7 @@
 - :mod:`.engine`: the fused inference forward pass both run on.
 - :mod:`.device`: ``--device`` resolution; :mod:`.allocator`: glibc malloc settings.
 
-Torch-free modules: :mod:`.decode` and :mod:`.workers` (and this ``__init__``) import neither torch
-nor anything that does, so a command can plan and start decoding before torch loads; keep them so.
-Every other module here imports torch.
+Torch-free modules: :mod:`.options`, :mod:`.decode` and :mod:`.workers` (and this ``__init__``)
+import neither torch nor anything that does, so a command can plan and start decoding before torch
+loads; keep them so. Every other module here imports torch.
 """

@@ -5,9 +5,9 @@ Decoding (libsndfile + soxr) happens in DataLoader workers while the main proces
 network (:class:`.engine.Engine`: BatchNorm folded, pooling before ReLU, a dense first conv);
 clips of equal length are stacked into batches (only equal lengths: padding would change the
 frames near the end), looking a few batches ahead for partners and handing results back in input
-order. Files longer than ``long_seconds`` are never decoded whole: they are streamed in chunks
-(:mod:`.stream`), which gives the same frames. A file that fails is reported in its result and
-the rest go on.
+order. Files longer than ``options.long_seconds`` are never decoded whole: they are streamed in
+chunks (:mod:`.stream`), which gives the same frames. A file that fails is reported in its result
+and the rest go on. How all this is scheduled is one :class:`.options.RunOptions`.
 """
 
 from __future__ import annotations
@@ -26,17 +26,10 @@ from ..errors import SoundNetError
 from ..model import SoundNet
 from .decode import DecodedClip, DecodePool, decode_file
 from .engine import Engine
-from .stream import (
-    DEFAULT_CHUNK_SECONDS,
-    DEFAULT_MAX_BYTES,
-    LONG_FILE_SECONDS,
-    collect_activations,
-)
+from .options import MAX_QUEUED_BYTES, UNSET, RunOptions, legacy_options
+from .options import MICRO_BATCH_SAMPLES as DEFAULT_MICRO_BATCH_SAMPLES  # noqa: F401 - old name
+from .stream import collect_activations
 
-#: Most waveform samples the first, high-rate layers process at once (a batch is cut into slices
-#: for them): their output is ~32 bytes per input sample and must stay in the CPU caches. The
-#: later layers, whose weights dominate, see the whole batch.
-DEFAULT_MICRO_BATCH_SAMPLES = 1 << 18
 #: How many batches ahead decoded clips are held while looking for equal-length partners.
 LOOKAHEAD_BATCHES = 4
 
@@ -70,10 +63,11 @@ class ClipResult:
 
 def iter_decoded(
     paths: Sequence[str | os.PathLike], sample_rate: int, *, workers: int = 0,
-    long_seconds: float | None = None,
+    long_seconds: float | None = None, max_bytes: int = MAX_QUEUED_BYTES,
 ) -> Iterator[DecodedClip]:
     """Decode files in ``workers`` background processes (0, or a single file: in this process),
-    in input order (a :class:`.decode.DecodePool`).
+    in input order (a :class:`.decode.DecodePool` holding at most ``max_bytes`` of decoded audio
+    in its queues).
 
     Files longer than ``long_seconds`` are not decoded (``long=True``, see
     :func:`.decode.decode_file`).
@@ -82,7 +76,8 @@ def iter_decoded(
         for i, path in enumerate(paths):
             yield decode_file(i, path, sample_rate, long_seconds)
         return
-    with DecodePool(paths, sample_rate, workers=workers, long_seconds=long_seconds) as pool:
+    with DecodePool(paths, sample_rate, workers=workers, long_seconds=long_seconds,
+                    max_bytes=max_bytes) as pool:
         yield from pool.take()
 
 
@@ -131,46 +126,36 @@ def iter_activations(
     paths: Sequence[str | os.PathLike],
     layers: Sequence[str | int],
     *,
-    device: torch.device | str = "cpu",
-    batch_size: int = 16,
-    workers: int = 0,
     min_samples: int | None = None,
-    long_seconds: float | None = LONG_FILE_SECONDS,
-    chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
-    max_result_bytes: int | None = DEFAULT_MAX_BYTES,
-    micro_batch_samples: int | None = DEFAULT_MICRO_BATCH_SAMPLES,
-    threads: int | None = None,
     length: int | None = None,
     input_scale: float | None = None,
     defer_long: bool = False,
-    decoder: DecodePool | None = None,
+    options: RunOptions | None = None,
+    device: torch.device | str = UNSET,
+    batch_size: int = UNSET,
+    workers: int = UNSET,
+    long_seconds: float | None = UNSET,
+    chunk_seconds: float = UNSET,
+    max_result_bytes: int | None = UNSET,
+    micro_batch_samples: int | None = UNSET,
+    threads: int | None = UNSET,
+    decoder: DecodePool | None = UNSET,
 ) -> Iterator[ClipResult]:
     """Yield activations of ``layers`` for every file in ``paths`` (in input order).
+
+    How the work is scheduled (device, batches, decoding processes, threads, streaming, memory
+    bounds) is ``options`` (:class:`.options.RunOptions`; default ``RunOptions()``, decoding in
+    this process); it never changes the activations. The arguments before it do.
 
     Parameters
     ----------
     model
-        The network, already on ``device``; BatchNorm uses its running statistics.
+        The network; BatchNorm uses its running statistics.
     layers
         Layer names or module numbers (resolved by the model).
-    batch_size
-        Most files per forward pass; clips are batched only with clips of identical length.
-    workers
-        Decoding processes (0: decode in this process). On a machine with few cores, 1-2 workers
-        keep the network busy; see docs/long-files.md, "Performance".
     min_samples
         Clips shorter than this are tiled up to it (default: the least the layers need). Tagging
         passes the model's ``tile_seconds`` here, as the original does.
-    long_seconds
-        Files whose header says they are longer are streamed in ``chunk_seconds`` pieces instead
-        of decoded whole (same frames, bounded working memory); ``None`` never streams.
-    micro_batch_samples
-        The first layers run on slices of a batch of at most this many samples (``None``: whole
-        batches). Results do not depend on it.
-    max_result_bytes
-        A streamed file whose requested activations would exceed this many bytes fails (its
-        result says so) instead of exhausting memory; write such files with
-        :func:`.stream.stream_to_npy`. ``None``: no limit.
     length
         Loop (tile circularly) or cut every clip to exactly this many samples, as the original
         ESC-50 evaluation does with 10 s; overrides ``min_samples`` and disables streaming.
@@ -182,23 +167,38 @@ def iter_activations(
         Do not stream long files here: yield them with ``deferred=True`` (and no activations)
         for the caller to stream its own way (``extract`` writes them chunk by chunk). The
         decoding workers find them from the header, so nobody scans the inputs beforehand.
-    decoder
-        Decoding processes already started on these files (or on a list of which ``paths`` is a
-        subsequence), e.g. before torch was imported; used instead of starting ``workers`` new
-        ones if it decodes the same way (rate, long-file limit), otherwise closed. The call
-        consumes it.
-    threads
-        Intra-op threads for the network during the call (restored afterwards). Default: with
-        decoding workers on a CPU device, the cores the workers leave free (at least 1), since
-        an oversubscribed OpenMP pool wastes more than it gains; otherwise torch's setting.
+    options
+        Scheduling (see :class:`.options.RunOptions`). Files longer than
+        ``options.long_seconds`` are streamed in ``options.chunk_seconds`` pieces (same frames);
+        a streamed file whose activations would exceed ``options.max_result_bytes`` fails alone
+        (write such files with :func:`.stream.stream_to_npy`). ``options.decoder`` (processes
+        already started on these files, or on a list of which ``paths`` is a subsequence) is
+        used if it decodes the same way, otherwise closed; the call consumes it.
+    device, batch_size, workers, threads, decoder
+        Deprecated for one release, like ``long_seconds``, ``chunk_seconds``,
+        ``max_result_bytes`` and ``micro_batch_samples``: the :class:`.options.RunOptions` fields
+        of those names; given explicitly, they override ``options`` (a DeprecationWarning).
 
     Yields
     ------
     ClipResult
         One per path, in input order; failures carry ``error`` and the rest go on.
     """
+    opts = legacy_options(options, "iter_activations", {
+        "device": device, "batch_size": batch_size, "workers": workers,
+        "long_seconds": long_seconds, "chunk_seconds": chunk_seconds,
+        "max_result_bytes": max_result_bytes, "micro_batch_samples": micro_batch_samples,
+        "threads": threads, "decoder": decoder})
+    return _iter_activations(model, paths, layers, opts, min_samples=min_samples, length=length,
+                             input_scale=input_scale, defer_long=defer_long)
+
+
+def _iter_activations(model: SoundNet, paths: Sequence[str | os.PathLike],
+                      layers: Sequence[str | int], opts: RunOptions, *, min_samples: int | None,
+                      length: int | None, input_scale: float | None,
+                      defer_long: bool) -> Iterator[ClipResult]:
     names = model.resolve_layers(layers)
-    engine = Engine(model, names, device)
+    engine = Engine(model, names, opts.device)
     need = max(min_samples or 0, engine.min_samples())
     if length is not None:
         if length < engine.min_samples():
@@ -206,23 +206,24 @@ def iter_activations(
                                 f"{', '.join(names)} (needs {engine.min_samples()})")
         need = length
     gain = 1.0 if input_scale is None else float(input_scale) / model.config.input_scale
+    long_seconds = opts.long_seconds
     if length is not None or gain != 1.0:
         long_seconds = None  # exact looping and rescaling apply to whole decoded clips
     rate = model.config.sample_rate
-    batcher = _Batcher(engine, need, batch_size, micro_batch_samples)
-    stream_opts = dict(chunk_seconds=chunk_seconds, max_bytes=max_result_bytes)
+    batcher = _Batcher(engine, need, opts.batch_size, opts.micro_batch_samples)
+    stream_opts = dict(chunk_seconds=opts.chunk_seconds, max_bytes=opts.max_result_bytes)
     if long_seconds is not None:  # a file that needs tiling is never streamed
         long_seconds = max(long_seconds, need / rate)
-    if threads is None and workers > 0 and engine.device.type == "cpu":
-        threads = max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) - workers))
-    with _threads(threads):
+    decoder = opts.decoder
+    with thread_limit(opts.thread_count(engine.device)):
         order = _InOrder()
         if decoder is not None and decoder.matches(paths, rate, long_seconds):
             clips: Iterator[DecodedClip] = decoder.take(paths)
         else:
             if decoder is not None:
                 decoder.close()
-            clips = iter_decoded(paths, rate, workers=workers, long_seconds=long_seconds)
+            clips = iter_decoded(paths, rate, workers=opts.workers, long_seconds=long_seconds,
+                                 max_bytes=opts.max_queued_bytes)
         for clip in clips:
             if clip.long and defer_long:
                 order.add(ClipResult(clip.index, clip.path, None, deferred=True))
@@ -260,7 +261,9 @@ class _InOrder:
 
 
 @contextlib.contextmanager
-def _threads(n: int | None) -> Iterator[None]:
+def thread_limit(n: int | None) -> Iterator[None]:
+    """Run the body with ``n`` torch intra-op threads, restoring the setting after (``None``:
+    leave it)."""
     if n is None:
         yield
         return

@@ -30,12 +30,8 @@ import numpy as np
 
 from ..audio import AudioTooLong, load_audio
 from ..errors import DecodingError, SoundNetError
-
-#: Files longer than this (seconds) are streamed rather than decoded whole
-#: (see :func:`.stream.is_long`).
-LONG_FILE_SECONDS = 60.0
-#: Default bound on decoded audio held in the queues: 256 MiB (float32 at 22,050 Hz: 50 min).
-DEFAULT_MAX_BYTES = 256 << 20
+from .options import LONG_FILE_SECONDS as LONG_FILE_SECONDS  # re-exported; defaults: .options
+from .options import MAX_QUEUED_BYTES
 
 
 @dataclass
@@ -133,7 +129,7 @@ class DecodePool:
     """
 
     def __init__(self, paths: Sequence[str | os.PathLike], sample_rate: int, *, workers: int,
-                 long_seconds: float | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
+                 long_seconds: float | None = None, max_bytes: int = MAX_QUEUED_BYTES,
                  nice: int = 0, context: Any = None) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")

@@ -42,16 +42,14 @@ from ..audio import (
 from ..errors import AudioError, LayerError, MemoryBudgetError
 from ..fsutil import atomic_path
 from ..model import SoundNet
-from .decode import (
-    LONG_FILE_SECONDS,  # defined where no torch is needed; re-exported here
-)
 from .engine import Engine, Stage
+from .options import CHUNK_SECONDS, MAX_RESULT_BYTES
+from .options import LONG_FILE_SECONDS as LONG_FILE_SECONDS  # re-exported; defaults: .options
 
-#: Audio per block pushed through the network (seconds, native rate). Ten seconds keeps the
-#: largest intermediate (the first conv's output, ~7 MB for SoundNet-8) within the CPU caches.
-DEFAULT_CHUNK_SECONDS = 10.0
-#: Default budget for activations assembled in memory by :func:`collect_activations` (bytes).
-DEFAULT_MAX_BYTES = 1 << 30
+#: Audio per block pushed through the network (seconds, native rate): the same value as
+#: :data:`.options.CHUNK_SECONDS`. Ten seconds keeps the largest intermediate (the first conv's
+#: output, ~7 MB for SoundNet-8) within the CPU caches.
+DEFAULT_CHUNK_SECONDS = CHUNK_SECONDS
 
 
 class LayerChunk(NamedTuple):
@@ -364,7 +362,7 @@ def collect_activations(
     *,
     chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
     device: torch.device | str | None = None,
-    max_bytes: int | None = DEFAULT_MAX_BYTES,
+    max_bytes: int | None = MAX_RESULT_BYTES,
     resample_quality: str = "HQ",
     engine: Engine | None = None,
 ) -> StreamedClip:

@@ -2,7 +2,7 @@
 
 Torch-free (like :mod:`.decode`): a command plans its workers and may start decoding
 (:func:`early_decoder`) before torch loads. :func:`configure_threads` imports torch only when
-called. Library callers and the CLI get the same plan.
+called. :meth:`.options.RunOptions.plan` applies this plan, for the CLI and library callers alike.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def auto_workers(device: object, files: int, requested: int | None = None) -> in
     if files <= 1:
         return 0
     cores = available_cores()
-    if getattr(device, "type", "cpu") != "cpu":
+    if device_type(device) != "cpu":
         return max(1, min(8, cores - 1))
     return min(8, max(2, cores // 2), files)
 
@@ -52,20 +52,36 @@ def plan_workers(device: object, files: int, requested: int | None = None,
     return workers
 
 
-def configure_threads(device: object, workers: int) -> None:
-    """On CPU, give torch the cores that the decoding workers leave free (at least one).
+def plan_threads(device: object, workers: int) -> int | None:
+    """Torch threads for a run with ``workers`` decoding processes: on CPU, the cores the workers
+    leave free (at least one); ``None`` (torch's own setting) on other devices or when
+    ``OMP_NUM_THREADS`` is set (the user's choice wins).
 
     Oversubscribing cores makes torch's OpenMP threads spin-wait on each other: a forward pass with
     more threads than free cores runs far slower (``benchmarks/RESULTS.md``).
-    ``OMP_NUM_THREADS``, when set, wins.
     """
     import os
 
-    import torch
+    if device_type(device) != "cpu" or os.environ.get("OMP_NUM_THREADS"):
+        return None
+    return max(1, available_cores() - workers)
 
-    if getattr(device, "type", "cpu") != "cpu" or os.environ.get("OMP_NUM_THREADS"):
-        return
-    torch.set_num_threads(max(1, available_cores() - workers))
+
+def configure_threads(device: object, workers: int) -> None:
+    """Set torch's threads (for the whole process) to :func:`plan_threads`, when it has a plan."""
+    threads = plan_threads(device, workers)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def device_type(device: object) -> str:
+    """``"cpu"``, ``"cuda"``, ... of a ``torch.device`` or a ``--device`` string (``auto`` is
+    guessed without torch, see :func:`guess_device_type`); ``None`` is ``"cpu"``."""
+    if isinstance(device, str):
+        return guess_device_type(device)
+    return str(getattr(device, "type", "cpu"))
 
 
 #: Niceness of the decoding processes: the network's process, which waits on them, keeps its core
@@ -86,12 +102,13 @@ def guess_device_type(device: str) -> str:
 
 
 def early_decoder(weights: str | None, device: str, files: list[Path], requested: int | None,
-                  long_seconds: float | None) -> DecodePool | None:
+                  long_seconds: float | None, max_bytes: int | None = None) -> DecodePool | None:
     """Start decoding ``files`` now, before torch is imported (see :mod:`.decode`), or return
     ``None`` when there is nothing to gain (one file, ``--workers 0``) or the checkpoint's sample
-    rate cannot be read without torch (the normal path then reports any problem)."""
-    from types import SimpleNamespace
+    rate cannot be read without torch (the normal path then reports any problem).
 
+    ``long_seconds`` and ``max_bytes`` (default :data:`.options.MAX_QUEUED_BYTES`) are those of
+    the :class:`.options.RunOptions` the run will use; pass the pool to it as ``decoder``."""
     from ..errors import SoundNetError
     from ..weights.registry import read_header, resolve_weights
     from .decode import DecodePool
@@ -102,7 +119,8 @@ def early_decoder(weights: str | None, device: str, files: list[Path], requested
         rate = int(read_header(resolve_weights(weights))["config"]["sample_rate"])
     except (SoundNetError, KeyError, TypeError, ValueError):
         return None
-    workers = auto_workers(SimpleNamespace(type=guess_device_type(device)), len(files), requested)
+    workers = auto_workers(device, len(files), requested)
     if workers < 1:
         return None
-    return DecodePool(files, rate, workers=workers, long_seconds=long_seconds, nice=DECODE_NICE)
+    return DecodePool(files, rate, workers=workers, long_seconds=long_seconds, nice=DECODE_NICE,
+                      **({} if max_bytes is None else {"max_bytes": max_bytes}))

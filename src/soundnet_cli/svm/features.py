@@ -14,6 +14,7 @@ import numpy as np
 
 from ..datasets import Dataset
 from ..errors import DatasetError, SvmError
+from ..runtime.options import UNSET, RunOptions, legacy_options
 from .cache import FeatureCache, FeatureKey, default_cache_dir
 from .model import pooled_stats, window_frames
 from .protocol import PAPER_SECONDS, Protocol
@@ -99,10 +100,11 @@ def extract_features(
     *,
     cache_dir: str | os.PathLike | None = None,
     use_cache: bool = True,
-    device: "torch.device | str" = "cpu",
-    batch_size: int = 16,
-    workers: int = 0,
     progress: Callable[[int], None] | None = None,
+    options: RunOptions | None = None,
+    device: "torch.device | str" = UNSET,
+    batch_size: int = UNSET,
+    workers: int = UNSET,
 ) -> dict[str, FeatureSet]:
     """Activations of ``layers`` for every clip of ``dataset``, through the cache.
 
@@ -119,12 +121,20 @@ def extract_features(
         Names or original module numbers.
     progress
         Called with the number of clips just finished (cached or computed).
+    options
+        Scheduling of the forward passes (:class:`~soundnet_cli.runtime.options.RunOptions`;
+        the features do not depend on it).
+    device, batch_size, workers
+        Deprecated for one release: the ``RunOptions`` fields of those names (given explicitly,
+        they override ``options``, with a DeprecationWarning).
 
     Returns
     -------
     dict
         ``{layer name: FeatureSet}``; raises :class:`DatasetError` if no clip decoded.
     """
+    opts = legacy_options(options, "extract_features",
+                          {"device": device, "batch_size": batch_size, "workers": workers})
     names = model.resolve_layers(layers)
     keys = {n: feature_key(model, n, protocol) for n in names}
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -135,8 +145,7 @@ def extract_features(
     cached = len(dataset) - len(todo)
     if progress and cached:
         progress(cached)
-    errors, notes = _compute(model, dataset, todo, keys, acts, caches, device=device,
-                             batch_size=batch_size, workers=workers, progress=progress)
+    errors, notes = _compute(model, dataset, todo, keys, acts, caches, opts, progress=progress)
     keep = np.array([i for i in range(len(dataset)) if i not in errors], dtype=np.int64)
     if keep.size == 0:
         raise DatasetError(f"{dataset.root}: none of the {len(dataset)} clips could be decoded "
@@ -158,8 +167,8 @@ def extract_features(
 
 
 def _compute(model: "SoundNet", dataset: Dataset, todo: list[int], keys: dict[str, FeatureKey],
-             acts: dict[str, list[np.ndarray | None]], caches: dict[str, FeatureCache], *,
-             device: "torch.device | str", batch_size: int, workers: int,
+             acts: dict[str, list[np.ndarray | None]], caches: dict[str, FeatureCache],
+             opts: RunOptions, *,
              progress: Callable[[int], None] | None) -> tuple[dict[int, str], list[str]]:
     """Run the network on the clips ``todo``, filling ``acts`` and the caches in place.
 
@@ -175,10 +184,10 @@ def _compute(model: "SoundNet", dataset: Dataset, todo: list[int], keys: dict[st
         groups.setdefault((k.loop_samples, k.min_samples), []).append(n)
     for g, ((loop, least), group) in enumerate(groups.items()):
         results = iter_activations(
-            model, [dataset.paths[i] for i in todo], group, device=device,
-            batch_size=batch_size, workers=workers, min_samples=least, length=loop,
-            input_scale=keys[group[0]].input_scale,
+            model, [dataset.paths[i] for i in todo], group, min_samples=least, length=loop,
+            input_scale=keys[group[0]].input_scale, options=opts,
         )
+        opts = opts.replace(decoder=None)  # a decoder serves (and is consumed by) one pass
         for i, r in zip(todo, results):
             if r.error is not None:
                 errors[i] = r.error
