@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -210,3 +211,76 @@ def test_two_process_gloo_run(dataset_dir: Path, tmp_path: Path):
     lines = (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2  # written once (rank 0), not once per process
     assert load_checkpoint(tmp_path / "ddp" / "model.safetensors").config.heads[0].classes == 3
+
+
+# -- run directories: --overwrite, run.json, --resume alone ------------------------------------
+
+
+def _cli_args(dataset_dir: Path, run_dir: Path, *extra: str) -> list[str]:
+    return ["train", str(dataset_dir), "--width", "0.0625", "--epochs", "2", "--batch-size", "4",
+            "--clip-seconds", "3.6", "--val-fold", "3", "--lr", "0.003", "--run-dir",
+            str(run_dir), "--workers", "0", "--device", "cpu", "--quiet", *extra]
+
+
+def test_a_bad_dataset_or_run_dir_fails_before_decoding(dataset_dir: Path, tmp_path: Path,
+                                                         monkeypatch):
+    from soundnet_cli.training import supervised
+
+    ds = load_dataset(dataset_dir)
+    cpu = torch.device("cpu")
+    train_supervised(ds, tiny_cfg(epochs=1), tmp_path / "r", device=cpu)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded the dataset before checking it")
+
+    monkeypatch.setattr(supervised, "decode_all", no_decoding)
+    with pytest.raises(SoundNetError, match="already holds a run.*--overwrite"):
+        train_supervised(ds, tiny_cfg(epochs=1), tmp_path / "r", device=cpu)
+    with pytest.raises(SoundNetError, match="other settings"):
+        train_supervised(ds, tiny_cfg(epochs=2), tmp_path / "r", device=cpu, resume=True)
+    lonely = ds.subset(np.flatnonzero((ds.labels != 2) | (ds.folds == 3)))  # class 2: fold 3 only
+    with pytest.raises(DatasetError, match="no training clips for class.*class 2"):
+        train_supervised(lonely, tiny_cfg(epochs=1), tmp_path / "new", device=cpu)
+
+
+def test_overwrite_starts_a_run_again(dataset_dir: Path, tmp_path: Path):
+    run_dir = tmp_path / "run"
+    args = _cli_args(dataset_dir, run_dir, "--epochs", "1")
+    assert CliRunner().invoke(app, args).exit_code == 0
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 1 and "--overwrite" in again.output
+    fresh = CliRunner().invoke(app, [*args, "--overwrite"])
+    assert fresh.exit_code == 0, fresh.output
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 1  # not appended
+
+
+def test_resume_alone_continues_an_interrupted_run(dataset_dir: Path, tmp_path: Path,
+                                                    monkeypatch):
+    """After Ctrl-C the message says exactly what to type, and that alone continues the run."""
+    from soundnet_cli.training import loop
+
+    run_dir = tmp_path / "run"
+    real_epoch = loop._train_epoch
+    calls = []
+
+    def interrupted_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_train_epoch", interrupted_epoch)
+    stopped = CliRunner().invoke(app, _cli_args(dataset_dir, run_dir))
+    monkeypatch.undo()
+    assert stopped.exit_code == 130
+    assert f"soundnet train --resume --run-dir {run_dir}" in stopped.output
+    stored = json.loads((run_dir / "run.json").read_text())["options"]
+    assert stored["lr"] == 0.003 and stored["dataset"] == str(dataset_dir.resolve())
+    other = CliRunner().invoke(app, ["train", "--resume", "--run-dir", str(run_dir), "--lr", "0.5"])
+    assert other.exit_code == 2 and "--lr 0.5 (the run has 0.003)" in other.output
+    resumed = CliRunner().invoke(app, ["train", "--resume", "--run-dir", str(run_dir),
+                                       "--device", "cpu", "--quiet"])
+    assert resumed.exit_code == 0, resumed.output
+    epochs = [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2]
+    assert (run_dir / "model.safetensors").is_file()

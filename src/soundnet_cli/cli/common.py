@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Annotated, Iterator, NoReturn, Optional
+from typing import Annotated, Callable, Iterator, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -60,8 +60,11 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
 
 
 @contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn the library's exceptions into a message and an exit code (2 for bad options)."""
+def user_errors(interrupted: Callable[[], str] | None = None) -> Iterator[None]:
+    """Turn the library's exceptions into a message and an exit code (2 for bad options).
+
+    ``interrupted`` gives the message printed after Ctrl-C (what to type to continue).
+    """
     from ..errors import DeviceError, LayerError, SoundNetError
 
     try:
@@ -71,7 +74,9 @@ def user_errors() -> Iterator[None]:
     except SoundNetError as e:
         fail(str(e), EXIT_FAILED)
     except KeyboardInterrupt:
-        err.print("interrupted; finished outputs are kept, a rerun resumes")
+        message = interrupted() if interrupted else \
+            "interrupted; finished outputs are kept, a rerun resumes"
+        err.print(message, highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(130) from None
 
 

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from .common import DeviceOpt, QuietOpt, err, out, user_errors
+from .runs import resume_hint, save_settings, settle
 from .train import Arch, Optim, Schedule
 
 
@@ -25,7 +26,10 @@ class Reduction(str, enum.Enum):
 
 
 def distill(
-    targets: Annotated[Path, typer.Argument(help="Targets directory made by `soundnet teach`.")],
+    ctx: typer.Context,
+    targets: Annotated[Optional[Path], typer.Argument(
+        help="Targets directory made by `soundnet teach` (not needed with --resume).",
+        show_default=False)] = None,
     teacher: Annotated[Optional[list[str]], typer.Option(
         "--teacher", "-t", help="Learn only from these teachers (repeatable; default: all).",
         show_default=False)] = None,
@@ -70,7 +74,12 @@ def distill(
         "--out", "-o", help="Final checkpoint (default: RUN_DIR/model.safetensors).",
         show_default=False)] = None,
     half: Annotated[bool, typer.Option(help="Store the final checkpoint in float16.")] = False,
-    resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir exactly.")] = False,
+    resume: Annotated[bool, typer.Option(
+        help="Continue the run in --run-dir exactly, with the options stored in RUN_DIR/run.json "
+        "(other options may only change the device, workers and output file).")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Start the run in --run-dir again, deleting the files an earlier "
+        "run wrote there.")] = False,
     workers: Annotated[int, typer.Option("--workers", "-j", min=0,
                                          help="Data loading processes.")] = 2,
     device: DeviceOpt = "auto",
@@ -82,18 +91,22 @@ def distill(
     `soundnet tag`, `extract` and `fit-svm` read it. Each epoch is checkpointed and resumable;
     run it under `torchrun --nproc-per-node N -m soundnet_cli distill ...` for several GPUs.
     """
-    with user_errors():
-        _run(**locals())
+    params = {k: v for k, v in locals().items() if k != "ctx"}
+    argv = sys.argv[2:] if len(sys.argv) > 1 and sys.argv[1] == "distill" else sys.argv[1:]
+    with user_errors(lambda: resume_hint("distill", Path(params["run_dir"]), argv)):
+        params = settle(ctx, distill, params)
+        _run(**params)
 
 
 def _run(targets, teacher, arch, init, clip_seconds, crop, kl_weight, kl_reduction,
          head_geometry, val_fraction, val_targets, epochs, batch_size, lr, optimizer,
          weight_decay, schedule, warmup, grad_clip, precise_bn, seed, width, run_dir, out_path,
-         half, resume, workers, device, quiet) -> None:
+         half, resume, overwrite, workers, device, quiet) -> None:
+    options = dict(locals())  # as given (or restored by --resume), for RUN_DIR/run.json
     from ..distill.student import DistillConfig
     from ..distill.student import distill as run_distill
     from ..runtime.device import resolve_device
-    from ..training.loop import LoopConfig, dist_info
+    from ..training.loop import LoopConfig, check_run_dir, dist_info
     from ..training.supervised import export
     from .progress import TrainingProgress
 
@@ -111,8 +124,14 @@ def _run(targets, teacher, arch, init, clip_seconds, crop, kl_weight, kl_reducti
                         select_metric="val_agreement" if has_val else "", precise_bn=precise_bn),
         workers=workers,
     )
+    if targets is None:
+        raise typer.BadParameter("give the TARGETS directory (or --resume --run-dir of a run "
+                                 "started with one)")
     dev = resolve_device(device)
     command = "soundnet " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    check_run_dir(run_dir, cfg.loop, resume, overwrite)
+    if info.main and not resume:
+        save_settings("distill", options)
 
     def on_plan(plan: dict) -> None:
         if not quiet:

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from .common import DeviceOpt, QuietOpt, err, out, user_errors
+from .runs import resume_hint, save_settings, settle
 
 
 class Arch(str, enum.Enum):
@@ -30,6 +31,7 @@ class Schedule(str, enum.Enum):
 
 
 def train(
+    ctx: typer.Context,
     dataset: Annotated[Optional[Path], typer.Argument(help="Dataset directory (ESC-50 layout or "
                                                       "one folder per class).")] = None,
     labels: Annotated[Optional[Path], typer.Option(help="CSV with path,label[,fold] columns.")] = None,
@@ -67,7 +69,12 @@ def train(
     out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Final checkpoint "
                                                      "(default: RUN_DIR/model.safetensors).")] = None,
     half: Annotated[bool, typer.Option(help="Store the final checkpoint in float16.")] = False,
-    resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir exactly.")] = False,
+    resume: Annotated[bool, typer.Option(
+        help="Continue the run in --run-dir exactly, with the options stored in RUN_DIR/run.json "
+        "(other options may only change the device, workers and output file).")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Start the run in --run-dir again, deleting the files an earlier "
+        "run wrote there.")] = False,
     workers: Annotated[int, typer.Option("--workers", "-j", min=0, help="Decoding processes.")] = 2,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
@@ -76,23 +83,28 @@ def train(
 
     Run it under `torchrun --nproc-per-node N -m soundnet_cli train ...` for several GPUs or nodes.
     """
-    with user_errors():
-        _run(**locals())
+    params = {k: v for k, v in locals().items() if k != "ctx"}
+    argv = sys.argv[2:] if len(sys.argv) > 1 and sys.argv[1] == "train" else sys.argv[1:]
+    with user_errors(lambda: resume_hint("train", Path(params["run_dir"]), argv)):
+        params = settle(ctx, train, params)
+        _run(**params)
 
 
 def _run(dataset, labels, layout, arch, init, new_head, val_fold, train_folds, epochs, batch_size, lr,
          optimizer, weight_decay, schedule, warmup, seed, clip_seconds, crop, gain_db, mix, stretch,
          precise_bn, width,
-         run_dir, out_path, half, resume, workers, device, quiet) -> None:
+         run_dir, out_path, half, resume, overwrite, workers, device, quiet) -> None:
+    options = dict(locals())  # as given (or restored by --resume), for RUN_DIR/run.json
     from ..datasets import load_dataset
     from ..runtime.device import resolve_device
-    from ..training.loop import LoopConfig, dist_info
+    from ..training.loop import LoopConfig, check_run_dir, dist_info
     from ..training.supervised import AugmentConfig, TrainConfig, export, train_supervised
     from ..weights.checkpoint import load_checkpoint
     from .progress import TrainingProgress
 
     if dataset is None and labels is None:
-        raise typer.BadParameter("give a DATASET directory or --labels FILE.csv")
+        raise typer.BadParameter("give a DATASET directory or --labels FILE.csv (or --resume "
+                                 "--run-dir of a run started with them)")
     try:
         folds = tuple(int(f) for f in train_folds.split(",")) if train_folds else None
     except ValueError:
@@ -112,6 +124,9 @@ def _run(dataset, labels, layout, arch, init, new_head, val_fold, train_folds, e
         workers=workers,
     )
     command = "soundnet " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    check_run_dir(run_dir, cfg.loop, resume, overwrite)  # before any audio is decoded
+    if info.main and not resume:
+        save_settings("train", options)
     if data.missing and not quiet:
         err.print(f"[yellow]warning:[/] {len(data.missing)} listed file(s) missing, excluded")
     with TrainingProgress(quiet, epochs) as progress:

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from ..errors import TargetsError
 from ..model import ORIGINAL_HEAD_GEOMETRY, HeadSpec, SoundNet, make_config
-from ..training.loop import EpochReport, LoopConfig, fit, seed_everything
+from ..training.loop import EpochReport, LoopConfig, check_run_dir, fit, seed_everything
 from ..weights.checkpoint import load_checkpoint
 from .targets import Entry, TargetsHeader, read_clip_audio, read_clip_probs, read_header, read_index
 
@@ -379,6 +379,7 @@ def distill(
     *,
     device: torch.device,
     resume: bool = False,
+    overwrite: bool = False,
     provenance: Mapping[str, Any] | None = None,
     on_progress: Callable[[EpochReport], None] | None = None,
     on_plan: Callable[[dict[str, Any]], None] | None = None,
@@ -387,8 +388,10 @@ def distill(
     """Train a student on the targets collection ``targets``.
 
     Returns the network (after the last epoch), the last epoch's metrics and the run description
-    (``on_plan`` sees it before training starts).
+    (``on_plan`` sees it before training starts). ``run_dir`` is checked first
+    (:func:`.training.loop.check_run_dir`: ``resume`` continues, ``overwrite`` starts again).
     """
+    check_run_dir(run_dir, cfg.loop, resume, overwrite)
     model, task, info = prepare(targets, cfg)
     if on_plan:
         on_plan(info)

@@ -11,6 +11,12 @@ Run directory layout (``run_dir``)::
     metrics.jsonl      one JSON object per epoch (train loss/accuracy, validation metrics, lr, time)
     last.safetensors   the network after the latest epoch (project checkpoint format)
     best.safetensors   the network with the best validation score so far (when validating)
+    run.json           the command's options (written by the CLI, so ``--resume`` alone continues)
+    model.safetensors  the exported network (the CLI's default ``--out``)
+
+:func:`check_run_dir` says, before any data is read, whether a directory can take the run:
+a directory that holds one needs ``resume`` (continue) or ``overwrite`` (start again: the files
+above are deleted, nothing else).
 
 Randomness is explicit: the task derives every random choice from ``(seed, epoch, index)``, so a
 run is reproducible on CPU and a resumed run continues exactly as an uninterrupted one.
@@ -38,6 +44,9 @@ from ..weights.checkpoint import save_checkpoint
 
 STATE_FILE = "state.pt"
 METRICS_FILE = "metrics.jsonl"
+#: Every file a run writes into its directory (what ``overwrite`` deletes).
+RUN_FILES = (STATE_FILE, METRICS_FILE, "last.safetensors", "best.safetensors", "run.json",
+             "model.safetensors")
 
 
 @dataclass(frozen=True)
@@ -222,6 +231,42 @@ def load_state(path: Path) -> dict[str, Any]:
         raise SoundNetError(f"{path}: cannot resume from this file: {e}") from e
 
 
+def check_run_dir(run_dir: str | os.PathLike, cfg: LoopConfig, resume: bool = False,
+                  overwrite: bool = False) -> dict[str, Any] | None:
+    """Check that ``run_dir`` can take a run with ``cfg``, before any data is read.
+
+    Returns the saved state when resuming. Raises :class:`SoundNetError` when ``resume`` finds
+    no state or one written with another loop config, and when the directory holds a run and
+    neither ``resume`` nor ``overwrite`` is given. ``overwrite`` deletes the run's files
+    (:data:`RUN_FILES`) first, and nothing else.
+    """
+    run_dir = Path(run_dir)
+    state_path = run_dir / STATE_FILE
+    if resume and overwrite:
+        raise SoundNetError("--resume continues the run in --run-dir and --overwrite starts it "
+                            "again: give one of them")
+    if overwrite:
+        for name in RUN_FILES:
+            (run_dir / name).unlink(missing_ok=True)
+        return None
+    if resume:
+        if not state_path.is_file():
+            raise SoundNetError(f"--resume: no {STATE_FILE} in {run_dir} (no epoch of a run "
+                                "finished there); start it without --resume")
+        state = load_state(state_path)
+        saved_cfg = json.loads(state["loop_config"])
+        defaults = json.loads(json.dumps(LoopConfig().to_dict()))
+        saved_cfg = {**{k: v for k, v in defaults.items() if k not in saved_cfg}, **saved_cfg}
+        if saved_cfg != json.loads(json.dumps(cfg.to_dict())):
+            raise SoundNetError(f"{state_path}: was written with other settings "
+                                f"({_diff(saved_cfg, cfg.to_dict())}); resume with the same ones")
+        return state
+    if state_path.is_file():
+        raise SoundNetError(f"{run_dir} already holds a run; pass --resume to continue it, "
+                            "--overwrite to start it again, or choose another --run-dir")
+    return None
+
+
 def fit(
     model: SoundNet,
     task: Task,
@@ -251,24 +296,13 @@ def fit(
     sched = make_scheduler(opt, cfg, steps)
     start_epoch, best = 0, -math.inf
     state_path = run_dir / STATE_FILE
-    if resume and state_path.is_file():
-        state = load_state(state_path)
-        saved_cfg = json.loads(state["loop_config"])
-        defaults = json.loads(json.dumps(LoopConfig().to_dict()))
-        saved_cfg = {**{k: v for k, v in defaults.items() if k not in saved_cfg}, **saved_cfg}
-        if saved_cfg != json.loads(json.dumps(cfg.to_dict())):
-            raise SoundNetError(f"{state_path}: was written with other settings "
-                                f"({_diff(saved_cfg, cfg.to_dict())}); resume with the same ones")
+    state = check_run_dir(run_dir, cfg, resume)
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         _set_rng_state(state["rng"])
         start_epoch, best = int(state["epoch"]) + 1, float(state["best"])
-    elif resume:
-        raise SoundNetError(f"--resume: no {STATE_FILE} in {run_dir}")
-    elif state_path.is_file():
-        raise SoundNetError(f"{run_dir} already holds a run; pass --resume to continue it "
-                            "or choose another --run-dir")
     wrapped: nn.Module = model
     if dist.world > 1:
         wrapped = nn.parallel.DistributedDataParallel(

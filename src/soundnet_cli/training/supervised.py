@@ -34,7 +34,7 @@ from ..model import SoundNet, classifier_head, make_config
 from ..runtime.batch import iter_decoded, tile
 from ..runtime.engine import Engine
 from ..weights.checkpoint import load_checkpoint, save_checkpoint
-from .loop import EpochReport, LoopConfig, fit
+from .loop import EpochReport, LoopConfig, check_run_dir, fit
 
 
 @dataclass(frozen=True)
@@ -258,6 +258,21 @@ def split(dataset: Dataset, val_fold: int | None,
     return train, val
 
 
+def check_labels(dataset: Dataset, train_idx: np.ndarray) -> None:
+    """Raise :class:`DatasetError` naming the classes without a single training clip (their
+    head outputs would never be trained) and single-class datasets."""
+    if len(dataset.classes) < 2:
+        raise DatasetError(f"{dataset.root}: only one class ({', '.join(dataset.classes)}); "
+                           "training a classifier needs at least two")
+    present = set(dataset.labels[train_idx].tolist())
+    absent = [c for i, c in enumerate(dataset.classes) if i not in present]
+    if absent:
+        raise DatasetError(
+            f"{dataset.root}: no training clips for class(es) {', '.join(absent[:10])}"
+            + (f" and {len(absent) - 10} more" if len(absent) > 10 else "")
+            + " in the training folds; add clips or choose other --train-folds")
+
+
 def build_network(cfg: TrainConfig, classes: Sequence[str]) -> tuple[SoundNet, dict[str, Any]]:
     """A fresh network (``cfg.arch``) or ``cfg.init``'s trunk, with a head for ``classes``.
 
@@ -294,16 +309,24 @@ def train_supervised(
     *,
     device: torch.device,
     resume: bool = False,
+    overwrite: bool = False,
     provenance: Mapping[str, Any] | None = None,
     on_progress: Callable[[EpochReport], None] | None = None,
     on_decoded: Callable[[int], None] | None = None,
     stop_after_epoch: int | None = None,
 ) -> tuple[SoundNet, dict[str, Any], list[str]]:
     """Train on ``dataset``; returns the network (last epoch), its final metrics and the
-    messages of clips that could not be decoded (excluded)."""
+    messages of clips that could not be decoded (excluded).
+
+    The folds, labels and ``run_dir`` (:func:`.loop.check_run_dir`: ``resume`` continues the run
+    there, ``overwrite`` starts it again) are checked before any audio is decoded, so a bad
+    dataset or run directory fails in seconds."""
+    # Everything that can be checked without audio is checked before decoding it all.
     train_idx, val_idx = split(dataset, cfg.val_fold, cfg.train_folds)
     if len(train_idx) == 0:
         raise DatasetError(f"{dataset.root}: no training clips")
+    check_labels(dataset, train_idx)
+    check_run_dir(run_dir, cfg.loop, resume, overwrite)
     classes = [readable_label(c) if cfg.readable_labels else c for c in dataset.classes]
     torch.manual_seed(cfg.loop.seed)  # the initial weights are part of the reproducible run
     model, init_info = build_network(cfg, classes)
