@@ -89,7 +89,7 @@ def test_tag_table(run, tiny_checkpoint, audio_dir):
 
 def test_tag_json_lines_parse(run, tiny_checkpoint, audio_dir):
     result = run("tag", audio_dir, "--recursive", "--weights", tiny_checkpoint, "--json",
-                 "--segments", "--top-k", "3", "--workers", "0")
+                 "--segments", "--top-k", "3", "--workers", "0", "--min-conf", "0")
     assert result.exit_code == 0, result.output
     docs = [json.loads(line) for line in result.stdout.splitlines()]
     assert [Path(d["path"]).name for d in docs] == ["a.wav", "b.flac"]
@@ -102,7 +102,8 @@ def test_tag_json_lines_parse(run, tiny_checkpoint, audio_dir):
 
 
 def test_tag_csv(run, tiny_checkpoint, audio_dir):
-    result = run("tag", audio_dir / "a.wav", "-w", tiny_checkpoint, "--csv", "-k", "1")
+    result = run("tag", audio_dir / "a.wav", "-w", tiny_checkpoint, "--csv", "-k", "1",
+                 "--min-conf", "0")
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(result.stdout.splitlines()))
     assert [(r["head"], r["scope"], r["rank"]) for r in rows] == [("objects", "clip", "1"),

@@ -427,6 +427,16 @@ def fit(*args: str):
     return runner.invoke(app, ["fit-svm", *args, "--workers", "0", "--device", "cpu", "-q"])
 
 
+def test_cli_fit_svm_plots_the_confusion_matrix(data_root, checkpoint, tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "confusion.png"
+    r = fit(str(data_root / "esc"), "-w", str(checkpoint), "--cache-dir", str(tmp_path / "c"),
+            "--protocol", "paper", "--plot", str(png))
+    assert r.exit_code == 0, r.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"soundnet-cli" in png.read_bytes()  # provenance in the PNG's text chunks
+
+
 def test_cli_fit_svm_json_and_saved_model(data_root, checkpoint, network, tmp_path):
     out = tmp_path / "svm.npz"
     r = fit(str(data_root / "esc"), "-w", str(checkpoint), "--cache-dir", str(tmp_path / "c"),

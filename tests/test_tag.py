@@ -85,10 +85,11 @@ def test_json_schema(tiny_model, write_audio):
     doc = json.loads(json.dumps(result_to_json(result, top_k=3)))
     assert doc["schema_version"] == TAG_SCHEMA_VERSION
     assert set(doc) == {"schema_version", "path", "ok", "error", "duration", "analysed_duration",
-                        "tiled", "warnings", "heads"}
+                        "tiled", "warnings", "no_confident_label", "heads"}
     head = doc["heads"][0]
-    assert set(head) == {"name", "probabilities", "classes", "steps", "hop", "window", "top",
-                         "segments"}
+    assert set(head) == {"name", "probabilities", "classes", "steps", "hop", "window", "min_conf",
+                         "no_confident_label", "top", "events", "segments"}
+    assert head["min_conf"] is None and head["events"] is None  # no detection options given
     assert head["segments"] is None and len(head["top"]) == 3
     assert set(head["top"][0]) == {"label", "index", "score"}
     seg = result_to_json(result, top_k=2, segments=True)["heads"][1]["segments"]
@@ -103,6 +104,7 @@ def test_csv_rows_are_long_format(tiny_model, write_audio):
     assert all(tuple(r) == CSV_COLUMNS for r in rows)
     steps = result.head("objects").steps
     assert len(rows) == 2 * (2 + steps * 2)
+    assert {r["note"] for r in rows} == {""} and {r["schema_version"] for r in rows} == {2}
     clip = [r for r in rows if r["scope"] == "clip" and r["head"] == "objects"]
     assert [r["rank"] for r in clip] == [1, 2] and clip[0]["score"] >= clip[1]["score"]
     assert clip[0]["end"] == pytest.approx(13.0)
@@ -224,7 +226,8 @@ def test_cli_tag_segments_on_a_long_file(tiny_checkpoint, long_file, monkeypatch
 
     _guard_whole_decoding(monkeypatch)
     runner = CliRunner()
-    base = ["tag", str(long_file), "-w", str(tiny_checkpoint), "--segments", "-k", "2", "-q"]
+    base = ["tag", str(long_file), "-w", str(tiny_checkpoint), "--segments", "-k", "2", "-q",
+            "--min-conf", "0"]
     result = runner.invoke(app, [*base, "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     (doc,) = [json.loads(line) for line in result.stdout.splitlines()]

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple, Protocol,
 
 import numpy as np
 
+from .detect import MIN_AUDIO_SECONDS
 from .errors import SoundNetError
 from .model import Geometry, SoundNet, min_tag_samples
 from .runtime.options import UNSET, RunOptions, legacy_options
@@ -36,12 +37,17 @@ from .runtime.options import UNSET, RunOptions, legacy_options
 if TYPE_CHECKING:
     import torch
 
+    from .detect import DetectOptions
     from .runtime.decode import DecodePool
 
-#: Version of the JSON/CSV tagging schema below; bumped on any incompatible change.
-TAG_SCHEMA_VERSION = 1
-#: Columns of the long-format CSV (one row per file, head, scope, step and rank).
-CSV_COLUMNS = ("path", "head", "scope", "step", "start", "end", "rank", "label", "index", "score")
+#: Version of the JSON/CSV tagging schema below; bumped on any incompatible change (2: labels
+#: below ``min_conf`` dropped, "no confident label", events, provenance).
+TAG_SCHEMA_VERSION = 2
+#: Columns of the long-format CSV (one row per file, head, scope, step and rank); the last four
+#: are provenance (empty on stdout unless given).
+CSV_COLUMNS = ("path", "head", "scope", "step", "start", "end", "rank", "label", "index", "score",
+               "mean_score", "note", "schema_version", "soundnet_cli", "network", "fingerprint",
+               "settings_id")
 
 
 class Label(NamedTuple):
@@ -336,6 +342,10 @@ def tag_files(
             notes.append(f"{clip.path}: {clip.duration:.2f} s is shorter than the "
                          f"{tile_to / rate:.2f} s tagging needs; tiled (repeated) to "
                          f"{clip.tiled_to:.2f} s as the original does")
+        if clip.duration < MIN_AUDIO_SECONDS:
+            notes.append(f"{clip.path}: only {clip.duration:.3f} s of audio decoded (truncated "
+                         f"or very short, under {MIN_AUDIO_SECONDS:g} s); no label is reported "
+                         "as confident")
         heads = [s.score(clip.activations[s.layer], geometry[s.layer], rate) for s in scorers]
         yield TagResult(clip.path, heads, clip.duration, analysed, notes)
 
@@ -360,8 +370,30 @@ def _labels_json(labels: Iterable[Label]) -> list[dict[str, Any]]:
     return [{"label": x.label, "index": x.index, "score": round(x.score, 6)} for x in labels]
 
 
-def result_to_json(result: TagResult, top_k: int = 5, segments: bool = False) -> dict[str, Any]:
-    """One file as a JSON-ready dict (schema version :data:`TAG_SCHEMA_VERSION`)."""
+def _detections(result: TagResult, top_k: int, detect: "DetectOptions | None") -> list[Any]:
+    """Per head: kept clip labels, kept step labels and events (``detect=None``: the plain top-k
+    of every head, no threshold and no events)."""
+    from .detect import HeadDetections
+    from .detect import detect as run_detect
+
+    if detect is not None:
+        return run_detect(result, detect, top_k)
+    return [HeadDetections(h.name, float("-inf"), h.top_k(top_k),
+                           [h.top_k(top_k, i) for i in range(h.steps)]) for h in result.heads]
+
+
+def result_to_json(result: TagResult, top_k: int = 5, segments: bool = False,
+                   detect: "DetectOptions | None" = None,
+                   provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One file as a JSON-ready dict (schema version :data:`TAG_SCHEMA_VERSION`).
+
+    With ``detect`` (:class:`~soundnet_cli.detect.DetectOptions`) labels below the threshold or
+    outside the class filter are dropped, a head left with none says ``no_confident_label``, and
+    ``events`` lists the merged detections; without it every head reports its plain top-k and
+    ``events`` is null. ``provenance`` (see :func:`soundnet_cli.tagfiles.provenance`) is stored
+    under that key when given.
+    """
+    found = _detections(result, top_k, detect)
     doc: dict[str, Any] = {
         "schema_version": TAG_SCHEMA_VERSION,
         "path": str(result.path),
@@ -371,9 +403,12 @@ def result_to_json(result: TagResult, top_k: int = 5, segments: bool = False) ->
         "analysed_duration": round(result.analysed_duration, 4),
         "tiled": result.tiled,
         "warnings": list(result.warnings),
+        "no_confident_label": result.ok and not any(d.clip for d in found),
         "heads": [],
     }
-    for head in result.heads:
+    if provenance is not None:
+        doc["provenance"] = provenance
+    for head, det in zip(result.heads, found):
         entry: dict[str, Any] = {
             "name": head.name,
             "probabilities": head.probabilities,
@@ -381,38 +416,82 @@ def result_to_json(result: TagResult, top_k: int = 5, segments: bool = False) ->
             "steps": head.steps,
             "hop": round(head.hop, 6),
             "window": round(head.window, 6),
-            "top": _labels_json(head.top_k(top_k)),
+            "min_conf": None if detect is None else round(det.threshold, 6),
+            "no_confident_label": not det.clip,
+            "top": _labels_json(det.clip),
+            "events": None if detect is None else [e.to_dict() for e in det.events],
             "segments": None,
         }
         if segments:
             bounds = head.segments(result.analysed_duration)
             entry["segments"] = [
                 {"step": i, "start": round(float(s), 4), "end": round(float(e), 4),
-                 "top": _labels_json(head.top_k(top_k, step=i))}
+                 "top": _labels_json(det.steps[i])}
                 for i, (s, e) in enumerate(bounds)
             ]
         doc["heads"].append(entry)
     return doc
 
 
-def result_csv_rows(result: TagResult, top_k: int = 5,
-                    segments: bool = False) -> Iterator[dict[str, Any]]:
+def doc_csv_rows(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Long-format rows (:data:`CSV_COLUMNS`) of a :func:`result_to_json` document.
+
+    The CSV is a view of the JSON document, so the per-file CSV, the combined table and the
+    Parquet file are rebuilt from stored documents without the network. Failed files give none.
+    """
+    if not doc.get("ok"):
+        return
+    from .detect import NO_CONFIDENT_LABEL
+
+    prov = _csv_provenance(doc.get("provenance"))
+    base = {"path": doc["path"], "schema_version": doc["schema_version"],
+            **dict(zip(CSV_COLUMNS[-4:], prov))}
+
+    def row(head: str, scope: str, step: Any, start: float, end: float, rank: Any = "",
+            lab: dict[str, Any] | None = None, score: Any = None, mean: Any = "",
+            note: str = "") -> dict[str, Any]:
+        lab = lab or {}
+        cells = {**base, "head": head, "scope": scope, "step": step, "start": start, "end": end,
+                 "rank": rank, "label": lab.get("label", ""), "index": lab.get("index", ""),
+                 "score": lab.get("score", "") if score is None else score, "mean_score": mean,
+                 "note": note}
+        return {k: cells[k] for k in CSV_COLUMNS}
+
+    for head in doc["heads"]:
+        name = head["name"]
+        for rank, lab in enumerate(head["top"], 1):
+            yield row(name, "clip", "", 0.0, doc["duration"], rank, lab)
+        if not head["top"]:
+            yield row(name, "clip", "", 0.0, doc["duration"], note=NO_CONFIDENT_LABEL)
+        for ev in head.get("events") or []:
+            yield row(name, "event", "", ev["start"], ev["end"], "", ev, ev["max_score"],
+                      ev["mean_score"])
+        for seg in head.get("segments") or []:
+            for rank, lab in enumerate(seg["top"], 1):
+                yield row(name, "step", seg["step"], seg["start"], seg["end"], rank, lab)
+            if not seg["top"]:
+                yield row(name, "step", seg["step"], seg["start"], seg["end"],
+                          note=NO_CONFIDENT_LABEL)
+
+
+def _csv_provenance(provenance: dict[str, Any] | None) -> tuple[str, ...]:
+    if not provenance:
+        return ("", "", "", "")
+    net = provenance.get("network", {})
+    return (str(provenance.get("soundnet_cli", "")), str(net.get("name", "")),
+            str(net.get("fingerprint", "")), str(provenance.get("settings_id", "")))
+
+
+def result_csv_rows(result: TagResult, top_k: int = 5, segments: bool = False,
+                    detect: "DetectOptions | None" = None,
+                    provenance: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
     """Long-format rows (:data:`CSV_COLUMNS`) of a successful result; failed results give none.
 
     Clip rows have ``scope="clip"``, an empty ``step`` and ``start``/``end`` spanning the file;
-    step rows (only with ``segments``) have ``scope="step"`` and the step's clipped bounds.
+    event rows (with ``detect``) have ``scope="event"``, the event's onset and offset, its max
+    score in ``score`` and its mean in ``mean_score``; step rows (only with ``segments``) have
+    ``scope="step"`` and the step's clipped bounds. A clip or step with no kept label gives one
+    row with an empty label and ``note`` = ``no confident label``. ``detect`` and ``provenance``
+    as in :func:`result_to_json`; the rows are :func:`doc_csv_rows` of its document.
     """
-    if not result.ok:
-        return
-    for head in result.heads:
-        for rank, lab in enumerate(head.top_k(top_k), 1):
-            yield {"path": str(result.path), "head": head.name, "scope": "clip", "step": "",
-                   "start": 0.0, "end": round(result.duration, 4), "rank": rank,
-                   "label": lab.label, "index": lab.index, "score": round(lab.score, 6)}
-        if not segments:
-            continue
-        for i, (s, e) in enumerate(head.segments(result.analysed_duration)):
-            for rank, lab in enumerate(head.top_k(top_k, step=i), 1):
-                yield {"path": str(result.path), "head": head.name, "scope": "step", "step": i,
-                       "start": round(float(s), 4), "end": round(float(e), 4), "rank": rank,
-                       "label": lab.label, "index": lab.index, "score": round(lab.score, 6)}
+    yield from doc_csv_rows(result_to_json(result, top_k, segments, detect, provenance))

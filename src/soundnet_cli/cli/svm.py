@@ -91,6 +91,9 @@ def fit_svm_command(
         show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")]
         = False,
+    plot: Annotated[Optional[Path], typer.Option(
+        "--plot", help="Write the cross-validation's confusion matrix to this PNG (needs "
+        "matplotlib).", dir_okay=False, show_default=False)] = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     batch_size: BatchOpt = BATCH_SIZE,
@@ -133,6 +136,8 @@ def fit_svm_command(
             warn(note, quiet)
         report, cv_seconds = _cross_validate(features, proto, folds, seed, jobs, quiet, test_fold)
         saved = _save_final(features, proto, report, seed, out_path, model, quiet)
+        if plot is not None:
+            _plot_confusion(report, plot, ds, layer, model, quiet)
     summary = _summary(ds, features, proto, report, model, saved,
                        {"features": feature_seconds, "cross_validation": cv_seconds})
     if json_out:
@@ -140,6 +145,19 @@ def fit_svm_command(
     else:
         _print_report(summary, report)
     raise typer.Exit(report_failures([(str(p), m) for p, m in features.failures], quiet))
+
+
+def _plot_confusion(report: "CVReport", path: Path, ds: Any, layer: str, model: Any,
+                    quiet: bool) -> None:
+    from ..plot import confusion_figure, save_figure
+
+    name = Path(model.source).stem if model.source else "network"
+    provenance = {"network": {"name": name, "fingerprint": model.fingerprint}, "layer": layer,
+                  "accuracy": {"mean": report.mean, "std": report.std}}
+    title = f"{Path(ds.root).name}, {layer} ({name})"
+    save_figure(confusion_figure(report, title=title), path, provenance)
+    if not quiet:
+        err.print(f"confusion matrix: {path}", highlight=False, soft_wrap=True)
 
 
 def _parse_grid(text: str) -> tuple[float, ...]:

@@ -1,10 +1,10 @@
-"""``soundnet tag``: top-k labels per head for audio files (table, JSON Lines or CSV)."""
+"""``soundnet tag``: labels per head for audio files (table, summary, JSON Lines, CSV, or files)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
 
 import typer
 
@@ -20,6 +20,7 @@ from .common import (
     WeightsOpt,
     WorkersOpt,
     doc,
+    err,
     out,
     report_failures,
     user_errors,
@@ -27,8 +28,11 @@ from .common import (
 )
 
 if TYPE_CHECKING:
+    from ..detect import DetectOptions
     from ..tag import TagResult
 
+#: With more files than this, the table output becomes one line per file (see --summary).
+SUMMARY_AFTER = 5
 
 TopKOpt = Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels shown per head.")]
 SegmentsOpt = Annotated[bool, typer.Option(
@@ -37,7 +41,35 @@ SegmentsOpt = Annotated[bool, typer.Option(
 JsonOpt = Annotated[bool, typer.Option(
     "--json", help=f"JSON Lines on stdout: one object per file (schema: {doc('tag.md')}).")]
 CsvOpt = Annotated[bool, typer.Option(
-    "--csv", help="Long-format CSV on stdout: one row per file, head, step and rank.")]
+    "--csv", help="Long-format CSV on stdout: one row per file, head, scope, step and rank.")]
+OutOpt = Annotated[Optional[Path], typer.Option(
+    "--out", "-o", file_okay=False, show_default=False,
+    help="Write results as files here: one set per input (tree mirrored), combined tables and "
+    "run.json; inputs already done with the same network and settings are skipped.")]
+FormatOpt = Annotated[str, typer.Option(
+    "--format", "-f", help="With --out: jsonl, csv, raven, audacity, parquet, png, "
+    "comma-separated, or all.")]
+MinConfOpt = Annotated[Optional[float], typer.Option(
+    "--min-conf", show_default="0.5 for probabilities, 0 for SVM scores",
+    help="Drop labels scoring below this (clip and steps); 'no confident label' when none is "
+    "left.")]
+ClassesOpt = Annotated[Optional[str], typer.Option(
+    "--classes", show_default=False,
+    help="Only these labels: comma-separated names, or @FILE with one name per line.")]
+MergeOpt = Annotated[bool, typer.Option(
+    "--merge/--no-merge", help="Merge consecutive steps of one label into events (Raven, "
+    "Audacity, JSON, CSV); --no-merge: one event per step.")]
+GapOpt = Annotated[float, typer.Option(
+    "--min-gap", min=0.0, help="Seconds between two detections of one label that still merge "
+    "into one event (0: only consecutive steps).")]
+SummaryOpt = Annotated[Optional[bool], typer.Option(
+    "--summary/--no-summary", show_default=f"on for more than {SUMMARY_AFTER} files",
+    help="One line per file (the best labels) instead of a table per file.")]
+PlotOpt = Annotated[bool, typer.Option(
+    "--plot", help="With --out: a PNG per input (spectrogram, score timeline, events); same as "
+    "adding png to --format. Needs matplotlib.")]
+OverwriteOpt = Annotated[bool, typer.Option(
+    "--overwrite", help="With --out: recompute inputs that are already done.")]
 
 
 def tag(
@@ -45,9 +77,18 @@ def tag(
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     top_k: TopKOpt = 5,
+    min_conf: MinConfOpt = None,
+    classes: ClassesOpt = None,
     segments: SegmentsOpt = False,
     json_out: JsonOpt = False,
     csv_out: CsvOpt = False,
+    summary: SummaryOpt = None,
+    out_dir: OutOpt = None,
+    formats: FormatOpt = "jsonl,csv",
+    plot: PlotOpt = False,
+    merge: MergeOpt = True,
+    min_gap: GapOpt = 0.0,
+    overwrite: OverwriteOpt = False,
     svm: Annotated[Optional[Path], typer.Option(
         "--svm", help="Tag with the classes of an SVM saved by `soundnet fit-svm --out` "
         "(decision values, not probabilities) instead of the network's heads.")] = None,
@@ -56,45 +97,147 @@ def tag(
     workers: WorkersOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Tag sounds: the top labels of every head (objects, scenes, ...) for each FILE or DIR.
+    """Tag sounds: the confident labels of every head (objects, scenes, ...) for each FILE or DIR.
 
-    Clip-level scores average the per-step softmax; clips shorter than the network's tile_seconds (5 s for the embedded network, 10 s for the original SoundNet) are tiled (repeated) to that length first, as the original does.
+    Clip-level scores average the per-step softmax; clips shorter than the network's
+    tile_seconds (5 s for the embedded network, 10 s for the original SoundNet) are tiled
+    (repeated) to that length first, as the original does. Labels below --min-conf are dropped.
 
-    Results go to stdout; progress and warnings to stderr.
+    Results go to stdout (or, with --out, to files); progress and warnings to stderr.
     """
     if json_out and csv_out:
         raise typer.BadParameter("--json and --csv are mutually exclusive", param_hint="--json")
+    chosen = _formats(formats, plot, out_dir)
     failures: list[tuple[str, str]] = []
     with user_errors():
         from ..audio import find_audio_files
+        from ..detect import DetectOptions
 
         files, missing = find_audio_files(inputs, recursive=recursive)
+        roots = [p for p in inputs if p.is_dir()]
+        detect = DetectOptions(min_conf=min_conf, merge=merge, min_gap=min_gap)
         # Decoding starts before torch loads (~1.5 s), so the network finds work waiting.
-        decoder = early_decoder(weights, device, files, workers, LONG_FILE_SECONDS)
+        decoder = early_decoder(weights, device, _not_done(files, roots, out_dir, overwrite),
+                                workers, LONG_FILE_SECONDS)
 
-        from ..tag import TagResult, tag_files
+        from ..tag import TagResult, head_scorers
         from ..weights.registry import load_model
 
         model = load_model(weights, device)
-        scorers = _svm_scorers(svm, model) if svm is not None else None
+        scorers = _svm_scorers(svm, model) if svm is not None else head_scorers(model)
+        detect = _with_classes(detect, classes, scorers)
         options = RunOptions.plan(next(model.parameters()).device, len(files), workers=workers,
                                   decoder=decoder, batch_size=batch_size)
         failures += [(str(p), f"{p}: no such file or directory") for p in missing]
         if not files and not missing:
             failures.append(("", "no audio files found in " + ", ".join(map(str, inputs))))
-        emit = _emitter("json" if json_out else "csv" if csv_out else "table", top_k, segments)
+        fmt = "json" if json_out else "csv" if csv_out else "table"
+        many = summary if summary is not None else (out_dir is not None
+                                                     or len(files) > SUMMARY_AFTER)
+        emit = _emitter("summary" if fmt == "table" and many else fmt, top_k, segments, detect)
         for path, message in failures:
             if path:  # --json lists missing inputs too
                 emit(TagResult(Path(path), error=message))
-        with AudioProgress("tagging", len(files), quiet) as progress:
-            for result in tag_files(model, files, scorers=scorers, options=options):
-                progress.advance(result.duration)
-                if not result.ok:
-                    failures.append((str(result.path), result.error or "failed"))
-                for message in result.warnings:
-                    warn(message, quiet)
-                emit(result)
+        if out_dir is None:
+            failures += _tag_to_stdout(model, files, scorers, options, emit, quiet)
+        else:
+            settings = {"batch_size": batch_size, "workers": options.workers,
+                        "device": str(options.device), "recursive": recursive,
+                        "overwrite": overwrite}
+            failures += _tag_to_dir(model, files, scorers, options, emit, quiet, out_dir,
+                                    chosen, roots, top_k, segments, detect, settings, inputs)
     raise typer.Exit(report_failures(failures, quiet))
+
+
+def _formats(spec: str, plot: bool, out_dir: Optional[Path]) -> tuple[str, ...]:
+    from ..errors import SoundNetError
+
+    if out_dir is None:
+        if plot or spec != "jsonl,csv":
+            raise typer.BadParameter("--format and --plot write files: add --out DIR",
+                                     param_hint="--out")
+        return ()
+    try:
+        from ..tagfiles import parse_formats
+
+        return parse_formats(spec + (",png" if plot else ""))
+    except SoundNetError as e:
+        raise typer.BadParameter(str(e), param_hint="--format") from None
+
+
+def _with_classes(detect: "DetectOptions", spec: Optional[str], scorers: list) -> "DetectOptions":
+    from dataclasses import replace
+
+    from ..detect import parse_classes
+    from ..errors import SoundNetError
+
+    known = {label for s in scorers for label in s.labels}
+    try:
+        return replace(detect, classes=parse_classes(spec, known))
+    except SoundNetError as e:
+        raise typer.BadParameter(str(e), param_hint="--classes") from None
+
+
+def _not_done(files: list[Path], roots: list[Path], out_dir: Optional[Path],
+              overwrite: bool) -> list[Path]:
+    """Files worth decoding early: all, or with --out those without a record yet (a record's
+    settings are checked once the network is loaded)."""
+    if out_dir is None or overwrite:
+        return files
+    from ..tagfiles import record_path
+
+    return [f for f in files if not record_path(f, roots, out_dir).exists()]
+
+
+def _tag_to_stdout(model: Any, files: list[Path], scorers: list, options: "RunOptions",
+                   emit: Callable[["TagResult"], None], quiet: bool) -> list[tuple[str, str]]:
+    from ..tag import tag_files
+
+    failures = []
+    with AudioProgress("tagging", len(files), quiet) as progress:
+        for result in tag_files(model, files, scorers=scorers, options=options):
+            progress.advance(result.duration)
+            if not result.ok:
+                failures.append((str(result.path), result.error or "failed"))
+            for message in result.warnings:
+                warn(message, quiet)
+            emit(result)
+    return failures
+
+
+def _tag_to_dir(model: Any, files: list[Path], scorers: list, options: "RunOptions",
+                emit: Callable[["TagResult"], None], quiet: bool, out_dir: Path,
+                formats: tuple[str, ...], roots: list[Path], top_k: int, segments: bool,
+                detect: "DetectOptions", settings: dict[str, Any],
+                inputs: list[Path]) -> list[tuple[str, str]]:
+    from ..tagfiles import TagRun, provenance, tag_to_files
+
+    prov = provenance(model, scorers, top_k=top_k, segments=segments, detect=detect)
+    run = TagRun(out_dir, formats, roots=roots, provenance=prov, top_k=top_k,
+                 segments=segments, detect=detect, overwrite=settings["overwrite"])
+    run.write_settings(inputs, settings, finished=False)
+    failures, written, skipped = [], 0, 0
+    with AudioProgress("tagging", len(files), quiet) as progress:
+        for outcome in tag_to_files(model, files, run, scorers=scorers, options=options):
+            result = outcome.result
+            progress.advance(result.duration if result is not None else 0.0)
+            skipped += outcome.skipped
+            if not outcome.ok:
+                failures.append((str(outcome.path), outcome.error or "failed"))
+            if result is None:
+                continue
+            written += outcome.ok
+            for message in result.warnings:
+                warn(message, quiet)
+            emit(result)
+    tables = run.combine(files)
+    run.write_settings(inputs, settings, finished=True, tagged=written, skipped=skipped,
+                       failed=len(failures))
+    if not quiet:
+        where = ", ".join(str(p) for p in tables.values()) or str(out_dir)
+        err.print(f"{written} file(s) tagged, {skipped} already done skipped "
+                  f"({', '.join(formats)}); results: {where}", highlight=False, soft_wrap=True)
+    return failures
 
 
 def _svm_scorers(path: Path, model: Any) -> list:
@@ -105,7 +248,7 @@ def _svm_scorers(path: Path, model: Any) -> list:
     return [SvmScorer(SvmModel.load(path, expected_fingerprint=model.fingerprint))]
 
 
-def _emitter(fmt: str, top_k: int, segments: bool):
+def _emitter(fmt: str, top_k: int, segments: bool, detect: "DetectOptions"):
     """A function printing one :class:`TagResult` to stdout in ``fmt``."""
     if fmt == "json":
         import json
@@ -113,7 +256,8 @@ def _emitter(fmt: str, top_k: int, segments: bool):
         from ..tag import result_to_json
 
         def emit_json(result: "TagResult") -> None:
-            sys.stdout.write(json.dumps(result_to_json(result, top_k, segments)) + "\n")
+            doc = result_to_json(result, top_k, segments, detect)
+            sys.stdout.write(json.dumps(doc) + "\n")
             sys.stdout.flush()
 
         return emit_json
@@ -129,43 +273,73 @@ def _emitter(fmt: str, top_k: int, segments: bool):
             if writer is None:  # bind to the stdout current at the first row (CliRunner swaps it)
                 writer = csv.DictWriter(sys.stdout, fieldnames=CSV_COLUMNS, lineterminator="\n")
                 writer.writeheader()
-            writer.writerows(result_csv_rows(result, top_k, segments))
+            writer.writerows(result_csv_rows(result, top_k, segments, detect))
             sys.stdout.flush()
 
         return emit_csv
-    return lambda result: _print_table(result, top_k, segments)
+    if fmt == "summary":
+        return lambda result: _print_summary(result, top_k, detect)
+    return lambda result: _print_table(result, top_k, segments, detect)
 
 
-def _print_table(result: "TagResult", top_k: int, segments: bool) -> None:
-    """A Rich table per file: rows are the clip and (with ``segments``) each step; one column per
-    head holding its top-k labels and scores. Heads whose steps differ get separate tables."""
+def _print_summary(result: "TagResult", top_k: int, detect: "DetectOptions") -> None:
+    """One line: path, duration, and per head its kept labels or 'no confident label'."""
+    from ..detect import NO_CONFIDENT_LABEL
+    from ..detect import detect as find
+
+    if not result.ok:
+        return
+    parts = []
+    for det in find(result, detect, min(top_k, 3)):
+        labels = ", ".join(f"{lab.label} {lab.score:.2f}" for lab in det.clip)
+        parts.append(f"{det.name}: {labels or NO_CONFIDENT_LABEL}")
+    sys.stdout.write(f"{result.path}\t{result.duration:.2f} s\t{'  |  '.join(parts)}\n")
+    sys.stdout.flush()
+
+
+def _print_table(result: "TagResult", top_k: int, segments: bool,
+                 detect: "DetectOptions") -> None:
+    """A Rich table per file: rows are the clip, its events and (with ``segments``) each step;
+    one column per head holding its kept labels and scores. Heads whose steps differ get
+    separate tables."""
+    from ..detect import detect as find
+
     if not result.ok:
         return
     note = f", tiled to {result.analysed_duration:.2f} s" if result.tiled else ""
     title = f"{result.path}  ({result.duration:.2f} s{note})"
     groups: dict[tuple, list] = {}
-    for head in result.heads:
+    for head, det in zip(result.heads, find(result, detect, top_k)):
         key = (head.steps, head.hop, head.window, head.offset) if segments else ()
-        groups.setdefault(key, []).append(head)
+        groups.setdefault(key, []).append((head, det))
     for heads in groups.values() or [[]]:
-        out.print(_table(title, result, heads, top_k, segments))
+        out.print(_table(title, result, heads, segments))
 
 
-def _table(title: str, result: "TagResult", heads: list, top_k: int, segments: bool) -> Any:
+def _table(title: str, result: "TagResult", heads: list, segments: bool) -> Any:
     from rich.markup import escape
     from rich.table import Table
 
+    from ..detect import NO_CONFIDENT_LABEL
+
     table = Table(title=escape(title), title_justify="left", show_lines=True)
     table.add_column("segment", no_wrap=True)
-    for head in heads:
+    for head, _ in heads:
         table.add_column(escape(f"{head.name} ({'p' if head.probabilities else 'score'})"))
 
-    def cell(head: Any, step: int | None) -> str:
-        ranked = head.top_k(top_k, step)
-        return "\n".join(f"{lab.score:.3f}  {escape(lab.label)}" for lab in ranked)
+    def cell(labels: list) -> str:
+        if not labels:
+            return f"[dim]{NO_CONFIDENT_LABEL}[/]"
+        return "\n".join(f"{lab.score:.3f}  {escape(lab.label)}" for lab in labels)
 
-    table.add_row("clip", *(cell(h, None) for h in heads))
+    def events(det: Any) -> str:
+        return "\n".join(f"{e.start:.2f}-{e.end:.2f} s  {escape(e.label)} ({e.max_score:.2f})"
+                         for e in det.events)
+
+    table.add_row("clip", *(cell(d.clip) for _, d in heads))
+    if any(d.events for _, d in heads):
+        table.add_row("events", *(events(d) for _, d in heads))
     if segments and heads:
-        for i, (start, end) in enumerate(heads[0].segments(result.analysed_duration)):
-            table.add_row(f"{i}: {start:.2f}-{end:.2f} s", *(cell(h, i) for h in heads))
+        for i, (start, end) in enumerate(heads[0][0].segments(result.analysed_duration)):
+            table.add_row(f"{i}: {start:.2f}-{end:.2f} s", *(cell(d.steps[i]) for _, d in heads))
     return table

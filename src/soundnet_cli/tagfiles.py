@@ -1,0 +1,492 @@
+"""Results as files (``soundnet tag --out DIR``): one record per input, views, resume, tables.
+
+Layout
+------
+Every input gives, at its path relative to the directory it was found in (the same helper as
+``extract``: :func:`~soundnet_cli.fsutil.mirrored_output`), with its audio suffix replaced:
+
+=============  =========================  ==================================================
+format         per input                  combined, in ``DIR`` (merged from the records)
+=============  =========================  ==================================================
+(always)       ``a/b.tags.json``          ``run.json`` (the run's full settings)
+``jsonl``      (the record)               ``tags.jsonl``: one record per line
+``csv``        ``a/b.tags.csv``           ``tags.csv``: the long table of every file
+``raven``      ``a/b.selections.txt``     ``selections.txt``: one table, ``Begin Path`` column
+``audacity``   ``a/b.labels.txt``         (none: a label track belongs to one audio file)
+``parquet``    (none)                     ``tags.parquet`` (needs pyarrow)
+``png``        ``a/b.tags.png``           (none; needs matplotlib)
+=============  =========================  ==================================================
+
+The record ``b.tags.json`` is the file's result (the ``--json`` document of
+:func:`~soundnet_cli.tag.result_to_json` with its provenance and the input's size and time) and
+the other text files are views of it. It is written last, atomically like every file here, so
+its presence marks the input as done.
+
+Resume
+------
+An input is skipped when its record exists, was made with the same ``settings_id`` (a hash of
+the network's fingerprint, the heads or SVM, the schema version and every option that changes a
+result: top-k, segments, thresholds, class filter, merging) and the input's size and
+modification time are unchanged, and every per-input file of the requested formats exists (text
+views missing beside a valid record are rebuilt from it without decoding). Otherwise the input
+is computed again and its files replaced: a changed network or setting never mixes with old
+results. The combined tables are rebuilt from the records of all the run's inputs at the end, so
+they are complete after a resumed run too.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+
+from .detect import NO_CONFIDENT_LABEL, DetectOptions
+from .errors import OutputError, SoundNetError
+from .fsutil import atomic_path, atomic_write_text, mirrored_output
+from .tag import CSV_COLUMNS, TAG_SCHEMA_VERSION, TagResult, doc_csv_rows, result_to_json
+
+if TYPE_CHECKING:
+    from .model import SoundNet
+    from .runtime.options import RunOptions
+    from .tag import Scorer
+
+#: Formats ``--format`` accepts; ``all`` means every one whose package is installed.
+FORMATS = ("jsonl", "csv", "raven", "audacity", "parquet", "png")
+RECORD_SUFFIX = ".tags.json"
+VIEW_SUFFIXES = {"csv": ".tags.csv", "raven": ".selections.txt", "audacity": ".labels.txt",
+                 "png": ".tags.png"}
+COMBINED_NAMES = {"jsonl": "tags.jsonl", "csv": "tags.csv", "raven": "selections.txt",
+                  "parquet": "tags.parquet"}
+RUN_FILE = "run.json"
+#: Raven Pro's required selection-table columns, then ours (annotation columns to Raven).
+RAVEN_COLUMNS = ("Selection", "View", "Channel", "Begin Time (s)", "End Time (s)",
+                 "Low Freq (Hz)", "High Freq (Hz)", "Head", "Label", "Max Score", "Mean Score",
+                 "Steps", "Network", "Fingerprint", "Settings ID", "soundnet-cli")
+#: Extra leading columns of the combined (multi-file) Raven table.
+RAVEN_FILE_COLUMNS = ("Begin Path", "Begin File", "File Offset (s)")
+_PACKAGES = {"parquet": "pyarrow", "png": "matplotlib"}
+
+
+def parse_formats(spec: str) -> tuple[str, ...]:
+    """``--format`` value (comma-separated, or ``all``) as a tuple in :data:`FORMATS` order.
+
+    ``all`` leaves out formats whose package is missing; naming such a format explicitly raises
+    :class:`SoundNetError` saying what to install.
+    """
+    import importlib.util
+
+    names = {n.strip().lower() for n in spec.split(",") if n.strip()}
+    if not names:
+        raise SoundNetError("--format: no format given; choose from " + ", ".join(FORMATS))
+    if "all" in names:
+        return tuple(f for f in FORMATS
+                     if f not in _PACKAGES or importlib.util.find_spec(_PACKAGES[f]) is not None)
+    unknown = sorted(names - set(FORMATS))
+    if unknown:
+        raise SoundNetError(f"--format: unknown {', '.join(unknown)}; choose from "
+                            f"{', '.join(FORMATS)} or all")
+    for name in names & set(_PACKAGES):
+        if importlib.util.find_spec(_PACKAGES[name]) is None:
+            extra = "plot" if name == "png" else name
+            raise SoundNetError(f"--format {name} needs {_PACKAGES[name]}: "
+                                f"pip install 'soundnet-cli[{extra}]'")
+    return tuple(f for f in FORMATS if f in names)
+
+
+def provenance(model: "SoundNet", scorers: Sequence["Scorer"], *, top_k: int, segments: bool,
+               detect: DetectOptions) -> dict[str, Any]:
+    """What made a result: version, network, heads, options, and their ``settings_id``.
+
+    ``settings_id`` (16 hex digits) hashes everything that can change a result, and nothing
+    that cannot (batch size, workers, device, output formats).
+    """
+    from ._version import __version__
+
+    network = {"name": Path(model.source).stem if model.source else "in-memory",
+               "source": str(model.source), "fingerprint": model.fingerprint,
+               "arch": model.config.arch, "sample_rate": model.config.sample_rate}
+    heads = [_scorer_info(s) for s in scorers]
+    settings = {"top_k": top_k, "segments": segments, **detect.to_dict()}
+    key = json.dumps({"schema_version": TAG_SCHEMA_VERSION, "fingerprint": model.fingerprint,
+                      "heads": heads, "settings": settings}, sort_keys=True)
+    return {"soundnet_cli": __version__, "schema_version": TAG_SCHEMA_VERSION,
+            "network": network, "heads": heads, "settings": settings,
+            "settings_id": hashlib.sha256(key.encode()).hexdigest()[:16]}
+
+
+def _scorer_info(scorer: "Scorer") -> dict[str, Any]:
+    labels = tuple(getattr(scorer, "labels", ()))
+    info: dict[str, Any] = {"name": scorer.name, "layer": scorer.layer,
+                            "kind": type(scorer).__name__, "classes": len(labels),
+                            "labels_sha256": hashlib.sha256("\n".join(labels).encode())
+                            .hexdigest()[:16]}
+    svm = getattr(scorer, "svm", None)
+    if svm is not None:
+        h = hashlib.sha256()
+        for name in ("coef", "intercept", "mean", "scale"):
+            h.update(memoryview(__import__("numpy").ascontiguousarray(getattr(svm, name))))
+        info.update(protocol=svm.protocol, input_scale=float(svm.input_scale),
+                    svm_sha256=h.hexdigest())
+    return info
+
+
+# ---------------------------------------------------------------------------------------------
+# Views of one record
+
+
+def _label_text(doc: dict[str, Any], head: str, label: str, score: float | None) -> str:
+    text = label if score is None else f"{label} {score:.2f}"
+    return f"{head}: {text}" if len(doc["heads"]) > 1 else text
+
+
+def _selections(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any] | None, float, float]]:
+    """``(head, event or None, start, end)`` of one record: its events, or one whole-file
+    selection saying :data:`NO_CONFIDENT_LABEL` for a head without any."""
+    for head in doc["heads"]:
+        events = head.get("events") or []
+        for ev in events:
+            yield head["name"], ev, ev["start"], ev["end"]
+        if not events:
+            yield head["name"], None, 0.0, doc["duration"]
+
+
+def raven_rows(doc: dict[str, Any], first: int = 1) -> list[dict[str, Any]]:
+    """Raven Pro selection-table rows (:data:`RAVEN_COLUMNS`) of one record, numbered from
+    ``first``: one selection per event, in the spectrogram view, channel 1, over the full band
+    SoundNet hears (0 Hz to the Nyquist frequency)."""
+    prov = doc.get("provenance", {})
+    net = prov.get("network", {})
+    nyquist = net.get("sample_rate", 22_050) / 2
+    rows = []
+    for n, (head, ev, start, end) in enumerate(_selections(doc), first):
+        rows.append({
+            "Selection": n, "View": "Spectrogram 1", "Channel": 1,
+            "Begin Time (s)": f"{start:.4f}", "End Time (s)": f"{end:.4f}",
+            "Low Freq (Hz)": "0.0", "High Freq (Hz)": f"{nyquist:.1f}", "Head": head,
+            "Label": NO_CONFIDENT_LABEL if ev is None else ev["label"],
+            "Max Score": "" if ev is None else f"{ev['max_score']:.6f}",
+            "Mean Score": "" if ev is None else f"{ev['mean_score']:.6f}",
+            "Steps": "" if ev is None else ev["steps"], "Network": net.get("name", ""),
+            "Fingerprint": net.get("fingerprint", ""), "Settings ID": prov.get("settings_id", ""),
+            "soundnet-cli": prov.get("soundnet_cli", "")})
+    return rows
+
+
+def _tsv(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), delimiter="\t", lineterminator="\n",
+                            quoting=csv.QUOTE_NONE, escapechar="\\")
+    writer.writeheader()
+    writer.writerows({k: _tsv_cell(v) for k, v in r.items()} for r in rows)
+    return buf.getvalue()
+
+
+def _tsv_cell(value: Any) -> Any:
+    return value.replace("\t", " ").replace("\n", " ") if isinstance(value, str) else value
+
+
+def raven_table(doc: dict[str, Any]) -> str:
+    """One input's Raven selection table (tab-separated, header row first)."""
+    return _tsv(RAVEN_COLUMNS, raven_rows(doc))
+
+
+def audacity_labels(doc: dict[str, Any]) -> str:
+    """One input's Audacity label track: ``start<TAB>end<TAB>label`` lines, seconds with six
+    decimals, the label being ``name score`` (``head: name score`` with several heads)."""
+    lines = []
+    for head, ev, start, end in _selections(doc):
+        text = (NO_CONFIDENT_LABEL if ev is None
+                else _label_text(doc, head, ev["label"], ev["max_score"]))
+        lines.append(f"{start:.6f}\t{end:.6f}\t{_tsv_cell(text)}\n")
+    return "".join(lines)
+
+
+def csv_table(docs: Iterable[dict[str, Any]]) -> str:
+    """The long CSV (:data:`CSV_COLUMNS`, header first) of some records."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for doc in docs:
+        writer.writerows(doc_csv_rows(doc))
+    return buf.getvalue()
+
+
+_TEXT_VIEWS = {"csv": lambda doc: csv_table([doc]), "raven": raven_table,
+               "audacity": audacity_labels}
+
+
+# ---------------------------------------------------------------------------------------------
+# A run into one directory
+
+
+@dataclass
+class TagOutcome:
+    """One input of :meth:`TagRun`: written, skipped (done before) or failed."""
+
+    path: Path
+    result: TagResult | None = None
+    doc: dict[str, Any] | None = None
+    skipped: bool = False
+    error: str | None = None
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class TagRun:
+    """Writes one run's per-input files and its combined tables into ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir
+        Output directory (created).
+    formats
+        From :func:`parse_formats`.
+    roots
+        Input directories: outputs mirror the tree below them.
+    provenance
+        From :func:`provenance`; its ``settings_id`` decides what counts as done.
+    top_k, segments, detect
+        What each record holds (see :func:`~soundnet_cli.tag.result_to_json`).
+    overwrite
+        Recompute every input, done or not.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, formats: Sequence[str], *,
+                 roots: Sequence[str | os.PathLike] = (), provenance: dict[str, Any],
+                 top_k: int = 5, segments: bool = False, detect: DetectOptions | None = None,
+                 overwrite: bool = False) -> None:
+        self.out_dir = Path(out_dir)
+        self.formats = tuple(formats)
+        self.roots = [Path(r) for r in roots]
+        self.provenance = provenance
+        self.top_k, self.segments = top_k, segments
+        self.detect = detect or DetectOptions()
+        self.overwrite = overwrite
+        self.failed: dict[Path, str] = {}
+
+    # -- paths
+    def record_path(self, source: Path) -> Path:
+        return record_path(source, self.roots, self.out_dir)
+
+    def view_paths(self, source: Path) -> dict[str, Path]:
+        return {f: mirrored_output(source, self.roots, self.out_dir, VIEW_SUFFIXES[f])
+                for f in self.formats if f in VIEW_SUFFIXES}
+
+    def collisions(self, files: Sequence[Path]) -> dict[Path, str]:
+        """Inputs whose record path is an earlier input's (``a.wav`` and ``a.flac`` side by
+        side): each maps to the error that reports it."""
+        owner: dict[Path, Path] = {}
+        clashes = {}
+        for path in files:
+            out = self.record_path(path).resolve()
+            if out in owner:
+                clashes[path] = (f"{path}: its results {self.record_path(path)} would also be "
+                                 f"those of {owner[out]}; rename one of them")
+            else:
+                owner[out] = path
+        return clashes
+
+    # -- resume
+    def done(self, source: Path) -> dict[str, Any] | None:
+        """The input's record when it is done with these settings (rebuilding missing text
+        views from it), else ``None``."""
+        if self.overwrite:
+            return None
+        doc = self._read_record(source)
+        if doc is None:
+            return None
+        views = self.view_paths(source)
+        if "png" in views and not views["png"].exists():
+            return None
+        for fmt, path in views.items():
+            if fmt != "png" and not path.exists():
+                atomic_write_text(path, _TEXT_VIEWS[fmt](doc))
+        return doc
+
+    def _read_record(self, source: Path) -> dict[str, Any] | None:
+        try:
+            doc = json.loads(self.record_path(source).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        same = (isinstance(doc, dict) and doc.get("ok") is True
+                and doc.get("provenance", {}).get("settings_id") == self.provenance["settings_id"]
+                and doc.get("input") == _input_stamp(source))
+        return doc if same else None
+
+    # -- writing
+    def write(self, result: TagResult) -> TagOutcome:
+        """Write every file of one successful result: views first, the record last."""
+        outcome = TagOutcome(result.path, result)
+        if not result.ok:
+            outcome.error = result.error or f"{result.path}: failed"
+            self.failed[result.path] = outcome.error
+            return outcome
+        doc = result_to_json(result, self.top_k, self.segments, self.detect, self.provenance)
+        doc["input"] = _input_stamp(result.path)
+        outcome.doc = doc
+        try:
+            for fmt, path in self.view_paths(result.path).items():
+                if fmt == "png":
+                    from .plot import save_tag_plot
+
+                    save_tag_plot(result, path, detect=self.detect, top_k=self.top_k,
+                                  provenance=self.provenance)
+                else:
+                    atomic_write_text(path, _TEXT_VIEWS[fmt](doc))
+                outcome.files.append(path)
+            record = self.record_path(result.path)
+            atomic_write_text(record, json.dumps(doc, allow_nan=False) + "\n")
+            outcome.files.append(record)
+        except (OSError, ValueError) as e:
+            outcome.error = f"{result.path}: cannot write its results: {_reason(e)}"
+            self.failed[result.path] = outcome.error
+        return outcome
+
+    def write_settings(self, inputs: Sequence[str | os.PathLike], options: dict[str, Any],
+                       **status: Any) -> Path:
+        """``run.json``: the provenance, the formats, the inputs and any other options."""
+        doc = {"run_file_version": 1, **self.provenance, "formats": list(self.formats),
+               "out_dir": str(self.out_dir), "inputs": [str(p) for p in inputs],
+               "options": options, **status}
+        path = self.out_dir / RUN_FILE
+        atomic_write_text(path, json.dumps(doc, indent=2, allow_nan=False) + "\n")
+        return path
+
+    def combine(self, files: Sequence[Path]) -> dict[str, Path]:
+        """Rebuild the combined tables from the records of ``files`` (input order); failed
+        inputs of this run appear in ``tags.jsonl`` as ``"ok": false`` lines."""
+        wanted = [f for f in self.formats if f in COMBINED_NAMES]
+        if not wanted:
+            return {}
+        docs = list(self._combined_docs(files))
+        written = {}
+        for fmt in wanted:
+            path = self.out_dir / COMBINED_NAMES[fmt]
+            try:
+                _COMBINERS[fmt](path, docs)
+            except OSError as e:
+                raise OutputError(f"{path}: cannot write the combined table: {_reason(e)}") from e
+            written[fmt] = path
+        return written
+
+    def _combined_docs(self, files: Sequence[Path]) -> Iterator[dict[str, Any]]:
+        for path in files:
+            doc = self._read_record(path)
+            if doc is not None:
+                yield doc
+            elif path in self.failed:
+                yield {"schema_version": TAG_SCHEMA_VERSION, "path": str(path), "ok": False,
+                       "error": self.failed[path], "heads": [],
+                       "provenance": self.provenance}
+
+
+def record_path(source: Path, roots: Sequence[Path], out_dir: Path) -> Path:
+    """Where the record of ``source`` goes (see the module docs)."""
+    return mirrored_output(source, list(roots), out_dir, RECORD_SUFFIX)
+
+
+def _input_stamp(path: Path) -> dict[str, Any] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _reason(e: BaseException) -> str:
+    return str(getattr(e, "strerror", None) or e)
+
+
+def _write_jsonl(path: Path, docs: Sequence[dict[str, Any]]) -> None:
+    atomic_write_text(path, "".join(json.dumps(d, allow_nan=False) + "\n" for d in docs))
+
+
+def _write_csv(path: Path, docs: Sequence[dict[str, Any]]) -> None:
+    atomic_write_text(path, csv_table(d for d in docs if d.get("ok")))
+
+
+def _write_raven(path: Path, docs: Sequence[dict[str, Any]]) -> None:
+    """One Raven table for the whole run, as for a file sequence: ``Begin Time (s)`` counts from
+    the start of the first file, ``File Offset (s)`` from the start of each selection's file."""
+    rows, offset, n = [], 0.0, 1
+    for doc in docs:
+        if not doc.get("ok"):
+            continue
+        for row in raven_rows(doc, n):
+            begin, end = float(row["Begin Time (s)"]), float(row["End Time (s)"])
+            row.update({"Begin Path": str(Path(doc["path"]).resolve()),
+                        "Begin File": Path(doc["path"]).name, "File Offset (s)": f"{begin:.4f}",
+                        "Begin Time (s)": f"{offset + begin:.4f}",
+                        "End Time (s)": f"{offset + end:.4f}"})
+            rows.append(row)
+            n += 1
+        offset += float(doc["duration"])
+    columns = (*RAVEN_COLUMNS[:7], *RAVEN_FILE_COLUMNS, *RAVEN_COLUMNS[7:])
+    atomic_write_text(path, _tsv(columns, rows))
+
+
+def _write_parquet(path: Path, docs: Sequence[dict[str, Any]]) -> None:
+    """The long table as Parquet; the run's provenance is in the schema metadata
+    (``soundnet_provenance``, JSON)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [r for d in docs if d.get("ok") for r in doc_csv_rows(d)]
+    numeric = {"step": pa.int32(), "rank": pa.int32(), "index": pa.int32(),
+               "schema_version": pa.int32(), "start": pa.float64(), "end": pa.float64(),
+               "score": pa.float64(), "mean_score": pa.float64()}
+    arrays, fields = [], []
+    for col in CSV_COLUMNS:
+        kind = numeric.get(col, pa.string())
+        values = [None if r[col] == "" else r[col] for r in rows]
+        arrays.append(pa.array(values, type=kind))
+        fields.append(pa.field(col, kind))
+    prov: dict[str, Any] = next((d["provenance"] for d in docs if "provenance" in d), {})
+    schema = pa.schema(fields, metadata={"soundnet_provenance": json.dumps(prov)})
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.Table.from_arrays(arrays, schema=schema), tmp)
+
+
+_COMBINERS = {"jsonl": _write_jsonl, "csv": _write_csv, "raven": _write_raven,
+              "parquet": _write_parquet}
+
+
+def tag_to_files(model: "SoundNet", paths: Sequence[str | os.PathLike], run: TagRun, *,
+                 scorers: Sequence["Scorer"] | None = None,
+                 options: "RunOptions | None" = None) -> Iterator[TagOutcome]:
+    """Tag ``paths`` into ``run``'s directory: done inputs are skipped without decoding, the
+    others computed and written; yields one :class:`TagOutcome` per input (skipped ones first,
+    then collisions, then the computed ones in input order). ``options`` (scheduling) go to
+    :func:`~soundnet_cli.tag.tag_files`. Call ``run.combine(paths)`` afterwards for the tables.
+    """
+    from .tag import tag_files
+
+    files = [Path(p) for p in paths]
+    clashes = run.collisions(files)
+    todo = []
+    for path in files:
+        if path in clashes:
+            continue
+        doc = run.done(path)
+        if doc is None:
+            todo.append(path)
+        else:
+            yield TagOutcome(path, doc=doc, skipped=True)
+    for path, message in clashes.items():
+        run.failed[path] = message
+        yield TagOutcome(path, error=message)
+    if not todo:
+        if options is not None and options.decoder is not None:
+            options.decoder.close()
+        return
+    # A decoder started on other files than ``todo`` is closed by tag_files, which then decodes.
+    for result in tag_files(model, todo, scorers=scorers, options=options):
+        yield run.write(result)
