@@ -2,7 +2,7 @@
 
     python docs/make_tag_picture.py
 
-The three examples (examples/make_examples.py, synthetic) are joined into one 15 s recording and
+Four examples (examples/make_examples.py, synthetic) are joined into one 20 s recording and
 tagged with the embedded network exactly as `soundnet tag joined.wav --out DIR --plot` does.
 """
 
@@ -26,11 +26,11 @@ EXAMPLES = HERE.parent / "examples"
 
 def main() -> None:
     parts = [sf.read(str(EXAMPLES / f"{n}.wav"), dtype="float32")[0]
-             for n in ("clock_tick", "siren", "rain")]
+             for n in ("car_horn", "crickets", "siren", "rain")]
     model = load_model(None, "cpu")
     detect = DetectOptions()
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "clock-siren-rain.wav"
+        path = Path(tmp) / "horn-crickets-siren-rain.wav"
         sf.write(str(path), np.concatenate(parts), 22_050)
         (result,) = tag_files(model, [path])
         prov = provenance(model, head_scorers(model), top_k=5, segments=False, detect=detect)
