@@ -39,7 +39,8 @@ SegmentsOpt = Annotated[bool, typer.Option(
     "--segments", "-s",
     help="Also show the top labels of every time step, with start/end seconds.")]
 JsonOpt = Annotated[bool, typer.Option(
-    "--json", help=f"JSON Lines on stdout: one object per file (schema: {doc('tag.md')}).")]
+    "--json", help="JSON Lines on stdout: one object per file (schema: the reference page "
+    "named below).")]
 CsvOpt = Annotated[bool, typer.Option(
     "--csv", help="Long-format CSV on stdout: one row per file, head, scope, step and rank.")]
 OutOpt = Annotated[Optional[Path], typer.Option(
@@ -99,9 +100,7 @@ def tag(
 ) -> None:
     """Tag sounds: the confident labels of every head (objects, scenes, ...) for each FILE or DIR.
 
-    Clip-level scores average the per-step softmax; clips shorter than the network's
-    tile_seconds (5 s for the embedded network, 10 s for the original SoundNet) are tiled
-    (repeated) to that length first, as the original does. Labels below --min-conf are dropped.
+    Clip-level scores average the per-step softmax; clips shorter than the network's tile_seconds (5 s for the embedded network, 10 s for the original SoundNet) are tiled (repeated) to that length first, as the original does. Labels below --min-conf are dropped.
 
     Results go to stdout (or, with --out, to files); progress and warnings to stderr.
     """
@@ -147,6 +146,11 @@ def tag(
             failures += _tag_to_dir(model, files, scorers, options, emit, quiet, out_dir,
                                     chosen, roots, top_k, segments, detect, settings, inputs)
     raise typer.Exit(report_failures(failures, quiet))
+
+
+# The installed path of the reference page, in the help text (free text wraps; a table cell
+# would cut the path short).
+tag.__doc__ = f"{tag.__doc__}\n\n    Reference (formats, thresholds, events, plots): {doc('tag.md')}\n"
 
 
 def _formats(spec: str, plot: bool, out_dir: Optional[Path]) -> tuple[str, ...]:
