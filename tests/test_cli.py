@@ -106,8 +106,9 @@ def test_tag_csv(run, tiny_checkpoint, audio_dir):
                  "--min-conf", "0")
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(result.stdout.splitlines()))
-    assert [(r["head"], r["scope"], r["rank"]) for r in rows] == [("objects", "clip", "1"),
-                                                                 ("scenes", "clip", "1")]
+    clip = [(r["head"], r["scope"], r["rank"]) for r in rows if r["scope"] == "clip"]
+    assert clip == [("objects", "clip", "1"), ("scenes", "clip", "1")]
+    assert {r["scope"] for r in rows} == {"clip", "event"}  # the kept label's events follow
 
 
 def test_tag_json_and_csv_are_exclusive(run, tiny_checkpoint, audio_dir):
