@@ -163,10 +163,11 @@ def test_find_audio_files(tmp_path, write_audio):
     named.write_text("x")
     files, missing = find_audio_files([tmp_path / "d"])
     assert files == [a]
-    files, missing = find_audio_files([tmp_path / "d", a, named, tmp_path / "gone.wav"],
-                                      recursive=True)
+    files, problems = find_audio_files([tmp_path / "d", a, named, tmp_path / "gone.wav"],
+                                       recursive=True)
     assert files == [a, b, named]  # duplicates dropped; explicit files kept whatever the suffix
-    assert missing == [tmp_path / "gone.wav"]
+    assert problems == [(tmp_path / "gone.wav", f"{tmp_path / 'gone.wav'}: no such file or "
+                         "directory")]
 
 
 # --- containers FFmpeg decodes (PyAV), behind libsndfile -----------------------------------

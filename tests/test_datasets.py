@@ -11,6 +11,14 @@ from soundnet_cli.datasets import cv_splits, detect_layout, load_dataset, readab
 from soundnet_cli.errors import DatasetError
 
 
+_tones = iter(range(200, 20_000, 37))
+
+
+def _distinct() -> float:
+    """A new tone frequency per clip: identical clips in two folds are refused as leakage."""
+    return float(next(_tones))
+
+
 def _esc50(root: Path, write_audio, rows: list[tuple[str, int, int, str]], suffix=".wav",
            write=True) -> Path:
     (root / "meta").mkdir(parents=True, exist_ok=True)
@@ -18,7 +26,7 @@ def _esc50(root: Path, write_audio, rows: list[tuple[str, int, int, str]], suffi
     for name, fold, target, category in rows:
         lines.append(f"{name}{suffix},{fold},{target},{category},False,1,A")
         if write:
-            write_audio(f"{root.name}/audio/{name}{suffix}", 0.2)
+            write_audio(f"{root.name}/audio/{name}{suffix}", 0.2, freq=_distinct())
     (root / "meta" / "esc50.csv").write_text("\n".join(lines) + "\n")
     return root
 
@@ -67,7 +75,7 @@ def test_unreadable_or_incomplete_csv(tmp_path):
 def test_folder_layout(tmp_path, write_audio):
     for c in ("rain", "dog"):
         for i in range(2):
-            write_audio(f"ds/{c}/{i}.wav", 0.2)
+            write_audio(f"ds/{c}/{i}.wav", 0.2, freq=_distinct())
     write_audio("ds/dog/deeper/x.flac", 0.2)
     (tmp_path / "ds" / "rain" / "notes.txt").write_text("not audio")
     ds = load_dataset(tmp_path / "ds")
@@ -145,7 +153,7 @@ def test_predefined_folds_errors(tmp_path, write_audio):
 def test_stratified_splits(tmp_path, write_audio):
     for c, n in (("a", 6), ("b", 4)):
         for i in range(n):
-            write_audio(f"ds/{c}/{i}.wav", 0.1)
+            write_audio(f"ds/{c}/{i}.wav", 0.1, freq=_distinct())
     ds = load_dataset(tmp_path / "ds")
     splits = cv_splits(ds, 3, seed=1)
     assert len(splits) == 3

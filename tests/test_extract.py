@@ -60,12 +60,26 @@ def test_files_named_directly_land_in_out_by_name(tiny_model, tree, tmp_path):
     assert outcomes[0].records[0].output == str(tmp_path / "o" / "b.conv3.npy")
 
 
-def test_colliding_outputs_fail_the_second_input(tiny_model, write_audio, tmp_path):
+def test_colliding_outputs_fail_both_inputs(tiny_model, write_audio, tmp_path):
     a = write_audio("x/same.wav", 0.5)
     b = write_audio("y/same.wav", 0.5)
     outcomes = {o.path: o for o in extract_files(tiny_model, [a, b], ["conv2"], tmp_path / "o")}
-    assert outcomes[a].ok
-    assert not outcomes[b].ok and "also the output of" in outcomes[b].error
+    for path, other in ((a, b), (b, a)):
+        assert not outcomes[path].ok and str(other) in outcomes[path].error
+        assert "separate" in outcomes[path].error
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").glob("*.npy"))
+
+
+def test_same_stem_in_one_folder_is_refused_whatever_decodes(tiny_model, write_audio, tmp_path):
+    """Regression (#16): x.flac and x.wav side by side got 'pass their directory' advice, and an
+    undecodable x.flac blocked a valid x.wav depending on order."""
+    good = write_audio("d/x.wav", 0.5)
+    bad = tmp_path / "d" / "x.flac"
+    bad.write_bytes(b"not audio")
+    outcomes = {o.path: o for o in extract_files(tiny_model, [bad, good], ["conv2"],
+                                                 tmp_path / "o", roots=[tmp_path / "d"])}
+    for path in (bad, good):
+        assert not outcomes[path].ok and "rename one" in outcomes[path].error
 
 
 @pytest.mark.parametrize("pool,width", [("mean", 1), ("max", 1), ("meanmax", 2)])

@@ -92,11 +92,14 @@ def test_truncated_and_garbage():
         read_t7(io.BytesIO(data[:-3]))
     with pytest.raises(WeightsError, match="unknown type tag 99"):
         read_t7(io.BytesIO(struct.pack("<i", 99)))
-    # a storage claiming 2**40 elements must fail on the missing bytes, not allocate them
+    # a storage claiming 2**40 elements must fail before allocating them: over the cap, or (under
+    # a larger cap) on the missing bytes
     huge = struct.pack("<ii", 4, 1) + struct.pack("<i", 3) + b"V 1" + struct.pack("<i", 18)
     huge += b"torch.FloatStorage" + struct.pack("<q", 2 ** 40)
-    with pytest.raises(WeightsError, match="truncated"):
+    with pytest.raises(WeightsError, match="more than the 1,073,741,824 allowed"):
         read_t7(io.BytesIO(huge))
+    with pytest.raises(WeightsError, match="truncated"):
+        read_t7(io.BytesIO(huge), max_bytes=2 ** 43)
 
 
 def test_agrees_with_torchfile(tmp_path):

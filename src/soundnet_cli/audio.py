@@ -27,6 +27,10 @@ from .errors import AudioError, SoundNetWarning
 SAMPLE_RATE = 22_050
 #: Peak amplitude below which a decoded file counts as silent (about -100 dBFS).
 SILENCE_PEAK = 1e-5
+#: Peak amplitude above which a file is warned about: float files may exceed full scale (1.0)
+#: a little, but 20 dB above it is a broken or mis-scaled file (huge values overflow the network
+#: to non-finite activations, which then fail the file).
+LOUD_PEAK = 10.0
 #: Suffixes treated as audio when a directory is expanded (lower case): libsndfile's formats,
 #: then containers FFmpeg decodes (phone recordings, videos: their first audio track).
 AUDIO_SUFFIXES = frozenset(
@@ -42,6 +46,18 @@ AUDIO_SUFFIXES = frozenset(
 
 class SilentAudioWarning(SoundNetWarning):
     """A decoded file has no signal above :data:`SILENCE_PEAK`."""
+
+
+class LoudAudioWarning(SoundNetWarning):
+    """A decoded file peaks far above full scale (:data:`LOUD_PEAK`)."""
+
+
+def loudness_warning(name: str, peak: float) -> str | None:
+    """The warning for a signal peaking at ``peak`` (``None`` when it is not too loud)."""
+    if peak <= LOUD_PEAK:
+        return None
+    return (f"{name}: audio peaks at {peak:.3g}, far above full scale (1.0); the file is "
+            "probably mis-scaled or corrupt")
 
 
 class AudioTooLong(AudioError):
@@ -81,10 +97,22 @@ def _soundfile():
 
 
 def _check_path(path: Path) -> None:
-    if not path.exists():
-        raise AudioError(f"{path}: no such file")
-    if path.is_dir():
+    """Refuse what decoding must not open: missing, unreadable and non-regular files (opening a
+    FIFO blocks until a writer appears; a device never ends)."""
+    import stat
+
+    from .fsutil import file_kind
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise AudioError(f"{path}: no such file") from None
+    except OSError as e:
+        raise AudioError(f"{path}: cannot access: {e.strerror or e}") from None
+    if stat.S_ISDIR(mode):
         raise AudioError(f"{path}: is a directory, not an audio file")
+    if not stat.S_ISREG(mode):
+        raise AudioError(f"{path}: not a regular file ({file_kind(mode)}), not read")
     if not os.access(path, os.R_OK):
         raise AudioError(f"{path}: permission denied")
 
@@ -103,7 +131,8 @@ def open_audio(path: str | os.PathLike) -> Any:
     path = Path(path)
     _check_path(path)
     try:
-        return _soundfile().SoundFile(str(path))
+        # bytes: names that are not valid UTF-8 (surrogateescape in Python) open too
+        return _soundfile().SoundFile(os.fsencode(path))
     except Exception as e:  # libsndfile raises LibsndfileError / RuntimeError / TypeError
         sf_reason = _reason(e, path)
         first = e
@@ -325,8 +354,12 @@ def prepare_waveform(
         mono = resample(mono, native_rate, sample_rate, quality=resample_quality)
     if mono.size == 0:
         raise AudioError(f"{name}: too short to resample to {sample_rate} Hz (no samples left)")
-    if float(np.abs(mono).max()) < SILENCE_PEAK:
+    peak = float(np.abs(mono).max())
+    if peak < SILENCE_PEAK:
         warnings.warn(f"{name}: audio is silent", SilentAudioWarning, stacklevel=3)
+    loud = loudness_warning(name, peak)
+    if loud:
+        warnings.warn(loud, LoudAudioWarning, stacklevel=3)
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
@@ -387,13 +420,14 @@ def iter_audio_blocks(
 
 def find_audio_files(
     inputs: Iterable[str | os.PathLike], *, recursive: bool = False
-) -> tuple[list[Path], list[Path]]:
+) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Expand files and directories into audio file paths.
 
     Files named explicitly are kept whatever their suffix (decoding will judge them); directories
     contribute files whose suffix is in :data:`AUDIO_SUFFIXES`, sorted, descending into
-    sub-directories only with ``recursive``. Returns ``(files, missing)``, where ``missing`` lists
-    inputs that do not exist. Duplicates are dropped, order kept.
+    sub-directories only with ``recursive``. Returns ``(files, problems)``: ``(path, message)``
+    for inputs that do not exist or are not regular files, and directories that cannot be listed
+    (see :func:`.fsutil.find_files`). Duplicates are dropped, order kept.
     """
     from .fsutil import find_files
 

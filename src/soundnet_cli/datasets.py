@@ -7,19 +7,27 @@ Three layouts, detected automatically by :func:`load_dataset` (or forced with ``
   Class names are the ``category`` column (``dog``, ``chirping_birds``, ...), ordered by ``target``.
 - ``folders``: ``DATASET/<class>/<audio files>``; no folds (k-fold is used downstream).
 - ``csv``: a labels file with columns ``path,label[,fold]``; relative paths are resolved against
-  the CSV's directory (or against ``DATASET`` when given).
+  the CSV's directory (or against ``DATASET`` when given). Paths that lead outside that directory
+  (absolute, or through ``..``) are followed but listed in :attr:`Dataset.outside`, which the
+  commands print as a warning.
 
 Class names are spelled the readable way, underscores as spaces (:func:`readable_label`:
 ESC-50's ``clock_tick`` is ``clock tick``), in every layout: that is how fit-svm reports them,
 how saved SVMs and trained networks label their outputs, and so what ``soundnet tag`` prints.
+
+Every dataset must have clips of at least two classes (one class "classifies" at 100 %). Clips
+with byte-identical files are found by content (:func:`duplicate_clips`); cross-validation and
+training refuse splits that put copies of one clip on both sides (:func:`check_leakage`): the
+accuracy would measure memory, not generalisation.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import os
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -52,6 +60,9 @@ class Dataset:
         The layout that was read.
     missing
         Files the metadata lists that do not exist (reported, excluded).
+    outside
+        Listed files that lie outside the dataset's directory (labels CSV only; used, but
+        worth a warning).
     """
 
     root: Path
@@ -61,6 +72,7 @@ class Dataset:
     folds: np.ndarray | None
     layout: str
     missing: tuple[Path, ...] = field(default=())
+    outside: tuple[Path, ...] = field(default=())
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -71,6 +83,7 @@ class Dataset:
         return Dataset(
             self.root, tuple(self.paths[i] for i in index), self.labels[index], self.classes,
             None if self.folds is None else self.folds[index], self.layout, self.missing,
+            self.outside,
         )
 
     def select_folds(self, folds: Sequence[int]) -> "Dataset":
@@ -127,6 +140,13 @@ def cv_splits(
     predefined fold, so that it would never be trained on when tested), and for ``test_folds``
     the dataset does not have.
     """
+    splits = _cv_splits(dataset, n_folds, seed, predefined, test_folds)
+    check_leakage(dataset, splits)
+    return splits
+
+
+def _cv_splits(dataset: Dataset, n_folds: int, seed: int, predefined: bool,
+               test_folds: Sequence[int] | None) -> list[Split]:
     if test_folds is not None and (not predefined or dataset.folds is None):
         raise DatasetError(f"{dataset.root}: the dataset has no predefined folds to test on")
     if predefined and dataset.folds is not None:
@@ -148,6 +168,74 @@ def cv_splits(
     return [Split(f"split {i + 1}/{n_folds}", train.astype(np.int64), test.astype(np.int64))
             for i, (train, test) in enumerate(kfold.split(np.zeros(len(dataset)),
                                                           dataset.labels))]
+
+
+# ---------------------------------------------------------------------------------------------
+# Duplicate content (leakage between training and test clips)
+
+#: Bytes hashed first: files that differ there (nearly all) are never read whole.
+_HEAD_BYTES = 1 << 16
+#: ``(path, size, mtime_ns, whole) -> digest``, so repeated checks in one process read no file
+#: twice (cross-validation checks its inner splits too).
+_DIGESTS: dict[tuple[str, int, int, bool], str] = {}
+
+
+def _digest(path: Path, whole: bool) -> str | None:
+    try:
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns, whole)
+        if key not in _DIGESTS:
+            h = hashlib.sha256(str(st.st_size).encode())
+            with open(path, "rb") as f:
+                if whole:
+                    while block := f.read(1 << 20):
+                        h.update(block)
+                else:
+                    h.update(f.read(_HEAD_BYTES))
+            _DIGESTS[key] = h.hexdigest()
+        return _DIGESTS[key]
+    except OSError:  # unreadable: decoding will report it
+        return None
+
+
+def duplicate_clips(dataset: Dataset) -> list[tuple[int, ...]]:
+    """Groups of clip indices whose files hold byte-identical content (the same file listed
+    twice, or copies of it), found by size and SHA-256."""
+    quick: defaultdict[str, list[int]] = defaultdict(list)
+    for i, p in enumerate(dataset.paths):
+        d = _digest(p, whole=False)
+        if d is not None:
+            quick[d].append(i)
+    groups: list[tuple[int, ...]] = []
+    for members in quick.values():
+        if len(members) < 2:
+            continue
+        full: defaultdict[str, list[int]] = defaultdict(list)
+        for i in members:
+            d = _digest(dataset.paths[i], whole=True)
+            if d is not None:
+                full[d].append(i)
+        groups += [tuple(g) for g in full.values() if len(g) > 1]
+    return groups
+
+
+def check_leakage(dataset: Dataset, splits: Sequence[Split]) -> None:
+    """Raise :class:`DatasetError` if a split trains on a copy of one of its test clips."""
+    groups = duplicate_clips(dataset)
+    if not groups:
+        return
+    for split in splits:
+        train, test = set(split.train.tolist()), set(split.test.tolist())
+        for g in groups:
+            a = next((i for i in g if i in train), None)
+            b = next((i for i in g if i in test), None)
+            if a is not None and b is not None:
+                raise DatasetError(
+                    f"{dataset.root}: {dataset.paths[a]} and {dataset.paths[b]} hold identical "
+                    f"audio but one is trained on and the other tested in {split.name}: the "
+                    f"accuracy would be inflated by leakage ({len(groups)} group(s) of "
+                    "duplicates in all). Remove the copies, or keep each clip's copies in one "
+                    "fold")
 
 
 def _predefined_splits(dataset: Dataset) -> list[Split]:
@@ -214,10 +302,15 @@ def load_dataset(
     else:
         csv_path = Path(labels_csv) if labels_csv is not None else base
         ds = _load_labels_csv(csv_path, Path(root) if root is not None else None)
+    where = labels_csv if labels_csv is not None else base  # messages name the file read
     if len(ds) == 0:
-        raise DatasetError(f"{base}: dataset is empty (no audio files found"
+        raise DatasetError(f"{where}: dataset is empty (no audio files found"
                            + (f"; {len(ds.missing)} listed files missing, e.g. {ds.missing[0]})"
                               if ds.missing else ")"))
+    present = sorted(set(ds.labels.tolist()))
+    if len(present) < 2:
+        raise DatasetError(f"{where}: every clip is of class {ds.classes[present[0]]!r}; "
+                           "classifying needs clips of at least two classes")
     return _readable(ds)
 
 
@@ -302,7 +395,7 @@ def _load_labels_csv(csv_path: Path, root: Path | None) -> Dataset:
     has_fold = bool(rows) and "fold" in rows[0]
     classes = sorted({r["label"] for r in rows if r["label"]})
     index = {c: i for i, c in enumerate(classes)}
-    paths, labels, folds, missing = [], [], [], []
+    paths, labels, folds, missing, outside = [], [], [], [], []
     for line, r in enumerate(rows, start=2):
         if not r["label"] or not r["path"]:
             raise DatasetError(f"{csv_path}:{line}: empty path or label")
@@ -311,12 +404,23 @@ def _load_labels_csv(csv_path: Path, root: Path | None) -> Dataset:
         if not p.is_file():
             missing.append(p)
             continue
+        if not _inside(p, base):
+            outside.append(p)
         paths.append(p)
         labels.append(index[r["label"]])
         if has_fold:
             folds.append(_int(r["fold"], "fold", csv_path, line))
     return Dataset(base, tuple(paths), np.array(labels, dtype=np.int64), tuple(classes),
-                   np.array(folds, dtype=np.int64) if has_fold else None, "csv", tuple(missing))
+                   np.array(folds, dtype=np.int64) if has_fold else None, "csv", tuple(missing),
+                   tuple(outside))
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
 
 
 def readable_label(name: str) -> str:

@@ -221,7 +221,11 @@ def claim_outputs(model: SoundNet, out_dir: str | os.PathLike, layers: Sequence[
 
 
 class _Plan:
-    """Output paths of every input, which of them exist, and inputs whose outputs collide."""
+    """Output paths of every input, which of them exist, and inputs whose outputs collide.
+
+    Inputs whose outputs collide all fail (none is computed), so which one "wins" never depends
+    on input order or on which of them decodes; the message says how to separate them.
+    """
 
     def __init__(self, paths: Sequence[Path], roots: Sequence[Path], out_dir: Path,
                  layers: Sequence[str], pool: str, overwrite: bool) -> None:
@@ -230,20 +234,22 @@ class _Plan:
         self.collisions: dict[Path, str] = {}
         self.layers = list(layers)
         inputs = {p.resolve() for p in paths}
-        owner: dict[Path, Path] = {}
-        for path in paths:
-            outs = output_paths(path, roots, out_dir, layers, pool)
+        planned = {path: output_paths(path, roots, out_dir, layers, pool) for path in paths}
+        owners: dict[Path, list[Path]] = {}
+        for path, outs in planned.items():
+            for o in outs.values():
+                owners.setdefault(o.resolve(), []).append(path)
+        for path, outs in planned.items():
             own = next((o for o in outs.values() if o.resolve() in inputs), None)
             if own is not None:
                 self.collisions[path] = (f"{path}: its output {own} would overwrite an input; "
                                          "choose another output folder")
                 continue
-            clash = next((o for o in outs.values() if o.resolve() in owner), None)
+            clash = next((o for o in outs.values() if len(owners[o.resolve()]) > 1), None)
             if clash is not None:
-                self.collisions[path] = (f"{path}: its output {clash} is also the output of "
-                                         f"{owner[clash.resolve()]}; pass their directory instead")
+                others = [p for p in owners[clash.resolve()] if p != path]
+                self.collisions[path] = _collision_message(path, others, clash)
                 continue
-            owner.update({o.resolve(): path for o in outs.values()})
             self.outputs[path] = outs
             self.todo[path] = [n for n, o in outs.items() if overwrite or not o.exists()]
 
@@ -255,6 +261,16 @@ class _Plan:
                 if name not in self.todo[path]:
                     found[name].append(out)
         return found
+
+
+def _collision_message(path: Path, others: list[Path], out: Path) -> str:
+    other = others[0]
+    if other.resolve().parent == path.resolve().parent:  # x.wav and x.flac side by side
+        return (f"{path}: {other.name} in the same folder has the same name without its suffix, "
+                f"so both would write {out}; neither was extracted: rename one of them")
+    return (f"{path}: {other} would write the same output {out}; neither was extracted: pass "
+            "their directories (outputs then mirror the tree) or extract them into separate "
+            "--out directories")
 
 
 class _Timing(TypedDict):
@@ -612,37 +628,57 @@ class Manifest:
 
     ``path``'s suffix picks the format: ``.csv`` (header row :data:`MANIFEST_COLUMNS`) or
     ``.jsonl``/``.ndjson`` (one JSON object per line, the same keys plus ``shape``).
+
+    Several runs may share one manifest (two ``extract`` runs into one ``--out``): :meth:`write`
+    holds a lock (``<manifest>.lock``), reads the file again and merges this run's rows into what
+    is there, so no run's rows are lost, whatever the order the runs finish in. The lock is an
+    advisory ``flock`` on the manifest's directory.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self.format = manifest_format(self.path)
         self.rows: dict[str, dict[str, Any]] = {}
+        self._mine: dict[str, dict[str, Any]] = {}  # rows this run added or replaced
         if self.path.exists():
-            self._load()
+            self.rows.update(self._load())
 
-    def _load(self) -> None:
+    def _load(self) -> dict[str, dict[str, Any]]:
+        rows: dict[str, dict[str, Any]] = {}
         try:
             text = self.path.read_text(encoding="utf-8")
             if self.format == "csv":
-                rows = list(csv.DictReader(io.StringIO(text)))
+                found = list(csv.DictReader(io.StringIO(text)))
             else:
-                rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-            for row in rows:
-                self.rows[str(row["output"])] = row
+                found = [json.loads(line) for line in text.splitlines() if line.strip()]
+            for row in found:
+                rows[str(row["output"])] = row
         except (OSError, ValueError, KeyError, TypeError, csv.Error) as e:
             raise OutputError(f"{self.path}: cannot read the existing manifest ({e}); "
                               "move it away or pass another --manifest") from e
+        return rows
 
     def update(self, records: Sequence[ExtractRecord]) -> None:
         """Add or replace rows; a skipped output keeps the row an earlier run wrote for it."""
         for r in records:
             if r.skipped and r.output in self.rows:
                 continue
-            self.rows[r.output] = r.row()
+            self.rows[r.output] = self._mine[r.output] = r.row()
 
     def write(self) -> None:
-        """Rewrite the whole manifest atomically."""
+        """Merge this run's rows into the manifest on disk and rewrite it atomically, under the
+        manifest's lock (see the class docs)."""
+        from .fsutil import locked
+
+        try:
+            with locked(self.path.parent):
+                if self.path.exists():
+                    self.rows = {**self._load(), **self._mine}
+                self._write()
+        except OSError as e:
+            raise OutputError(f"{self.path}: cannot write the manifest: {e.strerror or e}") from e
+
+    def _write(self) -> None:
         if self.format == "csv":
             buf = io.StringIO()
             writer = csv.DictWriter(buf, fieldnames=MANIFEST_COLUMNS, extrasaction="ignore",
@@ -659,10 +695,7 @@ class Manifest:
                 doc["shape"] = [doc["frames"], doc["channels"]]
                 lines.append(json.dumps(doc))
             text = "".join(line + "\n" for line in lines)
-        try:
-            atomic_write_text(self.path, text)
-        except OSError as e:
-            raise OutputError(f"{self.path}: cannot write the manifest: {e.strerror or e}") from e
+        atomic_write_text(self.path, text)
 
 
 def manifest_format(path: Path) -> str:

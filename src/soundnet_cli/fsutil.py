@@ -1,12 +1,24 @@
-"""File-system helpers: atomic writes and output paths, the one place that decides them."""
+"""File-system helpers: atomic writes, output paths, input discovery and file locks, the one
+place that decides them.
+
+Temporary files of an atomic write are named ``.<name>.pid<PID>.<random>.part`` beside the
+target. A process killed outright (SIGKILL, power loss) cannot remove its own; the next write of
+the same target removes those whose process is gone (:func:`remove_stale_parts`), so interrupted
+runs never accumulate them.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import Collection, Iterable, Iterator
+
+_PART = re.compile(r"\.pid(\d+)\.[^.]+\.part$")
 
 
 @contextlib.contextmanager
@@ -14,11 +26,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it over ``path``.
 
     An interrupted or failing write leaves no partial file at ``path`` (the temporary file is
-    removed). Parent directories are created.
+    removed). Parent directories are created; temporary files left beside ``path`` by processes
+    that no longer exist are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    remove_stale_parts(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.pid{os.getpid()}.", suffix=".part",
+                               dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -29,6 +44,62 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def remove_stale_parts(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files of interrupted atomic writes of ``path`` whose writing process
+    no longer exists (a live writer's, e.g. a concurrent run's, are kept); returns them."""
+    path = Path(path)
+    removed: list[Path] = []
+    prefix = f".{path.name}.pid"
+    try:
+        names = [n for n in os.listdir(path.parent) if n.startswith(prefix)]
+    except OSError:
+        return removed
+    for name in names:
+        m = _PART.search(name[len(path.name) + 1:])
+        if m is None or _alive(int(m.group(1))):
+            continue
+        try:
+            (path.parent / name).unlink()
+            removed.append(path.parent / name)
+        except OSError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def locked(directory: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive advisory lock (``flock``) on ``directory`` (created if needed) for the
+    ``with`` block: read-modify-write of a file in it shared by concurrent runs (the extract
+    manifest). No lock file is left behind. Where the file system does not support locks, the
+    block runs unlocked."""
+    import fcntl
+
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as e:
+            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _umask() -> int:
@@ -65,31 +136,77 @@ def mirrored_output(
 
 def find_files(
     inputs: Iterable[str | os.PathLike], suffixes: Collection[str], *, recursive: bool = False
-) -> tuple[list[Path], list[Path]]:
+) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Expand files and directories into file paths.
 
-    Files named explicitly are kept whatever their suffix; directories contribute files whose
-    lower-cased suffix is in ``suffixes``, sorted, descending into sub-directories only with
-    ``recursive``. Returns ``(files, missing)``, where ``missing`` lists inputs that do not exist.
+    Files named explicitly are kept whatever their suffix; directories contribute regular files
+    whose lower-cased suffix is in ``suffixes``, sorted, descending into sub-directories only
+    with ``recursive``. Returns ``(files, problems)``: ``problems`` lists ``(path, message)`` for
+    inputs that do not exist, are not regular files (a FIFO or device would block or never
+    end), and directories that cannot be listed (nothing in them is silently skipped).
     Duplicates are dropped, order kept.
     """
     files: list[Path] = []
-    missing: list[Path] = []
+    problems: list[tuple[Path, str]] = []
     seen: set[Path] = set()
     for item in inputs:
         p = Path(item)
-        if p.is_dir():
-            pattern = "**/*" if recursive else "*"
-            found = sorted(q for q in p.glob(pattern)
-                           if q.is_file() and q.suffix.lower() in suffixes)
-        elif p.exists():
+        try:
+            mode = p.stat().st_mode
+        except FileNotFoundError:
+            problems.append((p, f"{p}: no such file or directory"))
+            continue
+        except OSError as e:
+            problems.append((p, f"{p}: cannot access: {e.strerror or e}"))
+            continue
+        if stat.S_ISDIR(mode):
+            found = _list_dir(p, suffixes, recursive, problems)
+        elif stat.S_ISREG(mode):
             found = [p]
         else:
-            missing.append(p)
+            problems.append((p, f"{p}: not a regular file ({file_kind(mode)}); skipped"))
             continue
         for q in found:
             key = q.resolve()
             if key not in seen:
                 seen.add(key)
                 files.append(q)
-    return files, missing
+    return files, problems
+
+
+def _list_dir(root: Path, suffixes: Collection[str], recursive: bool,
+              problems: list[tuple[Path, str]]) -> list[Path]:
+    """Regular files under ``root`` with a wanted suffix, sorted by path; directories that cannot
+    be read are added to ``problems``. Symbolic links to directories are not followed."""
+    found: list[Path] = []
+    pending = [root]
+    while pending:
+        d = pending.pop()
+        try:
+            with os.scandir(d) as it:
+                entries = list(it)
+        except OSError as e:
+            problems.append((d, f"{d}: cannot list this directory ({e.strerror or e}); "
+                             "its files were not processed"))
+            continue
+        for entry in entries:
+            q = d / entry.name
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if recursive:
+                        pending.append(q)
+                elif entry.is_file() and q.suffix.lower() in suffixes:
+                    found.append(q)
+            except OSError:
+                continue
+    return sorted(found)
+
+
+def file_kind(mode: int) -> str:
+    """``"a FIFO"``, ``"a socket"``, ... for a non-regular file's ``st_mode``."""
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return name
+    return "not a regular file"

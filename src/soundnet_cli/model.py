@@ -95,6 +95,9 @@ class SoundNetConfig:
     bn_eps: float = 1e-5
     tile_seconds: float = 10.0
 
+    def __post_init__(self) -> None:
+        _validate_config(self)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -105,12 +108,13 @@ class SoundNetConfig:
     def from_dict(cls, d: Mapping[str, Any]) -> "SoundNetConfig":
         try:
             d = dict(d)
-            d["convs"] = tuple(ConvSpec(**c) for c in d["convs"])
+            d["convs"] = tuple(ConvSpec(**c) for c in _list(d["convs"], "convs"))
             d["heads"] = tuple(
-                HeadSpec(**{**h, "labels": tuple(h["labels"])}) for h in d["heads"]
+                HeadSpec(**{**h, "labels": tuple(_list(h["labels"], "labels"))})
+                for h in _list(d["heads"], "heads")
             )
             return cls(**d)
-        except (KeyError, TypeError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise WeightsError(f"checkpoint config is malformed: {e}") from e
 
     def with_heads(self, heads: Sequence[HeadSpec]) -> "SoundNetConfig":
@@ -120,6 +124,80 @@ class SoundNetConfig:
     @property
     def head_names(self) -> tuple[str, ...]:
         return tuple(h.name for h in self.heads)
+
+
+#: Bounds a config must keep (far beyond any SoundNet): a malformed or hostile checkpoint header is
+#: refused before it can ask for absurd allocations (``tile_seconds: 1e9`` would tile every clip
+#: to 31 years of audio).
+MAX_CHANNELS, MAX_KERNEL, MAX_LABELS = 1 << 14, 1 << 16, 1 << 17
+SAMPLE_RATE_RANGE = (1_000, 768_000)
+MAX_TILE_SECONDS, MAX_INPUT_SCALE = 600.0, 1e6
+
+
+def _list(value: Any, what: str) -> list:
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"{what} must be a list, got {type(value).__name__}")
+    return list(value)
+
+
+def _int_in(value: Any, what: str, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise WeightsError(f"config {what} is {value!r}; expected an integer in [{low}, {high}]")
+
+
+def _float_in(value: Any, what: str, low: float, high: float, *, open_low: bool = True) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > low if open_low else value >= low) and value <= high
+    if not ok:
+        bound = "(" if open_low else "["
+        raise WeightsError(f"config {what} is {value!r}; expected a finite number in "
+                           f"{bound}{low:g}, {high:g}]")
+
+
+def _validate_config(c: "SoundNetConfig") -> None:
+    """Every value of a config in range (the one check, run whenever a config is made, so a
+    checkpoint's header is validated on load). Raises :class:`WeightsError` naming the field."""
+    if not isinstance(c.arch, str) or not isinstance(c.head_stage, str):
+        raise WeightsError("config arch and head_stage must be strings")
+    if not c.convs:
+        raise WeightsError("config has no convolutions")
+    names: set[str] = set()
+    for spec in c.convs:
+        if not isinstance(spec, ConvSpec) or not isinstance(spec.name, str) or not spec.name:
+            raise WeightsError(f"config convolution {spec!r} is malformed")
+        where = f"convs.{spec.name}"
+        _int_in(spec.out_channels, f"{where}.out_channels", 1, MAX_CHANNELS)
+        _int_in(spec.kernel, f"{where}.kernel", 1, MAX_KERNEL)
+        _int_in(spec.stride, f"{where}.stride", 1, MAX_KERNEL)
+        _int_in(spec.padding, f"{where}.padding", 0, MAX_KERNEL)
+        _int_in(spec.pool, f"{where}.pool", 0, MAX_KERNEL)
+        if spec.pool and spec.pool_name is not None and not isinstance(spec.pool_name, str):
+            raise WeightsError(f"config {where}.pool_name must be a string")
+        pool = (spec.pool_name or f"pool_{spec.name}") if spec.pool else None
+        for n in (spec.name, pool):
+            if n is not None and n in names:
+                raise WeightsError(f"config layer name {n!r} is used twice")
+            if n is not None:
+                names.add(n)
+    for h in c.heads:
+        if not isinstance(h, HeadSpec) or not isinstance(h.name, str) or not h.name:
+            raise WeightsError(f"config head {h!r} is malformed")
+        where = f"heads.{h.name}"
+        if h.name in names:
+            raise WeightsError(f"config layer name {h.name!r} is used twice")
+        names.add(h.name)
+        if not 1 <= len(h.labels) <= MAX_LABELS or \
+                not all(isinstance(x, str) for x in h.labels):
+            raise WeightsError(f"config {where}.labels must be 1 to {MAX_LABELS} strings")
+        _int_in(h.kernel, f"{where}.kernel", 1, MAX_KERNEL)
+        _int_in(h.stride, f"{where}.stride", 1, MAX_KERNEL)
+        _int_in(h.padding, f"{where}.padding", 0, MAX_KERNEL)
+    low, high = SAMPLE_RATE_RANGE
+    _int_in(c.sample_rate, "sample_rate", low, high)
+    _float_in(c.input_scale, "input_scale", 0.0, MAX_INPUT_SCALE)
+    _float_in(c.bn_eps, "bn_eps", 0.0, 1.0)
+    _float_in(c.tile_seconds, "tile_seconds", 0.0, MAX_TILE_SECONDS, open_low=False)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -347,6 +347,11 @@ def tag_files(
                          f"or very short, under {MIN_AUDIO_SECONDS:g} s); no label is reported "
                          "as confident")
         heads = [s.score(clip.activations[s.layer], geometry[s.layer], rate) for s in scorers]
+        bad = next((h.name for h in heads if not np.isfinite(h.scores).all()
+                    or (h.clip is not None and not np.isfinite(h.clip).all())), None)
+        if bad is not None:  # a scorer's overflow fails the file; NaN is never a score
+            yield TagResult(clip.path, error=f"{clip.path}: scores of {bad} are not finite")
+            continue
         yield TagResult(clip.path, heads, clip.duration, analysed, notes)
 
 

@@ -77,6 +77,8 @@ def main() -> None:
     # Keep the network's per-batch blocks of megabytes in the heap instead of mmap/munmap-ing
     # them each time (soundnet_cli.runtime.allocator); before torch or any worker process exists.
     from ..runtime.allocator import tune_malloc
+    from .common import handle_sigterm
 
     tune_malloc()
+    handle_sigterm()  # SIGTERM ends a run as Ctrl-C does: outputs kept, workers stopped
     app()

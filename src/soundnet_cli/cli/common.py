@@ -16,6 +16,25 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: Exit statuses after Ctrl-C (SIGINT) and SIGTERM, as a shell reports a process they killed.
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, ``docker stop``, systemd, Slurm), handled exactly like Ctrl-C: every
+    ``finally`` runs (manifest written, decoding processes stopped, temporary files removed)."""
+
+
+def handle_sigterm() -> None:
+    """Make SIGTERM raise :class:`Terminated` in the main thread. A second SIGTERM during the
+    clean-up kills at once (the default action); what that leaves behind, the next run removes."""
+    import signal
+
+    def _terminate(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, _terminate)
 
 WeightsOpt = Annotated[
     Optional[str],
@@ -35,7 +54,10 @@ WorkersOpt = Annotated[Optional[int], typer.Option(
     help="Decoding processes (0: decode in the main process; default: half the cores, at least 2, "
     "at most 8).")]
 InputsArg = Annotated[
-    list[Path], typer.Argument(help="Audio files and/or directories.", show_default=False)
+    # readable=False: an unreadable file is that file's failure (reported, the rest go on),
+    # not a usage error that stops the whole batch.
+    list[Path], typer.Argument(help="Audio files and/or directories.", show_default=False,
+                               readable=False)
 ]
 
 
@@ -73,11 +95,14 @@ def user_errors(interrupted: Callable[[], str] | None = None) -> Iterator[None]:
         fail(str(e), EXIT_USAGE)
     except SoundNetError as e:
         fail(str(e), EXIT_FAILED)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         message = interrupted() if interrupted else \
             "interrupted; finished outputs are kept, a rerun resumes"
+        if isinstance(e, Terminated):
+            message = f"terminated (SIGTERM); {message}"
         err.print(message, highlight=False, markup=False, soft_wrap=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED) \
+            from None
 
 
 def make_progress(quiet: bool):

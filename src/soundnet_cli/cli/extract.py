@@ -99,7 +99,7 @@ def extract(
             manifest_format(manifest_path)
         except OutputError as e:
             raise typer.BadParameter(str(e), param_hint="--manifest") from None
-        files, missing = find_audio_files(inputs, recursive=recursive)
+        files, problems = find_audio_files(inputs, recursive=recursive)
         # Decoding starts before torch loads (~1.5 s), so the network finds work waiting.
         decoder = early_decoder(weights, device, files, workers, long_seconds)
         model = load_model(weights, device)
@@ -107,8 +107,8 @@ def extract(
         options = RunOptions.plan(next(model.parameters()).device, len(files), workers=workers,
                                   decoder=decoder, batch_size=batch_size,
                                   long_seconds=long_seconds, chunk_seconds=chunk_seconds)
-        failures += [(str(p), f"{p}: no such file or directory") for p in missing]
-        if not files and not missing:
+        failures += [(str(p), message) for p, message in problems]
+        if not files and not problems:
             failures.append(("", "no audio files found in " + ", ".join(map(str, inputs))))
         book = Manifest(manifest_path)
         written = skipped = 0
@@ -130,7 +130,10 @@ def extract(
             if decoder is not None:
                 decoder.close()
             if book.rows:
-                book.write()
+                try:
+                    book.write()
+                except OutputError as e:  # a full disk: still list every failure and the summary
+                    failures.append((str(manifest_path), str(e)))
         if not quiet:
             err.print(f"{written} file(s) written, {skipped} existing skipped "
                       f"({', '.join(layers)}, pool {pool.value}); manifest: {manifest_path}",

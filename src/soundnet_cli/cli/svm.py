@@ -186,6 +186,9 @@ def _load(root: Optional[Path], layout: str, labels: Optional[Path], allow_missi
             raise DatasetError(f"{len(ds.missing)} file(s) listed in the metadata do not exist: "
                                f"{shown}{more} (pass --allow-missing to go on without them)")
         warn(f"going on without {len(ds.missing)} missing file(s): {shown}{more}", quiet)
+    if ds.outside:
+        warn(f"{len(ds.outside)} file(s) listed in {labels or root} lie outside its directory, "
+             f"e.g. {ds.outside[0]}; they are used as listed", quiet)
     if folds is not None and ds.folds is not None:
         warn(f"{ds.root} defines its own folds; --folds {folds} is ignored", quiet)
     if not quiet:

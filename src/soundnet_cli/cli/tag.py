@@ -112,7 +112,7 @@ def tag(
         from ..audio import find_audio_files
         from ..detect import DetectOptions
 
-        files, missing = find_audio_files(inputs, recursive=recursive)
+        files, problems = find_audio_files(inputs, recursive=recursive)
         roots = [p for p in inputs if p.is_dir()]
         detect = DetectOptions(min_conf=min_conf, merge=merge, min_gap=min_gap)
         # Decoding starts before torch loads (~1.5 s), so the network finds work waiting.
@@ -127,8 +127,8 @@ def tag(
         detect = _with_classes(detect, classes, scorers)
         options = RunOptions.plan(next(model.parameters()).device, len(files), workers=workers,
                                   decoder=decoder, batch_size=batch_size)
-        failures += [(str(p), f"{p}: no such file or directory") for p in missing]
-        if not files and not missing:
+        failures += [(str(p), message) for p, message in problems]
+        if not files and not problems:
             failures.append(("", "no audio files found in " + ", ".join(map(str, inputs))))
         fmt = "json" if json_out else "csv" if csv_out else "table"
         many = summary if summary is not None else (out_dir is not None
@@ -261,7 +261,7 @@ def _emitter(fmt: str, top_k: int, segments: bool, detect: "DetectOptions"):
 
         def emit_json(result: "TagResult") -> None:
             doc = result_to_json(result, top_k, segments, detect)
-            sys.stdout.write(json.dumps(doc) + "\n")
+            sys.stdout.write(json.dumps(doc, allow_nan=False) + "\n")
             sys.stdout.flush()
 
         return emit_json

@@ -75,7 +75,7 @@ def _run(out_dir, videos, teacher, precomputed, list_file, frame_every, max_seco
                       min_partial_step=min_partial_step, batch_frames=batch_size,
                       workers=workers, shard=_shard(shard))
     progress = make_progress(quiet)
-    missing: list[Path] = []
+    problems: list[tuple[Path, str]] = []
 
     def on_video(o) -> None:
         progress.advance(task)
@@ -88,7 +88,7 @@ def _run(out_dir, videos, teacher, precomputed, list_file, frame_every, max_seco
             summary = import_precomputed(precomputed, out_dir, cfg, on_video=on_video)
     else:
         teachers = _teachers(teacher)
-        paths, roots, missing = _inputs(videos or [], list_file, recursive)
+        paths, roots, problems = _inputs(videos or [], list_file, recursive)
         from ..runtime.device import resolve_device
 
         dev = resolve_device(device)
@@ -96,7 +96,7 @@ def _run(out_dir, videos, teacher, precomputed, list_file, frame_every, max_seco
             task = progress.add_task("teaching", total=len(paths), audio="", rate="")
             summary = run_teach(paths, teachers, out_dir, cfg, roots=roots, device=dev,
                                 on_video=on_video)
-    failures = [(str(m), f"{m}: no such file or directory") for m in missing] + summary.failures
+    failures = [(str(p), message) for p, message in problems] + summary.failures
     out.print(f"{out_dir}: {summary.done} video(s) labelled, {summary.exists} already done, "
               f"{len(failures)} skipped", highlight=False)
     raise typer.Exit(report_failures(failures, quiet))
@@ -113,8 +113,9 @@ def _shard(text: str | None) -> tuple[int, int] | None:
 
 
 def _inputs(videos: list[Path], list_file: Path | None,
-            recursive: bool) -> tuple[list[Path], list[Path], list[Path]]:
-    """Video paths, the directories their clip keys are relative to, and missing inputs."""
+            recursive: bool) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
+    """Video paths, the directories their clip keys are relative to, and the inputs that were
+    missing or unusable (``(path, message)``)."""
     from ..distill.video import find_video_files
     from ..errors import VideoError
 
@@ -131,11 +132,10 @@ def _inputs(videos: list[Path], list_file: Path | None,
         roots.append(base)
     if not items:
         raise typer.BadParameter("give VIDEOS (files or directories) or --list FILE")
-    files, missing = find_video_files(items, recursive=recursive)
+    files, problems = find_video_files(items, recursive=recursive)
     if not files:
-        raise VideoError("no video files found" + (f" ({len(missing)} input(s) missing)"
-                                                   if missing else ""))
-    return files, roots, missing
+        raise VideoError("no video files found" + (f" ({problems[0][1]})" if problems else ""))
+    return files, roots, problems
 
 
 def _teachers(specs: list[str]):

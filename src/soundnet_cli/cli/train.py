@@ -129,6 +129,9 @@ def _run(dataset, labels, layout, arch, init, new_head, val_fold, train_folds, e
         save_settings("train", options)
     if data.missing and not quiet:
         err.print(f"[yellow]warning:[/] {len(data.missing)} listed file(s) missing, excluded")
+    if data.outside and not quiet:
+        err.print(f"[yellow]warning:[/] {len(data.outside)} listed file(s) lie outside the "
+                  f"dataset directory, e.g. {data.outside[0]}; used as listed", highlight=False)
     with TrainingProgress(quiet, epochs) as progress:
         model, last, errors = train_supervised(
             data, cfg, run_dir, device=dev, resume=resume, provenance={"command": command},
@@ -145,3 +148,5 @@ def _run(dataset, labels, layout, arch, init, new_head, val_fold, train_folds, e
                                "dataset": str(data.root)}, half)
         summary = ", ".join(f"{k} {v:.4f}" for k, v in last.items() if isinstance(v, float))
         out.print(f"wrote {target} ({summary})", highlight=False)
+    if errors:  # trained without them: the model is written, but the run was not complete
+        raise typer.Exit(1)

@@ -149,8 +149,10 @@ def import_cmd(
         raise typer.BadParameter("give --name or --out, not both", param_hint="--out")
     with user_errors():
         from ..weights.convert import import_network, label_files
-        from ..weights.registry import CHECKPOINT_SUFFIX
-        from ..weights.registry import weights_dir as cache_dir
+        from ..weights.registry import cached_checkpoint, check_network_name
+
+        if name is not None:
+            check_network_name(name)  # before the (slow) import
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # printed below, once, on stderr
@@ -159,8 +161,7 @@ def import_cmd(
                 labels=label_files(labels or []), member=member, input_scale=input_scale)
         for message in result.warnings:
             _loud(message, quiet)
-        stem = name or result.model.config.arch
-        target = out_path or cache_dir(weights_dir) / f"{stem}{CHECKPOINT_SUFFIX}"
+        target = out_path or cached_checkpoint(name or result.model.config.arch, weights_dir)
         if target.exists() and not overwrite:
             fail(f"{target} exists; pass --overwrite to replace it")
         result.save(target)

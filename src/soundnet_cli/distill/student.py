@@ -190,7 +190,8 @@ class DistillTask:
         """Audio ``(clip_samples,)`` and targets ``{teacher: (clip_steps, classes)}`` of a clip
         starting at ``start_step`` (padding and tiling as the module docstring says)."""
         e, n = ref.entry, self.clip_steps
-        probs = read_clip_probs(ref.root, e.key, self.teachers)
+        probs = read_clip_probs(ref.root, e.key, self.teachers, header=self.header,
+                                steps=e.steps)
         if e.steps >= n:
             rows = np.arange(start_step, start_step + n)
             audio = _fit_length(read_clip_audio(ref.root, e.key, start_step * self.step_samples,
@@ -227,8 +228,12 @@ class DistillTask:
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=self.batch_size, shuffle=False, drop_last=False,
             num_workers=self.cfg.workers if len(dataset) > self.batch_size else 0,
+            collate_fn=_collate,
         )
-        yield from loader
+        for batch in loader:
+            if isinstance(batch, _Failed):  # raised here, with the clip's message, not as a
+                raise TargetsError(batch.message)  # worker's traceback
+            yield batch
 
     def loss(self, model: torch.nn.Module, batch: Any,
              device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
@@ -252,8 +257,25 @@ class _Examples(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, j: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        return self.task.example(self.epoch, int(self.indices[j]))
+    def __getitem__(self, j: int) -> Any:
+        try:
+            return self.task.example(self.epoch, int(self.indices[j]))
+        except TargetsError as e:  # handed to the main process as a value (see _collate)
+            return _Failed(str(e))
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """A clip that could not be read, carried out of a loading process."""
+
+    message: str
+
+
+def _collate(items: list[Any]) -> Any:
+    failed = next((x for x in items if isinstance(x, _Failed)), None)
+    if failed is not None:
+        return failed
+    return torch.utils.data.default_collate(items)
 
 
 def _fit_length(x: np.ndarray, n: int) -> np.ndarray:

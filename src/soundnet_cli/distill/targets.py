@@ -20,13 +20,21 @@ its file name. An index line is ``{"key", "steps", "samples", "duration", "sourc
 Both files of a clip are written atomically, the FLAC first; a clip counts as done when its
 ``.safetensors`` exists, so an interrupted ``teach`` resumes where it stopped. Nothing here is
 pickled: safetensors, FLAC, JSON and JSON lines only. Training needs neither PyAV nor a teacher.
+
+Reading validates everything before it is used: the header's values and teacher names
+(:meth:`TargetsHeader.from_dict`), every index line against the header (a step count the
+collection's ``max_seconds`` cannot hold is refused, not allocated) and every clip's
+probabilities (shape, finite, rows summing to 1; :func:`check_probs`). Each problem is a
+:class:`~soundnet_cli.errors.TargetsError` naming the file.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -44,6 +52,10 @@ CLIPS_DIR = "clips"
 INDEX_FILE = "index.jsonl"
 #: Tolerance on the sum of a probability row (the original code checks the same 0.001).
 SUM_TOLERANCE = 1e-3
+#: A teacher name: it becomes a head name and a tensor key, so a plain word.
+_TEACHER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}")
+#: Bounds on header values (generous; they stop absurd allocations, not unusual settings).
+MAX_STEP_SECONDS, MAX_VIDEO_SECONDS, MAX_LABELS = 3600.0, 7 * 24 * 3600.0, 1 << 17
 
 
 @dataclass(frozen=True)
@@ -90,23 +102,76 @@ class TargetsHeader:
         d["teachers"] = [t.to_dict() for t in self.teachers]
         return {"format": FORMAT, "format_version": FORMAT_VERSION, **d}
 
+    def __post_init__(self) -> None:
+        def number(name: str, value: Any, low: float, high: float, *, closed: bool = False) -> None:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) \
+                and math.isfinite(value) and (low <= value if closed else low < value) \
+                and value <= high
+            if not ok:
+                raise TargetsError(f"{name} is {value!r}; expected a number in "
+                                   f"{'[' if closed else '('}{low:g}, {high:g}]")
+
+        number("step_seconds", self.step_seconds, 0.0, MAX_STEP_SECONDS)
+        number("max_seconds", self.max_seconds, 0.0, MAX_VIDEO_SECONDS)
+        number("min_partial_step", self.min_partial_step, 0.0, 1.0, closed=True)
+        if isinstance(self.sample_rate, bool) or not isinstance(self.sample_rate, int) \
+                or not 1000 <= self.sample_rate <= 768_000:
+            raise TargetsError(f"sample_rate is {self.sample_rate!r}; expected an integer Hz")
+        if self.step_samples < 1:
+            raise TargetsError(f"step_seconds {self.step_seconds:g} is under one sample")
+        if not self.teachers:
+            raise TargetsError("no teachers")
+        for t in self.teachers:
+            if not isinstance(t.name, str) or not _TEACHER_NAME.fullmatch(t.name):
+                raise TargetsError(f"teacher name {t.name!r} is not a plain name (letters, "
+                                   "digits, '_', '.', '+', '-')")
+            if not 1 <= len(t.labels) <= MAX_LABELS or \
+                    not all(isinstance(x, str) for x in t.labels):
+                raise TargetsError(f"teacher {t.name!r}: labels must be a list of 1 to "
+                                   f"{MAX_LABELS} strings")
+        if len(set(self.teacher_names)) != len(self.teachers):
+            raise TargetsError("a teacher is listed twice")
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "targets.json") -> "TargetsHeader":
+        if not isinstance(d, Mapping):
+            raise TargetsError(f"{where}: not a soundnet targets header (a JSON "
+                               f"{type(d).__name__}, not an object)")
         if d.get("format") != FORMAT:
             raise TargetsError(f"{where}: not a soundnet targets header")
-        if int(d.get("format_version", 0)) > FORMAT_VERSION:
+        version = d.get("format_version", 0)
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise TargetsError(f"{where}: bad format_version {version!r}")
+        if version > FORMAT_VERSION:
             raise TargetsError(f"{where}: targets format {d['format_version']} is newer than "
                                f"this soundnet-cli understands ({FORMAT_VERSION})")
         try:
-            teachers = tuple(TeacherInfo(t["name"], tuple(t["labels"]), dict(t.get("source", {})))
+            teachers = tuple(TeacherInfo(t["name"], tuple(_strings(t["labels"])),
+                                         dict(t.get("source") or {}))
                              for t in d["teachers"])
-            return cls(teachers=teachers, step_seconds=float(d["step_seconds"]),
-                       max_seconds=float(d["max_seconds"]), sample_rate=int(d["sample_rate"]),
+            return cls(teachers=teachers, step_seconds=d["step_seconds"],
+                       max_seconds=d["max_seconds"], sample_rate=d["sample_rate"],
                        origin=str(d.get("origin", "teach")),
                        frame_rule=str(d.get("frame_rule", "")),
-                       min_partial_step=float(d.get("min_partial_step", 0.5)))
-        except (KeyError, TypeError, ValueError) as e:
+                       min_partial_step=d.get("min_partial_step", 0.5))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise TargetsError(f"{where}: malformed targets header: {e}") from e
+        except TargetsError as e:
+            raise TargetsError(f"{where}: malformed targets header: {e}") from None
+
+    def check_entry(self, entry: "Entry", where: str) -> "Entry":
+        """``entry`` if it fits this collection (a step count ``max_seconds`` can hold, audio
+        of at most those steps); otherwise :class:`TargetsError`."""
+        most = int(math.ceil(self.max_seconds / self.step_seconds)) + 1
+        if not 1 <= entry.steps <= most:
+            raise TargetsError(f"{where}: clip {entry.key!r} claims {entry.steps} steps; this "
+                               f"collection holds at most {most}")
+        if not 1 <= entry.samples <= (entry.steps + 1) * self.step_samples:
+            raise TargetsError(f"{where}: clip {entry.key!r} claims {entry.samples} samples "
+                               f"for {entry.steps} steps")
+        if not math.isfinite(entry.duration) or entry.duration < 0:
+            raise TargetsError(f"{where}: clip {entry.key!r} has duration {entry.duration!r}")
+        return entry
 
     def mismatch(self, other: "TargetsHeader") -> str | None:
         """Why ``other`` cannot add to a collection with this header (``None``: it can)."""
@@ -123,6 +188,12 @@ class TargetsHeader:
             if t.source != u.source:
                 return f"teacher {t.name!r} is another network ({t.source} vs {u.source})"
         return None
+
+
+def _strings(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise TypeError("labels must be a list of strings")
+    return value
 
 
 @dataclass(frozen=True)
@@ -294,18 +365,23 @@ def read_header(root: str | os.PathLike) -> TargetsHeader:
 
 def read_index(root: str | os.PathLike) -> list[Entry]:
     """Every clip listed in ``root/index*.jsonl`` (a key listed twice counts once, last wins),
-    in key order. Half-written lines (an interrupted append) are ignored; rerunning ``teach``
-    lists their clips again."""
+    in key order, each checked against the collection's header
+    (:meth:`TargetsHeader.check_entry`). Half-written lines (an interrupted append) are ignored;
+    rerunning ``teach`` lists their clips again."""
+    header = read_header(root)
     entries: dict[str, Entry] = {}
     for path in sorted(Path(root).glob("index*.jsonl")):
-        for entry in _read_index_file(path):
-            entries[entry.key] = entry
+        for n, entry in _read_index_file(path):
+            entries[entry.key] = header.check_entry(entry, f"{path}:{n}")
     return [entries[k] for k in sorted(entries)]
 
 
-def _read_index_file(path: Path) -> Iterator[Entry]:
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().split("\n")
+def _read_index_file(path: Path) -> Iterator[tuple[int, Entry]]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().split("\n")
+    except (OSError, UnicodeDecodeError) as e:
+        raise TargetsError(f"{path}: cannot read the index: {e}") from e
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -314,10 +390,18 @@ def _read_index_file(path: Path) -> Iterator[Entry]:
         except json.JSONDecodeError:
             continue  # the half line of an interrupted append
         try:
-            yield Entry(check_key(d["key"]), int(d["steps"]), int(d["samples"]),
-                        float(d["duration"]), str(d.get("source", "")))
-        except (KeyError, TypeError, ValueError) as e:
+            yield n, Entry(check_key(d["key"]), _whole(d["steps"]), _whole(d["samples"]),
+                           float(d["duration"]), str(d.get("source", "")))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise TargetsError(f"{path}:{n}: malformed index line: {e}") from e
+        except TargetsError as e:
+            raise TargetsError(f"{path}:{n}: {e}") from None
+
+
+def _whole(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {value!r}")
+    return value
 
 
 def read_clip_entry(root: str | os.PathLike, key: str) -> Entry:
@@ -335,9 +419,11 @@ def read_clip_entry(root: str | os.PathLike, key: str) -> Entry:
         raise TargetsError(f"{path}: not a readable clip targets file: {e}") from e
 
 
-def read_clip_probs(root: str | os.PathLike, key: str,
-                    teachers: Iterable[str]) -> dict[str, np.ndarray]:
-    """``{teacher: (steps, classes) float32}`` of clip ``key``."""
+def read_clip_probs(root: str | os.PathLike, key: str, teachers: Iterable[str], *,
+                    header: TargetsHeader | None = None,
+                    steps: int | None = None) -> dict[str, np.ndarray]:
+    """``{teacher: (steps, classes) float32}`` of clip ``key``; with ``header`` every array is
+    checked (:func:`check_probs`: classes, finite, rows summing to 1), with ``steps`` its rows."""
     from safetensors.numpy import load_file
 
     path, _ = clip_paths(root, key)
@@ -349,7 +435,13 @@ def read_clip_probs(root: str | os.PathLike, key: str,
     for name in teachers:
         if f"probs.{name}" not in arrays:
             raise TargetsError(f"{path}: no targets for teacher {name!r}")
-        out[name] = arrays[f"probs.{name}"].astype(np.float32, copy=False)
+        p = arrays[f"probs.{name}"]
+        if header is not None:
+            p = check_probs(p, header.teacher(name), str(path))
+        if steps is not None and p.shape[0] != steps:
+            raise TargetsError(f"{path}: {name} targets have {p.shape[0]} steps, the index "
+                               f"says {steps}")
+        out[name] = p.astype(np.float32, copy=False)
     return out
 
 
@@ -360,7 +452,8 @@ def read_clip_audio(root: str | os.PathLike, key: str, start: int = 0,
 
     _, path = clip_paths(root, key)
     try:
-        data, _ = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=False)
+        data, _ = sf.read(os.fsencode(path), start=start, frames=frames, dtype="float32",
+                          always_2d=False)
     except Exception as e:
         raise TargetsError(f"{path}: cannot read clip audio: {e}") from e
     return np.asarray(data, dtype=np.float32).reshape(-1)

@@ -12,8 +12,10 @@ with soxr, exactly as :func:`soundnet_cli.audio.prepare_waveform` does for audio
 
 Number of steps: a video with ``d`` seconds of audio has ``floor(d / step)`` whole steps, plus a
 final partial step when the remainder holds at least ``min_partial_step`` of a step (it is
-zero-padded to a whole step at training time, as the original does). Videos shorter than one step,
-without an audio track, without frames, or that FFmpeg cannot decode raise :class:`VideoError`.
+zero-padded to a whole step at training time, as the original does). A video shorter than one
+step (with some audio and at least one frame) is one such padded step, as the original zero-pads
+videos shorter than a clip; a warning says so. Videos without audio samples, without frames, or
+that FFmpeg cannot decode raise :class:`VideoError`.
 
 PyAV is a core dependency (also used by :func:`soundnet_cli.audio.open_audio` for audio files
 libsndfile cannot open); it is imported only when a video is decoded.
@@ -106,10 +108,13 @@ class DecodedVideo:
 
 
 def count_steps(duration: float, sampling: FrameSampling) -> int:
-    """Time steps of a video with ``duration`` seconds of audio (0 when shorter than one step)."""
+    """Time steps of a video with ``duration`` seconds of audio: one (zero-padded) step when it is
+    shorter than a step but not empty, 0 only without audio."""
     step = sampling.step_seconds
-    if duration + 1e-9 < step:
+    if duration <= 0:
         return 0
+    if duration + 1e-9 < step:
+        return 1
     whole = int(math.floor(duration / step + 1e-9))
     rest = duration - whole * step
     steps = whole + (1 if rest + 1e-9 >= sampling.min_partial_step * step and rest > 1e-6 else 0)
@@ -252,8 +257,14 @@ class _Reader:
             duration = min(duration, self.limit_seconds)
         steps = count_steps(duration, self.sampling)
         if steps == 0:
-            raise VideoError(f"{path}: shorter than one step ({duration:.2f} s of audio < "
-                             f"{self.sampling.step_seconds:g} s)")
+            raise VideoError(f"{path}: the audio track holds no samples at "
+                             f"{self.sampling.sample_rate} Hz")
+        notes = [str(w.message) for w in caught]
+        if duration + 1e-9 < self.sampling.step_seconds:
+            # Enough digits that the comparison printed is the comparison made (0.9999 < 1).
+            notes.append(f"{path}: {_seconds(duration)} s of audio is shorter than one "
+                         f"{self.sampling.step_seconds:g} s step; zero-padded to one step, as "
+                         "the original does")
         while len(self.chosen) < steps:  # steps whose middle lies after the last frame
             self.chosen.append((self.prev[0], self._rgb(self.prev[1])))
         chosen = self.chosen[:steps]
@@ -262,8 +273,17 @@ class _Reader:
             index=-1, path=path, audio=np.ascontiguousarray(audio),
             frames=np.stack([f for _, f in chosen]),
             frame_times=np.array([t for t, _ in chosen], dtype=np.float64),
-            duration=duration, warnings=[str(w.message) for w in caught],
+            duration=duration, warnings=notes,
         )
+
+
+def _seconds(x: float) -> str:
+    """``x`` with the fewest decimals (up to 6) that do not round it up to a whole step."""
+    for digits in range(2, 7):
+        text = f"{x:.{digits}f}"
+        if float(text) <= x or digits == 6:
+            return text
+    return f"{x:.6f}"
 
 
 def _reason(e: BaseException) -> str:
@@ -306,8 +326,9 @@ def iter_videos(paths: Sequence[str | os.PathLike], sampling: FrameSampling, *,
 
 
 def find_video_files(inputs: Iterable[str | os.PathLike], *,
-                     recursive: bool = False) -> tuple[list[Path], list[Path]]:
-    """Expand files and directories into video paths; returns ``(files, missing)``.
+                     recursive: bool = False) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Expand files and directories into video paths; returns ``(files, problems)`` (see
+    :func:`.fsutil.find_files`).
 
     Files named explicitly are kept whatever their suffix; directories contribute files whose
     suffix is in :data:`VIDEO_SUFFIXES`, sorted (sub-directories only with ``recursive``).

@@ -28,7 +28,7 @@ from .decode import DecodedClip, DecodePool, decode_file
 from .engine import Engine
 from .options import MAX_QUEUED_BYTES, UNSET, RunOptions, legacy_options
 from .options import MICRO_BATCH_SAMPLES as DEFAULT_MICRO_BATCH_SAMPLES  # noqa: F401 - old name
-from .stream import collect_activations
+from .stream import collect_activations, nonfinite_message
 
 #: How many batches ahead decoded clips are held while looking for equal-length partners.
 LOOKAHEAD_BATCHES = 4
@@ -337,6 +337,12 @@ class _Batcher:
         results = []
         for j, (clip, _) in enumerate(members):
             decoded = cast(np.ndarray, clip.waveform)  # batched clips are decoded ones
+            bad = next((n for n, a in arrays.items() if not np.isfinite(a[j]).all()), None)
+            if bad is not None:  # one file's overflow fails that file, not its batch
+                peak = float(np.abs(decoded).max())
+                results.append(ClipResult(clip.index, clip.path, None,
+                                          error=nonfinite_message(str(clip.path), bad, peak)))
+                continue
             results.append(ClipResult(
                 clip.index, clip.path, {n: np.ascontiguousarray(a[j]) for n, a in arrays.items()},
                 duration=decoded.shape[0] / rate,

@@ -11,6 +11,10 @@ in input order without reordering. The decoded audio waiting in the queues is bo
 A decoder process that dies (a crashing codec library) costs only the file it was decoding: a
 fresh process goes on where the results stopped arriving and retries that file once; a file that
 kills two processes is reported as failed and skipped.
+
+Decoding processes never outlive the process that started them: on Linux the kernel kills them
+when it dies (``PR_SET_PDEATHSIG``, even after ``kill -9``), and everywhere a worker that finds its
+parent gone (checked while it waits for room in its queue and before each file) exits.
 """
 
 from __future__ import annotations
@@ -77,14 +81,40 @@ def _default_context() -> Any:
     return mp.get_context("spawn")
 
 
+def die_with_parent(parent: int) -> None:
+    """Make this (child) process die with ``parent``: ``PR_SET_PDEATHSIG`` on Linux, then a
+    check that the parent did not die before that took effect. Elsewhere a no-op (callers also
+    poll :func:`parent_gone`)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            PR_SET_PDEATHSIG = 1
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # no libc prctl: the polling still applies
+            pass
+    if parent_gone(parent):
+        os._exit(0)
+
+
+def parent_gone(parent: int) -> bool:
+    """Whether the process that started this one has died (it was re-parented)."""
+    return os.getppid() != parent
+
+
 def _worker(start: int, step: int, paths: Sequence[str], sample_rate: int,
             long_seconds: float | None, out: Any, skip: Any, held: Any, current: Any,
-            max_bytes: int, nice: int) -> None:
+            max_bytes: int, nice: int, parent: int) -> None:
     """Decode ``paths[start::step]`` in order into ``out`` as ``(index, clip, nbytes)``; wait
     while this worker's share of queued audio (``held``, bytes) exceeds ``max_bytes``. The
     index in hand is kept in ``current`` (shared memory, so it outlives a crash; results
     queued but not yet sent may not)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    # A forked child inherits the parent's Python SIGTERM handler (the CLI's, which raises
+    # KeyboardInterrupt): terminate() must simply end a worker.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    die_with_parent(parent)
     if nice:
         try:
             os.nice(nice)
@@ -95,7 +125,11 @@ def _worker(start: int, step: int, paths: Sequence[str], sample_rate: int,
             out.put((i, None, 0))
             continue
         while held.value > 0 and held.value >= max_bytes:
+            if parent_gone(parent):  # nobody will ever read the queue: do not spin
+                os._exit(0)
             time.sleep(0.002)
+        if parent_gone(parent):
+            os._exit(0)
         current.value = i
         clip = decode_file(i, paths[i], sample_rate, long_seconds)
         nbytes = 0 if clip.waveform is None else int(clip.waveform.nbytes)
@@ -172,7 +206,7 @@ class DecodePool:
             target=_worker, name=f"soundnet-decode-{k}", daemon=True,
             args=(first, self.workers, self._names, self.sample_rate, self.long_seconds,
                   self._queues[k], self._skip, self._held[k], self._current[k],
-                  self._per_worker, self._nice))
+                  self._per_worker, self._nice, os.getpid()))
         proc.start()
         self._procs[k] = proc
 

@@ -35,9 +35,11 @@ import torch
 from ..audio import (
     SILENCE_PEAK,
     AudioInfo,
+    LoudAudioWarning,
     SilentAudioWarning,
     audio_info,
     iter_audio_blocks,
+    loudness_warning,
 )
 from ..errors import AudioError, LayerError, MemoryBudgetError
 from ..fsutil import atomic_path
@@ -181,6 +183,12 @@ def _push(streams: list[_StageStream], block: np.ndarray, last: bool, engine: En
     return ready
 
 
+def nonfinite_message(name: str, layer: str, peak: float) -> str:
+    """Why a file failed whose ``layer`` activations came out NaN or infinite."""
+    return (f"{name}: {layer} activations are not finite (NaN or infinite); the audio peaks at "
+            f"{peak:.3g} (full scale is 1.0), too large for the network: normalise the file")
+
+
 def run_stream(engine: Engine, blocks: Iterable[np.ndarray], *, name: str = "<stream>"
                ) -> Iterator[LayerChunk]:
     """Push waveform blocks through ``engine`` and yield each layer's frames as they complete.
@@ -222,6 +230,8 @@ def run_stream(engine: Engine, blocks: Iterable[np.ndarray], *, name: str = "<st
             ready = _push(streams, block, last, engine)
         for layer, frames in ready:
             data = np.ascontiguousarray(frames[0].T.cpu().numpy())
+            if not np.isfinite(data).all():
+                raise AudioError(nonfinite_message(name, layer, peak))
             yield LayerChunk(layer, emitted[layer], data)
             emitted[layer] += data.shape[0]
     if samples == 0:
@@ -229,6 +239,9 @@ def run_stream(engine: Engine, blocks: Iterable[np.ndarray], *, name: str = "<st
     engine.check_length(samples)
     if peak < SILENCE_PEAK:
         warnings.warn(f"{name}: audio is silent", SilentAudioWarning, stacklevel=2)
+    loud = loudness_warning(name, peak)
+    if loud:
+        warnings.warn(loud, LoudAudioWarning, stacklevel=2)
 
 
 def stream_activations(

@@ -10,6 +10,10 @@ Layout under the cache root (default ``<weights_dir()>/features``)::
 replaced file misses the cache instead of returning stale activations. Each entry is written to a
 temporary file and renamed, so an interrupted run leaves only complete entries and a rerun resumes.
 Entries are plain ``.npy`` arrays read with ``allow_pickle=False``: the cache never executes code.
+An entry is used only if it is exactly what the network would compute: float32 ``(frames,
+channels)`` with the layer's channel count, at least one frame (exactly the looped length's
+frames under the paper protocol) and every value finite; anything else is a miss, recomputed and
+overwritten.
 """
 
 from __future__ import annotations
@@ -83,9 +87,12 @@ class FeatureCache:
         Which network, layer, input scale and length policy the entries belong to.
     """
 
-    def __init__(self, root: str | os.PathLike, key: FeatureKey) -> None:
+    def __init__(self, root: str | os.PathLike, key: FeatureKey, *,
+                 channels: int | None = None, frames: int | None = None) -> None:
         self.key = key
         self.directory = key.directory(root)
+        self.channels = channels  # expected channel count (None: not checked)
+        self.frames = frames  # expected frame count (None: any, at least one)
         self._key_written = False
 
     def entry(self, path: str | os.PathLike) -> Path:
@@ -98,17 +105,27 @@ class FeatureCache:
     def get(self, path: str | os.PathLike) -> np.ndarray | None:
         """The cached ``(frames, channels)`` activations of ``path``, or ``None``.
 
-        A missing audio file, a missing entry or an unreadable entry all count as a miss (an
-        unreadable entry is simply recomputed and overwritten).
+        A missing audio file, a missing entry, an unreadable entry and one that is not a finite
+        float32 array of the expected shape all count as a miss (recomputed and overwritten).
         """
+        from ..errors import WeightsError
+        from ..weights.formats.safeload import read_array
+
         try:
             entry = self.entry(path)
             if not entry.is_file():
                 return None
-            array = np.load(entry, allow_pickle=False)
-        except (OSError, ValueError):
+            with open(entry, "rb") as f:
+                array = read_array(f, os.fstat(f.fileno()).st_size)
+        except (OSError, ValueError, WeightsError):
             return None
-        if array.ndim != 2 or array.dtype != np.float32:
+        if array.ndim != 2 or array.dtype != np.float32 or array.shape[0] < 1:
+            return None
+        if self.channels is not None and array.shape[1] != self.channels:
+            return None
+        if self.frames is not None and array.shape[0] != self.frames:
+            return None
+        if not np.isfinite(array).all():
             return None
         return array
 

@@ -138,7 +138,8 @@ def extract_features(
     names = model.resolve_layers(layers)
     keys = {n: feature_key(model, n, protocol) for n in names}
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    caches = {n: FeatureCache(root, k) for n, k in keys.items()} if use_cache else {}
+    caches = {n: FeatureCache(root, k, channels=model.channels(n), frames=_looped_frames(model, k))
+              for n, k in keys.items()} if use_cache else {}
     acts: dict[str, list[np.ndarray | None]] = {
         n: [caches[n].get(p) if use_cache else None for p in dataset.paths] for n in names}
     todo = [i for i in range(len(dataset)) if any(acts[n][i] is None for n in names)]
@@ -164,6 +165,13 @@ def extract_features(
             failures, notes, cached,
         )
     return out
+
+
+def _looped_frames(model: "SoundNet", key: FeatureKey) -> int | None:
+    """Frames every clip has under a looping policy (``None``: lengths vary)."""
+    if key.loop_samples is None:
+        return None
+    return model.geometry(key.layer).frames(key.loop_samples)
 
 
 def _compute(model: "SoundNet", dataset: Dataset, todo: list[int], keys: dict[str, FeatureKey],

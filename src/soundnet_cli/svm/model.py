@@ -33,6 +33,49 @@ FORMAT_VERSION = 1
 _ARRAYS = ("coef", "intercept", "mean", "scale")
 
 
+#: Longest input a saved SVM may ask clips to be tiled or looped to, seconds: a header asking for
+#: more is refused instead of allocating it (the paper protocol loops to 10 s).
+MAX_CLIP_SECONDS = 600.0
+
+
+def _check_meta(meta: dict[str, Any]) -> None:
+    """Every header value of a saved SVM in range; raises ``ValueError`` naming the field."""
+    def number(key: str, low: float, high: float, integer: bool = False) -> None:
+        v = meta[key]
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) \
+            and low <= v <= high and (not integer or float(v).is_integer())
+        if not ok:
+            raise ValueError(f"{key} is {v!r}; expected a{'n integer' if integer else ' number'} "
+                             f"in [{low:g}, {high:g}]")
+
+    classes = meta["classes"]
+    if not isinstance(classes, list) or len(classes) < 2 or \
+            not all(isinstance(c, str) for c in classes) or len(set(classes)) != len(classes):
+        raise ValueError("classes must be a list of at least two distinct names")
+    for key in ("layer", "protocol", "fingerprint"):
+        if not isinstance(meta[key], str):
+            raise ValueError(f"{key} must be a string")
+    geometry = meta["geometry"]
+    if not isinstance(geometry, dict) or \
+            not {"hop", "receptive_field", "first_sample", "sample_rate"} <= set(geometry):
+        raise ValueError("geometry must hold hop, receptive_field, first_sample, sample_rate")
+    for key, low, high in (("hop", 1, 1 << 24), ("receptive_field", 1, 1 << 26),
+                           ("first_sample", -(1 << 26), 0), ("sample_rate", 1000, 768_000)):
+        v = geometry[key]
+        if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
+            raise ValueError(f"geometry {key} is {v!r}; expected an integer in [{low}, {high}]")
+    longest = MAX_CLIP_SECONDS * geometry["sample_rate"]
+    number("input_scale", 1e-6, 1e6)
+    number("C", 1e-12, 1e12)
+    number("window", 1, 1 << 16, integer=True)
+    number("channels", 1, 1 << 16, integer=True)
+    number("min_samples", 1, longest, integer=True)
+    if meta["loop_samples"] is not None:
+        number("loop_samples", 1, longest, integer=True)
+    if not isinstance(meta.get("info") or {}, dict):
+        raise ValueError("info must be a JSON object")
+
+
 def window_frames(frames: int) -> int:
     """The paper's window: ``ceil(T / 10)`` frames for a layer with ``T`` frames per 10 s."""
     return max(1, math.ceil(frames / 10))
@@ -210,27 +253,42 @@ class SvmModel:
         With ``expected_fingerprint`` (the loaded network's), a model fit on another network is
         an :class:`SvmError`. Malformed files are :class:`SvmError` naming the file.
         """
+        import zipfile
+
+        from ..errors import WeightsError
+        from ..weights.formats.safeload import read_npz
+
         path = Path(path)
         if not path.is_file():
             raise SvmError(f"{path}: no such SVM model file")
+        if not zipfile.is_zipfile(path):
+            raise SvmError(f"{path}: not a soundnet-cli SVM model (the .npz archive that "
+                           "`soundnet fit-svm --out` writes); this file is not a zip archive")
         try:
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(str(z["meta"][()]))
-                arrays = {k: np.asarray(z[k], dtype=np.float64) for k in _ARRAYS}
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+            z = read_npz(path)
+            meta = json.loads(str(z["meta"][()]))
+            arrays = {k: np.asarray(z[k], dtype=np.float64) for k in _ARRAYS}
+        except WeightsError as e:
+            raise SvmError(f"{path}: not a soundnet-cli SVM model: "
+                           f"{str(e).removeprefix(f'{path}: ')}") from e
+        except (ValueError, KeyError, IndexError, TypeError, json.JSONDecodeError) as e:
             raise SvmError(f"{path}: not a soundnet-cli SVM model: {e}") from e
         if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
             raise SvmError(f"{path}: not a soundnet-cli SVM model (no {FORMAT_NAME} header)")
-        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-            raise SvmError(f"{path}: SVM format {meta['format_version']} is newer than this "
+        version = meta.get("format_version", 0)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise SvmError(f"{path}: SVM model header has a bad format_version {version!r}")
+        if version > FORMAT_VERSION:
+            raise SvmError(f"{path}: SVM format {version} is newer than this "
                            f"soundnet-cli reads ({FORMAT_VERSION}); upgrade soundnet-cli")
         try:
+            _check_meta(meta)
             model = cls(tuple(meta["classes"]), meta["layer"], meta["protocol"],
                         meta["fingerprint"], float(meta["input_scale"]), meta["loop_samples"],
                         int(meta["min_samples"]), int(meta["window"]), int(meta["channels"]),
                         {k: int(v) for k, v in meta["geometry"].items()}, float(meta["C"]),
-                        info=dict(meta.get("info", {})), **arrays)
-        except (KeyError, TypeError, ValueError) as e:
+                        info=dict(meta.get("info") or {}), **arrays)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise SvmError(f"{path}: SVM model header is malformed: {e}") from e
         model._validate(path)
         if expected_fingerprint is not None:
@@ -241,6 +299,7 @@ class SvmModel:
         return model
 
     def _validate(self, path: Path) -> None:
+        """Array shapes against the header, every value finite, scales non-zero."""
         k = len(self.classes)
         dims = self.window * self.channels if self.protocol == "paper" else 2 * self.channels
         shapes = {"coef": (k, dims), "intercept": (k,), "mean": (dims,), "scale": (dims,)}

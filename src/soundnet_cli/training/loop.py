@@ -332,7 +332,7 @@ def fit(
                 save_checkpoint(model, run_dir / "best.safetensors", provenance=meta)
             save_state(state_path, model, opt, sched, epoch, cfg, provenance or {}, best)
             with open(run_dir / METRICS_FILE, "a", encoding="utf-8") as f:
-                f.write(json.dumps(last) + "\n")
+                f.write(json.dumps(last, allow_nan=False) + "\n")
         if on_progress:
             on_progress(EpochReport(epoch + 1, cfg.epochs, steps, steps, train["train_loss"],
                                     {**train, **val}, 0.0, done=True))
@@ -355,6 +355,11 @@ def _train_epoch(model: nn.Module, task: Task, opt: torch.optim.Optimizer,
     seen = 0
     for i, batch in enumerate(task.batches(epoch, dist.rank, dist.world)):
         loss, extra = task.loss(model, batch, device)
+        if not math.isfinite(float(loss.detach())):  # one NaN step would poison every weight
+            raise SoundNetError(
+                f"the training loss became {float(loss.detach())} at epoch {epoch + 1}, batch "
+                f"{i + 1}; stopped before the weights were updated (nothing of this epoch was "
+                "saved). Check the data for huge or corrupt samples, or lower --lr")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..datasets import Dataset, readable_label
+from ..datasets import Dataset, Split, check_leakage, readable_label
 from ..errors import DatasetError, SoundNetError
 from ..model import SoundNet, classifier_head, make_config
 from ..runtime.batch import iter_decoded, tile
@@ -224,11 +224,21 @@ def predict_clips(model: SoundNet, waves: Sequence[np.ndarray], min_samples: int
 
 def decode_all(paths: Sequence[Path], sample_rate: int, workers: int = 2,
                on_clip: Callable[[int], None] | None = None) -> tuple[list[np.ndarray | None], list[str]]:
-    """Decode every file (``workers`` processes); failures give ``None`` and a message."""
+    """Decode every file (``workers`` processes); failures give ``None`` and a message.
+
+    A clip peaking far above full scale (:data:`~soundnet_cli.audio.LOUD_PEAK`) fails too: mixed
+    into batches, its huge values would overflow the loss and ruin the whole run.
+    """
+    from ..audio import LOUD_PEAK, loudness_warning
+
     waves: list[np.ndarray | None] = [None] * len(paths)
     errors: list[str] = []
     for clip in iter_decoded(paths, sample_rate, workers=workers):
-        if clip.waveform is None:
+        if clip.waveform is not None and float(np.abs(clip.waveform).max()) > LOUD_PEAK:
+            errors.append(f"{loudness_warning(str(clip.path), float(np.abs(clip.waveform).max()))}"
+                          "; excluded from training")
+            clip.waveform = None
+        elif clip.waveform is None:
             errors.append(clip.error or f"{clip.path}: failed")
         waves[clip.index] = clip.waveform
         if on_clip:
@@ -255,6 +265,8 @@ def split(dataset: Dataset, val_fold: int | None,
         raise DatasetError(f"fold {val_fold} is both a training and the validation fold")
     train = np.flatnonzero(np.isin(dataset.folds, chosen))
     val = np.flatnonzero(dataset.folds == val_fold) if val_fold is not None else np.array([], dtype=np.int64)
+    if val.size:  # a copy of a validation clip among the training clips inflates val_accuracy
+        check_leakage(dataset, [Split(f"validation fold {val_fold}", train, val)])
     return train, val
 
 

@@ -9,7 +9,11 @@ Layout of a ``.safetensors`` checkpoint:
   and ``provenance`` (free JSON: how the weights were made, data, command, metrics).
 
 Loading reads only tensors and JSON, so a checkpoint can never execute code. Older format versions
-are migrated on load by :data:`_MIGRATIONS`.
+are migrated on load by :data:`_MIGRATIONS`. :func:`load_checkpoint` validates everything before
+anything is built: every config value (:class:`~soundnet_cli.model.SoundNetConfig` checks its own
+ranges), the tensor names and shapes the config implies (worked out without allocating), and
+that every floating-point tensor is finite. A file that fails any of these is a
+:class:`~soundnet_cli.errors.WeightsError` naming it.
 """
 
 from __future__ import annotations
@@ -106,7 +110,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             metadata = dict(f.metadata() or {})
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:
-        raise WeightsError(f"{path}: not a soundnet-cli checkpoint (safetensors): {e}") from e
+        raise WeightsError(_not_a_checkpoint(path, e)) from e
     if metadata.get("format") != FORMAT_NAME:
         raise WeightsError(f"{path}: safetensors file without a soundnet-cli header; "
                            "convert it with `soundnet weights import`")
@@ -127,7 +131,57 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         provenance = json.loads(metadata.get("provenance", "{}"))
     except (KeyError, json.JSONDecodeError) as e:
         raise WeightsError(f"{path}: checkpoint header is malformed: {e}") from e
+    except WeightsError as e:
+        raise WeightsError(f"{path}: {e}") from None
+    if not isinstance(provenance, dict):
+        raise WeightsError(f"{path}: checkpoint provenance is not a JSON object")
+    check_tensors(config, tensors, str(path))
     return Checkpoint(config, tensors, provenance, file_sha256(path), path)
+
+
+def expected_tensors(config: SoundNetConfig) -> dict[str, tuple[tuple[int, ...], bool]]:
+    """``{name: (shape, floating)}`` of the state dict a network of ``config`` has, worked out on
+    torch's meta device (nothing is allocated, whatever the config asks for)."""
+    with torch.device("meta"):
+        model = SoundNet(config)
+    return {k: (tuple(v.shape), v.is_floating_point()) for k, v in model.state_dict().items()}
+
+
+def check_tensors(config: SoundNetConfig, tensors: Mapping[str, torch.Tensor],
+                  where: str = "checkpoint") -> None:
+    """Raise :class:`WeightsError` unless ``tensors`` are exactly what ``config`` needs: the same
+    names, shapes and kinds, every floating-point value finite (NaN weights would make every
+    output NaN)."""
+    want = expected_tensors(config)
+    missing = sorted(set(want) - set(tensors))
+    unexpected = sorted(set(tensors) - set(want))
+    if missing or unexpected:
+        raise WeightsError(f"{where}: tensors do not match its config (missing: {missing[:5]}, "
+                           f"unexpected: {unexpected[:5]})")
+    for name, (shape, floating) in want.items():
+        t = tensors[name]
+        if tuple(t.shape) != shape:
+            raise WeightsError(f"{where}: tensor {name} has shape {tuple(t.shape)}, its config "
+                               f"needs {shape}")
+        if t.is_floating_point() != floating:
+            raise WeightsError(f"{where}: tensor {name} has dtype {t.dtype}")
+        if floating and not bool(torch.isfinite(t).all()):
+            raise WeightsError(f"{where}: tensor {name} holds NaN or infinite values")
+
+
+def _not_a_checkpoint(path: Path, e: Exception) -> str:
+    """What to say about a file safetensors cannot open: another weights format gets the
+    command that converts it."""
+    from .formats.source import detect_format
+
+    try:
+        kind = detect_format(path)
+    except WeightsError:
+        kind = None
+    if kind and kind not in ("soundnet-cli", "safetensors"):
+        return (f"{path}: not a soundnet-cli checkpoint but a {kind} weights file; convert it "
+                f"with `soundnet weights import {path}` and use the result")
+    return f"{path}: not a soundnet-cli checkpoint (safetensors): {e}"
 
 
 def load_model_file(path: str | os.PathLike) -> SoundNet:

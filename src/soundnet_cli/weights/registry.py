@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,24 @@ def weights_dir(override: str | os.PathLike | None = None) -> Path:
     return Path(base) / "soundnet"
 
 
+#: What a network name in the cache may be: a plain file stem (letters, digits, ``._-``, not
+#: starting with a dot), so that ``--name`` can never point outside the cache directory.
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+
+
+def check_network_name(name: str) -> str:
+    """Return ``name`` if it is a plain network name, else raise :class:`WeightsError`."""
+    if not _NAME.fullmatch(name) or name in ("default",):
+        raise WeightsError(f"network name {name!r} is not a plain name: use letters, digits, "
+                           "'.', '_' and '-' (no '/', not starting with '.'), e.g. soundnet8-ft")
+    return name
+
+
+def cached_checkpoint(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """``<cache>/<name>.safetensors`` for a plain ``name`` (see :func:`check_network_name`)."""
+    return weights_dir(cache_dir) / f"{check_network_name(name)}{CHECKPOINT_SUFFIX}"
+
+
 def embedded_weights_dir() -> Path:
     """The ``assets/`` directory (the embedded network and its model card): inside the installed
     package, or at the repository root when running from a source checkout (editable installs do
@@ -130,6 +149,8 @@ def resolve_weights(spec: str | os.PathLike | None = None,
     if path.is_dir():
         raise WeightsError(f"{option} {spec}: is a directory, not a checkpoint file")
     name = str(spec)
+    if not _NAME.fullmatch(name):
+        raise WeightsError(f"--weights {spec}: no such file (and not a network name)")
     cached = weights_dir(cache_dir) / f"{name}{CHECKPOINT_SUFFIX}"
     if cached.is_file():
         return cached

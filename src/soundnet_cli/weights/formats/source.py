@@ -139,10 +139,12 @@ def detect_format(path: str | os.PathLike) -> str:
     if head.startswith(b"\x93NUMPY"):
         return "npy"
     if head.startswith(b"PK\x03\x04"):
+        from .safeload import ZIP_ERRORS
+
         try:
             with zipfile.ZipFile(path) as z:
                 names = z.namelist()
-        except zipfile.BadZipFile as e:
+        except ZIP_ERRORS as e:
             raise WeightsError(f"{path}: corrupt zip file: {e}") from e
         if any(n.endswith(".t7") for n in names):
             return "zip"
@@ -187,12 +189,14 @@ _T7_IGNORED = {
 }
 
 
-def read_torch7_network(stream: Any, name: str = "network") -> SourceNetwork:
-    """Read an original SoundNet network from a Torch7 stream (file or zip member)."""
-    from .torch7 import T7Object, read_t7, walk_modules
+def read_torch7_network(stream: Any, name: str = "network",
+                        max_bytes: int | None = None) -> SourceNetwork:
+    """Read an original SoundNet network from a Torch7 stream (file or zip member); at most
+    ``max_bytes`` of storage (default :data:`.torch7.MAX_STORAGE_BYTES`)."""
+    from .torch7 import MAX_STORAGE_BYTES, T7Object, read_t7, walk_modules
 
     try:
-        root = read_t7(stream)
+        root = read_t7(stream, MAX_STORAGE_BYTES if max_bytes is None else max_bytes)
     except WeightsError as e:
         raise WeightsError(f"{name}: {e}") from e
     if not isinstance(root, T7Object):
@@ -282,6 +286,8 @@ def read_release_archive(path: Path, member: str | None = None,
     ``member`` names the file (its base name is enough); by default ``<arch>_final.t7``
     (``soundnet8_final.t7`` unless ``arch`` says otherwise).
     """
+    from .safeload import ZIP_ERRORS
+
     wanted = member or f"{arch or 'soundnet8'}_final.t7"
     try:
         with zipfile.ZipFile(path) as z:
@@ -290,13 +296,35 @@ def read_release_archive(path: Path, member: str | None = None,
             if not match:
                 raise WeightsError(f"{path}: no {wanted} in the archive; it holds "
                                    f"{', '.join(names) or 'no .t7 files'} (choose with --member)")
-            with z.open(match[0]) as stream:
-                source = read_torch7_network(stream, f"{path}:{match[0]}")
-    except zipfile.BadZipFile as e:
+            info = z.getinfo(match[0])
+            _check_member_size(path, info)
+            with z.open(info) as stream:
+                source = read_torch7_network(stream, f"{path}:{match[0]}", info.file_size)
+    except WeightsError:
+        raise
+    except ZIP_ERRORS as e:
         raise WeightsError(f"{path}: corrupt zip archive: {e}") from e
     source.format = "zip"
     source.details["member"] = match[0]
     return source
+
+
+#: A zip member may expand to at most this many times its compressed size plus
+#: :data:`_MEMBER_SLACK` (float weights barely compress; a zip bomb expands a thousandfold).
+MAX_ZIP_RATIO = 100
+_MEMBER_SLACK = 16 << 20
+
+
+def _check_member_size(path: Path, info: zipfile.ZipInfo) -> None:
+    """Refuse a zip member before reading it when its declared size is implausible."""
+    from .torch7 import MAX_STORAGE_BYTES
+
+    limit = min(MAX_STORAGE_BYTES + _MEMBER_SLACK,
+                MAX_ZIP_RATIO * info.compress_size + _MEMBER_SLACK)
+    if info.file_size > limit:
+        raise WeightsError(f"{path}: member {info.filename} would expand to {info.file_size:,} "
+                           f"bytes from {info.compress_size:,} (at most {limit:,} accepted); "
+                           "not the authors' archive")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -474,7 +502,7 @@ def read_source(path: str | os.PathLike, fmt: str = "auto", *, member: str | Non
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt == "torch7":
         with open(path, "rb") as f:
-            return read_torch7_network(f, str(path))
+            return read_torch7_network(f, str(path), path.stat().st_size)
     if fmt == "zip":
         return read_release_archive(path, member, arch)
     if fmt == "npy":

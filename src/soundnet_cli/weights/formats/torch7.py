@@ -20,6 +20,12 @@ Format (little-endian, as written by 64-bit Linux/macOS Torch7; ``long`` is 8 by
 
 Tensor views are bounds-checked against their storage, so a corrupt file raises
 :class:`~soundnet_cli.errors.WeightsError` instead of reading outside memory.
+
+Memory is bounded by the file, never by what it declares: storages are read in pieces (a bogus
+size meets the end of the file, not an allocation), their total is capped (``max_bytes``, by
+default :data:`MAX_STORAGE_BYTES`; SoundNet-8 holds about 57 MB), a tensor may not have more
+elements than its storage (a stride-0 view of one number cannot become a gigabyte), and all
+tensors together may not exceed the storages read plus :data:`_SLACK`.
 """
 
 from __future__ import annotations
@@ -49,6 +55,10 @@ for _kind, _dtype in _KINDS.items():
 
 _CHUNK = 1 << 26  # read storages in 64 MiB pieces: a bogus size cannot allocate memory up front
 _MAX_DIMS = 16
+#: Most storage bytes one file may hold (the largest original network is about 57 MB).
+MAX_STORAGE_BYTES = 1 << 30
+#: Tensor bytes allowed beyond the storage bytes read (small views, empty tensors).
+_SLACK = 1 << 20
 
 
 @dataclass
@@ -73,13 +83,26 @@ class LuaFunction:
 
 
 class _Reader:
-    def __init__(self, f: BinaryIO) -> None:
+    def __init__(self, f: BinaryIO, max_bytes: int = MAX_STORAGE_BYTES) -> None:
         self.f = f
         self.objects: dict[int, Any] = {}
+        self.max_bytes = int(max_bytes)
+        self.storage_bytes = 0
+        self.tensor_bytes = 0
 
     # -- primitives ---------------------------------------------------------------------------
     def _read_exact(self, n: int) -> bytes:
-        data = self.f.read(n)
+        if n <= _CHUNK:
+            data = self.f.read(n)
+        else:  # a declared length is not trusted with an allocation: read what is there
+            pieces, left = [], n
+            while left:
+                piece = self.f.read(min(left, _CHUNK))
+                if not piece:
+                    break
+                pieces.append(piece)
+                left -= len(piece)
+            data = b"".join(pieces)
         if len(data) != n:
             raise WeightsError("Torch7 file is truncated")
         return data
@@ -169,6 +192,11 @@ class _Reader:
         if count < 0:
             raise WeightsError(f"Torch7 file has a storage of negative size {count}")
         nbytes = count * dtype.itemsize
+        if self.storage_bytes + nbytes > self.max_bytes:
+            raise WeightsError(f"Torch7 file declares {self.storage_bytes + nbytes:,} bytes of "
+                               f"storage, more than the {self.max_bytes:,} allowed (SoundNet "
+                               "networks hold under 100 MB)")
+        self.storage_bytes += nbytes
         chunks, remaining = [], nbytes
         while remaining:
             piece = self._read_exact(min(remaining, _CHUNK))
@@ -193,6 +221,15 @@ class _Reader:
         last = offset + sum((n - 1) * s for n, s in zip(size, stride))
         if last >= storage.shape[0]:
             raise WeightsError("Torch7 file has a tensor that reaches past its storage")
+        elements = 1
+        for n in size:
+            elements *= n
+        if elements > storage.shape[0]:  # overlapping (e.g. stride-0) views amplify memory
+            raise WeightsError(f"Torch7 file has a tensor view of {elements:,} elements on a "
+                               f"storage of {storage.shape[0]:,}")
+        self.tensor_bytes += elements * dtype.itemsize
+        if self.tensor_bytes > self.storage_bytes + _SLACK:
+            raise WeightsError("Torch7 file's tensors add up to more than its storages hold")
         view = np.lib.stride_tricks.as_strided(
             storage[offset:], shape=size, strides=[s * dtype.itemsize for s in stride])
         return np.array(view, dtype=dtype.newbyteorder("="))  # a native-order copy
@@ -211,13 +248,15 @@ def _hashable(key: Any) -> Any:
         return ("<table key>", id(key))
 
 
-def read_t7(f: BinaryIO) -> Any:
+def read_t7(f: BinaryIO, max_bytes: int = MAX_STORAGE_BYTES) -> Any:
     """Read one object (usually the saved network) from a binary Torch7 stream.
 
     Parameters
     ----------
     f
         Any object with ``read(n)`` (a file opened ``"rb"``, a zip member stream).
+    max_bytes
+        Most storage bytes to accept (see the module docs); more is a :class:`WeightsError`.
 
     Returns
     -------
@@ -230,7 +269,7 @@ def read_t7(f: BinaryIO) -> Any:
         Truncated, corrupt or unsupported content (the caller adds the file name).
     """
     try:
-        return _Reader(f).obj()
+        return _Reader(f, max_bytes).obj()
     except RecursionError as e:
         raise WeightsError("Torch7 file nests tables too deeply") from e
     except (struct.error, OverflowError, MemoryError, ValueError) as e:

@@ -1,0 +1,642 @@
+"""Regression tests for the failures of the fault campaign (issue #16), one or more per item.
+
+Each test failed before its fix. They are fast (tiny network, generated audio, in process);
+the campaign itself (subprocesses, signals, a full file system, fuzzing) is tests/test_fault.py.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from safetensors.torch import save_file
+
+from soundnet_cli.audio import AUDIO_SUFFIXES, LoudAudioWarning, audio_info, load_audio
+from soundnet_cli.datasets import cv_splits, load_dataset
+from soundnet_cli.distill.targets import (
+    TargetsHeader,
+    TeacherInfo,
+    init_collection,
+    read_clip_probs,
+    read_header,
+    read_index,
+    write_clip,
+)
+from soundnet_cli.errors import (
+    AudioError,
+    DatasetError,
+    SvmError,
+    TargetsError,
+    WeightsError,
+)
+from soundnet_cli.extract import ExtractRecord, Manifest, extract_files
+from soundnet_cli.fsutil import find_files, remove_stale_parts
+from soundnet_cli.svm.cache import FeatureCache, FeatureKey
+from soundnet_cli.svm.model import SvmModel
+from soundnet_cli.tag import tag_files
+from soundnet_cli.weights.checkpoint import load_checkpoint
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def finishes(fn, seconds: float = 60.0):
+    """Run ``fn`` in a thread; fail (instead of hanging the suite) if it does not return."""
+    box: dict = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - re-raised below
+            box["error"] = e
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"did not finish within {seconds} s (hung)"
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def strict_json(line: str):
+    def refuse(token):
+        raise ValueError(f"invalid JSON constant {token}")
+    return json.loads(line, parse_constant=refuse)
+
+
+# -- 1. special files ----------------------------------------------------------------------------
+
+
+def test_fifo_input_is_reported_not_opened(tmp_path, write_audio, tiny_model):
+    good = write_audio("good.wav", 0.5)
+    fifo = tmp_path / "f.wav"
+    os.mkfifo(fifo)
+    files, problems = find_files([good, fifo], AUDIO_SUFFIXES)
+    assert files == [good] and "not a regular file (a FIFO)" in problems[0][1]
+    with pytest.raises(AudioError, match="f.wav: not a regular file"):
+        finishes(lambda: audio_info(fifo), 20)
+    results = finishes(lambda: list(tag_files(tiny_model, [good, fifo])), 60)
+    assert results[0].ok and not results[1].ok and "FIFO" in results[1].error
+
+
+def test_fifo_inside_a_directory_is_not_listed(tmp_path, write_audio):
+    good = write_audio("d/good.wav", 0.2)
+    os.mkfifo(tmp_path / "d" / "f.wav")
+    assert find_files([tmp_path / "d"], AUDIO_SUFFIXES) == ([good], [])
+
+
+# -- 2. decoding processes die with their parent ---------------------------------------------------
+
+
+def test_decoders_die_with_a_killed_parent(tmp_path, write_audio):
+    files = [str(write_audio(f"a{i}.wav", 2.0)) for i in range(8)]
+    script = (
+        "import sys, time\n"
+        "from soundnet_cli.runtime.decode import DecodePool\n"
+        "pool = DecodePool(sys.argv[1:], 22050, workers=2, max_bytes=1)\n"
+        "print(' '.join(str(p.pid) for p in pool._procs), flush=True)\n"
+        "time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script, *files], stdout=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": SRC})
+    pids = [int(p) for p in proc.stdout.readline().split()]
+    assert len(pids) == 2
+    proc.kill()  # SIGKILL: no clean-up runs in the parent
+    proc.wait()
+    deadline = 30
+    import time
+    start = time.monotonic()
+    while any(_alive(p) for p in pids) and time.monotonic() - start < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in pids), "a decoding process outlived its parent"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+# -- 3. huge finite samples -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def huge(tmp_path) -> Path:
+    path = tmp_path / "huge.wav"
+    sf.write(str(path), np.full(22_050, 3e38, np.float32), 22_050, subtype="FLOAT")
+    return path
+
+
+def test_huge_samples_fail_the_file_in_tag_and_extract(huge, write_audio, tiny_model, tmp_path):
+    good = write_audio("good.wav", 1.0)
+    tags = list(tag_files(tiny_model, [good, huge]))
+    assert tags[0].ok and not tags[1].ok and "not finite" in tags[1].error
+    outs = {o.path: o for o in extract_files(tiny_model, [good, huge], ["conv4"], tmp_path / "o")}
+    assert outs[good].ok and not outs[huge].ok and "peaks at 3e+38" in outs[huge].error
+    assert not (tmp_path / "o" / "huge.conv4.npy").exists()
+
+
+def test_huge_samples_fail_a_streamed_file(huge, tiny_model, tmp_path):
+    from soundnet_cli.runtime.options import RunOptions
+
+    outs = list(extract_files(tiny_model, [huge], ["conv3"], tmp_path / "o",
+                              options=RunOptions(long_seconds=0.1, chunk_seconds=0.25)))
+    assert not outs[0].ok and "not finite" in outs[0].error
+    assert not list((tmp_path / "o").glob("*.npy"))
+
+
+def test_loud_files_warn(write_audio, tmp_path):
+    path = tmp_path / "loud.wav"
+    sf.write(str(path), np.full(2205, 50.0, np.float32), 22_050, subtype="FLOAT")
+    with pytest.warns(LoudAudioWarning, match="peaks at 50"):
+        load_audio(path)
+
+
+def test_tag_json_never_holds_nan(huge, write_audio, tiny_checkpoint, run):
+    good = write_audio("good.wav", 1.0)
+    r = run("tag", good, huge, "--json", "--weights", tiny_checkpoint, "--workers", "0", "-q")
+    assert r.exit_code == 1
+    docs = [strict_json(line) for line in r.stdout.splitlines()]
+    assert [d["ok"] for d in docs] == [True, False]
+
+
+def test_training_excludes_huge_clips(huge, write_audio):
+    from soundnet_cli.training.supervised import decode_all
+
+    waves, errors = decode_all([write_audio("ok.wav", 0.5), huge], 22_050, workers=0)
+    assert waves[0] is not None and waves[1] is None
+    assert "huge.wav" in errors[0] and "excluded from training" in errors[0]
+
+
+# -- 4 and 18. unreadable inputs ------------------------------------------------------------------
+
+
+def test_unreadable_file_on_the_command_line_is_one_failure(write_audio, tiny_checkpoint, run,
+                                                            monkeypatch):
+    good, locked = write_audio("good.wav", 0.5), write_audio("locked.wav", 0.5)
+    real = os.access
+    monkeypatch.setattr(os, "access",  # what a non-root user sees for a mode-000 file
+                        lambda p, mode, *a, **k: False if Path(p) == locked else real(p, mode))
+    r = run("tag", good, locked, "--json", "--weights", tiny_checkpoint, "--workers", "0", "-q")
+    assert r.exit_code == 1, r.output
+    docs = {Path(d["path"]).name: d for d in map(json.loads, r.stdout.splitlines())}
+    assert docs["good.wav"]["ok"] and "permission denied" in docs["locked.wav"]["error"]
+
+
+def test_unreadable_subdirectory_is_reported(tmp_path, write_audio, monkeypatch):
+    a = write_audio("d/a.wav", 0.2)
+    write_audio("d/sub/b.wav", 0.2)
+    real = os.scandir
+
+    def scandir(path):
+        if Path(path) == tmp_path / "d" / "sub":
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    files, problems = find_files([tmp_path / "d"], AUDIO_SUFFIXES, recursive=True)
+    assert files == [a]
+    assert problems[0][0] == tmp_path / "d" / "sub" and "cannot list" in problems[0][1]
+
+
+# -- 5. concurrent runs into one manifest -----------------------------------------------------------
+
+
+def _record(i: int, out: Path) -> ExtractRecord:
+    return ExtractRecord(f"in{i}.wav", str(out / f"in{i}.pool5.npy"), "pool5", "none", 3, 4,
+                         0.1, 0.2, 0.0, 1.0, 0.0)
+
+
+@pytest.mark.parametrize("name", ["manifest.csv", "manifest.jsonl"])
+def test_two_runs_into_one_manifest_keep_both_rows(tmp_path, name):
+    path = tmp_path / name
+    first, second = Manifest(path), Manifest(path)  # both started before either wrote
+    first.update([_record(i, tmp_path) for i in range(0, 5)])
+    second.update([_record(i, tmp_path) for i in range(5, 9)])
+    first.write()
+    second.write()
+    assert len(Manifest(path).rows) == 9
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # no lock or temporary files left
+
+
+# -- 6. a full disk --------------------------------------------------------------------------------
+
+
+def test_full_disk_still_lists_failures_and_summary(write_audio, tiny_checkpoint, run, tmp_path,
+                                                    monkeypatch):
+    import soundnet_cli.extract as extract
+
+    write_audio("d/a.wav", 0.5)
+    b = write_audio("d/b.wav", 0.5)
+    real = extract.save_array
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(extract, "save_array",
+                        lambda path, array: full() if path.name.startswith("b.") else
+                        real(path, array))
+    monkeypatch.setattr(extract, "atomic_write_text", full)
+    r = run("extract", tmp_path / "d", "--out", tmp_path / "o", "--weights", tiny_checkpoint,
+            "--layer", "conv3", "--workers", "0")
+    assert r.exit_code == 1
+    text = " ".join(r.stderr.split())  # Rich may wrap
+    assert "1 file(s) written" in text
+    assert f"{b}: cannot write" in text
+    assert "cannot write the manifest: No space left on device" in text
+
+
+# -- 7. SIGTERM and stale temporary files ------------------------------------------------------------
+
+
+def test_sigterm_is_handled_like_ctrl_c():
+    import time
+
+    import typer
+
+    from soundnet_cli.cli.common import Terminated, handle_sigterm, user_errors
+
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        handle_sigterm()
+        with pytest.raises(typer.Exit) as info:
+            with user_errors():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)  # the handler raises Terminated here
+        assert info.value.exit_code == 143
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # a second one kills at once
+        assert issubclass(Terminated, KeyboardInterrupt)  # every Ctrl-C clean-up applies
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def test_stale_part_files_of_dead_writers_are_removed(tmp_path):
+    from soundnet_cli.fsutil import atomic_write_text
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = tmp_path / f".x.npy.pid{dead}.abc123.part"
+    live = tmp_path / f".x.npy.pid{os.getppid()}.def456.part"  # a running process's write
+    stale.write_bytes(b"half")
+    live.write_bytes(b"half")
+    atomic_write_text(tmp_path / "x.npy", "done")
+    assert not stale.exists() and live.exists()
+    assert remove_stale_parts(tmp_path / "x.npy") == []
+
+
+# -- 8 and 9. malformed checkpoints ------------------------------------------------------------------
+
+
+def _rewrite(src: Path, dst: Path, *, config=None, tensors=None) -> Path:
+    ckpt = load_checkpoint(src)
+    from safetensors import safe_open
+
+    with safe_open(str(src), framework="pt") as f:
+        meta = dict(f.metadata())
+    cfg = json.loads(meta["config"])
+    if config:
+        cfg.update(config)
+    meta["config"] = json.dumps(cfg)
+    state = {k: v.clone() for k, v in ckpt.state_dict.items()}
+    if tensors:
+        tensors(state)
+    save_file(state, str(dst), metadata=meta)
+    return dst
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"sample_rate": 0}, "sample_rate is 0"),
+    ({"tile_seconds": 1e9}, "tile_seconds is 1000000000.0"),
+    ({"input_scale": float("nan")}, "input_scale is nan"),
+    ({"bn_eps": -1}, "bn_eps is -1"),
+    ({"heads": "x"}, "malformed"),
+])
+def test_bad_config_values_are_refused_on_load(tiny_checkpoint, tmp_path, change, message):
+    bad = _rewrite(tiny_checkpoint, tmp_path / "bad.safetensors", config=change)
+    with pytest.raises(WeightsError, match=f"bad.safetensors: .*{message}"):
+        load_checkpoint(bad)
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda s: s.__setitem__("trunk.conv1.conv.weight", torch.zeros(3, 1, 64)), "has shape"),
+    (lambda s: s.pop("heads.scenes.bias"), "missing"),
+    (lambda s: s.__setitem__("extra.weight", torch.zeros(2)), "unexpected"),
+    (lambda s: s["trunk.conv2.conv.weight"].fill_(float("nan")), "NaN"),
+])
+def test_bad_tensors_are_refused_on_load(tiny_checkpoint, tmp_path, edit, message, run):
+    bad = _rewrite(tiny_checkpoint, tmp_path / "bad.safetensors", tensors=edit)
+    with pytest.raises(WeightsError, match=f"bad.safetensors: .*{message}"):
+        load_checkpoint(bad)
+    for args in (("weights", "info", bad), ("weights", "import", bad, "--out",
+                                            tmp_path / "x.safetensors")):
+        r = run(*args)
+        assert r.exit_code == 1 and "bad.safetensors" in r.stderr and "Traceback" not in r.output
+
+
+def test_nan_input_scale_on_import_is_refused(tiny_checkpoint, tmp_path, run):
+    r = run("weights", "import", tiny_checkpoint, "--out", tmp_path / "x.safetensors",
+            "--input-scale", "nan")
+    assert r.exit_code != 0 and not (tmp_path / "x.safetensors").exists()
+
+
+def test_pt_file_given_as_weights_gets_the_import_hint(tiny_model, tmp_path):
+    from soundnet_cli.weights.registry import load_model
+
+    torch.save(tiny_model.state_dict(), tmp_path / "foo.pt")
+    with pytest.raises(WeightsError, match="soundnet weights import .*foo.pt"):
+        load_model(tmp_path / "foo.pt")
+
+
+# -- 10. Torch7 memory caps -------------------------------------------------------------------------
+
+
+def test_torch7_stride_zero_view_is_refused(tmp_path):
+    import io
+
+    from soundnet_cli.weights.formats.torch7 import read_t7
+    from torch7_writer import Storage, Tensor, write_t7
+
+    buf = io.BytesIO()
+    write_t7(Tensor(Storage(np.zeros(1, np.float32)), 0, (10**8,), (0,)), buf)
+    assert len(buf.getvalue()) < 200
+    with pytest.raises(WeightsError, match="view of 100,000,000 elements on a storage of 1"):
+        read_t7(io.BytesIO(buf.getvalue()))
+
+
+def test_torch7_declared_storage_beyond_the_cap_is_refused():
+    import io
+    import struct
+
+    from soundnet_cli.weights.formats.torch7 import read_t7
+
+    header = struct.pack("<ii", 4, 1) + struct.pack("<i", 3) + b"V 1"
+    header += struct.pack("<i", 18) + b"torch.FloatStorage" + struct.pack("<q", 1 << 40)
+    with pytest.raises(WeightsError, match="more than the"):
+        read_t7(io.BytesIO(header))
+
+
+def test_zip_bomb_member_is_refused_before_reading(tmp_path):
+    from soundnet_cli.weights.formats.source import read_release_archive
+
+    path = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("soundnet8_final.t7", b"\x00" * (40 << 20))
+    assert path.stat().st_size < 100_000
+    with pytest.raises(WeightsError, match="would expand to 41,943,040 bytes"):
+        read_release_archive(path)
+
+
+# -- 11. SVM model files ---------------------------------------------------------------------------
+
+
+def _svm(channels: int = 3) -> SvmModel:
+    k, d = 2, 2 * channels
+    return SvmModel(("a", "b"), "conv2", "pooled", "f" * 64, 256.0, None, 1000, 2, channels,
+                    {"hop": 4, "receptive_field": 64, "first_sample": -32, "sample_rate": 22_050},
+                    0.1, np.ones((k, d)), np.zeros(k), np.zeros(d), np.ones(d))
+
+
+def _svm_with(tmp_path: Path, **meta) -> Path:
+    path = _svm().save(tmp_path / "m.npz")
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    m = json.loads(str(arrays["meta"][()]))
+    m.update(meta)
+    arrays["meta"] = np.array(json.dumps(m))
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize("meta,message", [
+    ({"format_version": "x"}, "bad format_version"),
+    ({"window": 0}, "window is 0"),
+    ({"window": -1}, "window is -1"),
+    ({"min_samples": 2e7}, "min_samples is 20000000.0"),
+    ({"input_scale": float("nan")}, "input_scale is nan"),
+    ({"classes": ["a"]}, "at least two"),
+])
+def test_bad_svm_headers_are_refused(tmp_path, meta, message):
+    with pytest.raises(SvmError, match=f"m.npz: .*{message}"):
+        SvmModel.load(_svm_with(tmp_path, **meta))
+
+
+def test_truncated_and_text_svm_files_are_refused(tmp_path):
+    path = _svm().save(tmp_path / "m.npz")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(SvmError, match="m.npz: not a soundnet-cli SVM model"):
+        SvmModel.load(path)
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")
+    with pytest.raises(SvmError, match="not a zip archive") as info:
+        SvmModel.load(text)
+    assert "allow_pickle" not in str(info.value)
+
+
+# -- 12. feature cache entries ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("entry", [np.zeros((0, 4), np.float32), np.zeros((5, 3), np.float32),
+                                   np.full((5, 4), np.nan, np.float32),
+                                   np.zeros((5, 4), np.float64)])
+def test_bad_cache_entries_are_misses(tmp_path, write_audio, entry):
+    audio = write_audio("a.wav", 0.1)
+    cache = FeatureCache(tmp_path / "c", FeatureKey("f" * 8, "conv2", 256.0, None, 100),
+                         channels=4)
+    cache.put(audio, np.ones((5, 4), np.float32))
+    assert cache.get(audio) is not None
+    np.save(cache.entry(audio), entry)
+    assert cache.get(audio) is None
+
+
+# -- 13. datasets -------------------------------------------------------------------------------------
+
+
+def _csv_dataset(tmp_path: Path, write_audio, rows: list[tuple[str, str, int]]) -> Path:
+    for name, _, _ in rows:
+        if not (tmp_path / name).exists():
+            write_audio(name, 0.2, seed=hash(name) % 100, kind="noise")
+    csv = tmp_path / "labels.csv"
+    csv.write_text("path,label,fold\n" + "".join(f"{n},{c},{f}\n" for n, c, f in rows))
+    return csv
+
+
+def test_duplicate_clip_across_folds_is_refused(tmp_path, write_audio):
+    rows = [(f"c{c}_{i}.wav", f"c{c}", i % 2 + 1) for c in range(2) for i in range(4)]
+    csv = _csv_dataset(tmp_path, write_audio, rows)
+    cv_splits(load_dataset(None, labels_csv=csv))  # no duplicates: fine
+    (tmp_path / "copy.wav").write_bytes((tmp_path / "c0_0.wav").read_bytes())  # fold 1 clip
+    csv = _csv_dataset(tmp_path, write_audio, rows + [("copy.wav", "c0", 2)])
+    with pytest.raises(DatasetError, match="identical audio"):
+        cv_splits(load_dataset(None, labels_csv=csv))
+    with pytest.raises(DatasetError, match="identical audio"):
+        cv_splits(load_dataset(None, labels_csv=csv), n_folds=2, predefined=False)
+
+
+def test_one_class_dataset_is_refused(tmp_path, write_audio):
+    csv = _csv_dataset(tmp_path, write_audio, [(f"a{i}.wav", "dog", i % 2 + 1) for i in range(4)])
+    with pytest.raises(DatasetError, match="at least two classes"):
+        load_dataset(None, labels_csv=csv)
+
+
+def test_csv_paths_outside_the_dataset_are_listed(tmp_path, write_audio):
+    outside = write_audio("elsewhere/x.wav", 0.2)
+    (tmp_path / "ds").mkdir()
+    rows = [(f"ds/a{i}.wav", f"c{i % 2}", 1) for i in range(4)]
+    for name, _, _ in rows:
+        write_audio(name, 0.2, seed=int(name[-5]))
+    csv = tmp_path / "ds" / "labels.csv"
+    csv.write_text("path,label\n" + "".join(f"{Path(n).name},{c}\n" for n, c, _ in rows)
+                   + "../elsewhere/x.wav,c0\n")
+    ds = load_dataset(None, labels_csv=csv)
+    assert len(ds) == 5 and ds.outside == (tmp_path / "ds" / "../elsewhere/x.wav",)
+    assert outside.exists()
+
+
+# -- 14. train exits 1 after skipping a file ------------------------------------------------------------
+
+
+def test_train_exits_1_after_skipping_an_undecodable_file(tmp_path, run):
+    from test_train import make_dataset
+
+    root = make_dataset(tmp_path / "ds", per_class=2, seconds=1.0, folds=2)
+    (root / "audio" / "1-00-A-0.wav").write_bytes(b"not audio at all")
+    r = run("train", root, "--width", "0.0625", "--epochs", "1", "--batch-size", "2",
+            "--clip-seconds", "3.6", "--run-dir", tmp_path / "run", "--workers", "0",
+            "--device", "cpu", "--quiet", "--mix", "0")
+    assert r.exit_code == 1, r.output
+    assert "1-00-A-0.wav" in r.stderr.replace("\n", "")
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+# -- 15. distill targets ---------------------------------------------------------------------------------
+
+
+def _targets(tmp_path: Path) -> Path:
+    root = tmp_path / "t"
+    header = TargetsHeader((TeacherInfo("colours", ("r", "g", "b")),), 1.0, 4.0)
+    init_collection(root, header)
+    entry = write_clip(root, header, "a.mp4", np.zeros(22_050 * 2, np.float32),
+                       {"colours": np.full((2, 3), 1 / 3, np.float32)})
+    (root / "index.jsonl").write_text(entry.to_json() + "\n")
+    return root
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda h: [h], "not an object"),
+    (lambda h: {**h, "teachers": [{"name": "colours", "labels": "rgb"}]}, "labels"),
+    (lambda h: {**h, "step_seconds": 0}, "step_seconds is 0"),
+    (lambda h: {**h, "teachers": [{"name": "../../x", "labels": ["r"]}]}, "not a plain name"),
+    (lambda h: {**h, "format_version": "1"}, "bad format_version"),
+])
+def test_malformed_targets_headers_are_refused(tmp_path, edit, message):
+    root = _targets(tmp_path)
+    header = json.loads((root / "targets.json").read_text())
+    (root / "targets.json").write_text(json.dumps(edit(header)))
+    with pytest.raises(TargetsError, match=message):
+        read_header(root)
+
+
+def test_malformed_index_lines_are_refused(tmp_path):
+    root = _targets(tmp_path)
+    line = json.loads((root / "index.jsonl").read_text())
+    (root / "index.jsonl").write_text(json.dumps({**line, "steps": 1e9}) + "\n")
+    with pytest.raises(TargetsError, match="index.jsonl:1: malformed"):
+        read_index(root)
+    (root / "index.jsonl").write_text(json.dumps({**line, "steps": 10**9}) + "\n")
+    with pytest.raises(TargetsError, match="claims 1000000000 steps"):
+        read_index(root)
+    (root / "index.jsonl").write_bytes(b'{"key": "\xff\xfe"}\n')
+    with pytest.raises(TargetsError, match="cannot read the index"):
+        read_index(root)
+
+
+@pytest.mark.parametrize("probs,message", [
+    (np.full((2, 3), np.nan, np.float32), "not probabilities"),
+    (np.full((2, 3), 0.5, np.float32), "do not sum to 1"),
+    (np.full((2, 4), 0.25, np.float32), "shape"),
+    (np.full((3, 3), 1 / 3, np.float32), "3 steps, the index says 2"),
+])
+def test_bad_clip_probabilities_are_refused(tmp_path, probs, message):
+    from safetensors.numpy import save_file as save_np
+
+    from soundnet_cli.distill.targets import clip_paths
+
+    root = _targets(tmp_path)
+    header = read_header(root)
+    save_np({"probs.colours": probs}, str(clip_paths(root, "a.mp4")[0]))
+    with pytest.raises(TargetsError, match=message):
+        read_clip_probs(root, "a.mp4", ["colours"], header=header, steps=2)
+
+
+def test_a_clip_read_error_in_a_loader_is_a_clean_error(tmp_path):
+    from soundnet_cli.distill.student import DistillConfig, DistillTask, open_targets
+
+    root = _targets(tmp_path)
+    header, refs = open_targets(root)
+    task = DistillTask(refs, [], header, ("colours",), DistillConfig(clip_seconds=2.0, workers=0),
+                       1, 0)
+    next(iter(task.batches(0, 0, 1)))  # reads fine
+    from soundnet_cli.distill.targets import clip_paths
+
+    clip_paths(root, "a.mp4")[1].write_bytes(b"broken flac")
+    with pytest.raises(TargetsError, match="a.mp4.flac: cannot read clip audio"):
+        next(iter(task.batches(0, 0, 1)))
+
+
+# -- 16. non-UTF-8 file names -----------------------------------------------------------------------------
+
+
+def test_non_utf8_file_names_are_readable(tmp_path, tiny_checkpoint, run):
+    name = os.fsdecode(b"caf\xe9.wav")  # Latin-1 bytes: not valid UTF-8
+    path = tmp_path / name
+    sf.write(os.fsencode(path), np.sin(np.arange(11_025) / 5).astype(np.float32) * 0.3, 22_050)
+    assert load_audio(path).shape[0] == 11_025
+    r = run("tag", path, "--json", "--weights", tiny_checkpoint, "--workers", "0", "-q")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["ok"]
+
+
+# -- 17. weights import --name -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", ".hidden", "x" * 200])
+def test_import_name_must_be_plain(tiny_checkpoint, tmp_path, run, name):
+    r = run("weights", "import", tiny_checkpoint, "--name", name, "--weights-dir",
+            tmp_path / "cache")
+    assert r.exit_code == 1 and "not a plain name" in r.stderr
+    assert [p.name for p in tmp_path.rglob("*.safetensors")] == ["tiny.safetensors"]
+    assert not (tmp_path.parent / "x.safetensors").exists()
+
+
+# -- unclear ones: batching tolerance ---------------------------------------------------------------------------
+
+
+def test_batching_changes_activations_by_at_most_the_documented_tolerance(tiny_model, tmp_path,
+                                                                           write_audio):
+    """docs/reliability.md: batch composition may change float32 results by at most 1e-5
+    relative to the layer's largest value (summation order); this bounds it."""
+    from soundnet_cli.runtime.batch import iter_activations
+
+    paths = [write_audio(f"{i}.wav", 1.0, kind="noise", seed=i) for i in range(4)]
+    from soundnet_cli.runtime.options import RunOptions
+
+    def run(batch_size: int) -> list:
+        return [r.activations["conv5"] for r in iter_activations(
+            tiny_model, paths, ["conv5"], options=RunOptions(batch_size=batch_size))]
+
+    alone, batched = run(1), run(4)
+    for a, b in zip(alone, batched):
+        assert np.abs(a - b).max() <= 1e-5 * max(np.abs(a).max(), 1e-12)
