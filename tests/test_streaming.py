@@ -390,3 +390,39 @@ def test_chunk_seconds_must_be_positive(model, write_audio) -> None:
         next(stream_activations(model, path, ["conv2"], chunk_seconds=0))
     with pytest.raises(ValueError, match="chunk_seconds"):
         collect_activations(model, path, ["conv2"], chunk_seconds=-1)
+
+
+def test_long_files_report_progress_as_they_stream(tiny_model, write_audio, tmp_path):
+    """A single long file used to show nothing until it ended: chunks report their seconds."""
+    from soundnet_cli.extract import extract_files
+    from soundnet_cli.runtime.options import RunOptions
+    from soundnet_cli.tag import tag_files
+
+    path = write_audio("long.wav", 31.0)
+    for run in ("tag", "extract"):
+        seen: list[tuple[str, float]] = []
+        opts = RunOptions(long_seconds=12.0, chunk_seconds=5.0,
+                          on_audio=lambda p, s: seen.append((p.name, s)))
+        if run == "tag":
+            (result,) = tag_files(tiny_model, [path], options=opts)
+            assert result.ok
+        else:
+            (outcome,) = extract_files(tiny_model, [path], ["conv5"], tmp_path / "out",
+                                       options=opts)
+            assert outcome.ok
+        assert len(seen) >= 6 and {name for name, _ in seen} == {"long.wav"}
+        assert abs(sum(s for _, s in seen) - 31.0) < 1e-3, run
+
+
+def test_audio_progress_shows_a_long_file(tmp_path, write_audio):
+    from soundnet_cli.cli.common import AudioProgress
+
+    path = write_audio("long.wav", 90.0, rate=8_000)
+    with AudioProgress("tagging", 1) as progress:
+        progress.audio(path, 30.0)
+        progress.audio(path, 30.0)
+        (task,) = [t for t in progress.progress.tasks if t.visible]
+        assert task.total == 90.0 and task.completed == 60.0
+        assert task.fields["audio"] == "1:00 of 1:30 audio"
+        progress.advance(90.0)
+        assert not [t for t in progress.progress.tasks if t.visible]

@@ -171,7 +171,9 @@ def test_parallel_folds_give_the_same_result(data_root, network, tmp_path):
     ds = load_dataset(data_root / "esc")
     fs = features(network, ds, "pool5", Protocol("pooled"), tmp_path)
     one = cross_validate(fs, Protocol("pooled"), jobs=1)
-    two = cross_validate(fs, Protocol("pooled"), jobs=2)
+    seen = []
+    two = cross_validate(fs, Protocol("pooled"), jobs=2, on_fold=seen.append)
+    assert [f.name for f in seen] == [f.name for f in two.folds]  # each reported when done
     assert [f.accuracy for f in one.folds] == [f.accuracy for f in two.folds]
     assert [f.C for f in one.folds] == [f.C for f in two.folds]
 
@@ -476,6 +478,9 @@ def test_cli_table_output(data_root, checkpoint, tmp_path):
     assert r.exit_code == 0, r.output
     assert "mean ± std" in r.stdout and "per-class accuracy" in r.stdout
     assert "split 3/3" in r.stdout and "24 clips, 4 classes (csv layout)" in r.stderr
+    # stderr is not a terminal here: cross-validation logs a line per fold as it finishes.
+    assert [line.split(":")[0] for line in r.stderr.splitlines() if ": accuracy " in line] == [
+        "split 1/3", "split 2/3", "split 3/3"]
 
 
 def test_cli_reports_undecodable_clips_and_exits_1(data_root, checkpoint, tmp_path):

@@ -53,7 +53,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence, TypedDict
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, TypedDict
 
 import numpy as np
 
@@ -422,7 +422,8 @@ def extract_files(
             continue
         with thread_limit(opts.thread_count(_model_device(model, opts))):
             outcome = _stream_file(model, path, duration, plan, pool, engines,
-                                   device=opts.device, chunk_seconds=opts.chunk_seconds)
+                                   device=opts.device, chunk_seconds=opts.chunk_seconds,
+                                   on_audio=opts.on_audio)
         yield outcome
 
 
@@ -501,7 +502,8 @@ def _stream_duration(model: SoundNet, path: Path) -> float:
 
 def _stream_file(model: SoundNet, path: Path, duration: float, plan: _Plan, pool: str,
                  engines: dict[tuple[str, ...], Any], *, device: "torch.device | str | None",
-                 chunk_seconds: float) -> FileOutcome:
+                 chunk_seconds: float,
+                 on_audio: Callable[[Path, float], None] | None = None) -> FileOutcome:
     """Compute the missing outputs of one long file chunk by chunk, never decoding it whole.
 
     Unpooled layers are appended to their ``.npy`` files as frames arrive
@@ -520,6 +522,8 @@ def _stream_file(model: SoundNet, path: Path, duration: float, plan: _Plan, pool
     layers = list(plan.todo[path])
     targets = {name: plan.outputs[path][name] for name in layers}
     key = tuple(layers)
+    rate = model.config.sample_rate
+    on_block = None if on_audio is None else (lambda n: on_audio(path, n / rate))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -529,9 +533,11 @@ def _stream_file(model: SoundNet, path: Path, duration: float, plan: _Plan, pool
                 from .runtime.stream import stream_to_npy
 
                 shapes = stream_to_npy(model, path, targets, chunk_seconds=chunk_seconds,
+                                       on_block=on_block,
                                        engine=engines[key])
             else:
-                shapes = _stream_pooled(model, path, targets, pool, engines[key], chunk_seconds)
+                shapes = _stream_pooled(model, path, targets, pool, engines[key], chunk_seconds,
+                                        on_block)
         except SoundNetError as e:
             outcome.error = str(e)
         except OSError as e:
@@ -568,13 +574,14 @@ class _RunningPool:
 
 
 def _stream_pooled(model: SoundNet, path: Path, targets: dict[str, Path], pool: str, engine: Any,
-                   chunk_seconds: float) -> dict[str, tuple[int, int]]:
+                   chunk_seconds: float, on_block: Callable[[int], None] | None = None
+                   ) -> dict[str, tuple[int, int]]:
     """Pooled outputs of one long file from running accumulators; ``{layer: shape}`` written."""
     from .runtime.stream import stream_activations
 
     acc = {name: _RunningPool(engine.channels[name]) for name in targets}
     for chunk in stream_activations(model, path, list(targets), chunk_seconds=chunk_seconds,
-                                    engine=engine):
+                                    engine=engine, on_block=on_block):
         acc[chunk.layer].add(chunk.data)
     shapes = {}
     for name, out in targets.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Annotated, Callable, Iterator, NoReturn, Optional
+from typing import Annotated, Any, Callable, Iterator, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -141,10 +141,13 @@ def warn(message: str, quiet: bool) -> None:
 
 
 class AudioProgress:
-    """Progress for multi-file work on stderr: files done, audio hours, rate (x real time), ETA.
+    """Progress for multi-file work on stderr: files done, audio hours, rate (x real time), ETA,
+    and, inside a long (streamed) file, the seconds of its audio done so far.
 
-    Use as a context manager and call :meth:`advance` with each finished file's duration in
-    seconds. Shown only for more than one file, and never with ``quiet``.
+    Use as a context manager; call :meth:`advance` with each finished file's duration in seconds
+    and pass :meth:`audio` as ``RunOptions.on_audio``. The files bar is shown for more than one
+    file; a long file's bar whenever one streams (so one 3-hour file shows how far it got).
+    Nothing is shown with ``quiet``, and nothing at all is printed until a bar is.
     """
 
     def __init__(self, description: str, total_files: int, quiet: bool = False) -> None:
@@ -153,21 +156,73 @@ class AudioProgress:
         self._clock = time.perf_counter
         self._start = self._clock()
         self.audio_seconds = 0.0
-        self.progress = make_progress(quiet or total_files <= 1)
-        self.task = self.progress.add_task(description, total=total_files, audio="", rate="")
+        self.quiet = quiet
+        self.progress = make_progress(quiet)
+        self.task = self.progress.add_task(description, total=total_files, audio="", rate="",
+                                           visible=total_files > 1)
+        self._started = False
+        self._file: tuple[Path, Any] | None = None  # the long file being streamed, its bar
+
+    def _show(self) -> None:
+        if not self._started and not self.quiet:
+            self.progress.start()
+            self._started = True
 
     def __enter__(self) -> "AudioProgress":
-        self.progress.__enter__()
+        if self.progress.tasks[0].visible:
+            self._show()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(*exc)
+        if self._started:
+            self.progress.stop()
+
+    def audio(self, path: Path, seconds: float) -> None:
+        """``seconds`` more of the long file ``path`` done (``RunOptions.on_audio``)."""
+        if self.quiet:
+            return
+        if self._file is None or self._file[0] != path:
+            self._end_file()
+            total = _header_seconds(path)
+            task = self.progress.add_task(f"  {path.name}", total=total, audio="", rate="")
+            self._file = (path, task)
+            self._show()
+        task = self._file[1]
+        self.progress.advance(task, seconds)
+        done = self.progress.tasks[task].completed
+        total = self.progress.tasks[task].total
+        self.progress.update(task, audio=f"{_clock_time(done)} of {_clock_time(total)} audio"
+                             if total else f"{_clock_time(done)} audio")
+
+    def _end_file(self) -> None:
+        if self._file is not None:
+            self.progress.remove_task(self._file[1])
+            self._file = None
 
     def advance(self, seconds: float) -> None:
         """One more file done, of ``seconds`` seconds of audio."""
+        self._end_file()
         self.audio_seconds += max(0.0, seconds)
         elapsed = max(self._clock() - self._start, 1e-9)
         a = self.audio_seconds
         audio = f"{a / 3600:.2f} h audio" if a >= 360 else f"{a / 60:.1f} min audio"
         self.progress.update(self.task, advance=1, audio=audio,
                              rate=f"{a / elapsed:.0f}x real time")
+
+
+def _header_seconds(path: Path) -> float | None:
+    """A file's duration from its header, for a progress bar (``None`` if unreadable)."""
+    from ..audio import audio_info
+    from ..errors import SoundNetError
+
+    try:
+        return audio_info(path).duration or None
+    except SoundNetError:
+        return None
+
+
+def _clock_time(seconds: float | None) -> str:
+    """``1:02:03`` or ``2:03`` for a number of seconds."""
+    s = int(seconds or 0)
+    h, rest = divmod(s, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"

@@ -116,7 +116,8 @@ def extract(
             with AudioProgress("extracting", len(files), quiet) as progress:
                 for outcome in extract_files(
                     model, files, layers, out_dir, roots=[p for p in inputs if p.is_dir()],
-                    pool=pool.value, overwrite=overwrite, options=options,
+                    pool=pool.value, overwrite=overwrite,
+                    options=options.replace(on_audio=progress.audio),
                 ):
                     progress.advance(outcome.duration)
                     book.update(outcome.records)

@@ -223,9 +223,19 @@ def _cross_validate(features: "FeatureSet", proto: Any, folds: Optional[int], se
 
     splits = cv_splits(features.dataset, folds or 5, seed=seed, test_folds=test_folds)
     started = time.perf_counter()
-    with err.status(f"cross-validating {len(splits)} folds…", spinner="dots") if not quiet \
-            else nullcontext():
-        report = cross_validate(features, proto, splits, seed=seed, jobs=jobs)
+    with make_progress(quiet) as progress:
+        task = progress.add_task("cross-validation (folds)", total=len(splits), audio="",
+                                 rate="")
+
+        def on_fold(fold: Any) -> None:
+            progress.update(task, advance=1,
+                            audio=f"{fold.name}: {fold.accuracy:.1%}", rate=f"C={fold.C:g}")
+            if not quiet and not err.is_terminal:  # a log, not a bar, when stderr is a file
+                err.print(f"{fold.name}: accuracy {fold.accuracy:.1%} (C={fold.C:g}, "
+                          f"{fold.n_train} train / {fold.n_test} test clips, "
+                          f"{fold.seconds:.1f} s)", highlight=False)
+
+        report = cross_validate(features, proto, splits, seed=seed, jobs=jobs, on_fold=on_fold)
     unconverged = [f.name for f in report.folds if not f.converged]
     if unconverged:
         warn(f"the {proto.solver} solver did not converge in {', '.join(unconverged)} "

@@ -199,7 +199,8 @@ def _tag_to_stdout(model: Any, files: list[Path], scorers: list, options: "RunOp
 
     failures = []
     with AudioProgress("tagging", len(files), quiet) as progress:
-        for result in tag_files(model, files, scorers=scorers, options=options):
+        for result in tag_files(model, files, scorers=scorers,
+                                options=options.replace(on_audio=progress.audio)):
             progress.advance(result.duration)
             if not result.ok:
                 failures.append((str(result.path), result.error or "failed"))
@@ -222,7 +223,8 @@ def _tag_to_dir(model: Any, files: list[Path], scorers: list, options: "RunOptio
     run.write_settings(inputs, settings, finished=False)
     failures, written, skipped = [], 0, 0
     with AudioProgress("tagging", len(files), quiet) as progress:
-        for outcome in tag_to_files(model, files, run, scorers=scorers, options=options):
+        for outcome in tag_to_files(model, files, run, scorers=scorers,
+                                    options=options.replace(on_audio=progress.audio)):
             result = outcome.result
             progress.advance(result.duration if result is not None else 0.0)
             skipped += outcome.skipped

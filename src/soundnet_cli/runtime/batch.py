@@ -17,7 +17,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence, cast
+from typing import Callable, Iterator, Sequence, cast
 
 import numpy as np
 import torch
@@ -228,7 +228,7 @@ def _iter_activations(model: SoundNet, paths: Sequence[str | os.PathLike],
             if clip.long and defer_long:
                 order.add(ClipResult(clip.index, clip.path, None, deferred=True))
             elif clip.long:
-                order.add(_streamed(model, engine, clip, stream_opts))
+                order.add(_streamed(model, engine, clip, stream_opts, opts.on_audio))
             elif clip.waveform is None:
                 order.add(ClipResult(clip.index, clip.path, None, error=clip.error))
             else:
@@ -275,16 +275,26 @@ def thread_limit(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _streamed(model: SoundNet, engine: Engine, clip: DecodedClip, opts: dict) -> ClipResult:
-    """Compute a long file in chunks; errors become an error result."""
+def _streamed(model: SoundNet, engine: Engine, clip: DecodedClip, opts: dict,
+              on_audio: Callable[[Path, float], None] | None = None) -> ClipResult:
+    """Compute a long file in chunks (reporting each to ``on_audio``); errors become an error
+    result."""
+    on_block = None if on_audio is None else _seconds_of(on_audio, clip.path, engine.sample_rate)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            got = collect_activations(model, clip.path, engine.layers, engine=engine, **opts)
+            got = collect_activations(model, clip.path, engine.layers, engine=engine,
+                                      on_block=on_block, **opts)
         except SoundNetError as e:
             return ClipResult(clip.index, clip.path, None, error=str(e), streamed=True)
     return ClipResult(clip.index, clip.path, got.activations, duration=got.duration,
                       warnings=[str(w.message) for w in caught], streamed=True)
+
+
+def _seconds_of(on_audio: Callable[[Path, float], None], path: Path,
+                rate: int) -> Callable[[int], None]:
+    """``on_audio`` as a per-block callback taking samples at ``rate``."""
+    return lambda samples: on_audio(path, samples / rate)
 
 
 class _Batcher:

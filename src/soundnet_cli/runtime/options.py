@@ -20,7 +20,8 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .workers import auto_workers, device_type, plan_threads
 
@@ -84,6 +85,11 @@ class RunOptions:
         :func:`.workers.early_decoder` before torch loaded), used instead of starting ``workers``
         new ones when they decode the same way (sample rate, long-file threshold); consumed by
         the first call that is given them. Not compared, not shown.
+    on_audio
+        Progress inside long files: ``on_audio(path, seconds)`` after each streamed chunk, with
+        the seconds of audio (at the network's rate) the chunk held, so a multi-hour file shows
+        how far it got. Short files report nothing here (their callers see each file finish).
+        Not compared, not shown.
     """
 
     device: "torch.device | str | None" = None
@@ -96,6 +102,8 @@ class RunOptions:
     max_result_bytes: int | None = MAX_RESULT_BYTES
     max_queued_bytes: int = MAX_QUEUED_BYTES
     decoder: "DecodePool | None" = field(default=None, compare=False, repr=False)
+    on_audio: "Callable[[Path, float], None] | None" = field(default=None, compare=False,
+                                                             repr=False)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

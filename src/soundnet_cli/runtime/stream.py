@@ -27,7 +27,7 @@ import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator, Mapping, NamedTuple, Sequence, TypeVar
+from typing import BinaryIO, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -189,8 +189,8 @@ def nonfinite_message(name: str, layer: str, peak: float) -> str:
             f"{peak:.3g} (full scale is 1.0), too large for the network: normalise the file")
 
 
-def run_stream(engine: Engine, blocks: Iterable[np.ndarray], *, name: str = "<stream>"
-               ) -> Iterator[LayerChunk]:
+def run_stream(engine: Engine, blocks: Iterable[np.ndarray], *, name: str = "<stream>",
+               on_block: Callable[[int], None] | None = None) -> Iterator[LayerChunk]:
     """Push waveform blocks through ``engine`` and yield each layer's frames as they complete.
 
     Parameters
@@ -202,6 +202,9 @@ def run_stream(engine: Engine, blocks: Iterable[np.ndarray], *, name: str = "<st
         rate, of any lengths. Only one block (plus one of look-ahead) is held at a time.
     name
         Used in messages (the file name).
+    on_block
+        Called with each block's length in samples once it went through the network (progress
+        of a long file: ``on_block(n)`` per block, the lengths sum to the waveform's).
 
     Yields
     ------
@@ -234,6 +237,8 @@ def run_stream(engine: Engine, blocks: Iterable[np.ndarray], *, name: str = "<st
                 raise AudioError(nonfinite_message(name, layer, peak))
             yield LayerChunk(layer, emitted[layer], data)
             emitted[layer] += data.shape[0]
+        if on_block is not None:
+            on_block(block.shape[0])
     if samples == 0:
         raise AudioError(f"{name}: empty audio (no samples)")
     engine.check_length(samples)
@@ -253,6 +258,7 @@ def stream_activations(
     device: torch.device | str | None = None,
     resample_quality: str = "HQ",
     engine: Engine | None = None,
+    on_block: Callable[[int], None] | None = None,
 ) -> Iterator[LayerChunk]:
     """Activations of ``layers`` for one file of any length, chunk by chunk, exactly.
 
@@ -274,6 +280,9 @@ def stream_activations(
         soxr quality, as :func:`.audio.load_audio`.
     engine
         A prebuilt :class:`.engine.Engine` for these layers (saves rebuilding it per file).
+    on_block
+        Progress: called with the samples (at the model rate) of each block done
+        (:func:`run_stream`).
 
     Yields
     ------
@@ -294,7 +303,7 @@ def stream_activations(
         engine.check_length(expected_samples(info, engine.sample_rate))
     blocks = iter_audio_blocks(path, chunk_seconds, engine.sample_rate,
                                resample_quality=resample_quality)
-    yield from run_stream(engine, prefetched(blocks), name=str(path))
+    yield from run_stream(engine, prefetched(blocks), name=str(path), on_block=on_block)
 
 
 def _check_chunk(chunk_seconds: float) -> None:
@@ -378,6 +387,7 @@ def collect_activations(
     max_bytes: int | None = MAX_RESULT_BYTES,
     resample_quality: str = "HQ",
     engine: Engine | None = None,
+    on_block: Callable[[int], None] | None = None,
 ) -> StreamedClip:
     """Whole-file activations of a (long) file, computed in chunks and assembled in memory.
 
@@ -409,7 +419,7 @@ def collect_activations(
     filled = dict.fromkeys(engine.layers, 0)
     blocks = _SampleCounter(prefetched(iter_audio_blocks(
         path, chunk_seconds, engine.sample_rate, resample_quality=resample_quality)))
-    for chunk in run_stream(engine, blocks.blocks(), name=str(path)):
+    for chunk in run_stream(engine, blocks.blocks(), name=str(path), on_block=on_block):
         a, end = arrays[chunk.layer], chunk.start + chunk.data.shape[0]
         if end > a.shape[0]:
             a = arrays[chunk.layer] = _grown(a, max(end, 2 * a.shape[0]))
@@ -513,6 +523,7 @@ def stream_to_npy(
     device: torch.device | str | None = None,
     resample_quality: str = "HQ",
     engine: Engine | None = None,
+    on_block: Callable[[int], None] | None = None,
 ) -> dict[str, tuple[int, int]]:
     """Write each requested layer of one file to its own ``.npy`` (``(frames, channels)``
     float32), chunk by chunk: memory stays bounded whatever the file length and layer size.
@@ -540,6 +551,7 @@ def stream_to_npy(
         writers = {n: stack.enter_context(NpyStreamWriter(p, engine.channels[n]))
                    for n, p in targets.items()}
         for chunk in stream_activations(model, path, list(targets), chunk_seconds=chunk_seconds,
-                                        resample_quality=resample_quality, engine=engine):
+                                        resample_quality=resample_quality, engine=engine,
+                                        on_block=on_block):
             writers[chunk.layer].append(chunk.data)
         return {n: w.shape for n, w in writers.items()}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -205,6 +205,7 @@ def cross_validate(
     n_folds: int = 5,
     seed: int = 0,
     jobs: int = 1,
+    on_fold: Callable[[FoldResult], None] | None = None,
 ) -> CVReport:
     """Cross-validated accuracy of ``protocol`` on ``features``.
 
@@ -215,6 +216,8 @@ def cross_validate(
         one predefined fold out, else stratified ``n_folds``-fold with ``seed``).
     jobs
         Folds fitted in parallel (joblib processes; 0 or 1: in this process, -1: all cores).
+    on_fold
+        Progress: called with each :class:`FoldResult` as soon as it is done, in split order.
 
     Returns
     -------
@@ -229,9 +232,15 @@ def cross_validate(
     inner = [inner_splits(ds.subset(s.train), seed)
              if protocol.name == "pooled" and len(protocol.c_grid) > 1 else None for s in splits]
     jobs = min(max(jobs, 1), len(splits)) if jobs >= 0 else jobs  # 0 means 1; -1 all cores
-    folds = Parallel(n_jobs=jobs)(
+    # A generator: each fold is handed out (and reported) as it finishes, not all at the end.
+    results = Parallel(n_jobs=jobs, return_as="generator")(
         delayed(_run_fold)(inputs, ds.labels, len(ds.classes), s, inn, protocol, features.window,
                            seed)
         for s, inn in zip(splits, inner)
     )
-    return CVReport(classes=ds.classes, labels=ds.labels, folds=list(folds))
+    folds = []
+    for fold in results:
+        folds.append(fold)
+        if on_fold is not None:
+            on_fold(fold)
+    return CVReport(classes=ds.classes, labels=ds.labels, folds=folds)
