@@ -26,7 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,6 +33,8 @@ sys.path.insert(0, str(REPO / "src"))
 
 from soundnet_cli.weights.checkpoint import load_model_file, weights_fingerprint  # noqa: E402
 from soundnet_cli.datasets import cv_splits, load_dataset  # noqa: E402
+from soundnet_cli.errors import DatasetError  # noqa: E402
+from soundnet_cli.provenance import exclude_seen, seen_mask  # noqa: E402
 from soundnet_cli.model import SoundNet, make_config  # noqa: E402
 from soundnet_cli import Protocol, cross_validate, extract_features  # noqa: E402
 
@@ -81,11 +82,19 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="write all results here")
     ap.add_argument("--test-folds", type=int, nargs="+", default=None,
                     help="hold out only these folds (e.g. the folds --weights was not trained on)")
+    ap.add_argument("--allow-seen", action="store_true",
+                    help="keep test clips the network was trained on (figures marked "
+                    "contaminated); by default they are excluded, as fit-svm does")
     args = ap.parse_args()
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     ds = load_dataset(args.data)
     model, source = network(args.weights)
+    try:  # as fit-svm: a network that has seen every test clip stops here
+        exclude_seen(cv_splits(ds, test_folds=args.test_folds), seen_mask(model.provenance, ds),
+                     allow_seen=args.allow_seen, dataset=ds)
+    except DatasetError as e:
+        sys.exit(f"error: {e}")
     cache = Path(args.cache_dir) if args.cache_dir else Path(tempfile.mkdtemp(prefix="esc50svm-"))
     print(f"# {ds.root}: {len(ds)} clips, {len(ds.classes)} classes, folds "
           f"{sorted(set(ds.folds.tolist()))}; network: {source} ({model.fingerprint[:12]}); "
@@ -118,7 +127,9 @@ def main() -> None:
                                 "cache_seconds": warm, "failed": len(first.failures)})
         for layer in layers:
             fs = feats[layer]
-            splits = cv_splits(fs.dataset, test_folds=args.test_folds)
+            splits = exclude_seen(cv_splits(fs.dataset, test_folds=args.test_folds),
+                                  seen_mask(model.provenance, fs.dataset),
+                                  allow_seen=args.allow_seen, dataset=fs.dataset)
             row = {"kind": "cv", "layer": layer, "protocol": proto_name, "input_scale":
                    fs.key.input_scale, "frames": fs.activations[0].shape[0],
                    "window": fs.window, "dims": None}
@@ -138,9 +149,15 @@ def main() -> None:
             rep = cross_validate(fs, proto, splits, jobs=jobs)
             row.update(seconds=time.perf_counter() - started, mean=rep.mean, std=rep.std,
                        folds=[f.accuracy for f in rep.folds], C=[f.C for f in rep.folds],
-                       converged=all(f.converged for f in rep.folds), jobs=jobs)
+                       converged=all(f.converged for f in rep.folds), jobs=jobs,
+                       contaminated=rep.contaminated, excluded_seen=rep.excluded,
+                       folds_contaminated=[f.contaminated for f in rep.folds],
+                       folds_excluded_seen=[f.excluded for f in rep.folds],
+                       skipped_folds=[k.name for k in rep.skipped])
+            dirty = " contaminated" if rep.contaminated else ""
             print(f"{layer:6s} {proto_name:6s} x{fs.key.input_scale:g}: "
-                  f"{rep.mean:.1%} ± {rep.std:.1%} folds {np.round(row['folds'], 3).tolist()} "
+                  f"{rep.mean:.1%} ± {rep.std:.1%}{dirty} "
+                  f"folds {[f'{a:.3f}' + (' contaminated' if c else '') for a, c in zip(row['folds'], row['folds_contaminated'])]} "
                   f"C {row['C']} in {row['seconds']:.1f} s ({jobs} job(s))"
                   f"{'' if row['converged'] else ' NOT CONVERGED'}", flush=True)
             results["runs"].append(row)
@@ -153,7 +170,8 @@ def main() -> None:
     for r in results["runs"]:
         if r["kind"] != "cv":
             continue
-        acc = r.get("skipped") or f"{r['mean']:.1%} ± {r['std']:.1%}"
+        acc = r.get("skipped") or (f"{r['mean']:.1%} ± {r['std']:.1%}"
+                                   + (" contaminated" if r.get("contaminated") else ""))
         t = f"{r['seconds']:.0f} s" if "seconds" in r else "—"
         print(f"| {r['layer']} | {r['protocol']} | {r['input_scale']:g} | {r['frames']} / "
               f"{r['window']} | {r['dims']} | {acc} | {t} |")

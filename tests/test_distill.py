@@ -250,7 +250,14 @@ def test_student_learns_to_hear_what_the_teacher_sees(tmp_path: Path):
     model = load_model_file(ckpt)
     assert model.config.head_names == ("colours",)
     assert model.config.heads[0].labels == CLASS_NAMES
-    assert load_checkpoint(ckpt).provenance["kind"] == "distill"
+    prov = load_checkpoint(ckpt).provenance
+    assert prov["kind"] == "distill"
+    # the record names the targets and counts the clips, but fingerprints nothing: the
+    # soundtracks are re-encoded from videos and could never match a dataset's audio files
+    assert prov["training_data"]["dataset"] == "targets_train"
+    assert prov["training_data"]["layout"] == "soundnet-targets"
+    assert prov["training_data"]["clips"] == prov["train_clips"]
+    assert prov["training_data"]["fingerprints"] == []
     result = evaluate_targets(model, tmp_path / "targets_held_out", clip_seconds=3.0)
     print(result)
     assert result["agreement"] >= 0.9, result

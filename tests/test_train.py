@@ -15,6 +15,7 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
+from soundnet_cli.provenance import clip_fingerprint, seen_mask
 from soundnet_cli.weights.checkpoint import load_checkpoint
 from soundnet_cli.cli import app
 from soundnet_cli.datasets import load_dataset
@@ -145,6 +146,17 @@ def test_cli_train_writes_a_checkpoint_the_other_commands_load(dataset_dir: Path
     assert ckpt.config.heads[0].name == "classes" and len(ckpt.config.heads[0].labels) == 3
     assert ckpt.config.tile_seconds == 3.6  # tagging tiles short clips to the training length
     assert ckpt.provenance["train_clips"] == 12 and ckpt.provenance["val_clips"] == 6
+    # what it was trained on: the 12 training clips' fingerprints, not the validation fold's
+    record = ckpt.provenance["training_data"]
+    ds = load_dataset(dataset_dir)
+    assert ds.folds is not None
+    assert record["dataset"] == "tones" and record["layout"] == "esc50"
+    assert record["clips"] == 12 and record["fingerprint"] == "sha256-16"
+    assert record["fingerprints"] == sorted(
+        clip_fingerprint(p) for p, f in zip(ds.paths, ds.folds) if f != 3)
+    assert str(dataset_dir) not in json.dumps(record)  # names, no paths
+    seen = seen_mask(ckpt.provenance, ds)
+    assert seen is not None and seen.tolist() == (ds.folds != 3).tolist()
     again = CliRunner().invoke(app, args)  # same run dir without --resume
     assert again.exit_code == 1
     bad_args = [a if a != str(tmp_path / "run") else str(tmp_path / "x") for a in args]

@@ -117,13 +117,23 @@ class Split:
     """One cross-validation split: indices into a :class:`Dataset`.
 
     ``name`` is for reports (``"fold 3"`` for a predefined fold, ``"split 2/5"`` otherwise);
-    ``test_fold`` is the predefined fold held out, or ``None``.
+    ``test_fold`` is the predefined fold held out, or ``None``. After
+    :func:`~soundnet_cli.provenance.exclude_seen`: ``excluded`` test clips were dropped because
+    the network was trained on them, or (kept with ``allow_seen``) ``seen`` of the test clips are
+    such clips and the fold's figure is contaminated.
     """
 
     name: str
     train: np.ndarray
     test: np.ndarray
     test_fold: int | None = None
+    excluded: int = 0
+    seen: int = 0
+
+    @property
+    def contaminated(self) -> bool:
+        """Whether the test side holds clips the network was trained on."""
+        return self.seen > 0
 
 
 def cv_splits(

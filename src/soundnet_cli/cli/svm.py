@@ -109,6 +109,10 @@ def fit_svm_command(
     allow_missing: Annotated[bool, typer.Option(
         "--allow-missing", help="Go on without files the metadata lists but that are absent.")]
         = False,
+    allow_seen: Annotated[bool, typer.Option(
+        "--allow-seen", help="Keep test clips the network was trained on (its checkpoint's "
+        "training-data record) instead of excluding them; every affected figure is then "
+        "reported as contaminated.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Cross-validate a linear SVM on a SoundNet layer and optionally save it fit on all data."""
@@ -122,11 +126,13 @@ def fit_svm_command(
                          solver=solver.value, max_iter=max_iter)
         ds = _load(dataset, layout.value, labels, allow_missing, folds, quiet)
         from ..datasets import cv_splits
+        from ..provenance import exclude_seen, seen_mask
         from ..weights.registry import load_model
 
-        cv_splits(ds, folds or 5, seed=seed, test_folds=test_fold)  # bad folds fail before features
-
+        splits = cv_splits(ds, folds or 5, seed=seed, test_folds=test_fold)  # bad folds fail early
         model = load_model(weights, device)
+        # A network that has seen every test clip fails here, before any feature is computed.
+        exclude_seen(splits, seen_mask(model.provenance, ds), allow_seen=allow_seen, dataset=ds)
         started = time.perf_counter()
         options = RunOptions.plan(next(model.parameters()).device, len(ds), workers=workers,
                                   batch_size=batch_size)
@@ -134,12 +140,14 @@ def fit_svm_command(
         feature_seconds = time.perf_counter() - started
         for note in features.warnings:
             warn(note, quiet)
-        report, cv_seconds = _cross_validate(features, proto, folds, seed, jobs, quiet, test_fold)
+        check = _seen_check(model, features, allow_seen, quiet)
+        report, cv_seconds = _cross_validate(features, proto, folds, seed, jobs, quiet, test_fold,
+                                             model.provenance, allow_seen)
         saved = _save_final(features, proto, report, seed, out_path, model, quiet)
         if plot is not None:
             _plot_confusion(report, plot, ds, layer, model, quiet)
     summary = _summary(ds, features, proto, report, model, saved,
-                       {"features": feature_seconds, "cross_validation": cv_seconds})
+                       {"features": feature_seconds, "cross_validation": cv_seconds}, check)
     if json_out:
         typer.echo(json.dumps(summary, indent=2, allow_nan=False, default=_json_default))
     else:
@@ -215,13 +223,33 @@ def _features(model: Any, ds: "Dataset", layer: str, proto: Any, cache_dir: Opti
     return features
 
 
+def _seen_check(model: Any, features: "FeatureSet", allow_seen: bool, quiet: bool) -> Any:
+    """How many of the clips the network was trained on, and say what happens to them."""
+    from ..provenance import SeenCheck, TrainingData, seen_mask
+
+    record = TrainingData.from_provenance(model.provenance)
+    mask = seen_mask(model.provenance, features.dataset)
+    check = SeenCheck(record, int(mask.sum()) if mask is not None else 0, allow_seen)
+    if check.seen and record is not None:
+        what = (f"{check.seen} of {len(features.dataset)} clips are in the network's training "
+                f"data ({record.dataset!r}, {len(record.fingerprints)} clips)")
+        warn(f"{what}: kept in the test folds (--allow-seen); their figures are contaminated"
+             if allow_seen else f"{what}: excluded from the test folds (they still train the "
+             "SVM); --allow-seen keeps them", quiet)
+    return check
+
+
 def _cross_validate(features: "FeatureSet", proto: Any, folds: Optional[int], seed: int,
-                    jobs: int, quiet: bool,
-                    test_folds: Optional[list[int]] = None) -> tuple["CVReport", float]:
+                    jobs: int, quiet: bool, test_folds: Optional[list[int]] = None,
+                    provenance: Any = None,
+                    allow_seen: bool = False) -> tuple["CVReport", float]:
     from ..datasets import cv_splits
+    from ..provenance import exclude_seen, seen_mask
     from ..svm.fit import cross_validate
 
-    splits = cv_splits(features.dataset, folds or 5, seed=seed, test_folds=test_folds)
+    ds = features.dataset
+    splits = exclude_seen(cv_splits(ds, folds or 5, seed=seed, test_folds=test_folds),
+                          seen_mask(provenance, ds), allow_seen=allow_seen, dataset=ds)
     started = time.perf_counter()
     with make_progress(quiet) as progress:
         task = progress.add_task("cross-validation (folds)", total=len(splits), audio="",
@@ -252,7 +280,9 @@ def _save_final(features: "FeatureSet", proto: Any, report: "CVReport", seed: in
         return None
     info = {"dataset": str(features.dataset.root), "layout": features.dataset.layout,
             "weights": model.source, "soundnet_cli": __version__,
-            "cv_accuracy": {"mean": report.mean, "std": report.std, "folds": len(report.folds)},
+            "cv_accuracy": {"mean": report.mean, "std": report.std, "folds": len(report.folds),
+                            "contaminated": report.contaminated,
+                            "excluded_seen": report.excluded},
             "seed": seed}
     with err.status("fitting the final model on all clips…") if not quiet else nullcontext():
         svm = fit_svm(features, proto, seed=seed, info=info)
@@ -263,7 +293,7 @@ def _save_final(features: "FeatureSet", proto: Any, report: "CVReport", seed: in
 
 
 def _summary(ds: "Dataset", features: "FeatureSet", proto: Any, report: "CVReport", model: Any,
-             saved: Optional[Path], seconds: dict[str, float]) -> dict[str, Any]:
+             saved: Optional[Path], seconds: dict[str, float], check: Any) -> dict[str, Any]:
     key = features.key
     return {
         "dataset": {"root": str(ds.root), "layout": ds.layout, "clips": len(ds),
@@ -271,6 +301,7 @@ def _summary(ds: "Dataset", features: "FeatureSet", proto: Any, report: "CVRepor
                     "missing": [str(p) for p in ds.missing],
                     "failed": [{"path": str(p), "error": m} for p, m in features.failures]},
         "weights": {"source": model.source, "fingerprint": key.fingerprint},
+        "seen": check.to_dict(),
         "layer": key.layer, "input_scale": key.input_scale,
         "protocol": proto.to_dict(), "window_frames": features.window,
         "frames_per_clip": sorted({a.shape[0] for a in features.activations}),
@@ -286,17 +317,39 @@ def _print_report(summary: dict[str, Any], report: "CVReport") -> None:
 
     folds = Table(title=f"{summary['layer']} · {summary['protocol']['name']} protocol",
                   title_justify="left")
-    for col in ("fold", "train", "test", "C", "accuracy"):
+    checked = summary["seen"]["seen_clips"] > 0
+    allowed = summary["seen"]["policy"].startswith("kept")
+    counted = ("seen",) if allowed else ("excluded",)
+    for col in ("fold", "train", "test", *(counted if checked else ()), "C", "accuracy"):
         folds.add_column(col, justify="left" if col == "fold" else "right")
+    dirty = " [bold red]contaminated[/]"
+    rows: list[tuple[int, list[str]]] = []
     for f in report.folds:
-        folds.add_row(f.name, str(f.n_train), str(f.n_test), f"{f.C:g}", f"{f.accuracy:.1%}")
-    folds.add_row("[bold]mean ± std", "", "", "",
-                  f"[bold]{report.mean:.1%} ± {report.std:.1%}")
+        rows.append((f.test_fold or 0, [f.name, str(f.n_train), str(f.n_test),
+                                   *((str(f.seen if allowed else f.excluded),) if checked else ()),
+                                   f"{f.C:g}",
+                                   f"{f.accuracy:.1%}" + (dirty if f.contaminated else "")]))
+    for k in report.skipped:
+        rows.append((k.test_fold or 0, [k.name, "", "0", str(k.excluded), "", "not tested"]))
+    rows.sort(key=lambda r: r[0])  # predefined folds in their order (k-fold: stable, all 0)
+    for _, row in rows:
+        folds.add_row(*row)
+    folds.add_row("[bold]mean ± std", "", "", *(("",) if checked else ()), "",
+                  f"[bold]{report.mean:.1%} ± {report.std:.1%}"
+                  + (dirty if report.contaminated else ""))
     out.print(folds)
-    per_class = Table(title="per-class accuracy (worst first)", title_justify="left")
+    if report.contaminated:
+        out.print("contaminated: the test folds hold clips the network was trained on "
+                  "(--allow-seen); these figures do not measure unseen data", highlight=False)
+    elif report.excluded:
+        out.print(f"excluded: {report.excluded} test clip(s) the network was trained on (its "
+                  "training-data record); they still train the SVM", highlight=False)
+    per_class = Table(title="per-class accuracy (worst first)"
+                      + (", contaminated" if report.contaminated else ""), title_justify="left")
     per_class.add_column("class")
     per_class.add_column("accuracy", justify="right")
-    for name, acc in sorted(report.per_class().items(), key=lambda kv: (kv[1], kv[0])):
+    tested = {c: a for c, a in report.per_class().items() if a == a}  # NaN: no clip tested
+    for name, acc in sorted(tested.items(), key=lambda kv: (kv[1], kv[0])):
         per_class.add_row(name, f"{acc:.1%}")
     out.print(per_class)
     pairs = report.confused_pairs()

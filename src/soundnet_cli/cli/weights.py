@@ -245,7 +245,14 @@ def _print_summary(s: dict[str, Any]) -> None:
     p = s["parameters"]
     row("parameters", f"{p['total']:,} (trunk {p['trunk']:,}, heads {p['heads']:,})")
     row("fingerprint", s["fingerprint"])
-    prov = json.dumps(s["provenance"], indent=2, sort_keys=True, default=str).splitlines()
+    shown = dict(s["provenance"])
+    record = shown.get("training_data")
+    if isinstance(record, dict) and isinstance(record.get("fingerprints"), list):
+        # one line per training clip would bury the rest; --json has them all
+        shown["training_data"] = {**record, "fingerprints": f"{len(record['fingerprints'])} "
+                                  f"clip fingerprints ({record.get('fingerprint')}; --json lists "
+                                  "them)"}
+    prov = json.dumps(shown, indent=2, sort_keys=True, default=str).splitlines()
     for i, line in enumerate(prov):
         row("provenance" if i == 0 else "", line)
 

@@ -34,6 +34,7 @@ import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -42,6 +43,7 @@ import torch.nn.functional as F
 
 from ..errors import TargetsError
 from ..model import ORIGINAL_HEAD_GEOMETRY, HeadSpec, SoundNet, make_config
+from ..provenance import RECORD_KEY, training_record
 from ..training.loop import EpochReport, LoopConfig, check_run_dir, fit, seed_everything
 from ..weights.checkpoint import load_checkpoint
 from .targets import Entry, TargetsHeader, read_clip_audio, read_clip_probs, read_header, read_index
@@ -357,7 +359,8 @@ def build_student(cfg: DistillConfig, header: TargetsHeader,
 
         ckpt = load_checkpoint(resolve_weights(cfg.init, option="--init"))
         base, arch = ckpt.build(), ckpt.config.arch
-        info = {"init": str(cfg.init), "init_sha256": ckpt.sha256}
+        info = {"init": str(cfg.init), "init_sha256": ckpt.sha256,
+                "init_provenance": ckpt.provenance}
     k, s, p = cfg.head_geometry or ORIGINAL_HEAD_GEOMETRY[arch]
     heads = [HeadSpec(n, header.teacher(n).labels, k, s, p) for n in teachers]
     if base is not None:
@@ -389,8 +392,14 @@ def prepare(targets: str | os.PathLike,
     model, init_info = build_student(cfg, header, teachers)
     task = DistillTask(train, val, header, teachers, cfg, cfg.loop.batch_size, cfg.loop.seed)
     plan = step_plan(model, teachers, task.clip_samples, task.clip_steps)
+    # The soundtracks come from videos, re-encoded by teach: no fingerprint of theirs can match
+    # an audio dataset's files, so the record holds only what --init's network was trained on.
+    record = training_record([], dataset=Path(targets).name, layout="soundnet-targets",
+                             clips=len(train),
+                             init_provenance=init_info.pop("init_provenance", None))
     info = {"targets": str(targets), "teachers": list(teachers), "train_clips": len(train),
-            "val_clips": len(val), "step_seconds": header.step_seconds, **plan, **init_info}
+            "val_clips": len(val), "step_seconds": header.step_seconds, **plan, **init_info,
+            RECORD_KEY: record}
     return model, task, info
 
 

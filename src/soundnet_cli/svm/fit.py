@@ -18,7 +18,7 @@ from ..errors import DatasetError
 from .features import FeatureSet
 from .model import SvmModel, paper_clip_scores, pooled_scores
 from .protocol import Protocol
-from .report import CVReport, FoldResult
+from .report import CVReport, FoldResult, SkippedFold
 
 if TYPE_CHECKING:
 
@@ -193,7 +193,8 @@ def _run_fold(inputs: np.ndarray, labels: np.ndarray, n_classes: int, split: Spl
         n_test=int(split.test.size),
         accuracy=float(np.mean(predicted == labels[split.test])), C=fit.C,
         seconds=time.perf_counter() - start, test_index=split.test, predicted=predicted,
-        converged=fit.converged, c_scores=fit.c_scores,
+        converged=fit.converged, c_scores=fit.c_scores, excluded=split.excluded,
+        seen=split.seen,
     )
 
 
@@ -219,15 +220,23 @@ def cross_validate(
     on_fold
         Progress: called with each :class:`FoldResult` as soon as it is done, in split order.
 
+    Splits whose test side is empty (every test clip excluded by
+    :func:`~soundnet_cli.provenance.exclude_seen`) are not fitted; the report lists them in
+    ``skipped``.
+
     Returns
     -------
     CVReport
-        Per-fold accuracy, out-of-fold predictions for every clip, confusions.
+        Per-fold accuracy, out-of-fold predictions for every tested clip, confusions.
     """
     from joblib import Parallel, delayed
 
     ds = features.dataset
     splits = list(splits) if splits is not None else cv_splits(ds, n_folds, seed=seed)
+    skipped = [SkippedFold(s.name, s.test_fold, s.excluded) for s in splits if s.test.size == 0]
+    splits = [s for s in splits if s.test.size > 0]
+    if not splits:
+        raise DatasetError("no fold has a test clip left to cross-validate")
     inputs = features.inputs(protocol.name)
     inner = [inner_splits(ds.subset(s.train), seed)
              if protocol.name == "pooled" and len(protocol.c_grid) > 1 else None for s in splits]
@@ -243,4 +252,4 @@ def cross_validate(
         folds.append(fold)
         if on_fold is not None:
             on_fold(fold)
-    return CVReport(classes=ds.classes, labels=ds.labels, folds=folds)
+    return CVReport(classes=ds.classes, labels=ds.labels, folds=folds, skipped=skipped)

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from ..datasets import Dataset, Split, check_leakage, readable_label
 from ..errors import DatasetError, SoundNetError
 from ..model import SoundNet, classifier_head, make_config
+from ..provenance import RECORD_KEY, dataset_record
 from ..runtime.batch import iter_decoded, tile
 from ..runtime.engine import Engine
 from ..weights.checkpoint import load_checkpoint, save_checkpoint
@@ -357,6 +358,8 @@ def train_supervised(
         "layout": dataset.layout,
         "train_clips": len(tr),
         "val_clips": len(va),
+        # what the weights were trained on (this run's training clips + --init's record)
+        RECORD_KEY: dataset_record(dataset, tr, init_provenance=_init_provenance(cfg)),
         "train_config": cfg.to_dict(),
         **init_info,
         **dict(provenance or {}),
@@ -369,6 +372,15 @@ def train_supervised(
 def _present(wave: np.ndarray | None) -> np.ndarray:
     assert wave is not None  # callers keep only decoded clips
     return wave
+
+
+def _init_provenance(cfg: TrainConfig) -> dict[str, Any] | None:
+    """The ``--init`` checkpoint's provenance (header only), or ``None`` without ``--init``."""
+    if not cfg.init:
+        return None
+    from ..weights.registry import read_header, resolve_weights
+
+    return read_header(resolve_weights(cfg.init)).get("provenance") or {}
 
 
 def export(model: SoundNet, path: str | os.PathLike, provenance: Mapping[str, Any],

@@ -184,6 +184,28 @@ def _not_a_checkpoint(path: Path, e: Exception) -> str:
     return f"{path}: not a soundnet-cli checkpoint (safetensors): {e}"
 
 
+def rewrite_provenance(path: str | os.PathLike, provenance: Mapping[str, Any],
+                       out: str | os.PathLike | None = None) -> Path:
+    """Replace a checkpoint's provenance (in place, or into ``out``), keeping every tensor as it
+    is stored (same dtype, same bytes) and every other header field; returns the written path.
+
+    For records added after training (e.g. a training-data record,
+    :mod:`soundnet_cli.provenance`); the network's fingerprint does not change.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    load_checkpoint(path)  # a soundnet-cli checkpoint of a version this code reads
+    with safe_open(str(path), framework="pt") as f:
+        metadata = dict(f.metadata() or {})
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    metadata["provenance"] = json.dumps(dict(provenance), sort_keys=True, default=str)
+    target = Path(out) if out is not None else Path(path)
+    with atomic_path(target) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return target
+
+
 def load_model_file(path: str | os.PathLike) -> SoundNet:
     """Load a checkpoint file into an eval-mode CPU :class:`SoundNet`."""
     return load_checkpoint(path).build()
