@@ -271,3 +271,36 @@ def test_fit_svm_network_without_record_is_not_checked(run, esc, tmp_path, tiny_
                               "reason": None}
     assert report["excluded_seen"] == 0 and len(report["folds"]) == 3
     assert "training data" not in r.stderr
+
+
+# -- train --val-fold with an --init network ----------------------------------------------------
+
+def test_train_validation_leaves_out_clips_the_init_network_saw(esc):
+    from soundnet_cli.training.supervised import split, unseen_validation
+
+    ds = load_dataset(esc)
+    assert ds.folds is not None
+    train, val = split(ds, 3, None)
+    fold3 = np.flatnonzero(ds.folds == 3)
+    some = {RECORD_KEY: dataset_record(ds, fold3[:2])}
+    kept, what = unseen_validation(ds, train, val, some, 3, False)
+    assert kept.tolist() == fold3[2:].tolist()
+    assert what == {"excluded": 2, "kept": 0, "contaminated": False}
+    kept, what = unseen_validation(ds, train, val, some, 3, True)
+    assert kept.tolist() == val.tolist() and what["contaminated"] and what["kept"] == 2
+    every = {RECORD_KEY: dataset_record(ds, fold3)}
+    with pytest.raises(DatasetError, match="every validation clip.*--allow-seen"):
+        unseen_validation(ds, train, val, every, 3, False)
+    kept, what = unseen_validation(ds, train, val, {"kind": "imported"}, 3, False)
+    assert kept.tolist() == val.tolist() and what == {"excluded": 0, "kept": 0,
+                                                       "contaminated": False}
+
+
+def test_cli_train_refuses_to_validate_only_on_clips_init_saw(run, esc, tmp_path):
+    ds = load_dataset(esc)
+    assert ds.folds is not None
+    init = trained_on(tmp_path, esc, np.flatnonzero(ds.folds == 3))
+    r = run("train", esc, "--init", init, "--val-fold", "3", "--epochs", "1", "--run-dir",
+            tmp_path / "run", "--workers", "0", "--device", "cpu", "-q")
+    assert r.exit_code == 1 and "every validation clip" in r.stderr
+    assert "--allow-seen" in r.stderr and not (tmp_path / "run" / "last.safetensors").exists()

@@ -75,6 +75,10 @@ def train(
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Start the run in --run-dir again, deleting the files an earlier "
         "run wrote there.")] = False,
+    allow_seen: Annotated[bool, typer.Option(
+        "--allow-seen", help="Validate also on clips the --init network was trained on (its "
+        "training-data record; excluded by default); the validation figures are then "
+        "recorded as contaminated.")] = False,
     workers: Annotated[int, typer.Option("--workers", "-j", min=0, help="Decoding processes.")] = 2,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
@@ -93,7 +97,8 @@ def train(
 def _run(dataset, labels, layout, arch, init, new_head, val_fold, train_folds, epochs, batch_size, lr,
          optimizer, weight_decay, schedule, warmup, seed, clip_seconds, crop, gain_db, mix, stretch,
          precise_bn, width,
-         run_dir, out_path, half, resume, overwrite, workers, device, quiet) -> None:
+         run_dir, out_path, half, resume, overwrite, allow_seen, workers, device,
+         quiet) -> None:
     options = dict(locals())  # as given (or restored by --resume), for RUN_DIR/run.json
     from ..datasets import load_dataset
     from ..runtime.device import resolve_device
@@ -136,6 +141,7 @@ def _run(dataset, labels, layout, arch, init, new_head, val_fold, train_folds, e
         model, last, errors = train_supervised(
             data, cfg, run_dir, device=dev, resume=resume, provenance={"command": command},
             on_progress=progress.update, on_decoded=progress.decoded(len(data)),
+            allow_seen=allow_seen,
         )
     for e in errors:
         err.print(f"[yellow]skipped:[/] {e}", highlight=False)
@@ -147,6 +153,13 @@ def _run(dataset, labels, layout, arch, init, new_head, val_fold, train_folds, e
                                "metrics": last, "train_config": cfg.to_dict(),
                                "dataset": str(data.root)}, half)
         summary = ", ".join(f"{k} {v:.4f}" for k, v in last.items() if isinstance(v, float))
+        seen = run_record.get("val_seen") or {}
+        if seen.get("contaminated"):
+            summary += (f"; validation contaminated: {seen['kept']} clip(s) the --init network "
+                        "was trained on")
+        elif seen.get("excluded"):
+            summary += (f"; {seen['excluded']} validation clip(s) the --init network was "
+                        "trained on were excluded")
         out.print(f"wrote {target} ({summary})", highlight=False)
     if errors:  # trained without them: the model is written, but the run was not complete
         raise typer.Exit(1)

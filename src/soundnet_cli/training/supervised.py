@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from ..datasets import Dataset, Split, check_leakage, readable_label
 from ..errors import DatasetError, SoundNetError
 from ..model import SoundNet, classifier_head, make_config
-from ..provenance import RECORD_KEY, dataset_record
+from ..provenance import RECORD_KEY, dataset_record, exclude_seen, seen_mask
 from ..runtime.batch import iter_decoded, tile
 from ..runtime.engine import Engine
 from ..weights.checkpoint import load_checkpoint, save_checkpoint
@@ -327,18 +327,27 @@ def train_supervised(
     on_progress: Callable[[EpochReport], None] | None = None,
     on_decoded: Callable[[int], None] | None = None,
     stop_after_epoch: int | None = None,
+    allow_seen: bool = False,
 ) -> tuple[SoundNet, dict[str, Any], list[str]]:
     """Train on ``dataset``; returns the network (last epoch), its final metrics and the
     messages of clips that could not be decoded (excluded).
 
     The folds, labels and ``run_dir`` (:func:`.loop.check_run_dir`: ``resume`` continues the run
     there, ``overwrite`` starts it again) are checked before any audio is decoded, so a bad
-    dataset or run directory fails in seconds."""
+    dataset or run directory fails in seconds.
+
+    Validation clips the ``--init`` network was trained on are left out of validation (or, with
+    ``allow_seen``, kept and the validation figures recorded as contaminated): see
+    :func:`unseen_validation`; the provenance's ``val_seen`` says which happened.
+    """
     # Everything that can be checked without audio is checked before decoding it all.
     train_idx, val_idx = split(dataset, cfg.val_fold, cfg.train_folds)
     if len(train_idx) == 0:
         raise DatasetError(f"{dataset.root}: no training clips")
     check_labels(dataset, train_idx)
+    init_provenance = _init_provenance(cfg)
+    val_idx, val_seen = unseen_validation(dataset, train_idx, val_idx, init_provenance, cfg.val_fold,
+                                          allow_seen)
     check_run_dir(run_dir, cfg.loop, resume, overwrite)
     classes = [readable_label(c) if cfg.readable_labels else c for c in dataset.classes]
     torch.manual_seed(cfg.loop.seed)  # the initial weights are part of the reproducible run
@@ -359,7 +368,8 @@ def train_supervised(
         "train_clips": len(tr),
         "val_clips": len(va),
         # what the weights were trained on (this run's training clips + --init's record)
-        RECORD_KEY: dataset_record(dataset, tr, init_provenance=_init_provenance(cfg)),
+        RECORD_KEY: dataset_record(dataset, tr, init_provenance=init_provenance),
+        "val_seen": val_seen,
         "train_config": cfg.to_dict(),
         **init_info,
         **dict(provenance or {}),
@@ -374,13 +384,36 @@ def _present(wave: np.ndarray | None) -> np.ndarray:
     return wave
 
 
+def unseen_validation(dataset: Dataset, train_idx: np.ndarray, val_idx: np.ndarray,
+                      init_provenance: Mapping[str, Any] | None, val_fold: int | None,
+                      allow_seen: bool) -> tuple[np.ndarray, dict[str, Any]]:
+    """The validation clips without those the ``--init`` network was trained on (its
+    training-data record, :mod:`soundnet_cli.provenance`), and what was done:
+    ``{"excluded": n, "kept": n, "contaminated": bool}``. With ``allow_seen`` they are kept and
+    the validation figures are contaminated. Raises :class:`DatasetError` with advice when every
+    validation clip was seen."""
+    mask = seen_mask(init_provenance, dataset) if init_provenance and len(val_idx) else None
+    fold = Split(f"fold {val_fold}", train_idx, val_idx, val_fold)
+    try:
+        (checked,) = exclude_seen([fold], mask, allow_seen=allow_seen)
+    except DatasetError:
+        raise DatasetError(
+            f"the --init network was trained on every validation clip ({len(val_idx)}"
+            + (f", fold {val_fold}" if val_fold is not None else "") + "), so validation "
+            "would measure memory: train from scratch (no --init), --init a network that was not "
+            "trained on this fold, or choose another --val-fold; --allow-seen validates on them "
+            "anyway (recorded as contaminated)") from None
+    return checked.test, {"excluded": checked.excluded, "kept": checked.seen,
+                          "contaminated": checked.contaminated}
+
+
 def _init_provenance(cfg: TrainConfig) -> dict[str, Any] | None:
     """The ``--init`` checkpoint's provenance (header only), or ``None`` without ``--init``."""
     if not cfg.init:
         return None
     from ..weights.registry import read_header, resolve_weights
 
-    return read_header(resolve_weights(cfg.init)).get("provenance") or {}
+    return read_header(resolve_weights(cfg.init, option="--init")).get("provenance") or {}
 
 
 def export(model: SoundNet, path: str | os.PathLike, provenance: Mapping[str, Any],
