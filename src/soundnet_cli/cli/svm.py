@@ -161,8 +161,11 @@ def _plot_confusion(report: "CVReport", path: Path, ds: Any, layer: str, model: 
 
     name = Path(model.source).stem if model.source else "network"
     provenance = {"network": {"name": name, "fingerprint": model.fingerprint}, "layer": layer,
-                  "accuracy": {"mean": report.mean, "std": report.std}}
-    title = f"{Path(ds.root).name}, {layer} ({name})"
+                  "accuracy": {"mean": report.mean, "std": report.std,
+                               "contaminated": report.contaminated,
+                               "excluded_seen": report.excluded}}
+    title = f"{Path(ds.root).name}, {layer} ({name})" + (
+        ", CONTAMINATED: tested on training clips" if report.contaminated else "")
     save_figure(confusion_figure(report, title=title), path, provenance)
     if not quiet:
         err.print(f"confusion matrix: {path}", highlight=False, soft_wrap=True)
@@ -252,14 +255,15 @@ def _cross_validate(features: "FeatureSet", proto: Any, folds: Optional[int], se
                           seen_mask(provenance, ds), allow_seen=allow_seen, dataset=ds)
     started = time.perf_counter()
     with make_progress(quiet) as progress:
-        task = progress.add_task("cross-validation (folds)", total=len(splits), audio="",
-                                 rate="")
+        task = progress.add_task("cross-validation (folds)",
+                                 total=sum(s.test.size > 0 for s in splits), audio="", rate="")
 
         def on_fold(fold: Any) -> None:
             progress.update(task, advance=1,
                             audio=f"{fold.name}: {fold.accuracy:.1%}", rate=f"C={fold.C:g}")
             if not quiet and not err.is_terminal:  # a log, not a bar, when stderr is a file
-                err.print(f"{fold.name}: accuracy {fold.accuracy:.1%} (C={fold.C:g}, "
+                err.print(f"{fold.name}: accuracy {fold.accuracy:.1%}"
+                          + (" contaminated" if fold.contaminated else "") + f" (C={fold.C:g}, "
                           f"{fold.n_train} train / {fold.n_test} test clips, "
                           f"{fold.seconds:.1f} s)", highlight=False)
 
