@@ -56,6 +56,7 @@ from soundnet_cli.audio import SAMPLE_RATE, load_audio, prepare_waveform
 from soundnet_cli.runtime.decode import DecodePool, decode_file
 from soundnet_cli.runtime.engine import Engine
 from soundnet_cli.runtime.batch import iter_activations, iter_dataset
+from soundnet_cli.runtime.options import RunOptions
 from soundnet_cli.model import SoundNet, make_config
 from soundnet_cli.runtime.stream import LONG_FILE_SECONDS, stream_to_npy
 
@@ -296,7 +297,7 @@ def pipeline_extract(model: SoundNet, files: list[Path], out: Path, *, decoder: 
                                      long_seconds=LONG_FILE_SECONDS, nice=nice)
     else:
         opts["decoder"] = LoaderDecoder(files, rate, opts["workers"], LONG_FILE_SECONDS)
-    for r in iter_activations(model, files, ["conv5"], **opts):
+    for r in iter_activations(model, files, ["conv5"], options=RunOptions(**opts)):
         if r.ok:
             np.save(out / (r.path.stem + ".npy"), r.activations["conv5"])
         else:
@@ -387,7 +388,7 @@ def child(job: str, args: argparse.Namespace) -> None:
     out = Path(tempfile.mkdtemp(prefix="sn-long-", dir=args.tmp))
     try:
         if job == "tag":
-            (r,) = iter_activations(model, [args.long_file], ["conv8"], workers=0)
+            (r,) = iter_activations(model, [args.long_file], ["conv8"])
             assert r.ok and r.streamed, r.error
             seconds = r.duration
         elif job == "extract":
