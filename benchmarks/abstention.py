@@ -7,7 +7,7 @@
 Makes sounds outside the embedded network's 50 ESC-50 classes (speech from espeak-ng in several
 languages and voices, music-like synthetic tones, chords and melodies, white/pink/brown noise,
 silence, very short and truncated files), tags them through the public path
-(``soundnet_cli.tag.tag_files`` + ``soundnet_cli.detect``, exactly what `soundnet tag` prints),
+(``soundnet_cli.tagging.scoring.tag_files`` + ``soundnet_cli.tagging.events``, exactly what `soundnet tag` prints),
 and reports for each threshold P the fraction that still gets a label (clip-level best score
 >= P), per kind, with and without the too-little-audio rule (files under 0.5 s get no label).
 
@@ -33,8 +33,8 @@ import numpy as np
 import soundfile as sf
 
 from soundnet_cli.datasets import load_dataset, readable_label
-from soundnet_cli.detect import MIN_AUDIO_SECONDS
-from soundnet_cli.tag import tag_files
+from soundnet_cli.tagging.events import MIN_AUDIO_SECONDS
+from soundnet_cli.tagging.scoring import tag_files
 from soundnet_cli.weights.registry import load_model
 
 RATE = 22_050

@@ -2,7 +2,7 @@
 
     python benchmarks/esc50_eval.py --weights runs/esc50-sel/model.safetensors --folds 4
 
-Tags every clip of the chosen folds with ``soundnet_cli.tag.tag_files`` (exactly what ``soundnet
+Tags every clip of the chosen folds with ``soundnet_cli.tagging.scoring.tag_files`` (exactly what ``soundnet
 tag`` computes: clip score = mean of the per-step softmax, short clips tiled to the network's
 ``tile_seconds``) and compares the top label with the clip's ESC-50 category. Prints top-1 and
 top-5 accuracy, the worst classes and, with ``--json``, everything as JSON.
@@ -26,7 +26,7 @@ import numpy as np
 from soundnet_cli.datasets import Split, load_dataset, readable_label
 from soundnet_cli.errors import DatasetError
 from soundnet_cli.provenance import exclude_seen, seen_mask
-from soundnet_cli.tag import tag_files
+from soundnet_cli.tagging.scoring import tag_files
 from soundnet_cli.weights.registry import load_model
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from soundnet_cli.detect import DetectOptions
+from soundnet_cli.tagging.events import DetectOptions
 from soundnet_cli.plot import save_tag_plot
-from soundnet_cli.tag import head_scorers, tag_files
-from soundnet_cli.tagfiles import provenance
+from soundnet_cli.tagging.scoring import head_scorers, tag_files
+from soundnet_cli.tagging.outputs import provenance
 from soundnet_cli.weights.registry import load_model
 
 HERE = Path(__file__).resolve().parent

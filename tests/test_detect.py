@@ -1,4 +1,4 @@
-"""Detections: thresholds, class filter, too little audio, events (soundnet_cli.detect)."""
+"""Detections: thresholds, class filter, too little audio, events (soundnet_cli.tagging.events)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from soundnet_cli.detect import (
+from soundnet_cli.tagging.events import (
     DEFAULT_MIN_CONF,
     DetectOptions,
     detect,
@@ -17,7 +17,7 @@ from soundnet_cli.detect import (
     step_intervals,
 )
 from soundnet_cli.errors import SoundNetError
-from soundnet_cli.tag import HeadScores, TagResult, result_csv_rows, result_to_json
+from soundnet_cli.tagging.scoring import HeadScores, TagResult, result_csv_rows, result_to_json
 
 
 def _head(scores, probabilities=True, name="h") -> HeadScores:

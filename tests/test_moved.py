@@ -24,6 +24,9 @@ EXPECTED = {
     "soundnet_cli.checkpoint": "soundnet_cli.weights.checkpoint",
     "soundnet_cli.importers": "soundnet_cli.weights.convert",
     "soundnet_cli.sources": "soundnet_cli.weights.formats.source",
+    "soundnet_cli.tag": "soundnet_cli.tagging.scoring",
+    "soundnet_cli.tagfiles": "soundnet_cli.tagging.outputs",
+    "soundnet_cli.detect": "soundnet_cli.tagging.events",
 }
 
 
@@ -74,3 +77,15 @@ def test_a_submodule_is_not_taken_for_an_old_name() -> None:
         from soundnet_cli.training import supervised
     assert teach.__name__ == "soundnet_cli.distill.teach"
     assert supervised.__name__ == "soundnet_cli.training.supervised"
+
+
+def test_old_tag_path_keeps_working_for_user_code() -> None:
+    """``from soundnet_cli.tag import tag_files`` (the 0.1 spelling in user scripts) still works."""
+    code = ("import warnings; warnings.simplefilter('error', DeprecationWarning)\n"
+            "try:\n    from soundnet_cli.tag import tag_files\nexcept DeprecationWarning as e:\n"
+            "    print('warned', e)\n"
+            "import soundnet_cli.tagging.scoring as s; from soundnet_cli import tag_files as t\n"
+            "print(t is s.tag_files)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "warned soundnet_cli.tag moved to soundnet_cli.tagging.scoring" in out.stdout
+    assert out.stdout.strip().endswith("True")

@@ -29,7 +29,7 @@ from soundnet_cli.runtime.options import (
 )
 from soundnet_cli.svm.features import extract_features
 from soundnet_cli.svm.protocol import Protocol
-from soundnet_cli.tag import result_to_json, tag_files
+from soundnet_cli.tagging.scoring import result_to_json, tag_files
 
 pytestmark = pytest.mark.filterwarnings("ignore::soundnet_cli.audio.SilentAudioWarning")
 

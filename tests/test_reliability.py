@@ -44,7 +44,7 @@ from soundnet_cli.extract import ExtractRecord, Manifest, extract_files
 from soundnet_cli.fsutil import find_files, remove_stale_parts
 from soundnet_cli.svm.cache import FeatureCache, FeatureKey
 from soundnet_cli.svm.model import SvmModel
-from soundnet_cli.tag import tag_files
+from soundnet_cli.tagging.scoring import tag_files
 from soundnet_cli.weights.checkpoint import load_checkpoint
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")

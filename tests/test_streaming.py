@@ -396,7 +396,7 @@ def test_long_files_report_progress_as_they_stream(tiny_model, write_audio, tmp_
     """A single long file used to show nothing until it ended: chunks report their seconds."""
     from soundnet_cli.extract import extract_files
     from soundnet_cli.runtime.options import RunOptions
-    from soundnet_cli.tag import tag_files
+    from soundnet_cli.tagging.scoring import tag_files
 
     path = write_audio("long.wav", 31.0)
     for run in ("tag", "extract"):

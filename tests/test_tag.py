@@ -1,4 +1,4 @@
-"""Tagging: scores, tiling, segments, plug-in scorers and serialisation (soundnet_cli.tag)."""
+"""Tagging: scores, tiling, segments, plug-in scorers and serialisation (soundnet_cli.tagging.scoring)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 
 from soundnet_cli.audio import load_audio
 from soundnet_cli.model import Geometry
-from soundnet_cli.tag import (CSV_COLUMNS, TAG_SCHEMA_VERSION, HeadScores, head_scorers,
+from soundnet_cli.tagging.scoring import (CSV_COLUMNS, TAG_SCHEMA_VERSION, HeadScores, head_scorers,
                               result_csv_rows, result_to_json, softmax, step_timing, tag_files)
 
 

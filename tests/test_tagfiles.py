@@ -1,5 +1,5 @@
 """Results as files: formats against their rules, provenance, resume, combined tables
-(soundnet_cli.tagfiles)."""
+(soundnet_cli.tagging.outputs)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from soundnet_cli.detect import DetectOptions
+from soundnet_cli.tagging.events import DetectOptions
 from soundnet_cli.errors import SoundNetError
-from soundnet_cli.tag import CSV_COLUMNS, head_scorers
-from soundnet_cli.tagfiles import (
+from soundnet_cli.tagging.scoring import CSV_COLUMNS, head_scorers
+from soundnet_cli.tagging.outputs import (
     RAVEN_COLUMNS,
     RECORD_SUFFIX,
     TagRun,
@@ -164,7 +164,7 @@ def test_missing_views_are_rebuilt_from_the_record(tiny_model, inputs, tmp_path)
 
 def test_an_interrupted_run_completes_with_no_half_written_file(tiny_model, inputs, tmp_path,
                                                               monkeypatch):
-    import soundnet_cli.tagfiles as tf
+    import soundnet_cli.tagging.outputs as tf
 
     out = tmp_path / "res"
     real = tf.atomic_write_text

@@ -32,7 +32,7 @@ _EXPORTS = {
     "load_checkpoint": "weights.checkpoint",
     "iter_activations": "runtime.batch",
     "RunOptions": "runtime.options",
-    "tag_files": "tag",
+    "tag_files": "tagging.scoring",
     "extract_files": "extract",
     "stream_activations": "runtime.stream",
     "stream_to_npy": "runtime.stream",

@@ -40,6 +40,10 @@ MOVED = {
     "soundnet_cli.sources": "soundnet_cli.weights.formats.source",
     "soundnet_cli.torch7": "soundnet_cli.weights.formats.torch7",
     "soundnet_cli.safeload": "soundnet_cli.weights.formats.safeload",
+    # 0.2.0, second step: the tag-related modules as one subpackage
+    "soundnet_cli.tag": "soundnet_cli.tagging.scoring",
+    "soundnet_cli.tagfiles": "soundnet_cli.tagging.outputs",
+    "soundnet_cli.detect": "soundnet_cli.tagging.events",
 }
 
 

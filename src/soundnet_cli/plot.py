@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
-from .detect import DetectOptions, detect, step_intervals
 from .errors import SoundNetError
 from .fsutil import atomic_path
+from .tagging.events import DetectOptions, detect, step_intervals
 
 if TYPE_CHECKING:
     from .svm.report import CVReport
-    from .tag import TagResult
+    from .tagging.scoring import TagResult
 
 #: Files longer than this (seconds) are read in blocks for the spectrogram, never whole.
 WHOLE_FILE_SECONDS = 600.0

@@ -28,8 +28,8 @@ from .common import (
 )
 
 if TYPE_CHECKING:
-    from ..detect import DetectOptions
-    from ..tag import TagResult
+    from ..tagging.events import DetectOptions
+    from ..tagging.scoring import TagResult
 
 #: With more files than this, the table output becomes one line per file (see --summary).
 SUMMARY_AFTER = 5
@@ -110,7 +110,7 @@ def tag(
     failures: list[tuple[str, str]] = []
     with user_errors():
         from ..audio import find_audio_files
-        from ..detect import DetectOptions
+        from ..tagging.events import DetectOptions
 
         files, problems = find_audio_files(inputs, recursive=recursive)
         roots = [p for p in inputs if p.is_dir()]
@@ -119,7 +119,7 @@ def tag(
         decoder = early_decoder(weights, device, _not_done(files, roots, out_dir, overwrite),
                                 workers, LONG_FILE_SECONDS)
 
-        from ..tag import TagResult, head_scorers
+        from ..tagging.scoring import TagResult, head_scorers
         from ..weights.registry import load_model
 
         model = load_model(weights, device)
@@ -162,7 +162,7 @@ def _formats(spec: str, plot: bool, out_dir: Optional[Path]) -> tuple[str, ...]:
                                      param_hint="--out")
         return ()
     try:
-        from ..tagfiles import parse_formats
+        from ..tagging.outputs import parse_formats
 
         return parse_formats(spec + (",png" if plot else ""))
     except SoundNetError as e:
@@ -172,8 +172,8 @@ def _formats(spec: str, plot: bool, out_dir: Optional[Path]) -> tuple[str, ...]:
 def _with_classes(detect: "DetectOptions", spec: Optional[str], scorers: list) -> "DetectOptions":
     from dataclasses import replace
 
-    from ..detect import parse_classes
     from ..errors import SoundNetError
+    from ..tagging.events import parse_classes
 
     known = {label for s in scorers for label in s.labels}
     try:
@@ -188,14 +188,14 @@ def _not_done(files: list[Path], roots: list[Path], out_dir: Optional[Path],
     settings are checked once the network is loaded)."""
     if out_dir is None or overwrite:
         return files
-    from ..tagfiles import record_path
+    from ..tagging.outputs import record_path
 
     return [f for f in files if not record_path(f, roots, out_dir).exists()]
 
 
 def _tag_to_stdout(model: Any, files: list[Path], scorers: list, options: "RunOptions",
                    emit: Callable[["TagResult"], None], quiet: bool) -> list[tuple[str, str]]:
-    from ..tag import tag_files
+    from ..tagging.scoring import tag_files
 
     failures = []
     with AudioProgress("tagging", len(files), quiet) as progress:
@@ -215,7 +215,7 @@ def _tag_to_dir(model: Any, files: list[Path], scorers: list, options: "RunOptio
                 formats: tuple[str, ...], roots: list[Path], top_k: int, segments: bool,
                 detect: "DetectOptions", settings: dict[str, Any],
                 inputs: list[Path]) -> list[tuple[str, str]]:
-    from ..tagfiles import TagRun, provenance, tag_to_files
+    from ..tagging.outputs import TagRun, provenance, tag_to_files
 
     prov = provenance(model, scorers, top_k=top_k, segments=segments, detect=detect)
     run = TagRun(out_dir, formats, roots=roots, provenance=prov, top_k=top_k,
@@ -249,7 +249,7 @@ def _tag_to_dir(model: Any, files: list[Path], scorers: list, options: "RunOptio
 def _svm_scorers(path: Path, model: Any) -> list:
     """The SVM as the only scorer (tag_files runs the network at the SVM's input scale)."""
     from ..svm.model import SvmModel
-    from ..tag import SvmScorer
+    from ..tagging.scoring import SvmScorer
 
     return [SvmScorer(SvmModel.load(path, expected_fingerprint=model.fingerprint))]
 
@@ -259,7 +259,7 @@ def _emitter(fmt: str, top_k: int, segments: bool, detect: "DetectOptions"):
     if fmt == "json":
         import json
 
-        from ..tag import result_to_json
+        from ..tagging.scoring import result_to_json
 
         def emit_json(result: "TagResult") -> None:
             doc = result_to_json(result, top_k, segments, detect)
@@ -270,7 +270,7 @@ def _emitter(fmt: str, top_k: int, segments: bool, detect: "DetectOptions"):
     if fmt == "csv":
         import csv
 
-        from ..tag import CSV_COLUMNS, result_csv_rows
+        from ..tagging.scoring import CSV_COLUMNS, result_csv_rows
 
         writer: Any = None
 
@@ -290,8 +290,8 @@ def _emitter(fmt: str, top_k: int, segments: bool, detect: "DetectOptions"):
 
 def _print_summary(result: "TagResult", top_k: int, detect: "DetectOptions") -> None:
     """One line: path, duration, and per head its kept labels or 'no confident label'."""
-    from ..detect import NO_CONFIDENT_LABEL
-    from ..detect import detect as find
+    from ..tagging.events import NO_CONFIDENT_LABEL
+    from ..tagging.events import detect as find
 
     if not result.ok:
         return
@@ -308,7 +308,7 @@ def _print_table(result: "TagResult", top_k: int, segments: bool,
     """A Rich table per file: rows are the clip, its events and (with ``segments``) each step;
     one column per head holding its kept labels and scores. Heads whose steps differ get
     separate tables."""
-    from ..detect import detect as find
+    from ..tagging.events import detect as find
 
     if not result.ok:
         return
@@ -326,7 +326,7 @@ def _table(title: str, result: "TagResult", heads: list, segments: bool) -> Any:
     from rich.markup import escape
     from rich.table import Table
 
-    from ..detect import NO_CONFIDENT_LABEL
+    from ..tagging.events import NO_CONFIDENT_LABEL
 
     table = Table(title=escape(title), title_justify="left", show_lines=True)
     table.add_column("segment", no_wrap=True)

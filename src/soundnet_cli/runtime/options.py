@@ -4,7 +4,7 @@ Everything here (device, batch size, decoding processes, threads, chunking, the 
 threshold, memory bounds) changes speed and memory, never the activations: the same inputs give
 the same outputs under any :class:`RunOptions`. What does change results (the layers, the length
 clips are tiled or looped to, the input scale) is not here; it stays an explicit argument of
-:func:`~soundnet_cli.runtime.batch.iter_activations`, :func:`~soundnet_cli.tag.tag_files`,
+:func:`~soundnet_cli.runtime.batch.iter_activations`, :func:`~soundnet_cli.tagging.scoring.tag_files`,
 :func:`~soundnet_cli.extract.extract_files` and :func:`~soundnet_cli.svm.features.extract_features`,
 which all take ``options: RunOptions | None``.
 

@@ -20,7 +20,7 @@ liblinear on large problems), or with liblinear itself (``Protocol(solver="libli
 Pipeline: :func:`extract_features` (network -> cached per-clip activations, a
 :class:`FeatureSet`) -> :func:`cross_validate` (a :class:`~.report.CVReport`) and
 :func:`fit_svm` (an :class:`SvmModel`, saved as plain arrays + JSON). Tagging with a fitted model
-is :class:`soundnet_cli.tag.SvmScorer` in :func:`soundnet_cli.tag.tag_files` (``soundnet tag
+is :class:`soundnet_cli.tagging.scoring.SvmScorer` in :func:`soundnet_cli.tagging.scoring.tag_files` (``soundnet tag
 --svm``): streamed like any other head, in the tag schema.
 
 Modules: :mod:`.protocol` (the two protocols, :class:`~.protocol.Protocol`), :mod:`.features`

@@ -45,15 +45,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
-from .detect import NO_CONFIDENT_LABEL, DetectOptions
-from .errors import OutputError, SoundNetError
-from .fsutil import atomic_path, atomic_write_text, mirrored_output
-from .tag import CSV_COLUMNS, TAG_SCHEMA_VERSION, TagResult, doc_csv_rows, result_to_json
+from ..errors import OutputError, SoundNetError
+from ..fsutil import atomic_path, atomic_write_text, mirrored_output
+from .events import NO_CONFIDENT_LABEL, DetectOptions
+from .scoring import CSV_COLUMNS, TAG_SCHEMA_VERSION, TagResult, doc_csv_rows, result_to_json
 
 if TYPE_CHECKING:
-    from .model import SoundNet
-    from .runtime.options import RunOptions
-    from .tag import Scorer
+    from ..model import SoundNet
+    from ..runtime.options import RunOptions
+    from .scoring import Scorer
 
 #: Formats ``--format`` accepts; ``all`` means every one whose package is installed.
 FORMATS = ("jsonl", "csv", "raven", "audacity", "parquet", "png")
@@ -105,7 +105,7 @@ def provenance(model: "SoundNet", scorers: Sequence["Scorer"], *, top_k: int, se
     ``settings_id`` (16 hex digits) hashes everything that can change a result, and nothing
     that cannot (batch size, workers, device, output formats).
     """
-    from ._version import __version__
+    from .._version import __version__
 
     network = {"name": Path(model.source).stem if model.source else "in-memory",
                "source": str(model.source), "fingerprint": model.fingerprint,
@@ -335,7 +335,7 @@ class TagRun:
         try:
             for fmt, path in self.view_paths(result.path).items():
                 if fmt == "png":
-                    from .plot import save_tag_plot
+                    from ..plot import save_tag_plot
 
                     save_tag_plot(result, path, detect=self.detect, top_k=self.top_k,
                                   provenance=self.provenance)
@@ -467,7 +467,7 @@ def tag_to_files(model: "SoundNet", paths: Sequence[str | os.PathLike], run: Tag
     then collisions, then the computed ones in input order). ``options`` (scheduling) go to
     :func:`~soundnet_cli.tag.tag_files`. Call ``run.combine(paths)`` afterwards for the tables.
     """
-    from .tag import tag_files
+    from .scoring import tag_files
 
     files = [Path(p) for p in paths]
     clashes = run.collisions(files)

@@ -40,10 +40,10 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
-from .errors import SoundNetError
+from ..errors import SoundNetError
 
 if TYPE_CHECKING:
-    from .tag import HeadScores, Label, TagResult
+    from .scoring import HeadScores, Label, TagResult
 
 #: Default threshold of softmax heads. Chosen from the abstention measurement on the embedded
 #: network (benchmarks/abstention.py, benchmarks/RESULTS.md "Abstention").
@@ -146,7 +146,7 @@ def kept_labels(head: "HeadScores", options: DetectOptions, top_k: int,
                 step: int | None = None) -> list["Label"]:
     """The best ``top_k`` labels of the clip (``step=None``) or one step that pass the class
     filter and the head's threshold, best first."""
-    from .tag import Label
+    from .scoring import Label
 
     row = head.clip_scores if step is None else head.scores[step]
     allowed = _allowed(head, options)

@@ -29,16 +29,16 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple, Protocol,
 
 import numpy as np
 
-from .detect import MIN_AUDIO_SECONDS
-from .errors import SoundNetError
-from .model import Geometry, SoundNet, min_tag_samples
-from .runtime.options import UNSET, RunOptions, legacy_options
+from ..errors import SoundNetError
+from ..model import Geometry, SoundNet, min_tag_samples
+from ..runtime.options import UNSET, RunOptions, legacy_options
+from .events import MIN_AUDIO_SECONDS
 
 if TYPE_CHECKING:
     import torch
 
-    from .detect import DetectOptions
-    from .runtime.decode import DecodePool
+    from ..runtime.decode import DecodePool
+    from .events import DetectOptions
 
 #: Version of the JSON/CSV tagging schema below; bumped on any incompatible change (2: labels
 #: below ``min_conf`` dropped, "no confident label", events, provenance).
@@ -272,7 +272,7 @@ def head_scorers(model: SoundNet, heads: Sequence[str] | None = None) -> list[So
     scorers = []
     for name in names:
         if name not in by_name:
-            from .errors import LayerError
+            from ..errors import LayerError
 
             raise LayerError(f"{name!r} is not a head; heads: {', '.join(by_name)}")
         scorers.append(SoftmaxHead(name, by_name[name].labels, tile_to))
@@ -317,7 +317,7 @@ def tag_files(
     TagResult
         One per path; failures carry ``error`` and no heads, and do not stop the others.
     """
-    from .runtime.batch import iter_activations
+    from ..runtime.batch import iter_activations
 
     opts = legacy_options(options, "tag_files", {
         "device": device, "batch_size": batch_size, "workers": workers,
@@ -378,8 +378,8 @@ def _labels_json(labels: Iterable[Label]) -> list[dict[str, Any]]:
 def _detections(result: TagResult, top_k: int, detect: "DetectOptions | None") -> list[Any]:
     """Per head: kept clip labels, kept step labels and events (``detect=None``: the plain top-k
     of every head, no threshold and no events)."""
-    from .detect import HeadDetections
-    from .detect import detect as run_detect
+    from .events import HeadDetections
+    from .events import detect as run_detect
 
     if detect is not None:
         return run_detect(result, detect, top_k)
@@ -395,7 +395,7 @@ def result_to_json(result: TagResult, top_k: int = 5, segments: bool = False,
     With ``detect`` (:class:`~soundnet_cli.detect.DetectOptions`) labels below the threshold or
     outside the class filter are dropped, a head left with none says ``no_confident_label``, and
     ``events`` lists the merged detections; without it every head reports its plain top-k and
-    ``events`` is null. ``provenance`` (see :func:`soundnet_cli.tagfiles.provenance`) is stored
+    ``events`` is null. ``provenance`` (see :func:`soundnet_cli.tagging.outputs.provenance`) is stored
     under that key when given.
     """
     found = _detections(result, top_k, detect)
@@ -446,7 +446,7 @@ def doc_csv_rows(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """
     if not doc.get("ok"):
         return
-    from .detect import NO_CONFIDENT_LABEL
+    from .events import NO_CONFIDENT_LABEL
 
     prov = _csv_provenance(doc.get("provenance"))
     base = {"path": doc["path"], "schema_version": doc["schema_version"],
