@@ -43,17 +43,6 @@ def auto_workers(device: object, files: int, requested: int | None = None) -> in
     return min(8, max(2, cores // 2), files)
 
 
-def plan_workers(device: object, files: int, requested: int | None = None,
-                 decoder: DecodePool | None = None) -> int:
-    """:func:`auto_workers` (or the processes of an already started ``decoder``, see
-    :func:`early_decoder`), then :func:`configure_threads` for them, for the whole process;
-    returns the workers. :meth:`.options.RunOptions.plan` makes the same plan without touching
-    global state, and is what the commands use."""
-    workers = decoder.workers if decoder is not None else auto_workers(device, files, requested)
-    configure_threads(device, workers)
-    return workers
-
-
 def plan_threads(device: object, workers: int) -> int | None:
     """Torch threads for a run with ``workers`` decoding processes: on CPU, the cores the workers
     leave free (at least one); ``None`` (torch's own setting) on other devices or when
