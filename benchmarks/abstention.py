@@ -33,6 +33,7 @@ import numpy as np
 import soundfile as sf
 
 from soundnet_cli.datasets import load_dataset, readable_label
+from soundnet_cli.runtime.options import RunOptions
 from soundnet_cli.tagging.events import MIN_AUDIO_SECONDS
 from soundnet_cli.tagging.scoring import tag_files
 from soundnet_cli.weights.registry import load_model
@@ -155,7 +156,7 @@ def oov_table(model: object, sounds: list[tuple[str, Path]], workers: int) -> di
     too-little-audio rule; and the fraction of labelled steps."""
     best, steps, short, kinds, failed = [], [], [], [], []
     for (kind, path), result in zip(sounds, tag_files(model, [p for _, p in sounds],
-                                                       workers=workers)):
+                                                       options=RunOptions(workers=workers))):
         if not result.ok:
             failed.append(f"{path.name}: {result.error}")
             continue
@@ -187,7 +188,7 @@ def invocab_table(model: object, data: str, folds: list[int], workers: int) -> d
     index = {name: i for i, name in enumerate(labels)}
     truth = np.array([index[readable_label(ds.classes[y])] for y in ds.labels])
     best, right = [], []
-    for i, result in enumerate(tag_files(model, ds.paths, workers=workers)):
+    for i, result in enumerate(tag_files(model, ds.paths, options=RunOptions(workers=workers))):
         scores = result.heads[0].clip_scores
         best.append(float(scores.max()))
         right.append(int(scores.argmax()) == truth[i])

@@ -26,6 +26,7 @@ import numpy as np
 from soundnet_cli.datasets import Split, load_dataset, readable_label
 from soundnet_cli.errors import DatasetError
 from soundnet_cli.provenance import exclude_seen, seen_mask
+from soundnet_cli.runtime.options import RunOptions
 from soundnet_cli.tagging.scoring import tag_files
 from soundnet_cli.weights.registry import load_model
 
@@ -69,7 +70,7 @@ def main() -> None:
     truth = np.array([index[readable_label(ds.classes[y])] for y in ds.labels])
     t0 = time.perf_counter()
     ranks, failed = [], 0
-    for i, result in enumerate(tag_files(model, ds.paths, workers=args.workers)):
+    for i, result in enumerate(tag_files(model, ds.paths, options=RunOptions(workers=args.workers))):
         if not result.ok:
             failed += 1
             ranks.append(len(labels))

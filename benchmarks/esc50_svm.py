@@ -35,6 +35,7 @@ from soundnet_cli.weights.checkpoint import load_model_file, weights_fingerprint
 from soundnet_cli.datasets import cv_splits, load_dataset  # noqa: E402
 from soundnet_cli.errors import DatasetError  # noqa: E402
 from soundnet_cli.provenance import exclude_seen, seen_mask  # noqa: E402
+from soundnet_cli.runtime.options import RunOptions  # noqa: E402
 from soundnet_cli.model import SoundNet, make_config  # noqa: E402
 from soundnet_cli import Protocol, cross_validate, extract_features  # noqa: E402
 
@@ -113,7 +114,8 @@ def main() -> None:
                          max_iter=args.max_iter)
         started = time.perf_counter()
         feats = extract_features(model, ds, layers, proto, cache_dir=cache,
-                                 batch_size=args.batch_size, workers=args.workers)
+                                 options=RunOptions(batch_size=args.batch_size,
+                                                            workers=args.workers))
         cold = time.perf_counter() - started
         started = time.perf_counter()
         extract_features(model, ds, layers, proto, cache_dir=cache)
