@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -155,3 +157,13 @@ def test_fingerprint_follows_the_weights(tiny_model, tmp_path):
     model.load_state_dict(tiny_model.state_dict())
     assert model.fingerprint == start
     assert load_model_file(save_checkpoint(model, tmp_path / "n.safetensors")).fingerprint == start
+
+
+def test_loading_a_checkpoint_does_not_import_dynamo(tiny_checkpoint):
+    # The shape check once initialised meta tensors, whose first use imports torch._dynamo:
+    # seconds of every command's start-up. A fresh process, so no other test has imported it.
+    code = ("import sys; from soundnet_cli.weights.checkpoint import load_model_file; "
+            f"load_model_file({str(tiny_checkpoint)!r}); "
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -139,11 +139,22 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     return Checkpoint(config, tensors, provenance, file_sha256(path), path)
 
 
+class _Shapes(SoundNet):
+    """A network built only for its tensors' names and shapes: no initial values.
+
+    Initialising meta tensors (``nn.init.normal_``) runs torch's Python reference
+    implementation, whose first call imports ``torch._dynamo``: 3-4 s of every command's start-up
+    (benchmarks/RESULTS.md, "Sharding and scale")."""
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Nothing: meta tensors hold no values."""
+
+
 def expected_tensors(config: SoundNetConfig) -> dict[str, tuple[tuple[int, ...], bool]]:
     """``{name: (shape, floating)}`` of the state dict a network of ``config`` has, worked out on
     torch's meta device (nothing is allocated, whatever the config asks for)."""
     with torch.device("meta"):
-        model = SoundNet(config)
+        model = _Shapes(config)
     return {k: (tuple(v.shape), v.is_floating_point()) for k, v in model.state_dict().items()}
 
 
