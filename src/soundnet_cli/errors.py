@@ -11,6 +11,12 @@ class SoundNetError(Exception):
     """Base class: a problem with the user's input, files, options or environment."""
 
 
+class UsageError(SoundNetError, ValueError):
+    """Options, environment variables or an input list that cannot be used as given (a bad
+    ``--shard``, a malformed ``SLURM_ARRAY_TASK_ID``, an unreadable ``--files-from`` list); the
+    CLI exits with status 2 as for any other usage error."""
+
+
 class AudioError(SoundNetError):
     """An audio file is missing, unreadable, corrupt, empty or holds non-finite samples."""
 
