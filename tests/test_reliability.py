@@ -248,7 +248,7 @@ def test_full_disk_still_lists_failures_and_summary(write_audio, tiny_checkpoint
     monkeypatch.setattr(extract, "save_array",
                         lambda path, array: full() if path.name.startswith("b.") else
                         real(path, array))
-    monkeypatch.setattr(extract, "atomic_write_text", full)
+    monkeypatch.setattr(extract, "write_manifest", full)  # the manifest writer
     r = run("extract", tmp_path / "d", "--out", tmp_path / "o", "--weights", tiny_checkpoint,
             "--layer", "conv3", "--workers", "0")
     assert r.exit_code == 1

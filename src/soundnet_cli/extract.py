@@ -39,7 +39,10 @@ is bounded by the chunk, whatever the file's length.
 Manifest
 --------
 :class:`Manifest` keeps one row per output file (CSV or JSON Lines, chosen by suffix), columns
-:data:`MANIFEST_COLUMNS`; reruns merge into it, so after a resumed run it lists every output.
+:data:`MANIFEST_COLUMNS`, sorted by input path then output (:func:`manifest_key`); reruns merge
+into it, so after a resumed run it lists every output. A shard of a many-shard run writes its
+own (``manifest.shard-I-of-N.csv``); ``soundnet merge`` joins them with the same writer
+(:func:`write_manifest`), into the file one run would have written.
 """
 
 from __future__ import annotations
@@ -53,12 +56,12 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, TypedDict
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence, TypedDict
 
 import numpy as np
 
 from .errors import OutputError, SoundNetError
-from .fsutil import atomic_path, atomic_write_text, mirrored_output
+from .fsutil import atomic_path, mirrored_output
 from .runrecord import RunRecord
 from .runtime.options import (
     CHUNK_SECONDS,
@@ -686,23 +689,52 @@ class Manifest:
             raise OutputError(f"{self.path}: cannot write the manifest: {e.strerror or e}") from e
 
     def _write(self) -> None:
-        if self.format == "csv":
-            buf = io.StringIO()
-            writer = csv.DictWriter(buf, fieldnames=MANIFEST_COLUMNS, extrasaction="ignore",
+        write_manifest(self.path, sorted(self.rows.values(), key=manifest_key))
+
+
+def manifest_key(row: Mapping[str, Any]) -> tuple[str, str]:
+    """The order of manifest rows: by input (:func:`~soundnet_cli.runtime.shard.input_key`, the
+    order shards split inputs in), then output. A merge of per-shard manifests keeps it."""
+    from .runtime.shard import input_key
+
+    return input_key(str(row["input"])), str(row["output"])
+
+
+def write_manifest(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Write manifest ``rows`` (in the order given: :func:`manifest_key` for a whole manifest)
+    to ``path`` atomically, streaming; the format follows the suffix (:func:`manifest_format`).
+
+    The one writer of manifests: ``extract`` and ``soundnet merge`` both use it, so a merged
+    manifest is byte-identical to one run's. Values read back from a CSV manifest (strings) are
+    written unchanged."""
+    path = Path(path)
+    fmt = manifest_format(path)
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        if fmt == "csv":
+            writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS, extrasaction="ignore",
                                     lineterminator="\n")
             writer.writeheader()
-            for row in self.rows.values():
+            for row in rows:
                 writer.writerow({k: "" if row.get(k) is None else row.get(k, "")
                                  for k in MANIFEST_COLUMNS})
-            text = buf.getvalue()
         else:
-            lines = []
-            for row in self.rows.values():
+            for row in rows:
                 doc = {k: row.get(k) for k in MANIFEST_COLUMNS}
                 doc["shape"] = [doc["frames"], doc["channels"]]
-                lines.append(json.dumps(doc))
-            text = "".join(line + "\n" for line in lines)
-        atomic_write_text(self.path, text)
+                f.write(json.dumps(doc) + "\n")
+
+
+def read_manifest(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """The rows of a manifest file, streamed (CSV values as strings, JSON Lines as parsed)."""
+    path = Path(path)
+    fmt = manifest_format(path)
+    with open(path, encoding="utf-8", newline="") as f:
+        if fmt == "csv":
+            yield from csv.DictReader(f)
+        else:
+            for line in f:
+                if line.strip():
+                    yield json.loads(line)
 
 
 def manifest_format(path: Path) -> str:

@@ -71,6 +71,19 @@ class RunRecord:
         Raises :class:`OutputError` when a kind was recorded with other values; nothing is
         written then. ``info`` adds descriptive fields per kind (not compared).
         """
+        from .fsutil import locked
+
+        # Under the folder's lock and read again: concurrent runs (the shards of one run) see
+        # each other's claims, so two networks can never both claim one folder.
+        try:
+            with locked(self.path.parent):
+                self.entries = self._load()
+                self._claim(kinds, info)
+        except OSError as e:
+            raise OutputError(f"{self.path}: cannot write: {e.strerror or e}") from e
+
+    def _claim(self, kinds: Mapping[str, Mapping[str, Any]],
+               info: Mapping[str, Mapping[str, Any]] | None) -> None:
         conflicts = []
         for kind, made_by in kinds.items():
             if kind in self.entries:
@@ -89,10 +102,7 @@ class RunRecord:
             self.entries[kind] = {"made_by": json.loads(json.dumps(dict(made_by))),
                                   "info": dict((info or {}).get(kind, {}))}
         doc = {"format": RECORD_FORMAT, "outputs": self.entries}
-        try:
-            atomic_write_text(self.path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
-        except OSError as e:
-            raise OutputError(f"{self.path}: cannot write: {e.strerror or e}") from e
+        atomic_write_text(self.path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
 
 
 def _short(value: Any) -> str:

@@ -53,6 +53,7 @@ from .scoring import CSV_COLUMNS, TAG_SCHEMA_VERSION, TagResult, doc_csv_rows, r
 if TYPE_CHECKING:
     from ..model import SoundNet
     from ..runtime.options import RunOptions
+    from ..runtime.shard import Shard
     from .scoring import Scorer
 
 #: Formats ``--format`` accepts; ``all`` means every one whose package is installed.
@@ -257,12 +258,15 @@ class TagRun:
         What each record holds (see :func:`~soundnet_cli.tag.result_to_json`).
     overwrite
         Recompute every input, done or not.
+    shard
+        This run is one shard of many into ``out_dir``: :meth:`combine` writes only the shard's
+        table (``tags.shard-I-of-N.jsonl``) and ``soundnet merge`` the combined ones.
     """
 
     def __init__(self, out_dir: str | os.PathLike, formats: Sequence[str], *,
                  roots: Sequence[str | os.PathLike] = (), provenance: dict[str, Any],
                  top_k: int = 5, segments: bool = False, detect: DetectOptions | None = None,
-                 overwrite: bool = False) -> None:
+                 overwrite: bool = False, shard: "Shard | None" = None) -> None:
         self.out_dir = Path(out_dir)
         self.formats = tuple(formats)
         self.roots = [Path(r) for r in roots]
@@ -270,6 +274,7 @@ class TagRun:
         self.top_k, self.segments = top_k, segments
         self.detect = detect or DetectOptions()
         self.overwrite = overwrite
+        self.shard = shard
         self.failed: dict[Path, str] = {}
 
     # -- paths
@@ -310,6 +315,11 @@ class TagRun:
             if fmt != "png" and not path.exists():
                 atomic_write_text(path, _TEXT_VIEWS[fmt](doc))
         return doc
+
+    def valid_record(self, source: Path) -> dict[str, Any] | None:
+        """The record of ``source`` when it is a successful one made with this run's settings
+        from the file as it is now (else ``None``); views are not checked."""
+        return self._read_record(source)
 
     def _read_record(self, source: Path) -> dict[str, Any] | None:
         try:
@@ -361,21 +371,28 @@ class TagRun:
         return path
 
     def combine(self, files: Sequence[Path]) -> dict[str, Path]:
-        """Rebuild the combined tables from the records of ``files`` (input order); failed
-        inputs of this run appear in ``tags.jsonl`` as ``"ok": false`` lines."""
-        wanted = [f for f in self.formats if f in COMBINED_NAMES]
-        if not wanted:
-            return {}
-        docs = list(self._combined_docs(files))
+        """Rebuild the combined tables from the records of ``files``, sorted by
+        :func:`~soundnet_cli.runtime.shard.input_key`; failed inputs of this run appear in
+        ``tags.jsonl`` as ``"ok": false`` lines. A sharded run (``shard``) writes only its
+        part, ``tags.shard-I-of-N.jsonl``, for ``soundnet merge``."""
+        from ..runtime.shard import select
+
+        ordered = select(files, None)
+        if self.shard is not None:
+            path = self.shard_table()
+            write_combined("jsonl", path, self._combined_docs(ordered))
+            return {"jsonl": path}
         written = {}
-        for fmt in wanted:
+        for fmt in (f for f in self.formats if f in COMBINED_NAMES):
             path = self.out_dir / COMBINED_NAMES[fmt]
-            try:
-                _COMBINERS[fmt](path, docs)
-            except OSError as e:
-                raise OutputError(f"{path}: cannot write the combined table: {_reason(e)}") from e
+            write_combined(fmt, path, self._combined_docs(ordered))
             written[fmt] = path
         return written
+
+    def shard_table(self) -> Path:
+        """``OUT/tags.shard-I-of-N.jsonl``: this shard's records (and failed lines), sorted."""
+        assert self.shard is not None
+        return self.out_dir / f"tags.{self.shard.name}.jsonl"
 
     def _combined_docs(self, files: Sequence[Path]) -> Iterator[dict[str, Any]]:
         for path in files:
@@ -405,58 +422,100 @@ def _reason(e: BaseException) -> str:
     return str(getattr(e, "strerror", None) or e)
 
 
-def _write_jsonl(path: Path, docs: Sequence[dict[str, Any]]) -> None:
-    atomic_write_text(path, "".join(json.dumps(d, allow_nan=False) + "\n" for d in docs))
+#: Rows per row group of ``tags.parquet`` (the writer streams; a merge writes the same groups).
+PARQUET_ROWS = 65_536
 
 
-def _write_csv(path: Path, docs: Sequence[dict[str, Any]]) -> None:
-    atomic_write_text(path, csv_table(d for d in docs if d.get("ok")))
+def _write_jsonl(path: Path, docs: Iterable[dict[str, Any]]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        for d in docs:
+            f.write(json.dumps(d, allow_nan=False) + "\n")
 
 
-def _write_raven(path: Path, docs: Sequence[dict[str, Any]]) -> None:
+def _write_csv(path: Path, docs: Iterable[dict[str, Any]]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for doc in docs:
+            if doc.get("ok"):
+                writer.writerows(doc_csv_rows(doc))
+
+
+def _write_raven(path: Path, docs: Iterable[dict[str, Any]]) -> None:
     """One Raven table for the whole run, as for a file sequence: ``Begin Time (s)`` counts from
     the start of the first file, ``File Offset (s)`` from the start of each selection's file."""
-    rows, offset, n = [], 0.0, 1
-    for doc in docs:
-        if not doc.get("ok"):
-            continue
-        for row in raven_rows(doc, n):
-            begin, end = float(row["Begin Time (s)"]), float(row["End Time (s)"])
-            row.update({"Begin Path": str(Path(doc["path"]).resolve()),
-                        "Begin File": Path(doc["path"]).name, "File Offset (s)": f"{begin:.4f}",
-                        "Begin Time (s)": f"{offset + begin:.4f}",
-                        "End Time (s)": f"{offset + end:.4f}"})
-            rows.append(row)
-            n += 1
-        offset += float(doc["duration"])
+    offset, n = 0.0, 1
     columns = (*RAVEN_COLUMNS[:7], *RAVEN_FILE_COLUMNS, *RAVEN_COLUMNS[7:])
-    atomic_write_text(path, _tsv(columns, rows))
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(columns), delimiter="\t", lineterminator="\n",
+                                quoting=csv.QUOTE_NONE, escapechar="\\")
+        writer.writeheader()
+        for doc in docs:
+            if not doc.get("ok"):
+                continue
+            for row in raven_rows(doc, n):
+                begin, end = float(row["Begin Time (s)"]), float(row["End Time (s)"])
+                row.update({"Begin Path": str(Path(doc["path"]).resolve()),
+                            "Begin File": Path(doc["path"]).name,
+                            "File Offset (s)": f"{begin:.4f}",
+                            "Begin Time (s)": f"{offset + begin:.4f}",
+                            "End Time (s)": f"{offset + end:.4f}"})
+                writer.writerow({k: _tsv_cell(v) for k, v in row.items()})
+                n += 1
+            offset += float(doc["duration"])
 
 
-def _write_parquet(path: Path, docs: Sequence[dict[str, Any]]) -> None:
-    """The long table as Parquet; the run's provenance is in the schema metadata
-    (``soundnet_provenance``, JSON)."""
+def _write_parquet(path: Path, docs: Iterable[dict[str, Any]]) -> None:
+    """The long table as Parquet, :data:`PARQUET_ROWS` rows per row group (memory bounded by
+    one group); the run's provenance is in the schema metadata (``soundnet_provenance``, JSON)."""
+    import itertools
+
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = [r for d in docs if d.get("ok") for r in doc_csv_rows(d)]
+    it = iter(docs)
+    first = next(it, None)
+    prov: dict[str, Any] = (first or {}).get("provenance", {})
     numeric = {"step": pa.int32(), "rank": pa.int32(), "index": pa.int32(),
                "schema_version": pa.int32(), "start": pa.float64(), "end": pa.float64(),
                "score": pa.float64(), "mean_score": pa.float64()}
-    arrays, fields = [], []
-    for col in CSV_COLUMNS:
-        kind = numeric.get(col, pa.string())
-        values = [None if r[col] == "" else r[col] for r in rows]
-        arrays.append(pa.array(values, type=kind))
-        fields.append(pa.field(col, kind))
-    prov: dict[str, Any] = next((d["provenance"] for d in docs if "provenance" in d), {})
+    fields = [pa.field(col, numeric.get(col, pa.string())) for col in CSV_COLUMNS]
     schema = pa.schema(fields, metadata={"soundnet_provenance": json.dumps(prov)})
+
+    def table(rows: list[dict[str, Any]]) -> Any:
+        arrays = [pa.array([None if r[f.name] == "" else r[f.name] for r in rows], type=f.type)
+                  for f in fields]
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+    rows = (r for d in itertools.chain([first] if first else [], it) if d.get("ok")
+            for r in doc_csv_rows(d))
     with atomic_path(path) as tmp:
-        pq.write_table(pa.Table.from_arrays(arrays, schema=schema), tmp)
+        with pq.ParquetWriter(tmp, schema) as writer:
+            batch = list(itertools.islice(rows, PARQUET_ROWS))
+            writer.write_table(table(batch))
+            while True:
+                batch = list(itertools.islice(rows, PARQUET_ROWS))
+                if not batch:
+                    break
+                writer.write_table(table(batch))
 
 
 _COMBINERS = {"jsonl": _write_jsonl, "csv": _write_csv, "raven": _write_raven,
               "parquet": _write_parquet}
+
+
+def write_combined(fmt: str, path: Path, docs: Iterable[dict[str, Any]]) -> None:
+    """Write the combined table ``fmt`` (a key of :data:`COMBINED_NAMES`) of ``docs`` (records,
+    and ``"ok": false`` lines for failed inputs) to ``path`` atomically, streaming.
+
+    The one writer of combined tables: ``tag --out`` and ``soundnet merge`` both call it with
+    the records in :func:`~soundnet_cli.runtime.shard.input_key` order, so a merged table is
+    byte-identical to one run's. Raises :class:`OutputError` when it cannot be written.
+    """
+    try:
+        _COMBINERS[fmt](path, docs)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write the combined table: {_reason(e)}") from e
 
 
 def tag_to_files(model: "SoundNet", paths: Sequence[str | os.PathLike], run: TagRun, *,
