@@ -22,6 +22,7 @@ import typer
 from .._version import __version__
 from . import distill as _distill
 from . import extract as _extract
+from . import merge as _merge
 from . import svm as _svm
 from . import tag as _tag
 from . import teach as _teach
@@ -66,6 +67,7 @@ app.command("teach")(_teach.teach)
 app.command("distill")(_distill.distill)
 app.add_typer(_weights.app, name="weights")
 app.command("fit-svm")(_svm.fit_svm_command)
+app.command("merge")(_merge.merge)
 
 
 def main() -> None:

@@ -60,6 +60,67 @@ InputsArg = Annotated[
                                readable=False)
 ]
 
+#: Positional inputs of the commands that also take --files-from (then they may be omitted).
+OptionalInputsArg = Annotated[
+    Optional[list[Path]], typer.Argument(
+        help="Audio files and/or directories (or none, with --files-from).", show_default=False,
+        readable=False)
+]
+ShardOpt = Annotated[Optional[str], typer.Option(
+    "--shard", metavar="I/N", show_default=False,
+    help="Process only shard I of N (0-based): every N-th input of the sorted input list from "
+    "the I-th, so N processes or machines share one run and any shard can be rerun alone. "
+    "Without it, SLURM job arrays (SLURM_ARRAY_TASK_ID/COUNT) and torchrun (RANK/WORLD_SIZE) "
+    "choose the shard; --shard wins over both.")]
+FilesFromOpt = Annotated[Optional[str], typer.Option(
+    "--files-from", metavar="LIST", show_default=False,
+    help="Inputs from LIST, one path per line ('-': standard input; relative paths are "
+    "relative to the current directory), after any FILES given. With it, DIRS are not "
+    "searched: they are the roots that outputs mirror the tree below (a listed file under "
+    "DIR gets the output it gets when DIR is searched), so `DIR --files-from OUT/rerun.txt` "
+    "redoes just those files.")]
+
+
+def gather_inputs(inputs: Optional[list[Path]], files_from: Optional[str]
+                  ) -> tuple[list[Path], list[Path]]:
+    """``(inputs to search, roots)``: the positional inputs and their directories, or, with
+    ``--files-from``, the positional files followed by the listed paths, the positional
+    directories being only the roots that outputs mirror. A usage error when there is no input."""
+    from ..runtime.shard import read_files_from
+
+    items = list(inputs or [])
+    roots = [p for p in items if p.is_dir()]
+    if files_from is not None:
+        items = [p for p in items if not p.is_dir()] + read_files_from(files_from)
+    elif not items:
+        raise typer.BadParameter("give FILES/DIRS or --files-from LIST", param_hint="INPUTS")
+    return items, roots
+
+
+def choose_shard(option: Optional[str]) -> Any:
+    """The run's :class:`~soundnet_cli.runtime.shard.Shard`: ``--shard`` when given, else the
+    SLURM or torchrun environment, else ``None`` (raises ``UsageError`` for bad values)."""
+    from ..runtime.shard import parse_shard, resolve_shard
+
+    return resolve_shard(parse_shard(option) if option is not None else None)
+
+
+def take_shard(files: list[Path], problems: list[tuple[Path, str]], shard: Any,
+               quiet: bool) -> tuple[list[Path], list[tuple[Path, str]], int]:
+    """This shard's inputs and problems, sorted (all of them, in the order given, without a
+    shard), and the number of inputs of the whole run; says on stderr which shard this is and
+    how many inputs it took of how many."""
+    from ..runtime.shard import describe, select_inputs
+
+    total = len(files) + len(problems)
+    if shard is None:
+        return files, problems, total
+    mine, mine_problems = select_inputs(files, problems, shard)
+    if shard is not None and not quiet:
+        err.print(describe(shard, len(mine) + len(mine_problems), total), highlight=False,
+                  soft_wrap=True)
+    return mine, mine_problems, total
+
 
 def doc(name: str = "") -> str:
     """Path of the reference page ``docs/<name>`` as installed (for help texts).
@@ -87,11 +148,11 @@ def user_errors(interrupted: Callable[[], str] | None = None) -> Iterator[None]:
 
     ``interrupted`` gives the message printed after Ctrl-C (what to type to continue).
     """
-    from ..errors import DeviceError, LayerError, SoundNetError
+    from ..errors import DeviceError, LayerError, SoundNetError, UsageError
 
     try:
         yield
-    except (LayerError, DeviceError) as e:
+    except (LayerError, DeviceError, UsageError) as e:
         fail(str(e), EXIT_USAGE)
     except SoundNetError as e:
         fail(str(e), EXIT_FAILED)

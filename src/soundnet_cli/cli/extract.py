@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -14,13 +14,18 @@ from .common import (
     AudioProgress,
     BatchOpt,
     DeviceOpt,
-    InputsArg,
+    FilesFromOpt,
+    OptionalInputsArg,
     QuietOpt,
     RecursiveOpt,
+    ShardOpt,
     WeightsOpt,
     WorkersOpt,
+    choose_shard,
     err,
+    gather_inputs,
     report_failures,
+    take_shard,
     user_errors,
     warn,
 )
@@ -64,7 +69,7 @@ ChunkOpt = Annotated[float, typer.Option(
 
 
 def extract(
-    inputs: InputsArg,
+    inputs: OptionalInputsArg = None,
     out_dir: OutOpt = DEFAULT_OUT,
     layer: LayerOpt = ["pool5"],  # noqa: B006 - Typer needs a literal default
     pool: PoolOpt = Pool.none,
@@ -77,6 +82,8 @@ def extract(
     device: DeviceOpt = "auto",
     batch_size: BatchOpt = BATCH_SIZE,
     workers: WorkersOpt = None,
+    shard: ShardOpt = None,
+    files_from: FilesFromOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Extract features: one float32 (frames, channels) .npy per input and layer, under --out.
@@ -86,20 +93,27 @@ def extract(
     Existing outputs are skipped unless --overwrite, but only when OUT/extract.json says the same network and settings made them (another network stops the run: never mixed); writes are atomic, so a rerun finishes an interrupted run.
 
     Files longer than --long-seconds are streamed in --chunk-seconds pieces: hours-long recordings need no more memory than short clips.
+
+    A shard (--shard, or SLURM/torchrun) writes OUT/manifest.shard-I-of-N.csv and OUT/status.shard-I-of-N.jsonl instead of the manifest; `soundnet merge OUT` joins them into the manifest a single run writes.
     """
     failures: list[tuple[str, str]] = []
     with user_errors():
         from ..audio import find_audio_files
         from ..errors import OutputError
-        from ..extract import Manifest, extract_files, manifest_format
+        from ..extract import Manifest, manifest_format
+        from ..runtime.shard import device_for_rank
         from ..weights.registry import load_model
 
+        part = choose_shard(shard)
+        inputs, roots = gather_inputs(inputs, files_from)
         manifest_path = manifest or out_dir / "manifest.csv"
         try:
             manifest_format(manifest_path)
         except OutputError as e:
             raise typer.BadParameter(str(e), param_hint="--manifest") from None
-        files, problems = find_audio_files(inputs, recursive=recursive)
+        found, problems = find_audio_files(inputs, recursive=recursive)
+        files, problems, total = take_shard(found, problems, part, quiet)
+        device = device_for_rank(device)
         # Decoding starts before torch loads (~1.5 s), so the network finds work waiting.
         decoder = early_decoder(weights, device, files, workers, long_seconds)
         model = load_model(weights, device)
@@ -108,35 +122,85 @@ def extract(
                                   decoder=decoder, batch_size=batch_size,
                                   long_seconds=long_seconds, chunk_seconds=chunk_seconds)
         failures += [(str(p), message) for p, message in problems]
-        if not files and not problems:
+        if not found and not problems and not inputs:
+            failures.append(("", f"--files-from {files_from}: the list is empty"))
+        elif not found and not problems:
             failures.append(("", "no audio files found in " + ", ".join(map(str, inputs))))
+        status = _shard_status(part, model, layers, pool.value, out_dir, manifest_path, roots,
+                               [*files, *(p for p, _ in problems)], total)
+        if status is not None:
+            from ..shardstatus import shard_path
+
+            manifest_path = shard_path(manifest_path, part)
         book = Manifest(manifest_path)
-        written = skipped = 0
-        try:
-            with AudioProgress("extracting", len(files), quiet) as progress:
-                for outcome in extract_files(
-                    model, files, layers, out_dir, roots=[p for p in inputs if p.is_dir()],
-                    pool=pool.value, overwrite=overwrite,
-                    options=options.replace(on_audio=progress.audio),
-                ):
-                    progress.advance(outcome.duration)
-                    book.update(outcome.records)
-                    written += sum(not r.skipped for r in outcome.records)
-                    skipped += sum(r.skipped for r in outcome.records)
-                    if not outcome.ok:
-                        failures.append((str(outcome.path), outcome.error or "failed"))
-                    for message in outcome.warnings:
-                        warn(message, quiet)
-        finally:
-            if decoder is not None:
-                decoder.close()
-            if book.rows:
-                try:
-                    book.write()
-                except OutputError as e:  # a full disk: still list every failure and the summary
-                    failures.append((str(manifest_path), str(e)))
+        counts = _run(model, files, layers, out_dir, roots, pool.value, overwrite, options,
+                      quiet, book, failures, status, decoder, manifest_path)
         if not quiet:
-            err.print(f"{written} file(s) written, {skipped} existing skipped "
+            err.print(f"{counts[0]} file(s) written, {counts[1]} existing skipped "
                       f"({', '.join(layers)}, pool {pool.value}); manifest: {manifest_path}",
                       highlight=False, soft_wrap=True)
     raise typer.Exit(report_failures(failures, quiet))
+
+
+def _shard_status(part: Any, model: Any, layers: list[str], pool: str, out_dir: Path,
+                  manifest: Path, roots: list[Path], inputs: list[Path], total: int) -> Any:
+    """The status file of a sharded run (``None`` without a shard), started."""
+    if part is None:
+        return None
+    from ..extract import made_by
+    from ..shardstatus import ShardStatus
+
+    settings = {"layers": layers, "pool": pool, "manifest": str(manifest),
+                "roots": [str(r) for r in roots],
+                "made_by": {n: made_by(model, n) for n in layers}}
+    status = ShardStatus(out_dir, part, "extract", settings, inputs, total)
+    status.start()
+    return status
+
+
+def _run(model: Any, files: list[Path], layers: list[str], out_dir: Path, roots: list[Path],
+         pool: str, overwrite: bool, options: RunOptions, quiet: bool, book: Any,
+         failures: list[tuple[str, str]], status: Any, decoder: Any,
+         manifest_path: Path) -> tuple[int, int]:
+    """Extract ``files`` into ``out_dir``, filling ``book``, ``failures`` and ``status``;
+    returns ``(written, skipped)`` output counts."""
+    from ..errors import OutputError
+    from ..extract import extract_files
+
+    written = skipped = 0
+    finished = False
+    if status is not None:
+        for path, message in failures:
+            if path:
+                status.record(path, "failed", message)
+    try:
+        with AudioProgress("extracting", len(files), quiet) as progress:
+            for outcome in extract_files(
+                model, files, layers, out_dir, roots=roots,
+                pool=pool, overwrite=overwrite,
+                options=options.replace(on_audio=progress.audio),
+            ):
+                progress.advance(outcome.duration)
+                book.update(outcome.records)
+                written += sum(not r.skipped for r in outcome.records)
+                skipped += sum(r.skipped for r in outcome.records)
+                if not outcome.ok:
+                    failures.append((str(outcome.path), outcome.error or "failed"))
+                if status is not None:
+                    status.record(outcome.path, "skipped" if outcome.skipped else
+                                  "ok" if outcome.ok else "failed", outcome.error)
+                for message in outcome.warnings:
+                    warn(message, quiet)
+        finished = True
+    finally:
+        if decoder is not None:
+            decoder.close()
+        if book.rows or status is not None:
+            try:
+                book.write()
+            except OutputError as e:  # a full disk: still list every failure and the summary
+                failures.append((str(manifest_path), str(e)))
+                finished = False
+        if status is not None:
+            status.finish() if finished else status.stop()
+    return written, skipped

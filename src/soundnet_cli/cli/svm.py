@@ -19,6 +19,7 @@ from .common import (
     QuietOpt,
     WeightsOpt,
     WorkersOpt,
+    choose_shard,
     err,
     fail,
     make_progress,
@@ -113,26 +114,51 @@ def fit_svm_command(
         "--allow-seen", help="Keep test clips the network was trained on (its checkpoint's "
         "training-data record) instead of excluding them; every affected figure is then "
         "reported as contaminated.")] = False,
+    shard: Annotated[Optional[str], typer.Option(
+        "--shard", metavar="I/N", show_default=False,
+        help="Feature pass only: compute and cache the features of shard I of N of the clips "
+        "(sorted by path, every N-th from the I-th) and exit without fitting; once every shard "
+        "is done, fit-svm without --shard finds all features cached. Default: from SLURM "
+        "(SLURM_ARRAY_TASK_ID/COUNT) or torchrun (RANK/WORLD_SIZE); --shard wins.")] = None,
+    files_from: Annotated[Optional[str], typer.Option(
+        "--files-from", metavar="LIST", show_default=False,
+        help="Use only the dataset's clips listed in LIST, one path per line ('-': standard "
+        "input; relative to the current directory); a listed file the dataset lacks is an "
+        "error.")] = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Cross-validate a linear SVM on a SoundNet layer and optionally save it fit on all data."""
+    """Cross-validate a linear SVM on a SoundNet layer and optionally save it fit on all data.
+
+    With --shard (or under a SLURM job array or torchrun) only the features of that shard's clips are computed into the cache, and nothing is fitted.
+    """
     from ..svm.protocol import Protocol
 
     if out_path is not None and out_path.exists() and not overwrite:
         fail(f"{out_path} exists; pass --overwrite to replace it", EXIT_USAGE)
     grid = _parse_grid(c_grid)
     with user_errors():
+        part = choose_shard(shard)
+        if part is not None and no_cache:
+            raise typer.BadParameter("a shard computes features into the cache for a later "
+                                     "fit; drop --no-cache", param_hint="--shard")
         proto = Protocol(protocol.value, C=c, c_grid=grid, input_scale=input_scale,
                          solver=solver.value, max_iter=max_iter)
         ds = _load(dataset, layout.value, labels, allow_missing, folds, quiet)
+        if files_from is not None:
+            ds = _only_listed(ds, files_from, quiet)
         from ..datasets import cv_splits
         from ..provenance import exclude_seen, seen_mask
         from ..weights.registry import load_model
 
         splits = cv_splits(ds, folds or 5, seed=seed, test_folds=test_fold)  # bad folds fail early
-        model = load_model(weights, device)
+        from ..runtime.shard import device_for_rank
+
+        model = load_model(weights, device_for_rank(device))
         # A network that has seen every test clip fails here, before any feature is computed.
         exclude_seen(splits, seen_mask(model.provenance, ds), allow_seen=allow_seen, dataset=ds)
+        if part is not None:
+            raise typer.Exit(_feature_shard(model, ds, part, layer, proto, cache_dir, workers,
+                                            batch_size, quiet))
         started = time.perf_counter()
         options = RunOptions.plan(next(model.parameters()).device, len(ds), workers=workers,
                                   batch_size=batch_size)
@@ -207,6 +233,47 @@ def _load(root: Optional[Path], layout: str, labels: Optional[Path], allow_missi
         err.print(f"{ds.root}: {len(ds)} clips, {len(ds.classes)} classes ({ds.layout} layout"
                   + (f", {nfolds} predefined folds)" if nfolds else ")"), highlight=False)
     return ds
+
+
+def _only_listed(ds: "Dataset", files_from: str, quiet: bool) -> "Dataset":
+    """The clips of ``ds`` that ``--files-from`` lists (matched by resolved path)."""
+    from ..errors import DatasetError
+    from ..runtime.shard import read_files_from
+
+    wanted = {p.resolve() for p in read_files_from(files_from)}
+    index = [i for i, p in enumerate(ds.paths) if p.resolve() in wanted]
+    extra = sorted(wanted - {ds.paths[i].resolve() for i in index})
+    if extra:
+        more = f" and {len(extra) - 3} more" if len(extra) > 3 else ""
+        raise DatasetError(f"--files-from {files_from}: {len(extra)} listed file(s) are not "
+                           f"clips of {ds.root}: {', '.join(map(str, extra[:3]))}{more}")
+    if not quiet:
+        err.print(f"--files-from: {len(index)} of {len(ds)} clips", highlight=False)
+    return ds.subset(index)
+
+
+def _feature_shard(model: Any, ds: "Dataset", part: Any, layer: str, proto: Any,
+                   cache_dir: Optional[Path], workers: Optional[int], batch_size: int,
+                   quiet: bool) -> int:
+    """Compute and cache the features of shard ``part``'s clips; the exit code (1 when a clip
+    failed). Nothing is fitted."""
+    from ..runtime.shard import describe, input_key, select
+
+    index = sorted(select(range(len(ds)), part, key=lambda i: input_key(ds.paths[i])))
+    sub = ds.subset(index)
+    err.print(describe(part, len(sub), len(ds)) + " (clips; feature pass only, no SVM is "
+              "fitted)", highlight=False, soft_wrap=True)
+    if not len(sub):
+        return 0
+    options = RunOptions.plan(next(model.parameters()).device, len(sub), workers=workers,
+                              batch_size=batch_size)
+    features = _features(model, sub, layer, proto, cache_dir, True, options, quiet)
+    for note in features.warnings:
+        warn(note, quiet)
+    out.print(f"{part}: features of {len(features.dataset)} of {len(sub)} clip(s) cached "
+              f"({features.cached} were already); no SVM fitted: once every shard is done, run "
+              "fit-svm without --shard", highlight=False, soft_wrap=True)
+    return report_failures([(str(p), m) for p, m in features.failures], quiet)
 
 
 def _features(model: Any, ds: "Dataset", layer: str, proto: Any, cache_dir: Optional[Path],

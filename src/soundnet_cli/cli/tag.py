@@ -14,15 +14,20 @@ from .common import (
     AudioProgress,
     BatchOpt,
     DeviceOpt,
-    InputsArg,
+    FilesFromOpt,
+    OptionalInputsArg,
     QuietOpt,
     RecursiveOpt,
+    ShardOpt,
     WeightsOpt,
     WorkersOpt,
+    choose_shard,
     doc,
     err,
+    gather_inputs,
     out,
     report_failures,
+    take_shard,
     user_errors,
     warn,
 )
@@ -74,7 +79,7 @@ OverwriteOpt = Annotated[bool, typer.Option(
 
 
 def tag(
-    inputs: InputsArg,
+    inputs: OptionalInputsArg = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     top_k: TopKOpt = 5,
@@ -96,6 +101,8 @@ def tag(
     recursive: RecursiveOpt = False,
     batch_size: BatchOpt = BATCH_SIZE,
     workers: WorkersOpt = None,
+    shard: ShardOpt = None,
+    files_from: FilesFromOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Tag sounds: the confident labels of every head (objects, scenes, ...) for each FILE or DIR.
@@ -103,6 +110,8 @@ def tag(
     Clip-level scores average the per-step softmax; clips shorter than the network's tile_seconds (5 s for the embedded network, 10 s for the original SoundNet) are tiled (repeated) to that length first, as the original does. Labels below --min-conf are dropped.
 
     Results go to stdout (or, with --out, to files); progress and warnings to stderr.
+
+    A shard (--shard, or SLURM/torchrun) with --out writes its per-input files, OUT/tags.shard-I-of-N.jsonl and OUT/status.shard-I-of-N.jsonl; `soundnet merge OUT` then writes the combined tables and run.json a single run writes.
     """
     if json_out and csv_out:
         raise typer.BadParameter("--json and --csv are mutually exclusive", param_hint="--json")
@@ -110,10 +119,14 @@ def tag(
     failures: list[tuple[str, str]] = []
     with user_errors():
         from ..audio import find_audio_files
+        from ..runtime.shard import device_for_rank
         from ..tagging.events import DetectOptions
 
-        files, problems = find_audio_files(inputs, recursive=recursive)
-        roots = [p for p in inputs if p.is_dir()]
+        part = choose_shard(shard)
+        inputs, roots = gather_inputs(inputs, files_from)
+        found, problems = find_audio_files(inputs, recursive=recursive)
+        files, problems, total = take_shard(found, problems, part, quiet)
+        device = device_for_rank(device)
         detect = DetectOptions(min_conf=min_conf, merge=merge, min_gap=min_gap)
         # Decoding starts before torch loads (~1.5 s), so the network finds work waiting.
         decoder = early_decoder(weights, device, _not_done(files, roots, out_dir, overwrite),
@@ -128,7 +141,9 @@ def tag(
         options = RunOptions.plan(next(model.parameters()).device, len(files), workers=workers,
                                   decoder=decoder, batch_size=batch_size)
         failures += [(str(p), message) for p, message in problems]
-        if not files and not problems:
+        if not found and not problems and not inputs:
+            failures.append(("", f"--files-from {files_from}: the list is empty"))
+        elif not found and not problems:
             failures.append(("", "no audio files found in " + ", ".join(map(str, inputs))))
         fmt = "json" if json_out else "csv" if csv_out else "table"
         many = summary if summary is not None else (out_dir is not None
@@ -143,8 +158,11 @@ def tag(
             settings = {"batch_size": batch_size, "workers": options.workers,
                         "device": str(options.device), "recursive": recursive,
                         "overwrite": overwrite}
-            failures += _tag_to_dir(model, files, scorers, options, emit, quiet, out_dir,
-                                    chosen, roots, top_k, segments, detect, settings, inputs)
+            if part is not None:
+                settings["shard"] = part.to_dict()
+            failures = _tag_to_dir(model, files, scorers, options, emit, quiet, out_dir,
+                                   chosen, roots, top_k, segments, detect, settings, inputs,
+                                   failures, part, total)
     raise typer.Exit(report_failures(failures, quiet))
 
 
@@ -213,15 +231,57 @@ def _tag_to_stdout(model: Any, files: list[Path], scorers: list, options: "RunOp
 def _tag_to_dir(model: Any, files: list[Path], scorers: list, options: "RunOptions",
                 emit: Callable[["TagResult"], None], quiet: bool, out_dir: Path,
                 formats: tuple[str, ...], roots: list[Path], top_k: int, segments: bool,
-                detect: "DetectOptions", settings: dict[str, Any],
-                inputs: list[Path]) -> list[tuple[str, str]]:
-    from ..tagging.outputs import TagRun, provenance, tag_to_files
+                detect: "DetectOptions", settings: dict[str, Any], inputs: list[Path],
+                failures: list[tuple[str, str]], part: Any, total: int
+                ) -> list[tuple[str, str]]:
+    """Tag ``files`` into ``out_dir``; ``failures`` (found before) come back with this run's
+    added. A shard (``part``) keeps a status file and writes its table instead of run.json and
+    the combined tables."""
+    from ..tagging.outputs import TagRun, provenance
 
     prov = provenance(model, scorers, top_k=top_k, segments=segments, detect=detect)
     run = TagRun(out_dir, formats, roots=roots, provenance=prov, top_k=top_k,
-                 segments=segments, detect=detect, overwrite=settings["overwrite"])
-    run.write_settings(inputs, settings, finished=False)
-    failures, written, skipped = [], 0, 0
+                 segments=segments, detect=detect, overwrite=settings["overwrite"], shard=part)
+    status = None
+    if part is None:
+        run.write_settings(inputs, settings, finished=False)
+    else:
+        from ..shardstatus import ShardStatus
+
+        status = ShardStatus(out_dir, part, "tag", {**prov, "formats": list(formats),
+                                                    "out_dir": str(out_dir),
+                                                    "roots": [str(r) for r in roots]},
+                             [*files, *(Path(p) for p, _ in failures if p)], total)
+        status.start()
+        for path, message in failures:
+            if path:
+                status.record(path, "failed", message)
+    finished = False
+    try:
+        counts = _tag_inputs(model, files, run, scorers, options, emit, quiet, failures, status)
+        tables = run.combine(files)
+        finished = True
+    finally:
+        if status is not None:
+            status.finish() if finished else status.stop()
+    if part is None:
+        run.write_settings(inputs, settings, finished=True, tagged=counts[0], skipped=counts[1],
+                           failed=len(failures))
+    if not quiet:
+        where = ", ".join(str(p) for p in tables.values()) or str(out_dir)
+        err.print(f"{counts[0]} file(s) tagged, {counts[1]} already done skipped "
+                  f"({', '.join(formats)}); results: {where}", highlight=False, soft_wrap=True)
+    return failures
+
+
+def _tag_inputs(model: Any, files: list[Path], run: Any, scorers: list, options: "RunOptions",
+                emit: Callable[["TagResult"], None], quiet: bool,
+                failures: list[tuple[str, str]], status: Any) -> tuple[int, int]:
+    """Tag ``files`` into ``run``; failures are appended, outcomes recorded in ``status``.
+    Returns ``(written, skipped)``."""
+    from ..tagging.outputs import tag_to_files
+
+    written = skipped = 0
     with AudioProgress("tagging", len(files), quiet) as progress:
         for outcome in tag_to_files(model, files, run, scorers=scorers,
                                     options=options.replace(on_audio=progress.audio)):
@@ -230,20 +290,16 @@ def _tag_to_dir(model: Any, files: list[Path], scorers: list, options: "RunOptio
             skipped += outcome.skipped
             if not outcome.ok:
                 failures.append((str(outcome.path), outcome.error or "failed"))
+            if status is not None:
+                status.record(outcome.path, "skipped" if outcome.skipped else
+                              "ok" if outcome.ok else "failed", outcome.error)
             if result is None:
                 continue
             written += outcome.ok
             for message in result.warnings:
                 warn(message, quiet)
             emit(result)
-    tables = run.combine(files)
-    run.write_settings(inputs, settings, finished=True, tagged=written, skipped=skipped,
-                       failed=len(failures))
-    if not quiet:
-        where = ", ".join(str(p) for p in tables.values()) or str(out_dir)
-        err.print(f"{written} file(s) tagged, {skipped} already done skipped "
-                  f"({', '.join(formats)}); results: {where}", highlight=False, soft_wrap=True)
-    return failures
+    return written, skipped
 
 
 def _svm_scorers(path: Path, model: Any) -> list:

@@ -9,9 +9,13 @@ import typer
 
 from .common import (
     DeviceOpt,
+    FilesFromOpt,
     QuietOpt,
     RecursiveOpt,
+    ShardOpt,
     WorkersOpt,
+    choose_shard,
+    err,
     make_progress,
     out,
     report_failures,
@@ -46,9 +50,8 @@ def teach(
     batch_size: Annotated[int, typer.Option(
         "--batch-size", "-b", min=1, help="Frames per teacher forward pass.")] = 64,
     workers: WorkersOpt = 2,
-    shard: Annotated[Optional[str], typer.Option(
-        help="I/N: process every N-th video from the I-th (0-based), for parallel runs.",
-        show_default=False)] = None,
+    shard: ShardOpt = None,
+    files_from: FilesFromOpt = None,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
 ) -> None:
@@ -63,7 +66,8 @@ def teach(
 
 
 def _run(out_dir, videos, teacher, precomputed, list_file, frame_every, max_seconds,
-         min_partial_step, recursive, batch_size, workers, shard, device, quiet) -> None:
+         min_partial_step, recursive, batch_size, workers, shard, files_from, device,
+         quiet) -> None:
     from ..distill.teach import TeachConfig, import_precomputed
     from ..distill.teach import teach as run_teach
 
@@ -71,9 +75,13 @@ def _run(out_dir, videos, teacher, precomputed, list_file, frame_every, max_seco
         raise typer.BadParameter("give --teacher (one or more) or --precomputed SPEC.json")
     if precomputed and (videos or list_file):
         raise typer.BadParameter("--precomputed reads its own rows list; give no VIDEOS/--list")
+    if precomputed and files_from:
+        raise typer.BadParameter("--precomputed reads its own rows list; give no --files-from")
+    part = choose_shard(shard)
     cfg = TeachConfig(step_seconds=frame_every, max_seconds=max_seconds,
                       min_partial_step=min_partial_step, batch_frames=batch_size,
-                      workers=workers, shard=_shard(shard))
+                      workers=workers,
+                      shard=(part.index, part.count) if part is not None else None)
     progress = make_progress(quiet)
     problems: list[tuple[Path, str]] = []
 
@@ -88,10 +96,14 @@ def _run(out_dir, videos, teacher, precomputed, list_file, frame_every, max_seco
             summary = import_precomputed(precomputed, out_dir, cfg, on_video=on_video)
     else:
         teachers = _teachers(teacher)
-        paths, roots, problems = _inputs(videos or [], list_file, recursive)
+        paths, roots, problems = _inputs(videos or [], list_file, recursive, files_from)
         from ..runtime.device import resolve_device
+        from ..runtime.shard import describe, device_for_rank
 
-        dev = resolve_device(device)
+        if part is not None and not quiet:
+            err.print(describe(part, len(paths[part.index::part.count]), len(paths)),
+                      highlight=False, soft_wrap=True)
+        dev = resolve_device(device_for_rank(device))
         with progress:
             task = progress.add_task("teaching", total=len(paths), audio="", rate="")
             summary = run_teach(paths, teachers, out_dir, cfg, roots=roots, device=dev,
@@ -102,18 +114,9 @@ def _run(out_dir, videos, teacher, precomputed, list_file, frame_every, max_seco
     raise typer.Exit(report_failures(failures, quiet))
 
 
-def _shard(text: str | None) -> tuple[int, int] | None:
-    if not text:
-        return None
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise typer.BadParameter(f"--shard {text!r}: expected I/N, e.g. 0/4") from None
-    return i, n
-
-
-def _inputs(videos: list[Path], list_file: Path | None,
-            recursive: bool) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
+def _inputs(videos: list[Path], list_file: Path | None, recursive: bool,
+            files_from: str | None = None
+            ) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
     """Video paths, the directories their clip keys are relative to, and the inputs that were
     missing or unusable (``(path, message)``)."""
     from ..distill.video import find_video_files
@@ -130,8 +133,13 @@ def _inputs(videos: list[Path], list_file: Path | None,
         items += [p if p.is_absolute() else base / p
                   for p in (Path(line.strip()).expanduser() for line in lines if line.strip())]
         roots.append(base)
+    if files_from is not None:
+        from ..runtime.shard import read_files_from
+
+        items += read_files_from(files_from)
     if not items:
-        raise typer.BadParameter("give VIDEOS (files or directories) or --list FILE")
+        raise typer.BadParameter("give VIDEOS (files or directories), --list FILE or "
+                                 "--files-from LIST")
     files, problems = find_video_files(items, recursive=recursive)
     if not files:
         raise VideoError("no video files found" + (f" ({problems[0][1]})" if problems else ""))

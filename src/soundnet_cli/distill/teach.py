@@ -7,7 +7,8 @@ teachers' per-step probabilities into a targets collection (:mod:`soundnet_cli.d
 Videos are decoded in worker processes; frames of several videos are batched through each teacher
 (``batch_frames`` per forward pass). Finished clips are skipped on a rerun, so an interrupted run
 resumes; a video that cannot be used (no audio track, no frames, undecodable, shorter than one
-step) is reported and skipped. ``shard=(i, n)`` processes every n-th video from the i-th, writing
+step) is reported and skipped. ``shard=(i, n)`` processes every n-th video of the path-sorted list
+from the i-th (:func:`soundnet_cli.runtime.shard.select`), writing
 its own index file, so several processes (or machines sharing a file system) can split a
 collection.
 
@@ -168,9 +169,11 @@ def _pending(paths: Sequence[Path], roots: Sequence[Path], out_dir: str | os.Pat
              cfg: TeachConfig, report: Callable[[VideoOutcome], None]) -> list[tuple[str, Path]]:
     """The ``(key, path)`` pairs still to do; finished ones are reported (and indexed if an
     interrupted run wrote the clip but not its index line)."""
+    from ..runtime.shard import Shard, select
+
     chosen = list(paths)
-    if cfg.shard is not None:
-        chosen = chosen[cfg.shard[0] :: cfg.shard[1]]
+    if cfg.shard is not None:  # the partition every command shares (runtime/shard.py)
+        chosen = select(chosen, Shard(*cfg.shard))
     indexed = {e.key for e in read_index(out_dir)}
     seen: dict[str, Path] = {}
     todo: list[tuple[str, Path]] = []
