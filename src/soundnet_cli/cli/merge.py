@@ -15,8 +15,9 @@ def merge(
     out_dir: Annotated[Path, typer.Argument(
         help="The --out directory the shards wrote into.", show_default=False)],
     partial: Annotated[bool, typer.Option(
-        "--partial", help="Write the combined outputs even when shards are missing or "
-        "unfinished (run.json then says \"complete\": false); default: write nothing then.")]
+        "--partial", help="Write the combined outputs of the shards that are there even when "
+        "others are missing or unfinished (tag's run.json then says \"complete\": false); "
+        "default: write nothing then.")]
         = False,
     json_out: Annotated[bool, typer.Option("--json", help="The report as JSON on stdout.")]
         = False,

@@ -261,8 +261,9 @@ def _feature_shard(model: Any, ds: "Dataset", part: Any, layer: str, proto: Any,
 
     index = sorted(select(range(len(ds)), part, key=lambda i: input_key(ds.paths[i])))
     sub = ds.subset(index)
-    err.print(describe(part, len(sub), len(ds)) + " (clips; feature pass only, no SVM is "
-              "fitted)", highlight=False, soft_wrap=True)
+    if not quiet:
+        err.print(describe(part, len(sub), len(ds)) + " (clips; feature pass only, no SVM "
+                  "is fitted)", highlight=False, soft_wrap=True)
     if not len(sub):
         return 0
     options = RunOptions.plan(next(model.parameters()).device, len(sub), workers=workers,

@@ -51,10 +51,12 @@ class Shard:
         if isinstance(self.index, bool) or isinstance(self.count, bool) \
                 or not isinstance(self.index, int) or not isinstance(self.count, int):
             raise UsageError(f"shard {self.index!r}/{self.count!r}: need whole numbers")
-        if self.count < 1 or not 0 <= self.index < self.count:
-            raise UsageError(f"shard {self.index}/{self.count}: need 0 <= I < N (I counts from 0, "
-                             f"so the last of {max(self.count, 1)} is "
-                             f"{max(self.count, 1) - 1}/{max(self.count, 1)})")
+        if self.count < 1:
+            raise UsageError(f"shard {self.index}/{self.count}: need 0 <= I < N, with N >= 1")
+        if not 0 <= self.index < self.count:
+            raise UsageError(f"shard {self.index}/{self.count}: need 0 <= I < N (I counts from "
+                             f"0: the last of {self.count} shards is "
+                             f"{self.count - 1}/{self.count})")
 
     @property
     def label(self) -> str:
