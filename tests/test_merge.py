@@ -204,3 +204,35 @@ def test_more_shards_than_inputs_merge_to_one_run(cli, write_audio, tiny_checkpo
     assert cli("merge", "out").exit_code == 0
     for name in ("tags.jsonl", "tags.csv"):
         assert (sharded / "out" / name).read_bytes() == (single / "out" / name).read_bytes()
+
+
+def test_an_interrupted_shard_is_incomplete_and_its_rerun_resumes(cli, data, tiny_checkpoint,
+                                                                  tmp_path, monkeypatch):
+    import soundnet_cli.extract as extract
+
+    real = extract.extract_files
+
+    def interrupted(*args, **kwargs):
+        for n, outcome in enumerate(real(*args, **kwargs)):
+            if n == 1:
+                raise KeyboardInterrupt
+            yield outcome
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(extract, "extract_files", interrupted)
+    r = cli("extract", data, "-w", tiny_checkpoint, "-o", out, "--shard", "0/2", *EXTRACT)
+    assert r.exit_code == 130
+    status = [json.loads(line) for line in (out / "status.shard-0-of-2.jsonl").open()]
+    assert "finished" not in status[-1]
+    assert [s["outcome"] for s in status[1:]].count("ok") == 1  # what it did before Ctrl-C
+    assert (out / "manifest.shard-0-of-2.csv").is_file()  # written on the way out
+    monkeypatch.setattr(extract, "extract_files", real)
+    cli("extract", data, "-w", tiny_checkpoint, "-o", out, "--shard", "1/2", *EXTRACT)
+    monkeypatch.chdir(tmp_path / "data")  # merge finds everything from any directory
+    (report,) = merge(out)
+    assert [i for i, _ in report.incomplete] == [0] and not (out / "manifest.csv").exists()
+    monkeypatch.chdir(tmp_path)
+    r = cli("extract", data, "-w", tiny_checkpoint, "-o", out, "--shard", "0/2", *EXTRACT)
+    assert "existing skipped" in r.output
+    (report,) = merge(out)
+    assert report.complete and report.counts["skipped"] >= 1

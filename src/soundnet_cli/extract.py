@@ -693,11 +693,11 @@ class Manifest:
 
 
 def manifest_key(row: Mapping[str, Any]) -> tuple[str, str]:
-    """The order of manifest rows: by input (:func:`~soundnet_cli.runtime.shard.input_key`, the
-    order shards split inputs in), then output. A merge of per-shard manifests keeps it."""
-    from .runtime.shard import input_key
-
-    return input_key(str(row["input"])), str(row["output"])
+    """The order of manifest rows: by input, then output. An ``input`` is written as
+    :func:`~soundnet_cli.runtime.shard.input_key` spells it, so this is the order shards split
+    inputs in (compared as strings: no path parsing per row). A merge of per-shard manifests
+    keeps it."""
+    return str(row["input"]), str(row["output"])
 
 
 def write_manifest(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> None:
@@ -711,12 +711,9 @@ def write_manifest(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -
     fmt = manifest_format(path)
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
         if fmt == "csv":
-            writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS, extrasaction="ignore",
-                                    lineterminator="\n")
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: "" if row.get(k) is None else row.get(k, "")
-                                 for k in MANIFEST_COLUMNS})
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(MANIFEST_COLUMNS)
+            writer.writerows([row.get(k) for k in MANIFEST_COLUMNS] for row in rows)  # None: ""
         else:
             for row in rows:
                 doc = {k: row.get(k) for k in MANIFEST_COLUMNS}

@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from .errors import OutputError
 from .fsutil import atomic_path, atomic_write_text
-from .runtime.shard import Shard, input_key
+from .runtime.shard import Shard
 from .shardstatus import STATUS_GLOB, StatusFile, shard_path
 
 RERUN_FILE = "rerun.txt"
@@ -195,7 +195,7 @@ def _write_rerun(report: MergeReport) -> None:
 def _merge_extract(out: Path, files: list[StatusFile], partial: bool) -> MergeReport:
     from .extract import manifest_key, read_manifest, write_manifest
 
-    target = Path(files[0].header["settings"]["manifest"])
+    target = out / files[0].header["settings"]["manifest"]  # relative to OUT, or absolute
     report, usable = _survey(out, files, lambda s: shard_path(target, s))
     if not (out / "extract.json").is_file():
         raise OutputError(f"{out}: extract.json (what made the features) is missing; the "
@@ -269,7 +269,8 @@ def _merge_tag(out: Path, files: list[StatusFile], partial: bool) -> MergeReport
     if report.complete or partial:
         for fmt in (f for f in run.formats if f in COMBINED_NAMES):
             tables = [_read_jsonl(out / f"tags.{f.shard.name}.jsonl") for f in usable]
-            docs = (redo(d) for d in heapq.merge(*tables, key=lambda d: input_key(d["path"])))
+            # "path" is spelled as input_key spells it: compared as it is
+            docs = (redo(d) for d in heapq.merge(*tables, key=lambda d: str(d["path"])))
             report.rows = 0
             write_combined(fmt, out / COMBINED_NAMES[fmt], _counted(docs, report))
             report.written[fmt] = out / COMBINED_NAMES[fmt]

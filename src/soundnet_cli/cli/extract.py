@@ -150,8 +150,12 @@ def _shard_status(part: Any, model: Any, layers: list[str], pool: str, out_dir: 
     from ..extract import made_by
     from ..shardstatus import ShardStatus
 
-    settings = {"layers": layers, "pool": pool, "manifest": str(manifest),
-                "roots": [str(r) for r in roots],
+    try:  # relative to OUT when inside it, so a merge from any directory finds it
+        where = str(manifest.resolve().relative_to(out_dir.resolve()))
+    except ValueError:
+        where = str(manifest.resolve())
+    settings = {"layers": layers, "pool": pool, "manifest": where,
+                "roots": [str(r.resolve()) for r in roots],
                 "made_by": {n: made_by(model, n) for n in layers}}
     status = ShardStatus(out_dir, part, "extract", settings, inputs, total)
     status.start()

@@ -248,9 +248,8 @@ def _tag_to_dir(model: Any, files: list[Path], scorers: list, options: "RunOptio
     else:
         from ..shardstatus import ShardStatus
 
-        status = ShardStatus(out_dir, part, "tag", {**prov, "formats": list(formats),
-                                                    "out_dir": str(out_dir),
-                                                    "roots": [str(r) for r in roots]},
+        shared = {**prov, "formats": list(formats), "roots": [str(r.resolve()) for r in roots]}
+        status = ShardStatus(out_dir, part, "tag", shared,
                              [*files, *(Path(p) for p, _ in failures if p)], total)
         status.start()
         for path, message in failures:
