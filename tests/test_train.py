@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -20,7 +21,9 @@ from soundnet_cli.weights.checkpoint import load_checkpoint
 from soundnet_cli.cli import app
 from soundnet_cli.datasets import load_dataset
 from soundnet_cli.errors import DatasetError, SoundNetError
-from soundnet_cli.training.supervised import AugmentConfig, SupervisedTask, TrainConfig, bc_mix, split, train_supervised
+from soundnet_cli.runtime.batch import tile
+from soundnet_cli.training.supervised import (AugmentConfig, SupervisedTask, TrainConfig, bc_mix, circular,
+                                             crop, prefetched, split, train_supervised)
 from soundnet_cli.training.loop import LoopConfig
 
 RATE = 22_050
@@ -296,3 +299,42 @@ def test_resume_alone_continues_an_interrupted_run(dataset_dir: Path, tmp_path: 
     epochs = [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2]
     assert (run_dir / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("length,samples,tile_n", [(100, 60, 3), (100, 100, 3), (40, 150, 3),
+                                                   (7, 100, 1), (100, 30, 1)])
+def test_crop_equals_cutting_the_tiled_clip(length, samples, tile_n):
+    """The circular crop reads the same samples, at the same random start, as cutting the
+    ``tile``-times tiled clip (extended to ``samples`` when shorter), for every start."""
+    wave = np.arange(length, dtype=np.float32)
+    tiled = tile(np.tile(wave, tile_n), samples)
+    aug = AugmentConfig(tile=tile_n)
+    for seed in range(20):
+        start = int(np.random.default_rng(seed).integers(0, tiled.shape[0] - samples + 1))
+        got = crop(wave, samples, aug, np.random.default_rng(seed))
+        np.testing.assert_array_equal(got, tiled[start:start + samples])
+    fixed = crop(wave, samples, dataclasses.replace(aug, random_crop=False),
+                 np.random.default_rng(0))
+    np.testing.assert_array_equal(fixed, tiled[:samples])
+    for start in range(0, 3 * length):
+        np.testing.assert_array_equal(circular(wave, start, samples),
+                                      np.tile(wave, -(-(start + samples) // length) + 1)[start:start + samples])
+
+
+def test_prefetched_batches_are_made_in_order_and_raise_errors():
+    assert list(prefetched(lambda i: i * i, list(range(5)))) == [0, 1, 4, 9, 16]
+    assert list(prefetched(lambda i: i, [3])) == [3] and list(prefetched(lambda i: i, [])) == []
+
+    def bad(i: int) -> int:
+        if i == 2:
+            raise ValueError("clip 2")
+        return i
+
+    got = []
+    with pytest.raises(ValueError, match="clip 2"):
+        for v in prefetched(bad, [0, 1, 2, 3]):
+            got.append(v)
+    assert got == [0, 1]
+    it = prefetched(lambda i: i, list(range(10)))
+    assert next(it) == 0
+    it.close()  # closing early waits for the one item in flight and returns

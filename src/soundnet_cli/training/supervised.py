@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -95,12 +96,26 @@ def bc_mix(x1: np.ndarray, x2: np.ndarray, r: float) -> np.ndarray:
 
 
 def crop(wave: np.ndarray, samples: int, aug: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
-    """Tile ``aug.tile`` times (at least up to ``samples``) and cut ``samples`` at a random start."""
-    tiled = tile(np.tile(wave, max(1, aug.tile)), samples)
-    if not aug.random_crop:
-        return tiled[:samples]
-    start = int(rng.integers(0, tiled.shape[0] - samples + 1))
-    return tiled[start : start + samples]
+    """Tile ``aug.tile`` times (at least up to ``samples``) and cut ``samples`` at a random start.
+
+    The tiled clip is never built: it is ``wave`` repeated, so the crop is copied from ``wave``
+    circularly (:func:`circular`), the same samples with the same random start.
+    """
+    tiled = wave.shape[0] * max(1, aug.tile)
+    tiled *= max(1, -(-samples // tiled))  # :func:`tile`'s length
+    start = int(rng.integers(0, tiled - samples + 1)) if aug.random_crop else 0
+    return circular(wave, start, samples)
+
+
+def circular(wave: np.ndarray, start: int, samples: int) -> np.ndarray:
+    """Samples ``start .. start + samples - 1`` of ``wave (n,)`` repeated forever: index ``i``
+    reads ``wave[i % n]`` (a view when no wrap is needed; never written to)."""
+    n = wave.shape[0]
+    head = wave[start % n : start % n + samples]
+    if head.shape[0] == samples:
+        return head
+    full, rest = divmod(samples - head.shape[0], n)
+    return np.concatenate([head, *([wave] * full), wave[:rest]])
 
 
 def stretched_crop(wave: np.ndarray, samples: int, aug: AugmentConfig,
@@ -172,11 +187,18 @@ class SupervisedTask:
         return x.astype(np.float32, copy=False)
 
     def batches(self, epoch: int, rank: int, world: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches ``(batch, samples)`` float32 waveforms and ``(batch, classes)`` targets; each
+        made in a background thread while the caller trains on the one before (see
+        :func:`prefetched`), the same batches as made one after the other."""
         idx = self.order(epoch, rank, world)
-        for b in range(self.num_batches(world)):
-            chunk = idx[b * self.batch_size : (b + 1) * self.batch_size]
-            xs, ys = zip(*(self.example(epoch, int(i)) for i in chunk))
-            yield torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
+        chunks = [idx[b * self.batch_size : (b + 1) * self.batch_size]
+                  for b in range(self.num_batches(world))]
+        yield from prefetched(lambda chunk: self.batch(epoch, chunk), chunks)
+
+    def batch(self, epoch: int, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The examples of ``indices`` (see :meth:`example`) stacked into tensors."""
+        xs, ys = zip(*(self.example(epoch, int(i)) for i in indices))
+        return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
 
     def loss(self, model: torch.nn.Module, batch: Any, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
         x, y = (t.to(device, non_blocking=True) for t in batch)
@@ -195,6 +217,25 @@ class SupervisedTask:
         nll = -torch.log(probs[torch.arange(len(labels)), labels].clamp_min(1e-12)).mean()
         acc = (probs.argmax(1) == labels).float().mean()
         return {"val_loss": float(nll), "val_accuracy": float(acc)}
+
+
+def prefetched(make: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[Any]:
+    """``make(item)`` for each of ``items`` in order, ``make`` of the next item running in one
+    background thread while the caller works on the current result: example making (numpy,
+    which releases the GIL for its copies and arithmetic) overlaps the training step instead of
+    leaving a core idle between steps. ``make`` must not depend on the order of calls (examples
+    are functions of ``(seed, epoch, index)``); its exceptions are raised here. Closing the
+    iterator early waits for the item being made, at most one."""
+    if len(items) < 2:
+        yield from map(make, items)
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="soundnet-examples") as pool:
+        future = pool.submit(make, items[0])
+        for item in items[1:]:
+            current = future.result()
+            future = pool.submit(make, item)
+            yield current
+        yield future.result()
 
 
 def predict_clips(model: SoundNet, waves: Sequence[np.ndarray], min_samples: int,
