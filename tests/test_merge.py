@@ -236,3 +236,29 @@ def test_an_interrupted_shard_is_incomplete_and_its_rerun_resumes(cli, data, tin
     assert "existing skipped" in r.output
     (report,) = merge(out)
     assert report.complete and report.counts["skipped"] >= 1
+
+
+@pytest.mark.parametrize("command", ["tag", "extract"])
+def test_outputs_that_collide_across_shards_fail_as_in_one_run(cli, write_audio, tiny_checkpoint,
+                                                               tmp_path, monkeypatch, command):
+    for name in ("same/a.flac", "same/a.wav", "same/b.wav"):
+        write_audio(name, 0.6, kind="noise", seed=len(name))
+    args = [command, tmp_path / "same", "-w", tiny_checkpoint, "-o", "out", "-j", "0"]
+    args += ["-l", "conv3"] if command == "extract" else []
+    single = _in(tmp_path / "single", monkeypatch)
+    one = cli(*args)
+    assert one.exit_code == 1
+    sharded = _in(tmp_path / "sharded", monkeypatch)
+    for i in range(2):  # a.flac in shard 0, a.wav in shard 1
+        cli(*args, "--shard", f"{i}/2")
+    (report,) = merge(sharded / "out")
+    assert report.complete
+    failed = sorted(p for p, _ in report.failed)
+    if command == "tag":  # the first wins, as in one run
+        assert failed == [str(tmp_path / "same" / "a.wav")]
+        names = ["tags.jsonl", "tags.csv"]
+    else:  # neither is extracted, as in one run
+        assert failed == [str(tmp_path / "same" / n) for n in ("a.flac", "a.wav")]
+        names = ["manifest.csv"]
+    for name in names:
+        assert (sharded / "out" / name).read_bytes() == (single / "out" / name).read_bytes()

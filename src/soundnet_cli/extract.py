@@ -231,15 +231,20 @@ class _Plan:
     """
 
     def __init__(self, paths: Sequence[Path], roots: Sequence[Path], out_dir: Path,
-                 layers: Sequence[str], pool: str, overwrite: bool) -> None:
+                 layers: Sequence[str], pool: str, overwrite: bool,
+                 run_inputs: Sequence[Path] | None = None) -> None:
         self.outputs: dict[Path, dict[str, Path]] = {}
         self.todo: dict[Path, list[str]] = {}
         self.collisions: dict[Path, str] = {}
         self.layers = list(layers)
-        inputs = {p.resolve() for p in paths}
+        # Collisions are looked for among all the run's inputs (run_inputs: every shard's), so a
+        # shard fails exactly the inputs one run would, and no output is written by two shards.
+        everyone = list(run_inputs) if run_inputs is not None else list(paths)
+        inputs = {p.resolve() for p in everyone}
         planned = {path: output_paths(path, roots, out_dir, layers, pool) for path in paths}
         owners: dict[Path, list[Path]] = {}
-        for path, outs in planned.items():
+        for path in everyone:
+            outs = planned.get(path) or output_paths(path, roots, out_dir, layers, pool)
             for o in outs.values():
                 owners.setdefault(o.resolve(), []).append(path)
         for path, outs in planned.items():
@@ -336,6 +341,7 @@ def extract_files(
     pool: str = "none",
     overwrite: bool = False,
     options: RunOptions | None = None,
+    run_inputs: Sequence[str | os.PathLike] | None = None,
     device: "torch.device | str" = UNSET,
     batch_size: int = UNSET,
     workers: int = UNSET,
@@ -364,6 +370,9 @@ def extract_files(
         need no tiling) are streamed from disk in ``options.chunk_seconds`` blocks, with bounded
         memory. ``options.decoder`` (processes already started on ``paths``) serves the files
         that need computing when it decodes the same way; it is always closed.
+    run_inputs
+        Every input of the whole run when ``paths`` is one shard of it: outputs colliding with
+        another shard's input are refused as within one run (default: ``paths``).
     device, batch_size, workers, long_seconds, chunk_seconds, decoder
         Deprecated for one release: the ``RunOptions`` fields of those names (given explicitly,
         they override ``options``, with a DeprecationWarning; ``None`` for ``long_seconds`` or
@@ -395,7 +404,8 @@ def extract_files(
     decoder = opts.decoder
     names = model.resolve_layers(layers)
     files = [Path(p) for p in paths]
-    plan = _Plan(files, [Path(r) for r in roots], Path(out_dir), names, pool, overwrite)
+    plan = _Plan(files, [Path(r) for r in roots], Path(out_dir), names, pool, overwrite,
+                 None if run_inputs is None else [Path(p) for p in run_inputs])
     if plan.outputs:
         claim_outputs(model, out_dir, names, plan.existing(), overwrite)
     run: list[Path] = []

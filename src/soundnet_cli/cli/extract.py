@@ -134,7 +134,8 @@ def extract(
             manifest_path = shard_path(manifest_path, part)
         book = Manifest(manifest_path)
         counts = _run(model, files, layers, out_dir, roots, pool.value, overwrite, options,
-                      quiet, book, failures, status, decoder, manifest_path)
+                      quiet, book, failures, status, decoder, manifest_path,
+                      found if part is not None else None)
         if not quiet:
             err.print(f"{counts[0]} file(s) written, {counts[1]} existing skipped "
                       f"({', '.join(layers)}, pool {pool.value}); manifest: {manifest_path}",
@@ -165,9 +166,9 @@ def _shard_status(part: Any, model: Any, layers: list[str], pool: str, out_dir: 
 def _run(model: Any, files: list[Path], layers: list[str], out_dir: Path, roots: list[Path],
          pool: str, overwrite: bool, options: RunOptions, quiet: bool, book: Any,
          failures: list[tuple[str, str]], status: Any, decoder: Any,
-         manifest_path: Path) -> tuple[int, int]:
+         manifest_path: Path, run_inputs: list[Path] | None) -> tuple[int, int]:
     """Extract ``files`` into ``out_dir``, filling ``book``, ``failures`` and ``status``;
-    returns ``(written, skipped)`` output counts."""
+    returns ``(written, skipped)`` output counts. ``run_inputs``: every shard's inputs."""
     from ..errors import OutputError
     from ..extract import extract_files
 
@@ -181,7 +182,7 @@ def _run(model: Any, files: list[Path], layers: list[str], out_dir: Path, roots:
         with AudioProgress("extracting", len(files), quiet) as progress:
             for outcome in extract_files(
                 model, files, layers, out_dir, roots=roots,
-                pool=pool, overwrite=overwrite,
+                pool=pool, overwrite=overwrite, run_inputs=run_inputs,
                 options=options.replace(on_audio=progress.audio),
             ):
                 progress.advance(outcome.duration)

@@ -162,7 +162,7 @@ def tag(
                 settings["shard"] = part.to_dict()
             failures = _tag_to_dir(model, files, scorers, options, emit, quiet, out_dir,
                                    chosen, roots, top_k, segments, detect, settings, inputs,
-                                   failures, part, total)
+                                   failures, part, found, total)
     raise typer.Exit(report_failures(failures, quiet))
 
 
@@ -232,11 +232,11 @@ def _tag_to_dir(model: Any, files: list[Path], scorers: list, options: "RunOptio
                 emit: Callable[["TagResult"], None], quiet: bool, out_dir: Path,
                 formats: tuple[str, ...], roots: list[Path], top_k: int, segments: bool,
                 detect: "DetectOptions", settings: dict[str, Any], inputs: list[Path],
-                failures: list[tuple[str, str]], part: Any, total: int
-                ) -> list[tuple[str, str]]:
+                failures: list[tuple[str, str]], part: Any, found: list[Path],
+                total: int) -> list[tuple[str, str]]:
     """Tag ``files`` into ``out_dir``; ``failures`` (found before) come back with this run's
-    added. A shard (``part``) keeps a status file and writes its table instead of run.json and
-    the combined tables."""
+    added. A shard (``part``) of the run over ``found`` keeps a status file and writes its table
+    instead of run.json and the combined tables."""
     from ..tagging.outputs import TagRun, provenance
 
     prov = provenance(model, scorers, top_k=top_k, segments=segments, detect=detect)
@@ -248,6 +248,7 @@ def _tag_to_dir(model: Any, files: list[Path], scorers: list, options: "RunOptio
     else:
         from ..shardstatus import ShardStatus
 
+        run.run_inputs = found
         shared = {**prov, "formats": list(formats), "roots": [str(r.resolve()) for r in roots]}
         status = ShardStatus(out_dir, part, "tag", shared,
                              [*files, *(Path(p) for p, _ in failures if p)], total)

@@ -275,6 +275,8 @@ class TagRun:
         self.detect = detect or DetectOptions()
         self.overwrite = overwrite
         self.shard = shard
+        #: Every input of the run, when this is one shard of it (see :meth:`collisions`).
+        self.run_inputs: list[Path] | None = None
         self.failed: dict[Path, str] = {}
 
     # -- paths
@@ -287,17 +289,20 @@ class TagRun:
 
     def collisions(self, files: Sequence[Path]) -> dict[Path, str]:
         """Inputs whose record path is an earlier input's (``a.wav`` and ``a.flac`` side by
-        side): each maps to the error that reports it."""
+        side): each maps to the error that reports it. "Earlier" is in :attr:`run_inputs` (every
+        input of the whole run, when ``files`` is one shard of it) if set, so a shard fails
+        exactly the inputs one run would and no record is written by two shards."""
         owner: dict[Path, Path] = {}
         clashes = {}
-        for path in files:
+        mine = set(files)
+        for path in self.run_inputs if self.run_inputs is not None else files:
             out = self.record_path(path).resolve()
             if out in owner:
                 clashes[path] = (f"{path}: its results {self.record_path(path)} would also be "
                                  f"those of {owner[out]}; rename one of them")
             else:
                 owner[out] = path
-        return clashes
+        return {p: m for p, m in clashes.items() if p in mine}
 
     # -- resume
     def done(self, source: Path) -> dict[str, Any] | None:
