@@ -55,11 +55,11 @@ def teach(
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
 ) -> None:
-    """Let visual teachers label one frame per time step of each video; store the soundtrack
-    and the per-step teacher probabilities for `soundnet distill`.
+    """Label videos with visual teachers: targets for `soundnet distill`, resumable.
 
-    Videos without audio or frames, undecodable files and videos shorter than one step
-    are reported and skipped (exit code 1 at the end); finished videos are skipped on a rerun.
+    Each video's soundtrack and one teacher probability vector per time step (one frame each) are stored for `soundnet distill`.
+
+    Videos without audio or frames, undecodable files and videos shorter than one step are reported and skipped (exit code 1 at the end); finished videos are skipped on a rerun.
     """
     with user_errors():
         _run(**locals())
