@@ -71,7 +71,7 @@ def test_a_collection_tags_into_every_format_and_a_rerun_does_nothing(run, tiny_
     assert len((res / "tags.jsonl").read_text().splitlines()) == len(names)
     # stdout: one summary line per file; stderr: what was written
     assert len(first.stdout.splitlines()) == len(names)
-    assert f"{len(names)} file(s) tagged, 0 already done" in first.stderr
+    assert f"{len(names)} file(s) tagged, 0 skipped (already done)" in first.stderr
     run_doc = json.loads((res / "run.json").read_text())
     assert run_doc["finished"] and run_doc["tagged"] == len(names)
     assert run_doc["settings"]["min_conf"] == 0.1 and run_doc["network"]["fingerprint"]
@@ -79,7 +79,7 @@ def test_a_collection_tags_into_every_format_and_a_rerun_does_nothing(run, tiny_
     again = run("tag", root, "-w", tiny_checkpoint, "--out", res, "--format", "all",
                 "--min-conf", "0.1")
     assert again.exit_code == 0 and again.stdout == ""
-    assert f"0 file(s) tagged, {len(names)} already done skipped" in again.stderr
+    assert f"0 file(s) tagged, {len(names)} skipped (already done)" in again.stderr
     assert before == {p: p.stat().st_mtime_ns for p in res.glob("*.tags.json")}
 
 

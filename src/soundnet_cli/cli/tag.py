@@ -269,7 +269,7 @@ def _tag_to_dir(model: Any, files: list[Path], scorers: list, options: "RunOptio
                            failed=len(failures))
     if not quiet:
         where = ", ".join(str(p) for p in tables.values()) or str(out_dir)
-        err.print(f"{counts[0]} file(s) tagged, {counts[1]} already done skipped "
+        err.print(f"{counts[0]} file(s) tagged, {counts[1]} skipped (already done) "
                   f"({', '.join(formats)}); results: {where}", highlight=False, soft_wrap=True)
     return failures
 
