@@ -65,9 +65,8 @@ def generate(command: str, tpl: Path, out: Path, rows: int, shards: int) -> None
     inputs = names(rows)
     if command == "extract":
         shutil.copy(tpl / "extract.json", out / "extract.json")
-        settings["manifest"] = str(out / Path(settings["manifest"]).name)
-        row = next(read_manifest(shard_path(Path(header["settings"]["manifest"]),
-                                            Shard(0, shards))))
+        manifest = out / settings["manifest"]  # relative to OUT (or absolute)
+        row = next(read_manifest(shard_path(tpl / settings["manifest"], Shard(0, shards))))
     else:
         settings["out_dir"] = str(out)
         row = json.loads((tpl / f"tags.shard-0-of-{shards}.jsonl").read_text().splitlines()[0])
@@ -76,7 +75,7 @@ def generate(command: str, tpl: Path, out: Path, rows: int, shards: int) -> None
         mine = select(inputs, shard)
         status = ShardStatus(out, shard, command, settings, mine, rows)
         if command == "extract":
-            write_manifest(shard_path(settings["manifest"], shard), manifest_rows(row, mine, out))
+            write_manifest(shard_path(manifest, shard), manifest_rows(row, mine, out))
         else:
             write_combined("jsonl", out / f"tags.{shard.name}.jsonl", tag_docs(row, mine))
         for p in mine:
@@ -97,6 +96,15 @@ def tag_docs(doc: dict[str, Any], inputs: list[str]) -> Iterator[dict[str, Any]]
         d = copy.copy(doc)
         d["path"] = p
         yield d
+
+
+def check_merged(command: str, out: Path, rows: int) -> None:
+    """The merged table holds one row per generated input (a header line besides for CSV)."""
+    table, header = (out / "manifest.csv", 1) if command == "extract" else (out / "tags.jsonl", 0)
+    with open(table, encoding="utf-8") as f:
+        lines = sum(1 for _ in f)
+    if lines != rows + header:
+        sys.exit(f"{table}: {lines - header} rows after the merge, expected {rows}")
 
 
 def main() -> None:
@@ -122,6 +130,7 @@ def main() -> None:
                 for f in ("manifest.csv", "tags.jsonl", "tags.csv", "run.json"):
                     (out / f).unlink(missing_ok=True)
                 times.append(run(soundnet("merge", str(out))))
+            check_merged(command, out, rows)
             wall = min(t.wall for t in times)
             rss = max(t.rss for t in times)
             size = sum(p.stat().st_size for p in out.glob("*.shard-*")) / 2**20
