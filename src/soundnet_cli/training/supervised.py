@@ -35,6 +35,7 @@ from ..model import SoundNet, classifier_head, make_config
 from ..provenance import RECORD_KEY, dataset_record, exclude_seen, seen_mask
 from ..runtime.batch import iter_decoded, tile
 from ..runtime.engine import Engine
+from ..runtime.options import MICRO_BATCH_SAMPLES
 from ..weights.checkpoint import load_checkpoint, save_checkpoint
 from .loop import EpochReport, LoopConfig, check_run_dir, fit
 
@@ -254,7 +255,10 @@ def predict_clips(model: SoundNet, waves: Sequence[np.ndarray], min_samples: int
             for s in range(0, len(members), batch_size):
                 part = members[s : s + batch_size]
                 x = torch.from_numpy(np.stack([tiled[i] for i in part])).to(device)
-                p = F.softmax(engine.forward(x)[head].float(), dim=1).mean(-1).cpu()
+                # the first layers on a few clips at a time, their outputs kept in cache (as
+                # tag does; the results do not depend on it)
+                logits = engine.forward(x, max_samples=MICRO_BATCH_SAMPLES)[head]
+                p = F.softmax(logits.float(), dim=1).mean(-1).cpu()
                 for j, i in enumerate(part):
                     out[i] = p[j]
     return torch.stack(out)  # type: ignore[arg-type]
