@@ -338,3 +338,25 @@ def test_prefetched_batches_are_made_in_order_and_raise_errors():
     it = prefetched(lambda i: i, list(range(10)))
     assert next(it) == 0
     it.close()  # closing early waits for the one item in flight and returns
+
+
+@pytest.mark.parametrize("name", ["adamw", "adam", "sgd"])
+def test_optimizer_steps_equal_the_per_parameter_loop(name: str):
+    """make_optimizer's multi-tensor (foreach) updates equal torch's per-parameter loop."""
+    from soundnet_cli.training.loop import make_optimizer
+
+    def run(foreach: bool) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Conv1d(1, 4, 3), torch.nn.BatchNorm1d(4))
+        opt = make_optimizer(model, LoopConfig(optimizer=name, weight_decay=0.01))
+        for group in opt.param_groups:
+            group["foreach"] = foreach
+        g = torch.Generator().manual_seed(1)
+        for _ in range(3):
+            for p in model.parameters():
+                p.grad = torch.randn(p.shape, generator=g)
+            opt.step()
+        return [p.detach().clone() for p in model.parameters()]
+
+    for a, b in zip(run(True), run(False), strict=True):
+        assert torch.equal(a, b)
