@@ -449,8 +449,7 @@ class _S2DConvPool(torch.autograd.Function):
         for b in range(0, batch, TRAIN_S2D_CLIPS):
             u = _s2d_rows(wave[b:b + TRAIN_S2D_CLIPS], width, block)  # (clips*rows, width)
             n = u.shape[0] // rows
-            top = (u @ weight).view(n, rows, -1, pool).max(dim=-1)
-            pooled[b:b + n], index[b:b + n] = top.values, top.indices
+            pooled[b:b + n], index[b:b + n] = max_first((u @ weight).view(n, rows, -1, pool))
             sums += u.sum(0, dtype=torch.float64)
             gram += (u.t() @ u).double()
             last[b:b + n] = u.view(n, rows, width)[:, -1]
@@ -472,6 +471,26 @@ class _S2DConvPool(torch.autograd.Function):
             dy.scatter_(3, index[b:b + n].long().unsqueeze(-1), d_pooled[b:b + n].unsqueeze(-1))
             d_dense.addmm_(dy.view(n * rows, cols).t(), u)
         return None, d_dense, None, None, None
+
+
+def max_first(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.max(v, dim=-1)``: the maxima and the (uint8) index of each one's first
+    occurrence, for a last dim of at most 256. For a power of two it is a tournament of adjacent
+    pairs (ties keep the left one, so the first index wins as in ``max``): elementwise ops that
+    vectorise, 2-3x faster than ``max``'s reduction over a short last dim."""
+    size = v.shape[-1]
+    if size & (size - 1) or size > 256:
+        top = v.max(dim=-1)
+        return top.values, top.indices.to(torch.uint8)
+    rights = []
+    while v.shape[-1] > 1:
+        left, right = v[..., 0::2], v[..., 1::2]
+        rights.append(right > left)
+        v = torch.maximum(left, right)
+    index = torch.zeros(v.shape, dtype=torch.int64, device=v.device)
+    for won in reversed(rights):  # down the bracket: which of each pair won
+        index = index * 2 + won.gather(-1, index)
+    return v.squeeze(-1), index.squeeze(-1).to(torch.uint8)
 
 
 def _s2d_rows(wave: torch.Tensor, width: int, block: int) -> torch.Tensor:
