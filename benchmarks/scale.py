@@ -28,6 +28,11 @@ this checkout, the embedded network (the default of ``soundnet tag``), ``--devic
     list file: read it, check every listed path (``find_audio_files`` on the list: a ``stat``
     and a ``resolve`` each) and take its share (``select_inputs``).
 
+``shardlist``
+    The same listing inside the real command: ``extract --files-from LIST --shard 0/(N/100)``
+    on lists of 1,000 and ``--scan-files`` of those empty files (each shard takes 100, which
+    fail at once): the extra time per listed path is what every shard pays for a long list.
+
 Merge cost is ``benchmarks/merge.py``; two shards against one run is ``benchmarks/shard.py``.
 Example (from the repository root; wrap in ``flock /tmp/bench.lock`` on a shared machine)::
 
@@ -259,9 +264,39 @@ def part_scan(args: argparse.Namespace, report: dict) -> None:
     report["scan"] = dict(paths=n, **m)
 
 
+def part_shardlist(args: argparse.Namespace, report: dict) -> None:
+    """The whole list's cost inside the real command: ``extract --files-from LIST --shard``
+    over lists of 1,000 and ``--scan-files`` empty ``.wav`` files, the shard count chosen so
+    that each shard takes 100 of them (which fail to decode at once: the run exits 1). The
+    difference per extra listed path is what every shard of a big run pays for the list."""
+    root = args.tmp / f"scan-{args.scan_files}"
+    scan_tree(root, args.scan_files)
+    paths = sorted(str(p) for p in root.glob("d*/*.wav"))
+    sizes = (1000, len(paths))
+    lists = {}
+    for n in sizes:
+        lists[n] = args.tmp / f"list-{n}.txt"
+        lists[n].write_text("".join(p + "\n" for p in paths[:n]))
+
+    def job(n: int) -> Timing:
+        return run(soundnet("extract", str(root), "--files-from", str(lists[n]), "--shard",
+                            f"0/{n // 100}", "--out", str(fresh(args.tmp, "sl-out")),
+                            "--layer", "conv5", "--device", "cpu", "-q"), check=False)
+
+    rows = {n: summary(v) for n, v in alternate({n: (lambda n=n: job(n)) for n in sizes},
+                                                 args.reps).items()}
+    per = (rows[sizes[1]]["wall"] - rows[sizes[0]]["wall"]) / (sizes[1] - sizes[0])
+    print(f"\nextract --files-from LIST --shard 0/(N/100), 100 inputs taken each "
+          f"(median of {args.reps}; load {load()})")
+    for n, r in rows.items():
+        print(f"  list of {n:>7,} paths: {r['wall']:6.2f} s wall, {r['cpu']:6.2f} s cpu")
+    print(f"  -> {per * 1e6:.0f} us per listed path, in every shard")
+    report["shardlist"] = {"rows": {str(n): r for n, r in rows.items()}, "per_path": per}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--part", choices=["startup", "perfile", "long", "scan", "all"],
+    ap.add_argument("--part", choices=["startup", "perfile", "long", "scan", "shardlist", "all"],
                     default="all")
     ap.add_argument("--data", type=Path, default=ESC50_AUDIO, help="ESC-50's audio/ folder")
     ap.add_argument("--tmp", type=Path, default=Path(tempfile.gettempdir()) / "soundnet-scale")
@@ -279,7 +314,8 @@ def main() -> None:
     print(f"machine: {cores()} cores usable, load {load()}; network: embedded (soundnet tag's "
           f"default), --device cpu; python {sys.version.split()[0]}")
     report: dict = {"cores": cores(), "load_start": load()}
-    parts = ["startup", "perfile", "long", "scan"] if args.part == "all" else [args.part]
+    parts = (["startup", "perfile", "long", "scan", "shardlist"] if args.part == "all"
+             else [args.part])
     for part in parts:
         globals()[f"part_{part}"](args, report)
     report["load_end"] = load()
