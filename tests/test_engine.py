@@ -118,3 +118,34 @@ def test_heads_of_different_geometry_are_siblings() -> None:
     got = engine.forward(x)
     for name in ref:
         assert_close(got[name], ref[name], name)
+
+
+@pytest.mark.parametrize("arch", ["soundnet8", "soundnet5"])
+@pytest.mark.parametrize("s2d", [True, False])
+def test_a_clip_gets_the_same_numbers_in_any_batch(arch: str, s2d: bool) -> None:
+    """Bit for bit: alone, in a batch of two, or of five (a clip alone in its batch, e.g. in one
+    shard of a sharded run, must not get other features; PyTorch's CPU convolution takes another
+    kernel for one small clip than for a batch, see engine.conv1d)."""
+    model = make_tiny_model(arch)
+    layers = [*model.layer_names, *model.config.head_names]
+    engine = Engine(model, layers, space_to_depth=s2d)
+    x = waveform(engine.min_samples() + 4321, batch=5, seed=3)
+    for max_samples in (None, x.shape[1]):  # whole batch, and one clip at a time early on
+        alone = engine.forward(x[:1], max_samples=max_samples)
+        for batch in (2, 5):
+            together = engine.forward(x[:batch], max_samples=max_samples)
+            for name in alone:
+                assert torch.equal(alone[name][0], together[name][0]), (name, batch)
+
+
+def test_soundnet8_clip_alone_or_batched_is_identical() -> None:
+    """The same at the real network's widths and a 5 s clip (the case the shard benchmark hit)."""
+    from soundnet_cli.model import SoundNet, make_config
+
+    torch.manual_seed(0)
+    model = SoundNet(make_config("soundnet8")).eval()
+    engine = Engine(model, ["conv5", "conv7"])
+    x = waveform(110_250, batch=2, seed=1)
+    alone, together = engine.forward(x[:1]), engine.forward(x)
+    for name in alone:
+        assert torch.equal(alone[name][0], together[name][0]), name

@@ -191,6 +191,24 @@ class Engine:
 # Building the chain
 
 
+def conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+           stride: int = 1) -> torch.Tensor:
+    """``F.conv1d(x, weight, bias, stride)`` whose result for a clip does not depend on the batch.
+
+    On CPU, PyTorch runs float32 convolutions of two or more clips through oneDNN but sends one
+    small clip (channels x frames under 20,480) to its native kernel, which rounds differently (by
+    about 1e-6 of the activations). A clip alone in its batch (the only one of its length, or the
+    last of a shard) would then get other features than in a batch: sharded and single runs would
+    differ. Here a batch of one goes through oneDNN as well; every batch size gives the same
+    numbers for a clip (``tests/test_engine.py``). Elsewhere (CUDA, oneDNN unavailable or
+    disabled) this is ``F.conv1d``.
+    """
+    if (x.shape[0] == 1 and x.device.type == "cpu" and x.dtype == torch.float32
+            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
+        return torch.mkldnn_convolution(x.contiguous(), weight, bias, [0], [stride], [1], 1)
+    return F.conv1d(x, weight, bias, stride)
+
+
 def _folded(block: ConvBlock, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Conv weight and bias with eval-mode BatchNorm (and an input scale) folded in."""
     conv, bn = block.conv, block.bn
@@ -244,7 +262,7 @@ def _conv_stage(name: str, weight: torch.Tensor, bias: torch.Tensor, in_channels
         fn = _space_to_depth(weight, bias, k, s, pool)
     else:
         def fn(x: torch.Tensor) -> torch.Tensor:
-            y = F.conv1d(x, weight, bias, s)
+            y = conv1d(x, weight, bias, s)
             if pool:
                 y = F.max_pool1d(y, pool)
             return torch.relu_(y)
@@ -282,7 +300,7 @@ def _space_to_depth(weight: torch.Tensor, bias: torch.Tensor, k: int, s: int,
         x = x.reshape(batch, n)
         x = F.pad(x, (0, need - n)) if need > n else x[:, :need]
         blocks = x.reshape(batch, groups - 1 + taps, block).transpose(1, 2)
-        y = F.conv1d(blocks, dense, dense_bias)  # (batch, out*group, groups)
+        y = conv1d(blocks, dense, dense_bias)  # (batch, out*group, groups)
         if pool:
             y = y.view(batch, out, group // pool, pool, groups).amax(dim=3)
             y = y.transpose(2, 3).reshape(batch, out, groups * (group // pool))[..., :frames // pool]
@@ -311,5 +329,5 @@ def _heads_stage(model: SoundNet, names: list[str], channels: int,
     k, s = convs[0].kernel_size[0], convs[0].stride[0]
     p = cast(tuple[int, ...], convs[0].padding)[0]
     return Stage(tuple(names), tuple(c.out_channels for c in convs), channels, k, s, p,
-                 lambda x: F.conv1d(x, weight, bias, s),
+                 lambda x: conv1d(x, weight, bias, s),
                  weight_bytes=weight.numel() * weight.element_size(), head=True)
