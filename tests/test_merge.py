@@ -262,3 +262,19 @@ def test_outputs_that_collide_across_shards_fail_as_in_one_run(cli, write_audio,
         names = ["manifest.csv"]
     for name in names:
         assert (sharded / "out" / name).read_bytes() == (single / "out" / name).read_bytes()
+
+
+def test_merging_a_tag_run_does_not_import_torch(cli, data, tiny_checkpoint, tmp_path,
+                                                 monkeypatch):
+    """merge joins tables: loading torch (≈ 4 s and 190 MiB) would be its whole cost."""
+    import subprocess
+    import sys
+
+    _in(tmp_path / "sharded", monkeypatch)
+    for i in range(2):
+        cli("tag", data, "-r", "-w", tiny_checkpoint, "-o", "out", "-f", "jsonl,csv,raven",
+            "-j", "0", "--shard", f"{i}/2")
+    code = ("import sys\nfrom soundnet_cli.shardmerge import merge\n"
+            "merge('out')\nprint('torch' in sys.modules)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "False" and (tmp_path / "sharded" / "out" / "tags.csv").is_file()

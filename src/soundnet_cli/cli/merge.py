@@ -24,7 +24,7 @@ def merge(
 ) -> None:
     """Merge a sharded tag or extract run into the outputs one unsharded run writes.
 
-    The shards' tables become the manifest (extract) or the combined tables and run.json (tag), byte-identical to a single run's. Reports missing shards, unfinished ones and failed inputs; failed inputs are listed in OUT/rerun.txt for --files-from (with the run's DIRS, so outputs keep their place). Exit code 0 when every shard finished and no input failed, 1 otherwise.
+    The shards' tables become the manifest (extract) or the combined tables (tag), byte-identical to a single run's, plus a run.json that says it was merged and whether every shard finished. Reports missing shards, unfinished ones and failed inputs; failed inputs are listed in OUT/rerun.txt for --files-from (with the run's DIRS, so outputs keep their place). Exit code 0 when every shard finished and no input failed, 1 otherwise.
     """
     with user_errors():
         from ..shardmerge import merge as run_merge

@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple, Protocol,
 import numpy as np
 
 from ..errors import SoundNetError
-from ..model import Geometry, SoundNet, min_tag_samples
 from ..runtime.options import UNSET, RunOptions, legacy_options
 from .events import MIN_AUDIO_SECONDS
 
 if TYPE_CHECKING:
     import torch
 
+    from ..model import Geometry, SoundNet
     from ..runtime.decode import DecodePool
     from .events import DetectOptions
 
@@ -268,6 +268,8 @@ def head_scorers(model: SoundNet, heads: Sequence[str] | None = None) -> list[So
     """A :class:`SoftmaxHead` for each of the model's heads (or the named ones, in that order)."""
     names = model.config.head_names if heads is None else model.resolve_layers(heads)
     by_name = {h.name: h for h in model.config.heads}
+    from ..model import min_tag_samples
+
     tile_to = min_tag_samples(model)
     scorers = []
     for name in names:
