@@ -360,3 +360,19 @@ def test_optimizer_steps_equal_the_per_parameter_loop(name: str):
 
     for a, b in zip(run(True), run(False), strict=True):
         assert torch.equal(a, b)
+
+
+def test_batches_are_the_same_made_in_the_background_or_not(monkeypatch):
+    from soundnet_cli.training import supervised
+
+    g = np.random.default_rng(0)
+    waves = [g.standard_normal(n).astype(np.float32) for n in (900, 1000, 1100, 700, 1000, 950)]
+    task = SupervisedTask(waves, np.array([0, 1, 2, 0, 1, 2]), [], np.array([]), 3,
+                          AugmentConfig(clip_seconds=0.02), 2, 0, 22050)
+    runs = []
+    for spare in (True, False):
+        monkeypatch.setattr(supervised, "_spare_core", lambda spare=spare: spare)
+        runs.append(list(task.batches(1, 0, 1)))
+    assert len(runs[0]) == 3
+    for (xa, ya), (xb, yb) in zip(*runs, strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)

@@ -188,13 +188,15 @@ class SupervisedTask:
         return x.astype(np.float32, copy=False)
 
     def batches(self, epoch: int, rank: int, world: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Batches ``(batch, samples)`` float32 waveforms and ``(batch, classes)`` targets; each
-        made in a background thread while the caller trains on the one before (see
-        :func:`prefetched`), the same batches as made one after the other."""
+        """Batches ``(batch, samples)`` float32 waveforms and ``(batch, classes)`` targets. When
+        torch's threads leave a core free, each is made in a background thread while the caller
+        trains on the one before (see :func:`prefetched`); the same batches either way. (With
+        every core running torch, the extra thread only stalls its parallel regions.)"""
         idx = self.order(epoch, rank, world)
         chunks = [idx[b * self.batch_size : (b + 1) * self.batch_size]
                   for b in range(self.num_batches(world))]
-        yield from prefetched(lambda chunk: self.batch(epoch, chunk), chunks)
+        make = lambda chunk: self.batch(epoch, chunk)  # noqa: E731
+        yield from prefetched(make, chunks) if _spare_core() else map(make, chunks)
 
     def batch(self, epoch: int, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """The examples of ``indices`` (see :meth:`example`) stacked into tensors."""
@@ -218,6 +220,15 @@ class SupervisedTask:
         nll = -torch.log(probs[torch.arange(len(labels)), labels].clamp_min(1e-12)).mean()
         acc = (probs.argmax(1) == labels).float().mean()
         return {"val_loss": float(nll), "val_accuracy": float(acc)}
+
+
+def _spare_core() -> bool:
+    """Whether torch's intra-op threads leave one of this process's CPUs free."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return torch.get_num_threads() < cpus
 
 
 def prefetched(make: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[Any]:
