@@ -248,3 +248,24 @@ def test_max_first_is_torch_max_with_first_index_on_ties(size):
     assert torch.equal(index.long(), first)
     x = torch.randn(3, 5, 8, generator=g)
     assert torch.equal(model_mod.max_first(x)[1].long(), x.max(-1).indices)
+
+
+def test_fast_training_paths_run_on_cpu_only(monkeypatch) -> None:
+    """The fused training layers are CPU kernels; on another device (here ``meta``, standing in
+    for CUDA) training runs the plain modules."""
+    from soundnet_cli.model import ConvBlock
+
+    calls: list[str] = []
+    pooled, train = ConvBlock.forward_pooled, ConvBlock.forward_train
+    monkeypatch.setattr(ConvBlock, "forward_pooled",
+                        lambda self, *a: calls.append("pooled") or pooled(self, *a))
+    monkeypatch.setattr(ConvBlock, "forward_train",
+                        lambda self, *a: calls.append("train") or train(self, *a))
+    model = make_tiny_model("soundnet8").train()
+    need = max(model.geometry(h).min_samples() for h in model.config.head_names)
+    model(torch.randn(2, need))
+    assert "pooled" in calls
+    calls.clear()
+    meta = model.to("meta")
+    out = meta(torch.randn(2, need, device="meta"))
+    assert calls == [] and all(t.device.type == "meta" for t in out.values())

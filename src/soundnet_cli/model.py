@@ -806,7 +806,7 @@ class SoundNet(nn.Module):
         i = 0
         while i < len(stages) and (trunk_wanted or heads_wanted):
             name, module = stages[i]
-            if self._fusable(stages, i, trunk_wanted):
+            if self._fusable(stages, i, trunk_wanted, x):
                 self._check_length(name, module, x)
                 name, pool = stages[i + 1]
                 x = cast(ConvBlock, module).forward_pooled(x, cast(int, pool.kernel_size))
@@ -824,15 +824,21 @@ class SoundNet(nn.Module):
     def forward(self, waveform: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.features(waveform, self.config.head_names)
 
-    #: In training mode, compute each pooled conv layer whose own output is not requested with
-    #: :meth:`ConvBlock.forward_pooled`, and convolutions with few output frames with
+    #: In training mode on CPU, compute each pooled conv layer whose own output is not requested
+    #: with :meth:`ConvBlock.forward_pooled`, and convolutions with few output frames with
     #: :func:`conv_train` (same results and gradients, to rounding; several times faster on CPU).
+    #: These paths were written and measured for CPU kernels only; on other devices (CUDA) the
+    #: layers run as plain modules, through the framework's own kernels.
     fast_training: bool = True
 
-    def _fusable(self, stages: list[tuple[str, nn.Module]], i: int, wanted: set[str]) -> bool:
+    def _fast(self, x: torch.Tensor) -> bool:
+        return bool(self.training and self.fast_training and x.device.type == "cpu")
+
+    def _fusable(self, stages: list[tuple[str, nn.Module]], i: int, wanted: set[str],
+                 x: torch.Tensor) -> bool:
         name, module = stages[i]
         pool = stages[i + 1][1] if i + 1 < len(stages) else None
-        return bool(self.training and self.fast_training and isinstance(module, ConvBlock)
+        return bool(self._fast(x) and isinstance(module, ConvBlock)
                     and isinstance(pool, nn.MaxPool1d) and name not in wanted
                     and pool.kernel_size == pool.stride and pool.padding == 0)
 
@@ -845,7 +851,7 @@ class SoundNet(nn.Module):
 
     def _run_stage(self, name: str, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         self._check_length(name, module, x)
-        if self.training and self.fast_training:
+        if self._fast(x):
             if isinstance(module, ConvBlock):
                 return module.forward_train(x)
             if isinstance(module, nn.Conv1d):
