@@ -46,3 +46,20 @@ def test_mirrored_output_keeps_tree_under_root(tmp_path: Path):
     src.write_bytes(b"")
     assert mirrored_output(src, [root], tmp_path / "out", ".npy") == tmp_path / "out" / "a" / "x.npy"
     assert mirrored_output(src, [], tmp_path / "out", ".npy") == tmp_path / "out" / "x.npy"
+
+
+def test_collision_candidates_are_the_inputs_named_like_ours(tmp_path):
+    from soundnet_cli.fsutil import collision_candidates
+
+    for name in ("x/a.wav", "y/a.flac", "y/b.wav", "z/real.wav", "x/a.conv5.npy"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    run = [tmp_path / n for n in ("x/a.wav", "y/a.flac", "y/b.wav", "z/real.wav", "gone/a.ogg",
+                                  "x/a.conv5.npy")]
+    own = [tmp_path / "x/a.wav"]
+    # same stem (a missing one is no input), an output's own stem, an output's name
+    assert collision_candidates(run, own) == [run[0], run[1]]
+    assert collision_candidates(run, own, stems={"real"}) == [run[0], run[1], run[3]]
+    assert collision_candidates(run, own, names={"a.conv5.npy"}) == [run[0], run[1], run[5]]
+    extra = tmp_path / "w/new.wav"  # one of ours the run list does not name comes last
+    assert collision_candidates(run[1:3], [extra]) == [extra]

@@ -278,3 +278,30 @@ def test_merging_a_tag_run_does_not_import_torch(cli, data, tiny_checkpoint, tmp
             "merge('out')\nprint('torch' in sys.modules)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "False" and (tmp_path / "sharded" / "out" / "tags.csv").is_file()
+
+
+@pytest.mark.parametrize("command", ["tag", "extract"])
+def test_listed_outputs_that_collide_across_shards_fail_as_in_one_run(
+        cli, write_audio, tiny_checkpoint, tmp_path, monkeypatch, command):
+    # Files given by a list without roots land in OUT by name: one/a.wav and two/a.flac collide.
+    listed = [write_audio(n, 0.6, kind="noise", seed=len(n)) for n in
+              ("one/a.wav", "two/a.flac", "one/b.wav", "two/c.wav")]
+    listing = tmp_path / "all.txt"
+    listing.write_text("".join(f"{p}\n" for p in listed))
+    args = [command, "--files-from", listing, "-w", tiny_checkpoint, "-o", "out", "-j", "0"]
+    args += ["-l", "conv3"] if command == "extract" else []
+    single = _in(tmp_path / "single", monkeypatch)
+    assert cli(*args).exit_code == 1
+    sharded = _in(tmp_path / "sharded", monkeypatch)
+    for i in range(2):  # one/a.wav in shard 0 (sorted: one/a, one/b, two/a, two/c), two/a.flac in 1
+        cli(*args, "--shard", f"{i}/2")
+    (report,) = merge(sharded / "out")
+    failed = sorted(p for p, _ in report.failed)
+    if command == "tag":  # the first listed wins, as in one run
+        assert failed == [str(listed[1])]
+        names = ["tags.jsonl", "tags.csv"]
+    else:
+        assert failed == [str(listed[0]), str(listed[1])]
+        names = ["manifest.csv"]
+    for name in names:
+        assert (sharded / "out" / name).read_bytes() == (single / "out" / name).read_bytes()

@@ -346,3 +346,60 @@ def test_with_files_from_directories_are_roots_not_searched(cli, write_audio, ti
     assert not (out / "sub" / "other.conv3.npy").exists()
     r = cli("extract", "--files-from", "-", "-w", tiny_checkpoint, "-o", out, input="\n")
     assert r.exit_code == 1 and "the list is empty" in r.output
+
+
+@pytest.mark.parametrize("command", ["tag", "extract"])
+@pytest.mark.parametrize("listed", [True, False], ids=["files-from", "directory"])
+def test_a_shard_looks_at_no_other_shards_input(cli, write_audio, tiny_checkpoint, tmp_path,
+                                                 monkeypatch, command, listed):
+    """Partition by the path strings first: no stat, lstat or resolve of another shard's file
+    (a list of a million paths would cost every shard minutes), missing ones reported by their
+    owner only."""
+    import os
+
+    clips = [write_audio(f"data/c{i}.wav", 0.6, seed=i, kind="noise") for i in range(6)]
+    missing = [tmp_path / "data" / f"gone{i}.wav" for i in range(4)]
+    listing = tmp_path / "all.txt"
+    listing.write_text("".join(f"{p}\n" for p in [*clips, *missing]))
+    ordered = sorted([*clips, *missing], key=str) if listed else clips
+    others = {str(p) for p in ordered[1::2]}
+    looked: list[str] = []
+    real_stat, real_lstat = os.stat, os.lstat
+
+    def stat(path, *a, **kw):
+        looked.append(os.fspath(path) if not isinstance(path, int) else "")
+        return real_stat(path, *a, **kw)
+
+    def lstat(path, *a, **kw):
+        looked.append(os.fspath(path))
+        return real_lstat(path, *a, **kw)
+
+    args = [command, tmp_path / "data", "-w", tiny_checkpoint, "-o", tmp_path / "out", "-j", "0"]
+    args += ["--files-from", listing] if listed else []
+    args += ["-l", "conv3"] if command == "extract" else []
+    monkeypatch.setattr(os, "stat", stat)
+    monkeypatch.setattr(os, "lstat", lstat)
+    r = cli(*args, "--shard", "0/2")
+    monkeypatch.undo()
+    assert not others & set(looked), sorted(others & set(looked))
+    total = 10 if listed else 6
+    assert f"shard 0/2: {total // 2} of {total} input(s)" in r.output
+    gone = {str(p) for p in missing}
+    reported = {p for p in gone if p in r.output}
+    assert reported == (gone - others if listed else set())
+    if listed:
+        r1 = cli(*args, "--shard", "1/2")
+        assert {p for p in gone if p in r1.output} == gone & others
+
+
+def test_plan_shard_partitions_strings_and_drops_spelled_duplicates(tmp_path, monkeypatch):
+    from soundnet_cli.runtime.shard import plan_shard
+
+    monkeypatch.chdir(tmp_path)
+    items = [Path("b.wav"), Path("a.wav"), tmp_path / "b.wav", Path("./a.wav"), Path("c.wav")]
+    problems = [(Path("d"), "d: cannot list this directory")]
+    everyone, share0, bad0 = plan_shard(items, problems, Shard(0, 2))
+    assert everyone == [Path("b.wav"), Path("a.wav"), Path("c.wav")]  # first spelling kept
+    _, share1, bad1 = plan_shard(items, problems, Shard(1, 2))
+    assert (share0, bad0) == ([Path("a.wav"), Path("c.wav")], [])  # nothing here exists
+    assert (share1, bad1) == ([Path("b.wav")], problems)

@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Se
 import numpy as np
 
 from .errors import OutputError, SoundNetError
-from .fsutil import atomic_path, mirrored_output
+from .fsutil import atomic_path, collision_candidates, mirrored_output
 from .runrecord import RunRecord
 from .runtime.options import (
     CHUNK_SECONDS,
@@ -239,9 +239,9 @@ class _Plan:
         self.layers = list(layers)
         # Collisions are looked for among all the run's inputs (run_inputs: every shard's), so a
         # shard fails exactly the inputs one run would, and no output is written by two shards.
-        everyone = list(run_inputs) if run_inputs is not None else list(paths)
-        inputs = {p.resolve() for p in everyone}
         planned = {path: output_paths(path, roots, out_dir, layers, pool) for path in paths}
+        everyone = list(paths) if run_inputs is None else _candidates(run_inputs, planned, pool)
+        inputs = {p.resolve() for p in everyone}
         owners: dict[Path, list[Path]] = {}
         for path in everyone:
             outs = planned.get(path) or output_paths(path, roots, out_dir, layers, pool)
@@ -269,6 +269,17 @@ class _Plan:
                 if name not in self.todo[path]:
                     found[name].append(out)
         return found
+
+
+def _candidates(run_inputs: Sequence[Path], planned: dict[Path, dict[str, Path]],
+                pool: str) -> list[Path]:
+    """The few inputs of the whole run (every shard's) that could collide with this shard's
+    ``planned`` outputs, found by their names alone (see :func:`.fsutil.collision_candidates`),
+    so a shard does not resolve every listed path."""
+    names = {o.name for outs in planned.values() for o in outs.values()}
+    stems = {o.name[:-len(output_suffix(n, pool))] for outs in planned.values()
+             for n, o in outs.items()}
+    return collision_candidates(run_inputs, list(planned), stems=stems, names=names)
 
 
 def _collision_message(path: Path, others: list[Path], out: Path) -> str:
@@ -405,7 +416,8 @@ def extract_files(
     names = model.resolve_layers(layers)
     files = [Path(p) for p in paths]
     plan = _Plan(files, [Path(r) for r in roots], Path(out_dir), names, pool, overwrite,
-                 None if run_inputs is None else [Path(p) for p in run_inputs])
+                 None if run_inputs is None else
+                 [p if isinstance(p, Path) else Path(p) for p in run_inputs])
     if plan.outputs:
         claim_outputs(model, out_dir, names, plan.existing(), overwrite)
     run: list[Path] = []

@@ -16,7 +16,7 @@ import re
 import stat
 import tempfile
 from pathlib import Path
-from typing import Collection, Iterable, Iterator
+from typing import Collection, Iterable, Iterator, Sequence
 
 _PART = re.compile(r"\.pid(\d+)\.[^.]+\.part$")
 
@@ -172,6 +172,43 @@ def find_files(
                 seen.add(key)
                 files.append(q)
     return files, problems
+
+
+def scan_dirs(dirs: Iterable[Path], suffixes: Collection[str], *, recursive: bool = False
+              ) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The files :func:`find_files` finds in directories ``dirs``, listed but not checked one by
+    one (no ``stat`` or ``resolve`` per file beyond what the listing gives): what every shard of
+    a sharded run over directories needs, before it checks only its own share. Returns
+    ``(files, problems)``, files sorted per directory; problems are directories that cannot be
+    listed."""
+    files: list[Path] = []
+    problems: list[tuple[Path, str]] = []
+    for d in dirs:
+        files += _list_dir(d, suffixes, recursive, problems)
+    return files, problems
+
+
+def collision_candidates(run_inputs: Sequence[Path], own: Sequence[Path],
+                         stems: Collection[str] = (), names: Collection[str] = ()
+                         ) -> list[Path]:
+    """The inputs of a whole run whose outputs could be those of ``own`` (one shard's inputs,
+    already checked): ``own`` itself, and the other inputs that are regular files and whose
+    file-name stem is one of ``own``'s or in ``stems`` (the stems of ``own``'s outputs, which
+    differ from the input's for a link resolved under a root), or whose name is in ``names`` (an
+    output that would overwrite an input). In ``run_inputs`` order (then any of ``own`` not in it).
+
+    Outputs are mirrored paths ending in ``stem + suffix``, so two inputs can only share one when
+    their stems agree; the filter is pure string work, and only the few candidates are looked at
+    (``is_file``), so a shard makes no system call for the rest of a large list. Not seen: an
+    alias (symbolic link) whose name differs from its target's, or output folders made of links.
+    """
+    mine = {str(p) for p in own}  # strings: a Path caches its str, hashing parses it again
+    stems = {p.stem for p in own} | set(stems)
+    wanted = set(names)
+    chosen = [q for q in run_inputs
+              if str(q) in mine or ((q.stem in stems or q.name in wanted) and q.is_file())]
+    listed = {str(q) for q in chosen}
+    return chosen + [p for p in own if str(p) not in listed]
 
 
 def _list_dir(root: Path, suffixes: Collection[str], recursive: bool,

@@ -105,21 +105,43 @@ def choose_shard(option: Optional[str]) -> Any:
     return resolve_shard(parse_shard(option) if option is not None else None)
 
 
-def take_shard(files: list[Path], problems: list[tuple[Path, str]], shard: Any,
-               quiet: bool) -> tuple[list[Path], list[tuple[Path, str]], int]:
-    """This shard's inputs and problems, sorted (all of them, in the order given, without a
-    shard), and the number of inputs of the whole run; says on stderr which shard this is and
-    how many inputs it took of how many."""
-    from ..runtime.shard import describe, select_inputs
+def discover_inputs(inputs: list[Path], roots: list[Path], recursive: bool, shard: Any,
+                    quiet: bool) -> tuple[list[Path], list[tuple[Path, str]], int, list[Path]]:
+    """``(files, problems, total, everyone)``: this shard's audio files and problems (missing
+    files, unreadable folders), the number of inputs of the whole run, and the whole run's inputs.
 
-    total = len(files) + len(problems)
+    Without a shard: every input checked (:func:`~soundnet_cli.audio.find_audio_files`), in the
+    order given. With one, the run's list is partitioned first, by path strings alone
+    (:func:`~soundnet_cli.runtime.shard.plan_shard`): directories among ``roots`` are listed (all
+    shards need the listing) but only this shard's share is then checked file by file, so a
+    shard's cost does not grow with other shards' files beyond the string work; ``everyone`` is
+    then the run's inputs unchecked (for the output-collision check across shards)."""
+    from ..audio import AUDIO_SUFFIXES, find_audio_files
+
     if shard is None:
-        return files, problems, total
-    mine, mine_problems = select_inputs(files, problems, shard)
-    if shard is not None and not quiet:
-        err.print(describe(shard, len(mine) + len(mine_problems), total), highlight=False,
+        found, problems = find_audio_files(inputs, recursive=recursive)
+        return found, problems, len(found) + len(problems), found
+    from ..fsutil import scan_dirs
+    from ..runtime.shard import describe, input_key, plan_shard
+
+    dirs = set(roots)
+    items: list[Path] = []
+    listing: list[tuple[Path, str]] = []
+    for p in inputs:
+        if p in dirs:
+            found, trouble = scan_dirs([p], AUDIO_SUFFIXES, recursive=recursive)
+            items += found
+            listing += trouble
+        else:
+            items.append(p)
+    everyone, share, share_problems = plan_shard(items, listing, shard)
+    files, problems = find_audio_files(share, recursive=recursive)
+    problems = sorted([*share_problems, *problems], key=lambda item: input_key(item[0]))
+    total = len(everyone) + len(listing)
+    if not quiet:
+        err.print(describe(shard, len(files) + len(problems), total), highlight=False,
                   soft_wrap=True)
-    return mine, mine_problems, total
+    return files, problems, total, everyone
 
 
 def doc(name: str = "") -> str:

@@ -22,10 +22,10 @@ from .common import (
     WeightsOpt,
     WorkersOpt,
     choose_shard,
+    discover_inputs,
     err,
     gather_inputs,
     report_failures,
-    take_shard,
     user_errors,
     warn,
 )
@@ -98,7 +98,6 @@ def extract(
     """
     failures: list[tuple[str, str]] = []
     with user_errors():
-        from ..audio import find_audio_files
         from ..errors import OutputError
         from ..extract import Manifest, manifest_format
         from ..runtime.shard import device_for_rank
@@ -111,8 +110,7 @@ def extract(
             manifest_format(manifest_path)
         except OutputError as e:
             raise typer.BadParameter(str(e), param_hint="--manifest") from None
-        found, problems = find_audio_files(inputs, recursive=recursive)
-        files, problems, total = take_shard(found, problems, part, quiet)
+        files, problems, total, found = discover_inputs(inputs, roots, recursive, part, quiet)
         device = device_for_rank(device)
         # Decoding starts before torch loads (~1.5 s), so the network finds work waiting.
         decoder = early_decoder(weights, device, files, workers, long_seconds)

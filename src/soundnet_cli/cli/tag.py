@@ -22,12 +22,12 @@ from .common import (
     WeightsOpt,
     WorkersOpt,
     choose_shard,
+    discover_inputs,
     doc,
     err,
     gather_inputs,
     out,
     report_failures,
-    take_shard,
     user_errors,
     warn,
 )
@@ -118,14 +118,12 @@ def tag(
     chosen = _formats(formats, plot, out_dir)
     failures: list[tuple[str, str]] = []
     with user_errors():
-        from ..audio import find_audio_files
         from ..runtime.shard import device_for_rank
         from ..tagging.events import DetectOptions
 
         part = choose_shard(shard)
         inputs, roots = gather_inputs(inputs, files_from)
-        found, problems = find_audio_files(inputs, recursive=recursive)
-        files, problems, total = take_shard(found, problems, part, quiet)
+        files, problems, total, found = discover_inputs(inputs, roots, recursive, part, quiet)
         device = device_for_rank(device)
         detect = DetectOptions(min_conf=min_conf, merge=merge, min_gap=min_gap)
         # Decoding starts before torch loads (~1.5 s), so the network finds work waiting.

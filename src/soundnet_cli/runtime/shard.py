@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import IO, Callable, Iterable, Mapping, Sequence, TypeVar
 
 from ..errors import UsageError
@@ -191,7 +191,7 @@ def device_for_rank(device: str, environ: Mapping[str, str] | None = None) -> st
 def input_key(path: str | os.PathLike) -> str:
     """The sort key of an input: its path as given, as a string (``Path`` spelling, so ``./a``
     and ``a`` agree). The same key orders the rows of every combined table and manifest."""
-    return str(Path(path))
+    return str(path) if isinstance(path, PurePath) else str(Path(path))  # a Path: no 2nd parse
 
 
 def select(paths: Iterable[T], shard: Shard | None,
@@ -210,6 +210,33 @@ def select_inputs(files: Sequence[Path], problems: Sequence[tuple[Path, str]],
     items += [(p, m) for p, m in problems]
     mine = select(items, shard, key=lambda item: input_key(item[0]))
     return ([p for p, m in mine if m is None], [(p, m) for p, m in mine if m is not None])
+
+
+def plan_shard(items: Sequence[Path], problems: Sequence[tuple[Path, str]], shard: Shard
+               ) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
+    """Partition a run's inputs *before* looking at them: ``(run_inputs, share, share_problems)``.
+
+    ``items``: every input of the run as given (listed paths, files found in directories);
+    ``problems``: ``(path, message)`` found while listing directories. Nothing here touches the
+    file system: duplicates are dropped by their absolute, normalised spelling
+    (:func:`os.path.abspath`, first one kept), then items and problems together are sorted by
+    :func:`input_key` and shard ``shard`` takes its :func:`select` share. ``run_inputs`` are the
+    unique items in the order given (for output-collision checks across shards), ``share`` this
+    shard's items, which the caller then checks (stat, resolve) alone, ``share_problems`` the
+    listing problems this shard reports. Every shard computes the same partition.
+    """
+    seen: set[str] = set()
+    unique: list[Path] = []
+    for p in items:
+        spelled = os.path.abspath(p)
+        if spelled not in seen:
+            seen.add(spelled)
+            unique.append(p)
+    entries: list[tuple[Path, str | None]] = [(p, None) for p in unique]
+    entries += [(p, m) for p, m in problems]
+    mine = select(entries, shard, key=lambda item: input_key(item[0]))
+    return (unique, [p for p, m in mine if m is None],
+            [(p, m) for p, m in mine if m is not None])
 
 
 def read_files_from(source: str | os.PathLike, stdin: IO[str] | None = None) -> list[Path]:

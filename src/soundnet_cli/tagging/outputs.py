@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from ..errors import OutputError, SoundNetError
-from ..fsutil import atomic_path, atomic_write_text, mirrored_output
+from ..fsutil import atomic_path, atomic_write_text, collision_candidates, mirrored_output
 from .events import NO_CONFIDENT_LABEL, DetectOptions
 from .scoring import CSV_COLUMNS, TAG_SCHEMA_VERSION, TagResult, doc_csv_rows, result_to_json
 
@@ -295,7 +295,11 @@ class TagRun:
         owner: dict[Path, Path] = {}
         clashes = {}
         mine = set(files)
-        for path in self.run_inputs if self.run_inputs is not None else files:
+        everyone: Sequence[Path] = files
+        if self.run_inputs is not None:  # only inputs named like ours can clash: no stat for
+            stems = {self.record_path(p).name[:-len(RECORD_SUFFIX)] for p in files}  # the rest
+            everyone = collision_candidates(self.run_inputs, files, stems=stems)
+        for path in everyone:
             out = self.record_path(path).resolve()
             if out in owner:
                 clashes[path] = (f"{path}: its results {self.record_path(path)} would also be "
