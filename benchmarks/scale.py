@@ -29,9 +29,11 @@ this checkout, the embedded network (the default of ``soundnet tag``), ``--devic
     and a ``resolve`` each) and take its share (``select_inputs``).
 
 ``shardlist``
-    The same listing inside the real command: ``extract --files-from LIST --shard 0/(N/100)``
-    on lists of 1,000 and ``--scan-files`` of those empty files (each shard takes 100, which
-    fail at once): the extra time per listed path is what every shard pays for a long list.
+    The same listing inside the real commands: ``extract`` and ``tag --out`` with
+    ``--files-from LIST --shard 0/(N/100)`` on lists of 1,000 and ``--scan-files`` of those empty
+    files, and ``extract DIR -r --shard 0/(N/100)`` on trees of as many (each shard takes 100,
+    which fail at once): the extra CPU time per path is what every shard pays for the other
+    shards' inputs. ``--baseline-src`` runs the same jobs with another checkout, interleaved.
 
 Merge cost is ``benchmarks/merge.py``; two shards against one run is ``benchmarks/shard.py``.
 Example (from the repository root; wrap in ``flock /tmp/bench.lock`` on a shared machine)::
@@ -265,33 +267,65 @@ def part_scan(args: argparse.Namespace, report: dict) -> None:
 
 
 def part_shardlist(args: argparse.Namespace, report: dict) -> None:
-    """The whole list's cost inside the real command: ``extract --files-from LIST --shard``
-    over lists of 1,000 and ``--scan-files`` empty ``.wav`` files, the shard count chosen so
-    that each shard takes 100 of them (which fail to decode at once: the run exits 1). The
-    difference per extra listed path is what every shard of a big run pays for the list."""
+    """The whole list's cost inside the real command: ``extract --files-from LIST --shard`` and
+    ``tag --out --files-from LIST --shard`` over lists of 1,000 and ``--scan-files`` empty
+    ``.wav`` files, and ``extract DIR --recursive --shard`` over the same tree and a 1,000-file
+    one, the shard count chosen so that each shard takes 100 of them (which fail to decode at
+    once: the run exits 1). The difference per extra path is what every shard of a big run pays
+    for the other shards' inputs. With ``--baseline-src`` the same jobs with that ``src`` too,
+    interleaved, so both checkouts see the same load."""
     root = args.tmp / f"scan-{args.scan_files}"
     scan_tree(root, args.scan_files)
+    small = args.tmp / "scan-1000"
+    scan_tree(small, 1000)
     paths = sorted(str(p) for p in root.glob("d*/*.wav"))
     sizes = (1000, len(paths))
     lists = {}
     for n in sizes:
         lists[n] = args.tmp / f"list-{n}.txt"
         lists[n].write_text("".join(p + "\n" for p in paths[:n]))
-
-    def job(n: int) -> Timing:
-        return run(soundnet("extract", str(root), "--files-from", str(lists[n]), "--shard",
-                            f"0/{n // 100}", "--out", str(fresh(args.tmp, "sl-out")),
-                            "--layer", "conv5", "--device", "cpu", "-q"), check=False)
-
-    rows = {n: summary(v) for n, v in alternate({n: (lambda n=n: job(n)) for n in sizes},
-                                                 args.reps).items()}
-    per = (rows[sizes[1]]["wall"] - rows[sizes[0]]["wall"]) / (sizes[1] - sizes[0])
-    print(f"\nextract --files-from LIST --shard 0/(N/100), 100 inputs taken each "
+    command = {
+        "extract --files-from": lambda n, out: ("extract", str(root), "--files-from",
+                                                str(lists[n]), "--layer", "conv5", "--out", out),
+        "tag --out --files-from": lambda n, out: ("tag", str(root), "--files-from",
+                                                  str(lists[n]), "--format", "jsonl,csv",
+                                                  "--out", out),
+        "extract DIR -r": lambda n, out: ("extract", str(root if n > 1000 else small), "-r",
+                                          "--layer", "conv5", "--out", out),
+    }
+    srcs = {"this checkout": None}
+    if args.baseline_src:
+        srcs["baseline"] = {"PYTHONPATH": str(args.baseline_src)}
+    jobs = {}
+    for name, make in command.items():
+        for who, extra in srcs.items():
+            for n in sizes:
+                def job(make=make, n=n, extra=extra) -> Timing:
+                    cmd = make(n, str(fresh(args.tmp, "sl-out")))
+                    return run(soundnet(*cmd, "--shard", f"0/{n // 100}", "--device", "cpu",
+                                        "-q"), extra_env=extra, check=False,
+                               stdout=subprocess.DEVNULL)
+                jobs[(name, who, n)] = job
+    rows = {k: summary(v) for k, v in alternate(jobs, args.reps).items()}  # type: ignore[arg-type]
+    print(f"\nthe whole input list in one shard, --shard 0/(N/100): 100 inputs taken of N "
           f"(median of {args.reps}; load {load()})")
-    for n, r in rows.items():
-        print(f"  list of {n:>7,} paths: {r['wall']:6.2f} s wall, {r['cpu']:6.2f} s cpu")
-    print(f"  -> {per * 1e6:.0f} us per listed path, in every shard")
-    report["shardlist"] = {"rows": {str(n): r for n, r in rows.items()}, "per_path": per}
+    out = {}
+    for name in command:
+        for who in srcs:
+            a, b = rows[(name, who, sizes[0])], rows[(name, who, sizes[1])]
+            per_wall = (b["wall"] - a["wall"]) / (sizes[1] - sizes[0])
+            per_cpu = (b["cpu"] - a["cpu"]) / (sizes[1] - sizes[0])
+            print(f"  {name:24s} {who:14s} N={sizes[0]:,}: {a['wall']:6.2f} s wall "
+                  f"{a['cpu']:6.2f} s cpu; N={sizes[1]:,}: {b['wall']:6.2f} s wall "
+                  f"{b['cpu']:6.2f} s cpu -> {per_cpu * 1e6:4.0f} us cpu "
+                  f"({per_wall * 1e6:4.0f} us wall) per path")
+            out[f"{name} | {who}"] = {"rows": {str(sizes[0]): a, str(sizes[1]): b},
+                                      "per_path_cpu": per_cpu, "per_path_wall": per_wall}
+        if len(srcs) > 1:
+            new, old = out[f"{name} | this checkout"], out[f"{name} | baseline"]
+            print(f"  {name:24s} baseline / this checkout, per path (cpu): "
+                  f"{old['per_path_cpu'] / max(new['per_path_cpu'], 1e-9):.1f}x")
+    report["shardlist"] = out
 
 
 def main() -> None:
@@ -306,7 +340,7 @@ def main() -> None:
     ap.add_argument("--long-minutes", type=float, default=10.0)
     ap.add_argument("--scan-files", type=int, default=100_000)
     ap.add_argument("--baseline-src", type=Path, default=None,
-                    help="startup: also time tag on the tiny file with this src/ (another "
+                    help="startup, shardlist: also time the jobs with this src/ (another "
                          "checkout, e.g. a git worktree of an earlier commit)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args()
