@@ -79,3 +79,32 @@ def median(xs: list[float]) -> float:
 def self_rss_mib() -> float:
     """Peak RSS of this process so far, MiB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+#: ESC-50's own rate: a looped file of its clips uses them as stored.
+LONG_RATE = 44_100
+
+
+def write_looped_ogg(clips: list[Path], path: Path, seconds: float) -> Path:
+    """``clips`` (mono, :data:`LONG_RATE`) end to end, looped, as one Ogg Vorbis file of
+    ``seconds`` at about the clips' own bitrate, written block by block and renamed into place:
+    the same content and codec as the short clips, as one long recording."""
+    import soundfile as sf
+
+    mono = [c for c in clips
+            if (lambda i: (i.samplerate, i.channels) == (LONG_RATE, 1))(sf.info(str(c)))]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_suffix(".part.ogg")
+    left = int(seconds * LONG_RATE)
+    with sf.SoundFile(str(part), "w", samplerate=LONG_RATE, channels=1, format="OGG",
+                      subtype="VORBIS", compression_level=0.05) as f:
+        while left:
+            for clip in mono:
+                x = sf.read(str(clip), dtype="float32")[0][:left]
+                for i in range(0, x.shape[0], LONG_RATE):  # libsndfile's Vorbis encoder
+                    f.write(x[i:i + LONG_RATE])           # crashes on very large writes
+                left -= x.shape[0]
+                if not left:
+                    break
+    part.replace(path)
+    return path

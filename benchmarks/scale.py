@@ -55,10 +55,9 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import ESC50_AUDIO, Timing, cores, env, load, median, run, soundnet  # noqa: E402
+from _bench import ESC50_AUDIO, Timing, cores, env, load, median, run, soundnet, write_looped_ogg  # noqa: E402
 
 RATE = 22_050
-LONG_RATE = 44_100  # ESC-50's own rate: the long file's clips are used as stored
 
 
 def tiny_file(tmp: Path) -> Path:
@@ -162,22 +161,7 @@ def long_file(args: argparse.Namespace) -> Path:
     path = args.tmp / f"esc50-looped-{args.long_minutes:g}min.ogg"
     if path.exists():
         return path
-    mono = [p for p in sorted(args.data.glob("*.ogg"))
-            if (lambda i: (i.samplerate, i.channels) == (LONG_RATE, 1))(sf.info(str(p)))]
-    left = int(args.long_minutes * 60 * LONG_RATE)
-    part = path.with_suffix(".part.ogg")
-    with sf.SoundFile(str(part), "w", samplerate=LONG_RATE, channels=1, format="OGG",
-                      subtype="VORBIS", compression_level=0.05) as f:
-        while left:
-            for clip in mono:
-                x = sf.read(str(clip), dtype="float32")[0][:left]
-                for i in range(0, x.shape[0], LONG_RATE):  # libsndfile's Vorbis encoder
-                    f.write(x[i:i + LONG_RATE])           # crashes on very large writes
-                left -= x.shape[0]
-                if not left:
-                    break
-    part.replace(path)
-    return path
+    return write_looped_ogg(sorted(args.data.glob("*.ogg")), path, args.long_minutes * 60)
 
 
 def part_long(args: argparse.Namespace, report: dict) -> None:

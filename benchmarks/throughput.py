@@ -60,7 +60,8 @@ from soundnet_cli.runtime.options import RunOptions
 from soundnet_cli.model import SoundNet, make_config
 from soundnet_cli.runtime.stream import LONG_FILE_SECONDS, stream_to_npy
 
-LONG_RATE = 44_100
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench import LONG_RATE, write_looped_ogg  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------
@@ -358,22 +359,7 @@ def part_pipeline(args: argparse.Namespace, report: dict) -> None:
 def make_long_file(path: Path, seconds: float, data: Path) -> None:
     """ESC-50's mono 44.1 kHz clips end to end (looped) as one Ogg Vorbis file at about the
     clips' own bitrate, written block by block: the same content and codec as the short clips."""
-    clips = [p for p in esc50_files(data, None)
-             if (lambda i: (i.samplerate, i.channels) == (LONG_RATE, 1))(sf.info(str(p)))]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part.ogg")
-    left = int(seconds * LONG_RATE)
-    with sf.SoundFile(str(tmp), "w", samplerate=LONG_RATE, channels=1, format="OGG",
-                      subtype="VORBIS", compression_level=0.05) as f:
-        while left:
-            for clip in clips:
-                x = sf.read(str(clip), dtype="float32")[0][:left]
-                for i in range(0, x.shape[0], LONG_RATE):  # libsndfile's Vorbis encoder
-                    f.write(x[i:i + LONG_RATE])           # crashes on very large writes
-                left -= x.shape[0]
-                if not left:
-                    break
-    tmp.replace(path)
+    write_looped_ogg(esc50_files(data, None), path, seconds)
 
 
 def kbps(files: list[Path]) -> float:
