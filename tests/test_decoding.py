@@ -157,3 +157,38 @@ def test_processes_that_die_before_any_file_raise_a_clear_error(files, monkeypat
     monkeypatch.setattr(decoding, "_worker", lambda *a: os._exit(3))
     with pytest.raises(DecodingError, match="keep dying.*exit status 3"):
         list(DecodePool(files, RATE, workers=2))
+
+
+def _dies_mid_message(start, step, paths, sample_rate, long_seconds, out, *rest) -> None:
+    """A worker killed half-way through sending a result: a frame header promising a megabyte,
+    a few bytes of it, then death (what SIGKILL does to a feeder thread mid-write)."""
+    import struct
+
+    os.write(out._writer.fileno(), struct.pack("!i", 1 << 20) + b"partial")
+    os._exit(9)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork context")
+def test_a_worker_dying_mid_message_does_not_hang_the_reader(files, monkeypatch) -> None:
+    """The reader must see the death (end of file on the pipe), not wait forever for the rest
+    of the message: the parent keeps no copy of a worker's write end."""
+    import threading
+
+    from soundnet_cli.errors import DecodingError
+
+    monkeypatch.setattr(decoding, "_worker", _dies_mid_message)
+    outcome: list[BaseException | None] = []
+
+    def read() -> None:
+        try:
+            with DecodePool(files, RATE, workers=2) as pool:
+                list(pool)
+            outcome.append(None)
+        except BaseException as e:  # noqa: BLE001 - handed to the test thread
+            outcome.append(e)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=60)
+    assert not reader.is_alive(), "the reader blocked on a half-sent message"
+    assert isinstance(outcome[0], DecodingError) and "keep dying" in str(outcome[0])

@@ -209,6 +209,14 @@ class DecodePool:
                   self._per_worker, self._nice, os.getpid()))
         proc.start()
         self._procs[k] = proc
+        if self._ctx.get_start_method() == "fork":
+            # Keep no copy of the worker's write end (forked later workers do not inherit one
+            # either): a worker that dies half-way through sending a result then shows as end of
+            # file on the pipe. With a copy held here, the reader waits forever for the rest of
+            # the message. (Under spawn the handle is passed after start, so it stays open.)
+            writer = getattr(self._queues[k], "_writer", None)
+            if writer is not None:
+                writer.close()
 
     def close(self) -> None:
         """Stop the decoding processes (idempotent)."""
@@ -300,10 +308,11 @@ class DecodePool:
         while True:
             try:
                 index, clip, nbytes = self._queues[k].get(timeout=0.5)
-            except queue_module.Empty:
+            except (queue_module.Empty, EOFError, OSError) as e:
                 proc = self._procs[k]
-                if proc.is_alive():
+                if isinstance(e, queue_module.Empty) and proc.is_alive():
                     continue
+                proc.join(timeout=5)  # end of file: the worker is gone or going
                 # The worker died decoding `culprit`; results it had queued but not sent died
                 # with it, so a fresh worker starts again from the first one not received. A
                 # file that kills two workers fails and is skipped from then on.
