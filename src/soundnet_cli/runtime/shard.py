@@ -205,15 +205,14 @@ def select(paths: Iterable[T], shard: Shard | None,
 def select_inputs(files: Sequence[Path], problems: Sequence[tuple[Path, str]],
                   shard: Shard | None) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Shard a discovered input list *and* its problems (missing files, unreadable folders)
-    together, so each problem is reported by exactly one shard. Both come back sorted."""
-    items: list[tuple[Path, str | None]] = [(f, None) for f in files]
-    items += [(p, m) for p, m in problems]
-    mine = select(items, shard, key=lambda item: input_key(item[0]))
-    return ([p for p, m in mine if m is None], [(p, m) for p, m in mine if m is not None])
+    together, so each problem is reported by exactly one shard. Both come back sorted
+    (:func:`plan_shard` on inputs already checked)."""
+    _, share, share_problems = plan_shard(files, problems, shard)
+    return share, share_problems
 
 
-def plan_shard(items: Sequence[Path], problems: Sequence[tuple[Path, str]], shard: Shard
-               ) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
+def plan_shard(items: Sequence[Path], problems: Sequence[tuple[Path, str]],
+               shard: Shard | None) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
     """Partition a run's inputs *before* looking at them: ``(run_inputs, share, share_problems)``.
 
     ``items``: every input of the run as given (listed paths, files found in directories);
@@ -223,7 +222,8 @@ def plan_shard(items: Sequence[Path], problems: Sequence[tuple[Path, str]], shar
     :func:`input_key` and shard ``shard`` takes its :func:`select` share. ``run_inputs`` are the
     unique items in the order given (for output-collision checks across shards), ``share`` this
     shard's items, which the caller then checks (stat, resolve) alone, ``share_problems`` the
-    listing problems this shard reports. Every shard computes the same partition.
+    listing problems this shard reports. Every shard computes the same partition; ``None``:
+    everything, sorted.
     """
     seen: set[str] = set()
     unique: list[Path] = []
