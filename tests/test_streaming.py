@@ -426,3 +426,52 @@ def test_audio_progress_shows_a_long_file(tmp_path, write_audio):
         assert task.fields["audio"] == "1:00 of 1:30 audio"
         progress.advance(90.0)
         assert not [t for t in progress.progress.tasks if t.visible]
+
+
+# ---------------------------------------------------------------------------------------------
+# Heads that skip the trunk's last frame (HeadSpec.skip_last: the authors' heads)
+
+
+@pytest.fixture(scope="module")
+def skipping_model():
+    from dataclasses import replace
+
+    from conftest import tiny_config
+
+    heads = tuple(replace(h, skip_last=1) for h in tiny_config().heads)
+    return make_tiny_model(heads=heads)
+
+
+def test_skip_last_heads_never_read_the_last_frame(skipping_model) -> None:
+    """Every head step equals the head conv over conv7 without its last frame, and the geometry
+    counts exactly those steps: 10 s (8 conv7 frames) gives none, 10.98 s the first."""
+    m = skipping_model
+    for samples in (220_500, 242_141, 242_142, 16 * 22_050, 20 * 22_050):
+        wave = noise(samples, seed=samples % 5)
+        want = m.geometry("objects").frames(samples)
+        conv7 = reference(m, wave, ["conv7"])["conv7"].T[None]  # (1, channels, frames)
+        head = m.heads["objects"]
+        expected = head(torch.from_numpy(conv7[..., :-1].copy())).detach()[0].T.numpy() \
+            if conv7.shape[-1] - 1 >= head.kernel_size[0] else np.zeros((0, 7), np.float32)
+        assert expected.shape[0] == want, samples
+        if want == 0:
+            with pytest.raises(LayerError, match="too short"):
+                reference(m, wave, ["objects"])
+            continue
+        got = reference(m, wave, ["objects"])["objects"]
+        assert_same({"objects": got}, {"objects": expected}, f"features@{samples}")
+        with torch.inference_mode():
+            engine = Engine(m, ["objects", "scenes"]).forward(torch.from_numpy(wave)[None])
+        assert_same({"objects": engine["objects"][0].T.numpy()}, {"objects": expected},
+                    f"engine@{samples}")
+    assert m.geometry("objects").min_samples() == 242_142
+
+
+@pytest.mark.parametrize("samples", [242_142, 262_144 + 5, 16 * 22_050, 20 * 22_050 + 3])
+def test_skip_last_heads_stream_exactly(skipping_model, samples: int) -> None:
+    """Streaming holds back the frame that may turn out to be the last: chunked == whole."""
+    layers = ["conv7", "objects", "scenes"]
+    wave = noise(samples, seed=3)
+    for sizes in ([32_768] * 20, irregular(samples, 30_000)):
+        got = gather(run_stream(Engine(skipping_model, layers), split(wave, sizes)))
+        assert_same(got, reference(skipping_model, wave, layers), f"{samples}")

@@ -47,13 +47,22 @@ class ConvSpec:
 
 @dataclass(frozen=True)
 class HeadSpec:
-    """One output head: a Conv1d (no BN, no ReLU) over the last block, one channel per label."""
+    """One output head: a Conv1d (no BN, no ReLU) over the last block, one channel per label.
+
+    ``skip_last`` is how many frames at the end of the last block the head never reads. The
+    trunk's even kernels with half-kernel padding give every layer one extra frame at the right
+    end, computed mostly from zero padding; the authors trained their heads on 20-s clips, whose
+    steps never read conv7's last frame (15 frames, 4 steps of 8 frames, stride 2). A step that
+    reads it (at 10 s or 16 s, say) is garbage, so their heads skip it (``1``); at the training
+    length that changes nothing. ``0`` (the default, and older checkpoints) reads every frame.
+    """
 
     name: str
     labels: tuple[str, ...]
     kernel: int
     stride: int
     padding: int = 0
+    skip_last: int = 0
 
     @property
     def classes(self) -> int:
@@ -193,6 +202,7 @@ def _validate_config(c: "SoundNetConfig") -> None:
         _int_in(h.kernel, f"{where}.kernel", 1, MAX_KERNEL)
         _int_in(h.stride, f"{where}.stride", 1, MAX_KERNEL)
         _int_in(h.padding, f"{where}.padding", 0, MAX_KERNEL)
+        _int_in(h.skip_last, f"{where}.skip_last", 0, MAX_KERNEL)
     low, high = SAMPLE_RATE_RANGE
     _int_in(c.sample_rate, "sample_rate", low, high)
     _float_in(c.input_scale, "input_scale", 0.0, MAX_INPUT_SCALE)
@@ -221,6 +231,10 @@ _SOUNDNET5_TRUNK = (
 )
 #: Head geometry (kernel, stride, padding) of the original heads and of classifier heads.
 ORIGINAL_HEAD_GEOMETRY = {"soundnet8": (8, 2, 0), "soundnet5": (16, 12, 4)}
+#: Trailing trunk frames the original heads never saw in training (``HeadSpec.skip_last``):
+#: SoundNet-8's 20-s training clips give conv7 15 frames and 4 steps reading frames 0-13.
+#: SoundNet-5's conv4 has padding 4 = kernel/2 too, but its heads pad by 4 and read every frame.
+ORIGINAL_HEAD_SKIP_LAST = {"soundnet8": 1, "soundnet5": 0}
 #: The original fine-tuning replaced the heads by one kernel-4 conv over conv7 of 5 s inputs.
 CLASSIFIER_HEAD_GEOMETRY = {"soundnet8": (4, 1, 0), "soundnet5": (16, 12, 4)}
 _HEAD_STAGE = {"soundnet8": "conv8", "soundnet5": "conv5"}
@@ -237,11 +251,13 @@ def original_heads(
     object_labels: Sequence[str] | None = None,
     scene_labels: Sequence[str] | None = None,
 ) -> tuple[HeadSpec, HeadSpec]:
-    """The original two heads: ImageNet objects (1000) and Places scenes (401)."""
+    """The original two heads: ImageNet objects (1000) and Places scenes (401); they skip the
+    trunk's last frame, which their training never read (:class:`HeadSpec`)."""
     k, s, p = ORIGINAL_HEAD_GEOMETRY[_check_arch(arch)]
+    skip = ORIGINAL_HEAD_SKIP_LAST[arch]
     objects = tuple(object_labels) if object_labels is not None else placeholder_labels("object", 1000)
     scenes = tuple(scene_labels) if scene_labels is not None else placeholder_labels("scene", 401)
-    return (HeadSpec("objects", objects, k, s, p), HeadSpec("scenes", scenes, k, s, p))
+    return (HeadSpec("objects", objects, k, s, p, skip), HeadSpec("scenes", scenes, k, s, p, skip))
 
 
 def classifier_head(arch: str, labels: Sequence[str], name: str = "classes") -> HeadSpec:
@@ -295,12 +311,17 @@ class Geometry:
     receptive_field: int
     first_sample: int
     ops: tuple[tuple[int, int, int], ...] = field(repr=False)
+    #: Frames dropped from the end of the last op's input before it runs (a head's
+    #: ``skip_last``): fewer frames, same positions.
+    skip_last: int = 0
 
     def frames(self, samples: int) -> int:
         """Output frames for an input of ``samples`` samples (0 when too short)."""
         n = samples
-        for k, s, p in self.ops:
-            n = (n + 2 * p - k) // s + 1
+        for i, (k, s, p) in enumerate(self.ops):
+            if i == len(self.ops) - 1:
+                n -= self.skip_last
+            n = (n + 2 * p - k) // s + 1 if n + 2 * p >= k else 0
             if n <= 0:
                 return 0
         return n
@@ -308,8 +329,8 @@ class Geometry:
     def min_samples(self) -> int:
         """Smallest input length (samples) that yields at least one frame."""
         n = 1
-        for k, s, p in reversed(self.ops):
-            n = max(1, (n - 1) * s + k - 2 * p)
+        for i, (k, s, p) in enumerate(reversed(self.ops)):
+            n = max(1, (n - 1) * s + k - 2 * p + (self.skip_last if i == 0 else 0))
         while self.frames(n) < 1:  # guard against padding arithmetic at the boundary
             n += 1
         return n
@@ -342,15 +363,16 @@ def _stages(config: SoundNetConfig) -> list[_Stage]:
     return stages
 
 
-def geometry_of(ops: Iterable[tuple[int, int, int]]) -> Geometry:
-    """Fold a list of (kernel, stride, padding) ops into a :class:`Geometry`."""
+def geometry_of(ops: Iterable[tuple[int, int, int]], skip_last: int = 0) -> Geometry:
+    """Fold a list of (kernel, stride, padding) ops into a :class:`Geometry`; ``skip_last``
+    frames are dropped from the end of the last op's input."""
     ops = tuple(ops)
     hop, rf, first = 1, 1, 0
     for k, s, p in ops:
         first -= p * hop
         rf += (k - 1) * hop
         hop *= s
-    return Geometry(hop=hop, receptive_field=rf, first_sample=first, ops=ops)
+    return Geometry(hop=hop, receptive_field=rf, first_sample=first, ops=ops, skip_last=skip_last)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -756,15 +778,17 @@ class SoundNet(nn.Module):
         """Frame geometry of a public layer name (see :class:`Geometry`)."""
         name = self.resolve_layers([layer])[0]
         ops: list[tuple[int, int, int]] = []
+        skip = 0
         for stage in self._stages:
             if stage.kind == "heads":
                 h = next(h for h in self.config.heads if h.name == name)
                 ops.append((h.kernel, h.stride, h.padding))
+                skip = h.skip_last
                 break
             ops.extend(stage.ops)
             if stage.name == name:
                 break
-        return geometry_of(ops)
+        return geometry_of(ops, skip)
 
     def channels(self, layer: str) -> int:
         """Channel count of a public layer."""
@@ -818,8 +842,16 @@ class SoundNet(nn.Module):
                 trunk_wanted.discard(name)
             i += 1
         for name in heads_wanted:
-            out[name] = self._run_stage(name, self.heads[name], x)
+            out[name] = self._run_stage(name, self.heads[name], self._head_input(name, x))
         return {n: out[n] for n in wanted}
+
+    def _head_input(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """The last block's frames head ``name`` reads: all but its ``skip_last``."""
+        skip = next(h.skip_last for h in self.config.heads if h.name == name)
+        if skip and x.shape[-1] <= skip:
+            raise LayerError(f"input too short for layer {name}: needs at least "
+                             f"{self.geometry(name).min_samples()} samples")
+        return x[..., : x.shape[-1] - skip] if skip else x
 
     def forward(self, waveform: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.features(waveform, self.config.head_names)

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import TargetsError
-from ..model import ORIGINAL_HEAD_GEOMETRY, HeadSpec, SoundNet, make_config
+from ..model import ORIGINAL_HEAD_GEOMETRY, ORIGINAL_HEAD_SKIP_LAST, HeadSpec, SoundNet, make_config
 from ..provenance import RECORD_KEY, training_record
 from ..training.loop import EpochReport, LoopConfig, check_run_dir, fit, seed_everything
 from ..weights.checkpoint import load_checkpoint
@@ -362,7 +362,9 @@ def build_student(cfg: DistillConfig, header: TargetsHeader,
         info = {"init": str(cfg.init), "init_sha256": ckpt.sha256,
                 "init_provenance": ckpt.provenance}
     k, s, p = cfg.head_geometry or ORIGINAL_HEAD_GEOMETRY[arch]
-    heads = [HeadSpec(n, header.teacher(n).labels, k, s, p) for n in teachers]
+    # 20-s examples: like the authors' heads, steps never read the trunk's last frame.
+    skip = 0 if cfg.head_geometry else ORIGINAL_HEAD_SKIP_LAST[arch]
+    heads = [HeadSpec(n, header.teacher(n).labels, k, s, p, skip) for n in teachers]
     if base is not None:
         base.replace_heads(heads)
         return base.train(), info

@@ -311,7 +311,9 @@ class _Batcher:
 
     def add(self, clip: DecodedClip) -> None:
         assert clip.waveform is not None  # only decoded clips are batched
-        wave = tile(clip.waveform, self.need)
+        wave = clip.waveform
+        if wave.shape[0] < self.need:  # loop to exactly the length needed, no whole copies more
+            wave = loop_to(wave, self.need)
         group = self.groups.setdefault(wave.shape[0], [])
         group.append((clip, wave))
         self.waiting += 1

@@ -67,6 +67,9 @@ class Stage:
     head
         An output head: it reads the trunk's last output, not the previous stage's (heads of
         different geometries are sibling stages).
+    skip_last
+        Input frames at the true end the stage never reads (a head's ``skip_last``), dropped
+        before the end padding.
     """
 
     names: tuple[str, ...]
@@ -79,10 +82,11 @@ class Stage:
     weight_bytes: int = 0
     in_hop: int = 1
     head: bool = False
+    skip_last: int = 0
 
     def frames(self, n: int) -> int:
         """Output frames for ``n`` unpadded input frames (0 when too short)."""
-        n += 2 * self.padding
+        n += 2 * self.padding - self.skip_last
         return (n - self.kernel) // self.stride + 1 if n >= self.kernel else 0
 
     def split(self, y: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -169,8 +173,9 @@ class Engine:
              ) -> torch.Tensor:
         wanted = set(self.layers)
         for stage in stages:
-            p = stage.padding
-            y = stage.fn(F.pad(x, (p, p)) if p else x)
+            p, skip = stage.padding, stage.skip_last
+            inp = x[..., : x.shape[-1] - skip] if skip else x
+            y = stage.fn(F.pad(inp, (p, p)) if p else inp)
             for name, part in stage.split(y).items():
                 if name in wanted:
                     out.setdefault(name, []).append(part)
@@ -313,10 +318,12 @@ def _space_to_depth(weight: torch.Tensor, bias: torch.Tensor, k: int, s: int,
 
 
 def _head_groups(model: SoundNet, heads: list[str]) -> list[list[str]]:
-    groups: dict[tuple[int, int, int], list[str]] = {}
+    groups: dict[tuple[int, int, int, int], list[str]] = {}
+    skip = {h.name: h.skip_last for h in model.config.heads}
     for name in heads:
         conv = cast(nn.Conv1d, model.heads[name])
-        key = (conv.kernel_size[0], conv.stride[0], cast(tuple[int, ...], conv.padding)[0])
+        key = (conv.kernel_size[0], conv.stride[0], cast(tuple[int, ...], conv.padding)[0],
+               skip[name])
         groups.setdefault(key, []).append(name)
     return list(groups.values())
 
@@ -328,6 +335,7 @@ def _heads_stage(model: SoundNet, names: list[str], channels: int,
     bias = torch.cat([cast(torch.Tensor, c.bias).detach() for c in convs]).float().to(device)
     k, s = convs[0].kernel_size[0], convs[0].stride[0]
     p = cast(tuple[int, ...], convs[0].padding)[0]
+    skip = next(h.skip_last for h in model.config.heads if h.name == names[0])
     return Stage(tuple(names), tuple(c.out_channels for c in convs), channels, k, s, p,
                  lambda x: conv1d(x, weight, bias, s),
-                 weight_bytes=weight.numel() * weight.element_size(), head=True)
+                 weight_bytes=weight.numel() * weight.element_size(), head=True, skip_last=skip)

@@ -136,10 +136,13 @@ class _StageStream:
         (``(1, channels, m)``, possibly ``m == 0``). ``last`` closes the stream (end padding)."""
         st = self.stage
         parts = [self.pending, x] if self.pending.shape[-1] else [x]
-        if last and st.padding:
-            parts.append(x.new_zeros(1, st.in_channels, st.padding))
         buf = torch.cat(parts, dim=-1) if len(parts) > 1 else x
-        n = buf.shape[-1]
+        if last and st.skip_last:  # the true end: those frames are never read
+            buf = buf[..., : max(0, buf.shape[-1] - st.skip_last)]
+        if last and st.padding:
+            buf = torch.cat([buf, x.new_zeros(1, st.in_channels, st.padding)], dim=-1)
+        # Before the end, the last skip_last frames may turn out to be the file's last: hold them.
+        n = buf.shape[-1] - (0 if last else st.skip_last)
         frames = (n - st.kernel) // st.stride + 1 if n >= st.kernel else 0
         if frames == 0 or (frames < self.min_frames and not last):
             self.pending = buf

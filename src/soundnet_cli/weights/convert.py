@@ -152,6 +152,7 @@ def build_network(
 
     from ..model import (
         ORIGINAL_HEAD_GEOMETRY,
+        ORIGINAL_HEAD_SKIP_LAST,
         HeadSpec,
         SoundNet,
         make_config,
@@ -179,7 +180,7 @@ def build_network(
         elif len(names) != conv.out_channels:
             raise WeightsError(f"head {name} has {conv.out_channels} outputs but its category "
                                f"file has {len(names)} names")
-        head_specs.append(HeadSpec(name, tuple(names), k, s, p))
+        head_specs.append(HeadSpec(name, tuple(names), k, s, p, ORIGINAL_HEAD_SKIP_LAST[arch]))
     eps = _common_eps(source.trunk)
     preset = make_config(arch, head_specs, input_scale=input_scale)
     convs = tuple(dataclasses.replace(spec, out_channels=conv.out_channels)
