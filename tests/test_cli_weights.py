@@ -118,7 +118,7 @@ def test_info_text_and_json(run, cache, t7, label_paths):
     text = run("weights", "info", "soundnet8")
     assert text.exit_code == 0
     assert "soundnet8" in text.stdout and "objects: 7 labels (objects 0, objects 1" in text.stdout
-    assert "scale 256" in text.stdout and "tiled" in text.stdout
+    assert "scale 256" in text.stdout and "looped to that length for tagging" in text.stdout
     data = json.loads(run("weights", "info", cache / "soundnet8.safetensors", "--json").stdout)
     assert data["arch"] == "soundnet8" and data["input_scale"] == 256.0
     assert data["tile_seconds"] == 10.0

@@ -14,6 +14,13 @@ the key :data:`RECORD_KEY` (``"training_data"``)::
 ``fingerprints`` is the union of this run's training clips and the ``--init`` network's own
 record, so a fine-tuned network still "remembers" what its starting point saw.
 
+A record may also belong to one head only, under ``provenance["heads"][NAME]["training_data"]``
+(:data:`HEADS_KEY`): a head trained on a frozen trunk (the embedded network's ``esc50`` head on
+ESC-50 folds 1-4) has seen those clips, while the trunk, whose features ``fit-svm`` and
+``extract`` use, has not. :meth:`TrainingData.from_provenance` reads the trunk's record (the
+top-level one), adding a head's record when asked for that head (``head="esc50"``) or for every
+head (``head=ANY_HEAD``: what a fine-tuned network inherits).
+
 The fingerprint of a clip is the first 16 hex digits (64 bits) of the SHA-256 of the file's
 bytes (:func:`clip_fingerprint`). It depends on nothing but the bytes, so it survives copying or
 moving the dataset to another folder, renaming files, and another layout or labels CSV over the
@@ -45,6 +52,10 @@ from .errors import DatasetError, WeightsError
 
 #: Where a checkpoint's provenance keeps its training-data record.
 RECORD_KEY = "training_data"
+#: Where a checkpoint's provenance keeps per-head records (``{head: {RECORD_KEY: ...}}``).
+HEADS_KEY = "heads"
+#: ``head=`` value of :meth:`TrainingData.from_provenance` that merges every head's record.
+ANY_HEAD = "*"
 #: The fingerprint scheme this module computes (and the only one it can compare).
 FINGERPRINT_SCHEME = "sha256-16"
 #: Hex digits of the SHA-256 kept per clip (64 bits).
@@ -114,13 +125,38 @@ class TrainingData:
                 "inherited_clips": self.inherited_clips, "init": self.init}
 
     @classmethod
-    def from_provenance(cls, provenance: Mapping[str, Any] | None) -> "TrainingData | None":
-        """The record in a checkpoint's provenance, or ``None`` when it has none.
+    def from_provenance(cls, provenance: Mapping[str, Any] | None,
+                        head: str | None = None) -> "TrainingData | None":
+        """The trunk's record in a checkpoint's provenance, merged with head ``head``'s record
+        (every head's for :data:`ANY_HEAD`), or ``None`` when there is none.
 
         Raises :class:`WeightsError` for a malformed record or an unknown fingerprint scheme
         (a record that cannot be checked must not pass as "seen nothing").
         """
-        raw = (provenance or {}).get(RECORD_KEY)
+        provenance = provenance or {}
+        records = [cls._parse(provenance.get(RECORD_KEY))]
+        if head is not None:
+            heads = provenance.get(HEADS_KEY) or {}
+            if not isinstance(heads, Mapping):
+                raise WeightsError("malformed per-head provenance in the checkpoint")
+            names = list(heads) if head == ANY_HEAD else [head]
+            for name in names:
+                entry = heads.get(name) or {}
+                if not isinstance(entry, Mapping):
+                    raise WeightsError(f"malformed provenance of head {name!r} in the checkpoint")
+                records.append(cls._parse(entry.get(RECORD_KEY)))
+        found = [r for r in records if r is not None]
+        if not found:
+            return None
+        merged = found[0]
+        for r in found[1:]:
+            merged = replace(merged, fingerprints=merged.fingerprints | r.fingerprints,
+                             clips=merged.clips + r.clips,
+                             inherited_clips=merged.inherited_clips + r.inherited_clips)
+        return merged
+
+    @classmethod
+    def _parse(cls, raw: Any) -> "TrainingData | None":
         if raw is None:
             return None
         try:
@@ -152,7 +188,8 @@ def training_record(fingerprints: Iterable[str], *, dataset: str, layout: str, c
     carried over (the weights have seen those clips too).
     """
     own = set(fingerprints)
-    parent = TrainingData.from_provenance(init_provenance)
+    # Whatever any part of the --init network was trained on (a kept head included).
+    parent = TrainingData.from_provenance(init_provenance, ANY_HEAD)
     inherited = parent.fingerprints - own if parent else frozenset()
     record = TrainingData(dataset, layout, clips, frozenset(own | inherited), len(inherited),
                           {"dataset": parent.dataset, "clips": parent.clips} if parent else None)
@@ -170,10 +207,12 @@ def dataset_record(dataset: Any, index: Sequence[int] | np.ndarray, *,
                            init_provenance=init_provenance)
 
 
-def seen_mask(provenance: Mapping[str, Any] | None, dataset: Any) -> np.ndarray | None:
+def seen_mask(provenance: Mapping[str, Any] | None, dataset: Any,
+              head: str | None = None) -> np.ndarray | None:
     """``(clips,)`` bool: the clips of ``dataset`` that the network with this provenance was
-    trained on; ``None`` when the provenance has no record with fingerprints (nothing known)."""
-    record = TrainingData.from_provenance(provenance)
+    trained on (its trunk; and head ``head``, or every head for :data:`ANY_HEAD`); ``None`` when
+    there is no record with fingerprints (nothing known)."""
+    record = TrainingData.from_provenance(provenance, head)
     if record is None or not record.fingerprints:
         return None
     return record.seen(clip_fingerprints(dataset.paths))

@@ -207,6 +207,8 @@ def info_cmd(
 
 
 def _summary(ckpt: Any, model: Any, version: Any) -> dict[str, Any]:
+    from ..model import min_tag_samples
+
     config = ckpt.config
     return {
         "path": str(ckpt.path),
@@ -216,10 +218,12 @@ def _summary(ckpt: Any, model: Any, version: Any) -> dict[str, Any]:
         "layers": [{"name": n, "channels": model.channels(n), "hop": model.geometry(n).hop}
                    for n in model.layer_names],
         "heads": [{"name": h.name, "classes": h.classes, "kernel": h.kernel, "stride": h.stride,
-                   "padding": h.padding, "labels": list(h.labels)} for h in config.heads],
+                   "padding": h.padding, "skip_last": h.skip_last, "labels": list(h.labels)}
+                  for h in config.heads],
         "sample_rate": config.sample_rate,
         "input_scale": config.input_scale,
         "tile_seconds": config.tile_seconds,
+        "tag_seconds": min_tag_samples(model) / config.sample_rate if config.heads else None,
         "bn_eps": config.bn_eps,
         "parameters": model.parameter_count(),
         "fingerprint": model.fingerprint,
@@ -238,23 +242,36 @@ def _print_summary(s: dict[str, Any]) -> None:
     row("layers", "  ".join(f"{layer['name']} {layer['channels']}" for layer in s["layers"]))
     for i, h in enumerate(s["heads"]):
         sample = ", ".join(h["labels"][:3]) + (", ..." if h["classes"] > 3 else "")
+        skip = (f", skips the last {h['skip_last']} frame(s) of the trunk"
+                if h.get("skip_last") else "")
         row("heads" if i == 0 else "", f"{h['name']}: {h['classes']} labels ({sample}); "
-            f"kernel {h['kernel']} stride {h['stride']} pad {h['padding']}")
-    row("input", f"{s['sample_rate']} Hz, scale {s['input_scale']:g}, clips shorter than "
-        f"{s['tile_seconds']:g} s are tiled for tagging")
+            f"kernel {h['kernel']} stride {h['stride']} pad {h['padding']}{skip}")
+    tag = (f", clips shorter than {s['tag_seconds']:.2f} s are looped to that length for "
+           "tagging" if s.get("tag_seconds") else "")
+    row("input", f"{s['sample_rate']} Hz, scale {s['input_scale']:g}{tag}")
     p = s["parameters"]
     row("parameters", f"{p['total']:,} (trunk {p['trunk']:,}, heads {p['heads']:,})")
     row("fingerprint", s["fingerprint"])
-    shown = dict(s["provenance"])
-    record = shown.get("training_data")
-    if isinstance(record, dict) and isinstance(record.get("fingerprints"), list):
-        # one line per training clip would bury the rest; --json has them all
-        shown["training_data"] = {**record, "fingerprints": f"{len(record['fingerprints'])} "
-                                  f"clip fingerprints ({record.get('fingerprint')}; --json lists "
-                                  "them)"}
-    prov = json.dumps(shown, indent=2, sort_keys=True, default=str).splitlines()
+    prov = json.dumps(_condensed(s["provenance"]), indent=2, sort_keys=True,
+                      default=str).splitlines()
     for i, line in enumerate(prov):
         row("provenance" if i == 0 else "", line)
+
+
+def _condensed(value: Any, depth: int = 0) -> Any:
+    """Provenance for people: a training-data record's clip fingerprints (the trunk's, or a
+    head's) become a count; one line per training clip would bury the rest (``--json`` has
+    them all)."""
+    if depth > 8:
+        return value
+    if isinstance(value, dict):
+        out = {k: _condensed(v, depth + 1) for k, v in value.items()}
+        prints = value.get("fingerprints")
+        if isinstance(prints, list):
+            out["fingerprints"] = (f"{len(prints)} clip fingerprints "
+                                   f"({value.get('fingerprint')}; --json lists them)")
+        return out
+    return value
 
 
 def _loud(message: str, quiet: bool) -> None:

@@ -71,19 +71,24 @@ def save_checkpoint(
     path: str | os.PathLike,
     *,
     provenance: Mapping[str, Any] | None = None,
-    half: bool = False,
+    half: bool | str = False,
 ) -> Path:
     """Write ``model`` to ``path`` atomically; returns the path.
 
     ``half`` stores weights as float16 (about half the size); BatchNorm running statistics stay
-    float32. Loading always yields float32.
+    float32. ``half="heads"`` halves only the output heads, keeping the trunk exact (the
+    embedded network: the authors' trunk in float32, its large heads in float16). Loading always
+    yields float32.
     """
     from safetensors.torch import save_file
 
+    if half not in (False, True, "heads"):
+        raise ValueError(f"half must be True, False or 'heads', not {half!r}")
     tensors: dict[str, torch.Tensor] = {}
     for key, value in model.state_dict().items():
         t = value.detach().cpu().contiguous()
-        if half and t.is_floating_point() and "running_" not in key:
+        halved = half is True or (half == "heads" and key.startswith("heads."))
+        if halved and t.is_floating_point() and "running_" not in key:
             t = t.half()
         tensors[key] = t.clone()
     metadata = {
