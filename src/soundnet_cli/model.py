@@ -70,6 +70,36 @@ class HeadSpec:
 
 
 @dataclass(frozen=True)
+class PooledHeadSpec:
+    """A head over the time statistics of one trunk layer: at every step, the mean and the max of
+    the layer's frames in the step's window (``2 * channels`` values), then a small MLP
+    (``Linear -> ReLU -> Linear``; ``hidden == 0``: one ``Linear``) to one logit per label.
+
+    Steps are ``window`` frames of ``layer`` every ``stride`` frames from frame 0; an input with
+    fewer than ``window`` frames is one step over all its frames. The embedded network's ``esc50``
+    head reads pool5 with ``window`` 32 and ``stride`` 8: the steps of the objects and scenes heads
+    (8 conv7 frames every 2). Its input standardisation is folded into the first ``Linear``.
+    """
+
+    name: str
+    labels: tuple[str, ...]
+    layer: str
+    window: int
+    stride: int
+    hidden: int = 0
+
+    @property
+    def classes(self) -> int:
+        return len(self.labels)
+
+    def steps(self, frames: int) -> int:
+        """Steps for ``frames`` frames of :attr:`layer` (0 for none)."""
+        if frames <= 0:
+            return 0
+        return 1 if frames <= self.window else (frames - self.window) // self.stride + 1
+
+
+@dataclass(frozen=True)
 class SoundNetConfig:
     """Everything needed to rebuild a network; stored in every checkpoint.
 
@@ -93,6 +123,9 @@ class SoundNetConfig:
     tile_seconds
         Inputs too short for the heads are tiled (circularly repeated) to at least this many
         seconds before tagging, as the original does (10 s).
+    pooled_heads
+        Heads over a trunk layer's statistics (:class:`PooledHeadSpec`), trained on the trunk as
+        it is: any change of the trunk or of :attr:`heads` drops them.
     """
 
     arch: str
@@ -103,6 +136,7 @@ class SoundNetConfig:
     input_scale: float = 256.0
     bn_eps: float = 1e-5
     tile_seconds: float = 10.0
+    pooled_heads: tuple[PooledHeadSpec, ...] = ()
 
     def __post_init__(self) -> None:
         _validate_config(self)
@@ -122,17 +156,27 @@ class SoundNetConfig:
                 HeadSpec(**{**h, "labels": tuple(_list(h["labels"], "labels"))})
                 for h in _list(d["heads"], "heads")
             )
+            d["pooled_heads"] = tuple(
+                PooledHeadSpec(**{**h, "labels": tuple(_list(h["labels"], "labels"))})
+                for h in _list(d.get("pooled_heads", []), "pooled_heads")
+            )
             return cls(**d)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise WeightsError(f"checkpoint config is malformed: {e}") from e
 
     def with_heads(self, heads: Sequence[HeadSpec]) -> "SoundNetConfig":
-        """The same trunk with other heads (fine-tuning, distillation)."""
-        return dataclasses.replace(self, heads=tuple(heads))
+        """The same trunk with other heads (fine-tuning, distillation); no pooled heads (they
+        were trained on a trunk that is about to change)."""
+        return dataclasses.replace(self, heads=tuple(heads), pooled_heads=())
 
     @property
     def head_names(self) -> tuple[str, ...]:
+        """The convolutional heads (the ``conv8`` stage)."""
         return tuple(h.name for h in self.heads)
+
+    @property
+    def pooled_head_names(self) -> tuple[str, ...]:
+        return tuple(h.name for h in self.pooled_heads)
 
 
 #: Bounds a config must keep (far beyond any SoundNet): a malformed or hostile checkpoint header is
@@ -203,6 +247,22 @@ def _validate_config(c: "SoundNetConfig") -> None:
         _int_in(h.stride, f"{where}.stride", 1, MAX_KERNEL)
         _int_in(h.padding, f"{where}.padding", 0, MAX_KERNEL)
         _int_in(h.skip_last, f"{where}.skip_last", 0, MAX_KERNEL)
+    layer_names = set(names) - {h.name for h in c.heads}
+    for ph in c.pooled_heads:
+        if not isinstance(ph, PooledHeadSpec) or not isinstance(ph.name, str) or not ph.name:
+            raise WeightsError(f"config pooled head {ph!r} is malformed")
+        where = f"pooled_heads.{ph.name}"
+        if ph.name in names:
+            raise WeightsError(f"config layer name {ph.name!r} is used twice")
+        names.add(ph.name)
+        if ph.layer not in layer_names:
+            raise WeightsError(f"config {where}.layer {ph.layer!r} is not a trunk layer")
+        if not 1 <= len(ph.labels) <= MAX_LABELS or \
+                not all(isinstance(x, str) for x in ph.labels):
+            raise WeightsError(f"config {where}.labels must be 1 to {MAX_LABELS} strings")
+        _int_in(ph.window, f"{where}.window", 1, MAX_KERNEL)
+        _int_in(ph.stride, f"{where}.stride", 1, MAX_KERNEL)
+        _int_in(ph.hidden, f"{where}.hidden", 0, MAX_CHANNELS)
     low, high = SAMPLE_RATE_RANGE
     _int_in(c.sample_rate, "sample_rate", low, high)
     _float_in(c.input_scale, "input_scale", 0.0, MAX_INPUT_SCALE)
@@ -671,7 +731,31 @@ class SoundNet(nn.Module):
              for h in config.heads}
         )
         self._stages = _stages(config)
+        self.pooled = nn.ModuleDict({p.name: self._pooled_module(p) for p in config.pooled_heads})
         self.reset_parameters()
+
+    def _pooled_module(self, spec: PooledHeadSpec) -> nn.Module:
+        stats = 2 * self.channels(spec.layer)
+        if not spec.hidden:
+            return nn.Sequential(nn.Linear(stats, spec.classes))
+        return nn.Sequential(nn.Linear(stats, spec.hidden), nn.ReLU(),
+                             nn.Linear(spec.hidden, spec.classes))
+
+    def pooled_logits(self, name: str, activations: torch.Tensor) -> torch.Tensor:
+        """Pooled head ``name`` on its layer's activations ``(batch, channels, frames)``:
+        ``(batch, classes, steps)`` logits (see :class:`PooledHeadSpec`)."""
+        spec = next((p for p in self.config.pooled_heads if p.name == name), None)
+        if spec is None:
+            raise LayerError(f"{name!r} is not a pooled head; pooled heads: "
+                             f"{', '.join(self.config.pooled_head_names) or 'none'}")
+        frames = activations.shape[-1]
+        steps = spec.steps(frames)
+        if steps == 0:
+            raise LayerError(f"no {spec.layer} frames for head {name}")
+        stats = torch.stack([pooled_stats(activations[..., j * spec.stride:
+                                                      j * spec.stride + spec.window])
+                             for j in range(steps)], dim=1)  # (batch, steps, 2 * channels)
+        return self.pooled[name](stats).transpose(1, 2)
 
     # -- identity -----------------------------------------------------------------------------
     @property
@@ -725,16 +809,22 @@ class SoundNet(nn.Module):
             nn.init.normal_(conv.weight, 0.0, 0.01)
             nn.init.zeros_(cast(torch.Tensor, conv.bias))
         self.heads = new
+        self.pooled = nn.ModuleDict()
         self.config = config
         self._stages = _stages(config)
 
     def keep_heads(self, names: Sequence[str]) -> None:
-        """Drop every head not in ``names``, keeping the others' trained weights."""
-        missing = [n for n in names if n not in self.config.head_names]
+        """Drop every head (pooled ones included) not in ``names``, keeping the others' trained
+        weights."""
+        known = self.config.head_names + self.config.pooled_head_names
+        missing = [n for n in names if n not in known]
         if missing:
             raise ValueError(f"no head named {missing[0]!r}")
-        self.config = self.config.with_heads([h for h in self.config.heads if h.name in names])
+        self.config = dataclasses.replace(
+            self.config, heads=tuple(h for h in self.config.heads if h.name in names),
+            pooled_heads=tuple(p for p in self.config.pooled_heads if p.name in names))
         self.heads = nn.ModuleDict({n: self.heads[n] for n in self.config.head_names})
+        self.pooled = nn.ModuleDict({n: self.pooled[n] for n in self.config.pooled_head_names})
         self._stages = _stages(self.config)
 
     # -- layer addressing ---------------------------------------------------------------------
@@ -904,10 +994,16 @@ class SoundNet(nn.Module):
             )
 
     def parameter_count(self) -> dict[str, int]:
-        """Parameters of the trunk and of the heads."""
+        """Parameters of the trunk and of the heads (pooled ones included)."""
         trunk = sum(p.numel() for p in self.trunk.parameters())
-        heads = sum(p.numel() for p in self.heads.parameters())
+        heads = sum(p.numel() for p in self.heads.parameters()) + \
+            sum(p.numel() for p in self.pooled.parameters())
         return {"trunk": trunk, "heads": heads, "total": trunk + heads}
+
+
+def pooled_stats(frames: torch.Tensor) -> torch.Tensor:
+    """``(..., channels, frames)`` -> ``(..., 2 * channels)``: the mean, then the max over time."""
+    return torch.cat([frames.mean(dim=-1), frames.amax(dim=-1)], dim=-1)
 
 
 def min_tag_samples(model: SoundNet) -> int:

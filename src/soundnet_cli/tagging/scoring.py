@@ -222,6 +222,34 @@ class SoftmaxHead:
 
 
 @dataclass(frozen=True)
+class PooledHead:
+    """Scores one of the network's pooled heads (:class:`~soundnet_cli.model.PooledHeadSpec`): a
+    softmax over its labels at every step, from its trunk layer's mean and max over the step.
+
+    Clips shorter than ``min_samples`` (the network's shortest tagging input) are looped first,
+    so the step sees what the convolutional heads' first step sees.
+    """
+
+    model: SoundNet = field(repr=False, compare=False)
+    name: str
+    labels: tuple[str, ...]
+    layer: str
+    min_samples: int
+
+    def score(self, activations: np.ndarray, geometry: Geometry, sample_rate: int) -> HeadScores:
+        import torch
+
+        spec = next(p for p in self.model.config.pooled_heads if p.name == self.name)
+        x = torch.from_numpy(np.ascontiguousarray(activations.T))[None]
+        with torch.inference_mode():
+            logits = self.model.pooled_logits(self.name, x)[0].T.numpy()
+        timing = step_timing(geometry, sample_rate)
+        timing["hop"] *= spec.stride
+        timing["window"] += (min(spec.window, activations.shape[0]) - 1) * geometry.hop / sample_rate
+        return HeadScores(self.name, self.labels, softmax(logits, axis=1), True, **timing)
+
+
+@dataclass(frozen=True)
 class SvmScorer:
     """Scores a trunk layer with a linear SVM from ``soundnet fit-svm`` (decision values).
 
@@ -264,19 +292,30 @@ class SvmScorer:
                           clip=np.asarray(clip, dtype=np.float32), **timing)
 
 
-def head_scorers(model: SoundNet, heads: Sequence[str] | None = None) -> list[SoftmaxHead]:
-    """A :class:`SoftmaxHead` for each of the model's heads (or the named ones, in that order)."""
-    names = model.config.head_names if heads is None else model.resolve_layers(heads)
+def head_scorers(model: SoundNet, heads: Sequence[str] | None = None
+                 ) -> list[SoftmaxHead | PooledHead]:
+    """A :class:`SoftmaxHead` for each of the model's heads, then a :class:`PooledHead` for each
+    pooled head (or the named ones, in that order)."""
+    pooled = {p.name: p for p in model.config.pooled_heads}
+    if heads is None:
+        names = [*model.config.head_names, *pooled]
+    else:
+        names = [n for h in heads
+                 for n in ([h] if h in pooled else model.resolve_layers([h]))]
     by_name = {h.name: h for h in model.config.heads}
     from ..model import min_tag_samples
 
     tile_to = min_tag_samples(model)
-    scorers = []
+    scorers: list[SoftmaxHead | PooledHead] = []
     for name in names:
+        if name in pooled:
+            spec = pooled[name]
+            scorers.append(PooledHead(model, name, spec.labels, spec.layer, tile_to))
+            continue
         if name not in by_name:
             from ..errors import LayerError
 
-            raise LayerError(f"{name!r} is not a head; heads: {', '.join(by_name)}")
+            raise LayerError(f"{name!r} is not a head; heads: {', '.join([*by_name, *pooled])}")
         scorers.append(SoftmaxHead(name, by_name[name].labels, tile_to))
     return scorers
 

@@ -76,7 +76,8 @@ def save_checkpoint(
     """Write ``model`` to ``path`` atomically; returns the path.
 
     ``half`` stores weights as float16 (about half the size); BatchNorm running statistics stay
-    float32. ``half="heads"`` halves only the output heads, keeping the trunk exact (the
+    float32. ``half="heads"`` halves only the convolutional heads, keeping the trunk and the small
+    pooled heads exact (the
     embedded network: the authors' trunk in float32, its large heads in float16). Loading always
     yields float32.
     """
