@@ -55,6 +55,10 @@ class HeadSpec:
     steps never read conv7's last frame (15 frames, 4 steps of 8 frames, stride 2). A step that
     reads it (at 10 s or 16 s, say) is garbage, so their heads skip it (``1``); at the training
     length that changes nothing. ``0`` (the default, and older checkpoints) reads every frame.
+
+    ``min_conf`` is the head's default ``--min-conf`` (``None``: the tool's 0.5), measured for the
+    network (benchmarks/abstention.py): the authors' heads spread their softmax over 1,000 and
+    401 classes, so their best scores on real recordings are far below 0.5.
     """
 
     name: str
@@ -63,6 +67,7 @@ class HeadSpec:
     stride: int
     padding: int = 0
     skip_last: int = 0
+    min_conf: float | None = None
 
     @property
     def classes(self) -> int:
@@ -87,6 +92,7 @@ class PooledHeadSpec:
     window: int
     stride: int
     hidden: int = 0
+    min_conf: float | None = None
 
     @property
     def classes(self) -> int:
@@ -208,6 +214,11 @@ def _float_in(value: Any, what: str, low: float, high: float, *, open_low: bool 
                            f"{bound}{low:g}, {high:g}]")
 
 
+def _min_conf_in(value: Any, where: str) -> None:
+    if value is not None:
+        _float_in(value, f"{where}.min_conf", 0.0, 1.0, open_low=False)
+
+
 def _validate_config(c: "SoundNetConfig") -> None:
     """Every value of a config in range (the one check, run whenever a config is made, so a
     checkpoint's header is validated on load). Raises :class:`WeightsError` naming the field."""
@@ -247,6 +258,7 @@ def _validate_config(c: "SoundNetConfig") -> None:
         _int_in(h.stride, f"{where}.stride", 1, MAX_KERNEL)
         _int_in(h.padding, f"{where}.padding", 0, MAX_KERNEL)
         _int_in(h.skip_last, f"{where}.skip_last", 0, MAX_KERNEL)
+        _min_conf_in(h.min_conf, where)
     layer_names = set(names) - {h.name for h in c.heads}
     for ph in c.pooled_heads:
         if not isinstance(ph, PooledHeadSpec) or not isinstance(ph.name, str) or not ph.name:
@@ -263,6 +275,7 @@ def _validate_config(c: "SoundNetConfig") -> None:
         _int_in(ph.window, f"{where}.window", 1, MAX_KERNEL)
         _int_in(ph.stride, f"{where}.stride", 1, MAX_KERNEL)
         _int_in(ph.hidden, f"{where}.hidden", 0, MAX_CHANNELS)
+        _min_conf_in(ph.min_conf, where)
     low, high = SAMPLE_RATE_RANGE
     _int_in(c.sample_rate, "sample_rate", low, high)
     _float_in(c.input_scale, "input_scale", 0.0, MAX_INPUT_SCALE)

@@ -56,7 +56,8 @@ FormatOpt = Annotated[str, typer.Option(
     "--format", "-f", help="With --out: jsonl, csv, raven, audacity, parquet, png, "
     "comma-separated, or all.")]
 MinConfOpt = Annotated[Optional[float], typer.Option(
-    "--min-conf", show_default="0.5 for probabilities, 0 for SVM scores",
+    "--min-conf", show_default="each head's measured default (embedded network: objects 0.1, "
+    "scenes 0.1, esc50 0.5), else 0.5 for probabilities, 0 for SVM scores",
     help="Drop labels scoring below this (clip and steps); 'no confident label' when none is "
     "left.")]
 ClassesOpt = Annotated[Optional[str], typer.Option(
@@ -107,7 +108,7 @@ def tag(
 ) -> None:
     """Tag sounds: the confident labels of every head (objects, scenes, ...) for each FILE or DIR.
 
-    Clip-level scores average the per-step softmax; clips shorter than the network's tile_seconds (5 s for the embedded network, 10 s for the original SoundNet) are tiled (repeated) to that length first, as the original does. Labels below --min-conf are dropped.
+    Clip-level scores average the per-step softmax; clips shorter than the heads' shortest input (10.98 s for SoundNet-8) are looped to that length first. Labels below --min-conf are dropped.
 
     Results go to stdout (or, with --out, to files); progress and warnings to stderr.
 

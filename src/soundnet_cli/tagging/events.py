@@ -61,7 +61,8 @@ class DetectOptions:
     Attributes
     ----------
     min_conf
-        Lowest kept score; ``None``: :data:`DEFAULT_MIN_CONF` for probability heads, 0 for others.
+        Lowest kept score; ``None``: each head's own default (the network's measured one), else
+        :data:`DEFAULT_MIN_CONF` for probability heads and 0 for others.
     classes
         Labels to report (``None``: all). Names not in a head are ignored for that head.
     merge
@@ -83,9 +84,13 @@ class DetectOptions:
             raise SoundNetError(f"min_gap must be >= 0 seconds, got {self.min_gap:g}")
 
     def threshold(self, head: "HeadScores") -> float:
-        """The lowest score kept for ``head``."""
+        """The lowest score kept for ``head``: ``min_conf`` when given, else the head's own
+        measured default (its network's), else :data:`DEFAULT_MIN_CONF` for probabilities and 0
+        for other scores."""
         if self.min_conf is not None:
             return float(self.min_conf)
+        if head.default_min_conf is not None:
+            return float(head.default_min_conf)
         return DEFAULT_MIN_CONF if head.probabilities else 0.0
 
     def to_dict(self) -> dict[str, Any]:

@@ -75,6 +75,10 @@ class HeadScores:
     hop, window, offset
         Seconds between step starts, seconds one step sees, and the (possibly negative) start of
         step 0 relative to the start of the analysed signal.
+    clip
+        Clip-level scores when the scorer computes its own (else the mean of the steps).
+    default_min_conf
+        The head's own default threshold (its network's measured one), or ``None``.
     """
 
     name: str
@@ -85,6 +89,7 @@ class HeadScores:
     window: float
     offset: float
     clip: np.ndarray | None = None
+    default_min_conf: float | None = None
 
     @property
     def steps(self) -> int:
@@ -211,6 +216,7 @@ class SoftmaxHead:
     name: str
     labels: tuple[str, ...]
     min_samples: int
+    min_conf: float | None = None
 
     @property
     def layer(self) -> str:
@@ -218,7 +224,7 @@ class SoftmaxHead:
 
     def score(self, activations: np.ndarray, geometry: Geometry, sample_rate: int) -> HeadScores:
         return HeadScores(self.name, self.labels, softmax(activations, axis=1), True,
-                          **step_timing(geometry, sample_rate))
+                          **step_timing(geometry, sample_rate), default_min_conf=self.min_conf)
 
 
 @dataclass(frozen=True)
@@ -235,6 +241,7 @@ class PooledHead:
     labels: tuple[str, ...]
     layer: str
     min_samples: int
+    min_conf: float | None = None
 
     def score(self, activations: np.ndarray, geometry: Geometry, sample_rate: int) -> HeadScores:
         import torch
@@ -246,7 +253,8 @@ class PooledHead:
         timing = step_timing(geometry, sample_rate)
         timing["hop"] *= spec.stride
         timing["window"] += (min(spec.window, activations.shape[0]) - 1) * geometry.hop / sample_rate
-        return HeadScores(self.name, self.labels, softmax(logits, axis=1), True, **timing)
+        return HeadScores(self.name, self.labels, softmax(logits, axis=1), True, **timing,
+                          default_min_conf=self.min_conf)
 
 
 @dataclass(frozen=True)
@@ -310,13 +318,14 @@ def head_scorers(model: SoundNet, heads: Sequence[str] | None = None
     for name in names:
         if name in pooled:
             spec = pooled[name]
-            scorers.append(PooledHead(model, name, spec.labels, spec.layer, tile_to))
+            scorers.append(PooledHead(model, name, spec.labels, spec.layer, tile_to,
+                                      spec.min_conf))
             continue
         if name not in by_name:
             from ..errors import LayerError
 
             raise LayerError(f"{name!r} is not a head; heads: {', '.join([*by_name, *pooled])}")
-        scorers.append(SoftmaxHead(name, by_name[name].labels, tile_to))
+        scorers.append(SoftmaxHead(name, by_name[name].labels, tile_to, by_name[name].min_conf))
     return scorers
 
 
