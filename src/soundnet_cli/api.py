@@ -85,6 +85,18 @@ class Network:
 
     model: "SoundNet"
     options: RunOptions | None = field(default=None, repr=False)
+    _engines: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def _engine(self, layers: list[str]) -> Any:
+        """The inference engine for ``layers``, built once per layer set: arrays reuse its
+        folded weights (a Network is for inference; after changing ``model``'s weights, make a
+        new Network)."""
+        from .runtime.engine import Engine
+
+        key = (tuple(layers), self.device)
+        if key not in self._engines:
+            self._engines[key] = Engine(self.model, list(layers), self.device)
+        return self._engines[key]
 
     @property
     def device(self) -> "torch.device":
@@ -174,7 +186,7 @@ class Network:
         wave, notes = waveform_of(audio, sr, self.sample_rate)
         return waveform_activations(self.model, wave, layers, min_samples=min_samples,
                                     input_scale=input_scale, options=self._options(1),
-                                    notes=notes)
+                                    notes=notes, engine=self._engine(layers))
 
     # -- tags
 
@@ -245,7 +257,7 @@ class Network:
         wave, notes = waveform_of(audio, sr, self.sample_rate, name)
         return waveform_activations(self.model, wave, layers, min_samples=tile_to or None,
                                     input_scale=scale, options=self._options(1), name=name,
-                                    notes=notes)
+                                    notes=notes, engine=self._engine(layers))
 
 
 def detect_options(scorers: Sequence["Scorer"], min_conf: float | None,
