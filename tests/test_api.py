@@ -213,3 +213,30 @@ def test_old_tag_files_signature_still_works(tiny_model, write_audio):
 def test_network_properties(net):
     assert net.sample_rate == 22_050 and net.device.type == "cpu"
     assert "pool5" in net.layers and set(net.labels) == {"objects", "scenes"}
+
+
+class _ScaledScorer:
+    """A plug-in scorer that needs the network at another input scale (as an SVM fit at 512)."""
+
+    name, layer, min_samples, labels = "lin", "conv1", 0, ("a", "b")
+
+    def __init__(self, input_scale: float | None) -> None:
+        self.input_scale = input_scale
+
+    def score(self, activations, geometry, sample_rate):
+        from soundnet_cli.tagging.scoring import HeadScores, step_timing
+
+        total = activations.sum(axis=1, keepdims=True)  # every channel, some may be all zero
+        return HeadScores(self.name, self.labels, np.hstack([total, -total]).astype(np.float32),
+                          False, **step_timing(geometry, sample_rate))
+
+
+def test_scorers_at_another_input_scale_see_arrays_as_files(net, tmp_path):
+    x = synth(2.0, 22_050, "noise", seed=7)[:, 0]
+    path = _float_wav(tmp_path / "n.wav", x, 22_050)
+    at_512 = [_ScaledScorer(512.0)]
+    from_array = net.tag(x, 22_050, scorers=at_512)[0].head("lin").scores
+    from_file = net.tag(path, scorers=at_512)[0].head("lin").scores
+    own = net.tag(x, 22_050, scorers=[_ScaledScorer(None)])[0].head("lin").scores
+    np.testing.assert_array_equal(from_array, from_file)
+    assert not np.array_equal(from_array, own)  # the scale was applied
