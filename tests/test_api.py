@@ -172,6 +172,8 @@ def test_errors_are_the_clis(net, run, tiny_checkpoint, tmp_path):
         net.embed(np.full(4000, np.nan, np.float32), 22_050)
     with pytest.raises(AudioError, match="expected"):
         net.embed(np.zeros((2, 2, 2), np.float32), 22_050)
+    with pytest.raises(AudioError, match="transpose"):
+        net.embed(np.zeros((2, 44_100), np.float32), 44_100)  # (channels, samples)
     with pytest.raises(AudioError, match="sample rate"):
         net.embed(np.zeros(4000, np.float32), 22_050.5)  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="sr"):

@@ -144,7 +144,7 @@ class Network:
         Returns
         -------
         embeddings : numpy.ndarray
-            ``(frames, channels)`` float32. SoundNet-8 ``pool5``: hop 4,096 samples (0.186 s),
+            ``(frames, channels)`` float32. SoundNet-8 ``pool5``: hop 8,192 samples (0.372 s),
             256 channels. Audio shorter than the layer needs is tiled (repeated) first.
         timestamps : numpy.ndarray
             ``(frames,)`` float64 seconds: the centre of each frame's receptive field

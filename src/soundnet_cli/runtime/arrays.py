@@ -27,11 +27,15 @@ from .stream import estimated_bytes, run_stream
 
 #: What an array is called in messages and result paths.
 ARRAY_NAME = "<array>"
+#: More channels than this, and than samples, is taken for a transposed array, not audio.
+MAX_CHANNELS = 64
 
 
 def as_samples(audio: Any, name: str = ARRAY_NAME) -> np.ndarray:
     """``audio`` (a NumPy array, a torch tensor or anything ``np.asarray`` takes) as float32
-    ``(samples,)`` or ``(samples, channels)``. Raises :class:`AudioError` for other shapes."""
+    ``(samples,)`` or ``(samples, channels)``. Raises :class:`AudioError` for other shapes,
+    and for more channels than samples (beyond :data:`MAX_CHANNELS`): a ``(channels, samples)``
+    array or a batch, which averaging would silently ruin."""
     if hasattr(audio, "detach"):  # a torch tensor, possibly on a GPU or requiring grad
         audio = audio.detach().cpu().numpy()
     try:
@@ -41,6 +45,10 @@ def as_samples(audio: Any, name: str = ARRAY_NAME) -> np.ndarray:
     if data.ndim not in (1, 2):
         raise AudioError(f"{name}: expected (samples,) or (samples, channels) audio, got shape "
                          f"{data.shape}")
+    if data.ndim == 2 and data.shape[1] > max(data.shape[0], MAX_CHANNELS):
+        raise AudioError(f"{name}: shape {data.shape} reads as {data.shape[1]} channels of "
+                         f"{data.shape[0]} samples; pass (samples, channels) (transpose a "
+                         "(channels, samples) array), or a list of arrays for several sounds")
     return data
 
 
