@@ -215,6 +215,7 @@ def test_old_tag_files_signature_still_works(tiny_model, write_audio):
 def test_network_properties(net):
     assert net.sample_rate == 22_050 and net.device.type == "cpu"
     assert "pool5" in net.layers and set(net.labels) == {"objects", "scenes"}
+    assert repr(net).startswith("Network(") and "objects: 7" in repr(net) and "\n" not in repr(net)
 
 
 class _ScaledScorer:

@@ -98,6 +98,12 @@ class Network:
             self._engines[key] = Engine(self.model, list(layers), self.device)
         return self._engines[key]
 
+    def __repr__(self) -> str:
+        source = self.model.source or "in-memory"
+        heads = ", ".join(f"{n}: {len(labels)}" for n, labels in self.labels.items())
+        return (f"Network({source}, {self.model.config.arch}, heads {{{heads}}}, "
+                f"device {self.device})")
+
     @property
     def device(self) -> "torch.device":
         """Where the network runs."""
