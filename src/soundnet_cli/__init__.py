@@ -2,9 +2,14 @@
 
 The public API is re-exported here lazily (importing the package does not import torch)::
 
-    from soundnet_cli import load_model, load_audio
-    model = load_model()                 # the embedded default network
-    wave = load_audio("clip.wav")        # (samples,) float32 at 22,050 Hz
+    import soundnet_cli
+    net = soundnet_cli.load()                   # the embedded default network (docs/api.md)
+    emb, t = net.embed(audio, sr=44_100)        # (frames, channels) pool5, (frames,) seconds
+    tags = net.tag("clip.wav").to_pandas()      # the rows of `soundnet tag --csv`
+    soundnet_cli.tag_files(["a.wav"], out="tags/")   # what `soundnet tag --out tags/` writes
+
+``soundnet_cli.hear`` is the HEAR benchmark API; lower levels (``load_model``, ``load_audio``,
+``iter_activations``, ...) stay importable from here too.
 """
 
 from __future__ import annotations
@@ -17,6 +22,11 @@ from ._version import __version__
 _install_moved()  # old module paths of the 0.2.0 restructure, for one release
 
 _EXPORTS = {
+    "load": "api",
+    "Network": "api",
+    "tag_files": "api",
+    "TaggedFiles": "api",
+    "TagResults": "tagging.table",
     "load_audio": "audio",
     "audio_info": "audio",
     "SAMPLE_RATE": "audio",
@@ -32,7 +42,6 @@ _EXPORTS = {
     "load_checkpoint": "weights.checkpoint",
     "iter_activations": "runtime.batch",
     "RunOptions": "runtime.options",
-    "tag_files": "tagging.scoring",
     "extract_files": "extract",
     "stream_activations": "runtime.stream",
     "stream_to_npy": "runtime.stream",

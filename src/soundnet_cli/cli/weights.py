@@ -1,4 +1,4 @@
-"""``soundnet weights``: list, download, import and describe networks."""
+"""``soundnet weights``: list, download, import, describe and export networks."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from .common import QuietOpt, doc, err, fail, out, user_errors, warn
 
 app = typer.Typer(
     name="weights",
-    help="List, download, import and describe SoundNet networks.",
+    help="List, download, import, describe and export SoundNet networks.",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -28,6 +28,11 @@ class SourceFormat(str, Enum):
     torch = "torch"
     safetensors = "safetensors"
     soundnet_cli = "soundnet-cli"
+
+
+class ExportFormat(str, Enum):
+    onnx = "onnx"
+    torchscript = "torchscript"
 
 
 class Arch(str, Enum):
@@ -201,6 +206,57 @@ def info_cmd(
         out.print_json(json.dumps(summary, default=str))
     else:
         _print_summary(summary)
+
+
+@app.command("export")
+def export_cmd(
+    spec: Annotated[str, typer.Argument(help="A checkpoint file, or the name of a cached network "
+                                        "('default': the embedded one).", metavar="FILE|NAME",
+                                        show_default=False)],
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="Graph format.")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="File to write (.onnx, .pt).",
+                                           dir_okay=False, show_default=False)],
+    seconds: Annotated[float, typer.Option(
+        "--seconds", min=0.0, help="Window: the graph's fixed input length.")] = 10.0,
+    layers: Annotated[Optional[list[str]], typer.Option(
+        "--layers", "-l", help="Outputs, comma-separated or repeated (conv5, pool5, a head, ...; "
+        "default: every head).", show_default=False)] = None,
+    check_audio: Annotated[Optional[list[Path]], typer.Option(
+        "--check-audio", help="Real audio to compare the graph with PyTorch on (repeatable; "
+        "default: a synthetic chirp), besides random noise.", show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing file.")] = False,
+    weights_dir: WeightsDirOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write a fixed-window ONNX or TorchScript graph of the trunk and heads, checked against PyTorch.
+
+    Input `waveform` (batch, samples) float32 at 22,050 Hz; one output per layer,
+    (batch, channels, frames). The maximum difference from PyTorch on random and real input is
+    printed; an export that differs is not written.
+    """
+    with user_errors():
+        from ..weights.export import export_network
+        from ..weights.registry import load_model
+
+        if out_path.exists() and not overwrite:
+            fail(f"{out_path} exists; pass --overwrite to replace it")
+        model = load_model(spec, "cpu", cache_dir=weights_dir)
+        names = [n.strip() for item in layers or [] for n in item.split(",") if n.strip()]
+        result = export_network(model, out_path, fmt.value, seconds=seconds, layers=names or None,
+                                check_audio=check_audio or ())
+        from ..weights.checkpoint import file_sha256
+
+        shapes = ", ".join(f"{n} (batch, {c}, {f})" for n, (c, f) in result.layers.items())
+        if not quiet:
+            err.print(f"waveform (batch, {result.samples}) -> {shapes}", highlight=False,
+                      soft_wrap=True)
+        for check in result.checks:
+            err.print(f"checked against PyTorch on {check.input} input: max |difference| "
+                      f"{check.max_abs:.3g} ({check.relative:.3g} of the activation scale)",
+                      highlight=False, soft_wrap=True)
+        if result.skipped:
+            warn(result.skipped, quiet)
+        typer.echo(f"{result.path}\tsha256:{file_sha256(result.path)}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -479,22 +479,14 @@ def _write_parquet(path: Path, docs: Iterable[dict[str, Any]]) -> None:
     one group); the run's provenance is in the schema metadata (``soundnet_provenance``, JSON)."""
     import itertools
 
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     it = iter(docs)
     first = next(it, None)
-    prov: dict[str, Any] = (first or {}).get("provenance", {})
-    numeric = {"step": pa.int32(), "rank": pa.int32(), "index": pa.int32(),
-               "schema_version": pa.int32(), "start": pa.float64(), "end": pa.float64(),
-               "score": pa.float64(), "mean_score": pa.float64()}
-    fields = [pa.field(col, numeric.get(col, pa.string())) for col in CSV_COLUMNS]
-    schema = pa.schema(fields, metadata={"soundnet_provenance": json.dumps(prov)})
+    schema = arrow_schema((first or {}).get("provenance", {}))
 
     def table(rows: list[dict[str, Any]]) -> Any:
-        arrays = [pa.array([None if r[f.name] == "" else r[f.name] for r in rows], type=f.type)
-                  for f in fields]
-        return pa.Table.from_arrays(arrays, schema=schema)
+        return arrow_table(rows, schema)
 
     rows = (r for d in itertools.chain([first] if first else [], it) if d.get("ok")
             for r in doc_csv_rows(d))
@@ -507,6 +499,33 @@ def _write_parquet(path: Path, docs: Iterable[dict[str, Any]]) -> None:
                 if not batch:
                     break
                 writer.write_table(table(batch))
+
+
+#: Column types of the long table in Arrow and pandas (the others are strings; empty cells of the
+#: CSV are nulls).
+NUMERIC_COLUMNS = {"step": "int32", "rank": "int32", "index": "int32", "schema_version": "int32",
+                   "start": "float64", "end": "float64", "score": "float64",
+                   "mean_score": "float64"}
+
+
+def arrow_schema(provenance: dict[str, Any] | None = None) -> Any:
+    """The Arrow schema of the long table (:data:`CSV_COLUMNS`, :data:`NUMERIC_COLUMNS`), with
+    ``provenance`` as JSON in its ``soundnet_provenance`` metadata. Needs pyarrow."""
+    import pyarrow as pa
+
+    fields = [pa.field(col, getattr(pa, NUMERIC_COLUMNS.get(col, "string"))())
+              for col in CSV_COLUMNS]
+    return pa.schema(fields, metadata={"soundnet_provenance": json.dumps(provenance or {})})
+
+
+def arrow_table(rows: Sequence[dict[str, Any]], schema: Any) -> Any:
+    """Long-table rows (dicts of :data:`CSV_COLUMNS`, ``""`` for empty cells) as a
+    ``pyarrow.Table`` of ``schema`` (:func:`arrow_schema`)."""
+    import pyarrow as pa
+
+    arrays = [pa.array([None if r[f.name] == "" else r[f.name] for r in rows], type=f.type)
+              for f in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 _COMBINERS = {"jsonl": _write_jsonl, "csv": _write_csv, "raven": _write_raven,

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import torch
 
     from ..model import Geometry, SoundNet
+    from ..runtime.batch import ClipResult
     from ..runtime.decode import DecodePool
     from .events import DetectOptions
 
@@ -372,37 +373,50 @@ def tag_files(
     opts = legacy_options(options, "tag_files", {
         "device": device, "batch_size": batch_size, "workers": workers,
         "long_seconds": long_seconds, "chunk_seconds": chunk_seconds, "decoder": decoder})
-    scorers = list(head_scorers(model)) if scorers is None else list(scorers)
-    for s in scorers:
+    scorers, layers, tile_to, scale = prepare_scorers(model, scorers)
+    for clip in iter_activations(model, paths, layers, min_samples=tile_to or None,
+                                 input_scale=scale, options=opts):
+        yield score_clip(model, clip, scorers, tile_to)
+
+
+def score_clip(model: SoundNet, clip: ClipResult, scorers: Sequence[Scorer],
+               tile_to: int) -> TagResult:
+    """One file's (or array's) activations scored by ``scorers``: its :class:`TagResult`, with
+    the tiling and too-little-audio notes; ``tile_to`` is the samples clips were tiled to."""
+    if not clip.ok or clip.activations is None:
+        return TagResult(clip.path, error=clip.error or f"{clip.path}: failed")
+    rate = model.config.sample_rate
+    analysed = clip.tiled_to or clip.duration
+    notes = list(clip.warnings)
+    if clip.tiled_to:
+        notes.append(f"{clip.path}: {clip.duration:.2f} s is shorter than the "
+                     f"{tile_to / rate:.2f} s tagging needs; tiled (repeated) to "
+                     f"{clip.tiled_to:.2f} s as the original does")
+    if clip.duration < MIN_AUDIO_SECONDS:
+        notes.append(f"{clip.path}: only {clip.duration:.3f} s of audio decoded (truncated "
+                     f"or very short, under {MIN_AUDIO_SECONDS:g} s); no label is reported "
+                     "as confident")
+    heads = [s.score(clip.activations[s.layer], model.geometry(s.layer), rate) for s in scorers]
+    bad = next((h.name for h in heads if not np.isfinite(h.scores).all()
+                or (h.clip is not None and not np.isfinite(h.clip).all())), None)
+    if bad is not None:  # a scorer's overflow fails the file; NaN is never a score
+        return TagResult(clip.path, error=f"{clip.path}: scores of {bad} are not finite")
+    return TagResult(clip.path, heads, clip.duration, analysed, notes)
+
+
+def prepare_scorers(model: SoundNet, scorers: Sequence[Scorer] | None
+                    ) -> tuple[list[Scorer], list[str], int, float | None]:
+    """``(scorers, layers, tile_to, input_scale)`` of a tagging run: the model's heads by
+    default, each checked against ``model``; the layers they read; the samples clips are tiled
+    to; the input scale they need (``None``: the network's own)."""
+    chosen: list[Scorer] = list(head_scorers(model)) if scorers is None else list(scorers)
+    for s in chosen:
         check = getattr(s, "check_model", None)
         if check is not None:
             check(model)
-    layers = list(dict.fromkeys(s.layer for s in scorers))
-    rate = model.config.sample_rate
-    geometry = {name: model.geometry(name) for name in layers}
-    tile_to = max((s.min_samples for s in scorers), default=0)
-    for clip in iter_activations(model, paths, layers, min_samples=tile_to or None,
-                                 input_scale=_input_scale(model, scorers), options=opts):
-        if not clip.ok or clip.activations is None:
-            yield TagResult(clip.path, error=clip.error or f"{clip.path}: failed")
-            continue
-        analysed = clip.tiled_to or clip.duration
-        notes = list(clip.warnings)
-        if clip.tiled_to:
-            notes.append(f"{clip.path}: {clip.duration:.2f} s is shorter than the "
-                         f"{tile_to / rate:.2f} s tagging needs; tiled (repeated) to "
-                         f"{clip.tiled_to:.2f} s as the original does")
-        if clip.duration < MIN_AUDIO_SECONDS:
-            notes.append(f"{clip.path}: only {clip.duration:.3f} s of audio decoded (truncated "
-                         f"or very short, under {MIN_AUDIO_SECONDS:g} s); no label is reported "
-                         "as confident")
-        heads = [s.score(clip.activations[s.layer], geometry[s.layer], rate) for s in scorers]
-        bad = next((h.name for h in heads if not np.isfinite(h.scores).all()
-                    or (h.clip is not None and not np.isfinite(h.clip).all())), None)
-        if bad is not None:  # a scorer's overflow fails the file; NaN is never a score
-            yield TagResult(clip.path, error=f"{clip.path}: scores of {bad} are not finite")
-            continue
-        yield TagResult(clip.path, heads, clip.duration, analysed, notes)
+    layers = list(dict.fromkeys(s.layer for s in chosen))
+    tile_to = max((s.min_samples for s in chosen), default=0)
+    return chosen, layers, tile_to, _input_scale(model, chosen)
 
 
 def _input_scale(model: SoundNet, scorers: Sequence[Scorer]) -> float | None:
