@@ -23,6 +23,7 @@ from .._version import __version__
 from . import distill as _distill
 from . import extract as _extract
 from . import merge as _merge
+from . import review as _review
 from . import svm as _svm
 from . import tag as _tag
 from . import teach as _teach
@@ -68,6 +69,7 @@ app.command("distill")(_distill.distill)
 app.add_typer(_weights.app, name="weights")
 app.command("fit-svm")(_svm.fit_svm_command)
 app.command("merge")(_merge.merge)
+app.command("review")(_review.review)
 
 
 def main() -> None:

@@ -53,8 +53,9 @@ OutOpt = Annotated[Optional[Path], typer.Option(
     help="Write results as files here: one set per input (tree mirrored), combined tables and "
     "run.json; inputs already done with the same network and settings are skipped.")]
 FormatOpt = Annotated[str, typer.Option(
-    "--format", "-f", help="With --out: jsonl, csv, raven, audacity, parquet, png, "
-    "comma-separated, or all.")]
+    "--format", "-f", help="With --out: jsonl, csv, raven, audacity, parquet, png, scores "
+    "(every step's score, for `soundnet evaluate`), html (the review page), comma-separated, "
+    "or all.")]
 MinConfOpt = Annotated[Optional[float], typer.Option(
     "--min-conf", show_default="0.5 for probabilities, 0 for SVM scores",
     help="Drop labels scoring below this (clip and steps); 'no confident label' when none is "
