@@ -20,6 +20,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import typer
 
 from .._version import __version__
+from . import clips as _clips
 from . import distill as _distill
 from . import extract as _extract
 from . import merge as _merge
@@ -70,6 +71,7 @@ app.add_typer(_weights.app, name="weights")
 app.command("fit-svm")(_svm.fit_svm_command)
 app.command("merge")(_merge.merge)
 app.command("review")(_review.review)
+app.command("clips")(_clips.clips)
 
 
 def main() -> None:
