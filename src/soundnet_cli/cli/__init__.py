@@ -22,6 +22,7 @@ import typer
 from .._version import __version__
 from . import clips as _clips
 from . import distill as _distill
+from . import evaluate as _evaluate
 from . import extract as _extract
 from . import merge as _merge
 from . import review as _review
@@ -72,6 +73,7 @@ app.command("fit-svm")(_svm.fit_svm_command)
 app.command("merge")(_merge.merge)
 app.command("review")(_review.review)
 app.command("clips")(_clips.clips)
+app.command("evaluate")(_evaluate.evaluate)
 
 
 def main() -> None:
