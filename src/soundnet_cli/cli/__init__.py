@@ -21,6 +21,7 @@ import typer
 
 from .._version import __version__
 from . import clips as _clips
+from . import detections as _detections
 from . import distill as _distill
 from . import evaluate as _evaluate
 from . import extract as _extract
@@ -74,6 +75,7 @@ app.command("merge")(_merge.merge)
 app.command("review")(_review.review)
 app.command("clips")(_clips.clips)
 app.command("evaluate")(_evaluate.evaluate)
+app.command("detections")(_detections.detections)
 
 
 def main() -> None:

@@ -10,7 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import QuietOpt, doc, err, report_failures, user_errors
+from .common import QuietOpt, doc, err, report_failures, user_errors, warn
+from .detections import MetaOpt, TimeFromNameOpt, TzOpt
 
 
 class Mode(str, Enum):
@@ -48,6 +49,9 @@ def clips(
     seed: Annotated[int, typer.Option("--seed", help="Seed of random and balanced.")] = 0,
     fmt: Annotated[ClipFormat, typer.Option("--format", "-f", help="Clip audio format.")]
     = ClipFormat.flac,
+    time_from_name: TimeFromNameOpt = None,
+    tz: TzOpt = None,
+    meta: MetaOpt = None,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace an existing clips.csv (and its verdicts).")] = False,
     quiet: QuietOpt = False,
@@ -60,14 +64,20 @@ def clips(
     """
     from ..review.clips import choose, cut_clips, detections
     from ..review.rundir import open_run
+    from ..review.timeinfo import Placement
 
     wanted = None if not classes else [c.strip() for v in classes for c in v.split(",")
                                        if c.strip()]
     with user_errors():
+        placement = Placement.from_options(time_from_name, tz, meta)
         run = open_run(run_dir)
+        placement.cwd = Path(str(run.settings.get("cwd") or Path.cwd()))
         found = detections(run, classes=wanted, head=head, min_conf=min_conf)
         chosen = choose(found, per_class, mode.value, seed)
-        report = cut_clips(chosen, out_dir, margin=margin, fmt=fmt.value, overwrite=overwrite)
+        report = cut_clips(chosen, out_dir, margin=margin, fmt=fmt.value, overwrite=overwrite,
+                           extra=lambda d: placement.row(d.source, d.start, d.end))
+    for source in placement.unknown:
+        warn(f"{source}: no recording time in its name; its clips have no clock times", quiet)
     available: dict[str, int] = {}
     for det in found:
         available[det.label] = available.get(det.label, 0) + 1
