@@ -114,11 +114,17 @@ def test_verdicts_choose_the_threshold_reaching_the_target(run_dir: Path,
             ("0.52", "")]
     text = "clip,source,onset,offset,class,score,verdict\n" + "".join(
         f"c{i}.flac,a.wav,{i},{i + 1},dog,{s},{v}\n" for i, (s, v) in enumerate(rows))
+    text += "r1.flac,b.wav,1,3,rain,0.8,no\nr2.flac,b.wav,5,6,rain,0.6,no\n"
     report = _report(run_dir, _write(tmp_path / "clips.csv", text), target_precision=0.75)
     scores = report.classes["dog"]["verdicts"]
     assert scores["items"] == 5  # the unreviewed row is left out
     assert report.thresholds["dog"]["threshold"] == pytest.approx(0.6)
     assert scores["at_threshold"]["precision"] == pytest.approx(3 / 5)
+    rain = report.thresholds["rain"]["threshold"]
+    assert 0.8 < rain < 0.8 + 1e-5  # every rain clip was wrong: above the best of them
+    written = write_report(report, tmp_path / "w", plots=False)
+    _, per_class = parse_min_conf(f"@{written['thresholds']}")
+    assert dict(per_class)["rain"] > 0.8
 
 
 def test_cli_writes_report_thresholds_and_plots(run_dir: Path, tmp_path: Path, run) -> None:

@@ -27,7 +27,8 @@ Which annotated inputs count: those matched by name (see :func:`.truth.match_inp
 ``all_inputs`` every input of the run, unannotated ones being negatives throughout.
 
 Thresholds: per class, the lowest threshold whose precision reaches ``target_precision`` (steps,
-clips for clip-level annotations, or verdicts), else the one with the best F1. They are written
+clips for clip-level annotations, or verdicts), else the one with the best F1; a class whose
+reviewed detections were all wrong gets a threshold just above the best of them. They are written
 as ``thresholds.csv``, which ``soundnet tag --min-conf @thresholds.csv`` reads.
 
 Why scikit-learn and not sed_scores_eval / sed_eval / psds_eval: sed_scores_eval and sed_eval
@@ -404,6 +405,9 @@ def _evaluate_verdicts(run: RunDir, verdicts: list[Verdict], options: EvalOption
         scores = binary_scores(y, s, threshold, options.target_precision)
         report.classes[label] = {"head": head, "verdicts": scores}
         report.thresholds[label] = _chosen(scores, head, threshold)
+        if not y.any():  # every reviewed detection was wrong: keep none of them
+            report.thresholds[label].update(threshold=float(s.max()) + 1e-6, precision=None,
+                                            recall=None, how="every reviewed detection wrong")
     aps = [u["verdicts"]["ap"] for u in report.classes.values() if u["verdicts"]["ap"] is not None]
     report.overall = {"unit": "verdicts", "classes": len(report.classes),
                       "mean_ap": float(np.mean(aps)) if aps else None}
@@ -412,6 +416,10 @@ def _evaluate_verdicts(run: RunDir, verdicts: list[Verdict], options: EvalOption
 
 # ---------------------------------------------------------------------------------------------
 # Files
+
+
+def _cell(x: float | None) -> str:
+    return "" if x is None else f"{x:.4f}"
 
 
 def write_report(report: EvalReport, out_dir: str | os.PathLike, *,
@@ -427,8 +435,8 @@ def write_report(report: EvalReport, out_dir: str | os.PathLike, *,
     writer.writerow(["class", "threshold", "head", "precision", "recall", "how"])
     for label, t in report.thresholds.items():
         if t["threshold"] is not None:
-            writer.writerow([label, f"{t['threshold']:.6g}", t["head"],
-                             f"{t['precision']:.4f}", f"{t['recall']:.4f}", t["how"]])
+            writer.writerow([label, f"{t['threshold']:.6g}", t["head"], _cell(t.get("precision")),
+                             _cell(t.get("recall")), t["how"]])
     atomic_write_text(written["thresholds"], buf.getvalue())
     if plots:
         from .plots import pr_curves
