@@ -175,7 +175,7 @@ def _fresh(target: Path, source: Path) -> bool:
 
 def _timelines(item: InputRecord) -> dict[str, dict[str, Any]]:
     """Per head, from the input's scores file when there is one: step intervals ``iv`` and
-    ``ser`` [label, per-step scores] of its best labels (events first, then clip scores)."""
+    ``ser`` [label, per-step scores] of its best labels (by best event, then clip score)."""
     path = item.view("scores")
     if path is None:
         return {}
@@ -191,7 +191,8 @@ def _timelines(item: InputRecord) -> dict[str, dict[str, Any]]:
         timeline = scores.heads.get(head["name"])
         if timeline is None or not timeline.scores.shape[0]:
             continue
-        wanted = [e["index"] for e in head.get("events") or []]
+        events = sorted(head.get("events") or [], key=lambda e: -e["max_score"])
+        wanted = [e["index"] for e in events]  # the best events' labels, then the clip's
         wanted += [int(j) for j in np.argsort(-timeline.clip_scores, kind="stable")]
         chosen = list(dict.fromkeys(wanted))[:TIMELINE_LABELS]
         iv, ser = _pool(timeline.intervals, timeline.scores[:, chosen])

@@ -61,6 +61,7 @@ def activity_figure(rows: Sequence[dict[str, Any]], path: Path, title: str) -> P
                 counts[int(r["hour_of_day"])] += int(r["detections"])
         ax.plot(range(24), counts, marker="o", ms=3, label=label)
     ax.set(xlabel="hour of day", ylabel="detections", xticks=range(0, 24, 3), title=title)
+    ax.yaxis.get_major_locator().set_params(integer=True)
     if classes:
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     path.parent.mkdir(parents=True, exist_ok=True)
