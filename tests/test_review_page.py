@@ -94,6 +94,33 @@ def test_tag_format_html_writes_the_page(tmp_path: Path, write_audio, tiny_check
     assert len(data["items"]) == 1 and data["items"][0]["h"][0]["tl"]
 
 
+def test_missing_audio_is_reported_not_fatal(run_dir: Path, run) -> None:
+    (run_dir.parent / "rec" / "b_rain.wav").unlink()
+    report = write_page(run_dir)
+    assert report.inputs == 3 and len(report.problems) == 1
+    assert "b_rain.wav: audio file not found" in report.problems[0]
+    assert _data(report.path)["items"][1]["a"] is None
+    result = run("review", run_dir)
+    assert result.exit_code == 0 and "audio file not found" in result.stderr
+    clips = run("clips", run_dir, "--out", run_dir.parent / "clips", "-q")
+    assert clips.exit_code == 1 and "b_rain.wav: cannot cut" in clips.stderr  # the rest is cut
+    assert (run_dir.parent / "clips" / "dog" / "0001_a_dog_2.0s.flac").is_file()
+
+
+def test_merge_of_a_sharded_run_writes_the_page(tmp_path: Path, write_audio, tiny_checkpoint,
+                                                run) -> None:
+    for i in range(3):
+        write_audio(f"rec/{i}.wav", 6.0, kind="noise", seed=i)
+    res = tmp_path / "res"
+    for shard in ("0/2", "1/2"):
+        done = run("tag", tmp_path / "rec", "-w", tiny_checkpoint, "--out", res, "--shard",
+                   shard, "--format", "jsonl,html", "-j", "0", "-q")
+        assert done.exit_code == 0, done.output
+    assert not (res / "review.html").exists()  # a shard alone does not write it
+    assert run("merge", res).exit_code == 0
+    assert len(_data(res / "review.html")["items"]) == 3
+
+
 # ---------------------------------------------------------------------------------------------
 # In a browser
 
