@@ -49,35 +49,31 @@ def png_bytes(rgb: np.ndarray) -> bytes:
 
     header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+            + chunk(b"IDAT", zlib.compress(raw, 3)) + chunk(b"IEND", b""))
 
 
 def spectrogram_image(db: np.ndarray, width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
     """A ``(frames, bins)`` dB spectrogram as ``(height, width, 3)`` uint8 RGB: frames and bins
-    averaged (or repeated) into pixels, low frequencies at the bottom."""
-    frames, bins = db.shape
-    cols = np.minimum((np.arange(frames) * width) // max(frames, 1), width - 1)
-    rows = np.minimum((np.arange(bins) * height) // max(bins, 1), height - 1)
-    total = np.zeros((width, height))
-    count = np.zeros((width, height))
-    np.add.at(total, (cols[:, None], rows[None, :]), db)
-    np.add.at(count, (cols[:, None], rows[None, :]), 1)
-    filled = _fill_empty(total, count)
-    level = np.clip((filled - FLOOR_DB) / -FLOOR_DB, 0.0, 1.0)
+    averaged into pixels (or repeated, when there are fewer than pixels), low frequencies at the
+    bottom."""
+    pooled = _pool_mean(_pool_mean(np.asarray(db, np.float64), width, axis=0), height, axis=1)
+    level = np.clip((pooled - FLOOR_DB) / -FLOOR_DB, 0.0, 1.0)
     index = (level * 255).round().astype(np.uint8).T[::-1]  # (height, width), low freq at bottom
     return _LUT[index]
 
 
-def _fill_empty(total: np.ndarray, count: np.ndarray) -> np.ndarray:
-    """Mean per pixel; pixels no frame or bin fell into take their nearest filled neighbour
-    (short files have fewer frames than pixels)."""
-    mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
-    for axis in (0, 1):
-        idx = np.where(~np.isnan(mean), np.arange(mean.shape[axis])[:, None] if axis == 0
-                       else np.arange(mean.shape[1])[None, :], 0)
-        idx = np.maximum.accumulate(idx, axis=axis)
-        mean = np.take_along_axis(mean, idx, axis=axis)
-    return np.nan_to_num(mean, nan=FLOOR_DB)
+def _pool_mean(x: np.ndarray, n: int, axis: int) -> np.ndarray:
+    """``x`` with ``axis`` cut into ``n`` equal runs, each replaced by its mean (a run holds at
+    least one element: with fewer elements than ``n``, elements repeat). Prefix sums: O(size)."""
+    m = x.shape[axis]
+    start = (np.arange(n) * m) // n
+    stop = np.maximum(start + 1, (np.arange(1, n + 1) * m) // n)
+    sums = np.concatenate([np.zeros_like(np.take(x, [0], axis=axis)),
+                           np.cumsum(x, axis=axis)], axis=axis)
+    total = np.take(sums, stop, axis=axis) - np.take(sums, start, axis=axis)
+    shape = [1] * x.ndim
+    shape[axis] = n
+    return total / (stop - start).reshape(shape)
 
 
 def write_spectrogram(audio: str | os.PathLike, path: str | os.PathLike,
