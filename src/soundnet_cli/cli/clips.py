@@ -56,8 +56,10 @@ def clips(
         "--overwrite", help="Replace an existing clips.csv (and its verdicts).")] = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Cut detections into short audio files (FLAC by default) and write OUT/clips.csv with
-    source, onset, offset, class, score and an empty verdict column to fill in.
+    """Cut chosen detections into short audio files, with a CSV for your verdicts.
+
+    The clips are FLAC by default; OUT/clips.csv has source, onset, offset, class, score and an
+    empty verdict column to fill in (then `soundnet evaluate RUN --truth OUT/clips.csv`).
 
     One line per class goes to stdout: how many clips were cut of how many detections.
     Deterministic: the same run, options and --seed give the same clips.

@@ -45,9 +45,10 @@ def detections(
         "matplotlib).")] = True,
     quiet: QuietOpt = False,
 ) -> None:
-    """Place a run's detections in time and space: detections.csv (one row per event, with ISO
-    8601 times and site columns), and with --time-from-name detections per hour and per day
-    (tables and a plot).
+    """Place a run's detections in time and space: clock times, sites, counts per hour and day.
+
+    Writes detections.csv (one row per event, with ISO 8601 times and site columns), and with
+    --time-from-name detections per hour and per day (tables and a plot).
 
     Stdout: the per-day table (tab-separated), or the number of detections without times.
     """

@@ -48,9 +48,10 @@ def evaluate(
         "--json", help="The report as JSON on stdout instead of the table.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Score a run against annotations: per class and overall average precision, ROC AUC,
-    precision/recall/F1 at the run's thresholds, event- and segment-based F1, and the threshold
-    reaching --target-precision.
+    """Score a run against annotations or verdicts, and choose a threshold per class.
+
+    Per class and overall: average precision, ROC AUC, precision/recall/F1 at the run's
+    thresholds, event- and segment-based F1, and the threshold reaching --target-precision.
 
     Writes OUT/evaluation/report.json, thresholds.csv (give it to `soundnet tag --min-conf
     @thresholds.csv`) and PR curves; prints one line per class (tab-separated) to stdout.

@@ -27,8 +27,10 @@ def review(
         "shared; default: the page plays the recordings where they are.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Write OUT/review.html: every input with its labels, events (each with a play button),
-    spectrogram and score timeline; filters by head, class and score; sortable; paginated.
+    """Write OUT/review.html: a static page to look at, filter and listen to a run's results.
+
+    Every input with its labels, its events (each with a play button), its spectrogram and
+    score timeline; filters by head, class and score; sortable; paginated.
 
     The page is static (no server, no network access): open it in a browser from disk. Its path
     goes to stdout.

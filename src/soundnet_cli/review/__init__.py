@@ -10,7 +10,13 @@
 Every one reads the run through :func:`open_run` (records, files, audio).
 """
 
+from .clips import choose, cut_clips, detections
+from .evaluate import EvalOptions, EvalReport, evaluate_run, write_report
 from .page import write_page
 from .rundir import InputRecord, RunDir, open_run
+from .timeinfo import Placement, start_from_name
+from .truth import read_truth
 
-__all__ = ["InputRecord", "RunDir", "open_run", "write_page"]
+__all__ = ["EvalOptions", "EvalReport", "InputRecord", "Placement", "RunDir", "choose",
+           "cut_clips", "detections", "evaluate_run", "open_run", "read_truth",
+           "start_from_name", "write_page", "write_report"]
