@@ -191,3 +191,14 @@ def test_write_report_leaves_out_classes_without_threshold(run_dir: Path,
     written = write_report(report, tmp_path / "w2", plots=False)
     with open(written["thresholds"], newline="") as f:
         assert [row["class"] for row in csv.DictReader(f)] == ["dog"]
+
+
+def test_all_inputs_counts_unannotated_ones_as_empty(tmp_path: Path) -> None:
+    out = make_run(tmp_path, {"a.wav": scores_with(4, {"dog": [(0, 2, 0.9)]}),
+                              "b.wav": scores_with(4, {"dog": [(1, 2, 0.8)]})})
+    truth = _write(tmp_path / "t.csv", "file,onset,offset,label\na.wav,0,2,dog\n")
+    only = _report(out, truth)
+    assert only.classes["dog"]["steps"]["items"] == 4 and only.settings["inputs"] == 1
+    every = _report(out, truth, all_inputs=True)
+    dog = every.classes["dog"]
+    assert dog["steps"]["items"] == 8 and dog["events"]["fp"] == 1  # b's event: a false alarm
