@@ -94,6 +94,18 @@ def test_tag_format_html_writes_the_page(tmp_path: Path, write_audio, tiny_check
     assert len(data["items"]) == 1 and data["items"][0]["h"][0]["tl"]
 
 
+def test_page_shows_recording_time_and_site(tmp_path: Path, run) -> None:
+    out = make_run(tmp_path, {"north/20250714_050000.wav": scores_with(6, {"dog": [(2, 4, 0.9)]})})
+    sites = tmp_path / "sites.csv"
+    sites.write_text("folder,site\nnorth,Heide Nord\n")
+    result = run("review", out, "--time-from-name", "audiomoth", "--tz", "+02:00", "--meta",
+                 sites, "-q")
+    assert result.exit_code == 0, result.output
+    (item,) = _data(out / "review.html")["items"]
+    assert item["w"] == "2025-07-14T05:00:00+02:00  ·  site Heide Nord"
+    assert item["h"][0]["e"][0][4] == "2025-07-14T05:00:02+02:00"
+
+
 def test_missing_audio_is_reported_not_fatal(run_dir: Path, run) -> None:
     (run_dir.parent / "rec" / "b_rain.wav").unlink()
     report = write_page(run_dir)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from .common import QuietOpt, doc, err, out, user_errors, warn
+from .detections import MetaOpt, TimeFromNameOpt, TzOpt
 
 MarginOpt = Annotated[float, typer.Option(
     "--margin", min=0.0, help="Seconds played before each event's onset and after its offset "
@@ -25,6 +26,9 @@ def review(
     copy_audio: Annotated[bool, typer.Option(
         "--copy-audio", help="Copy the audio under OUT/review/audio, so OUT alone can be "
         "shared; default: the page plays the recordings where they are.")] = False,
+    time_from_name: TimeFromNameOpt = None,
+    tz: TzOpt = None,
+    meta: MetaOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Write OUT/review.html: a static page to look at, filter and listen to a run's results.
@@ -36,13 +40,17 @@ def review(
     goes to stdout.
     """
     from ..review.page import write_page
+    from ..review.timeinfo import Placement
     from .common import make_progress
 
     with user_errors():
+        placement = None
+        if time_from_name is not None or meta is not None or tz is not None:
+            placement = Placement.from_options(time_from_name, tz, meta)
         with make_progress(quiet) as progress:
             task = progress.add_task("review page", total=None, audio="", rate="")
             report = write_page(out_dir, margin=margin, spectrograms=spectrograms,
-                                copy_audio=copy_audio,
+                                copy_audio=copy_audio, placement=placement,
                                 progress=lambda n: progress.advance(task, n))
     for problem in report.problems:
         warn(problem, quiet)

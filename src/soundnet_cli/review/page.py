@@ -28,7 +28,7 @@ import shutil
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import quote
 
 import numpy as np
@@ -36,6 +36,9 @@ import numpy as np
 from ..errors import SoundNetError
 from ..fsutil import atomic_write_text
 from .rundir import InputRecord, RunDir, open_run
+
+if TYPE_CHECKING:
+    from .timeinfo import Placement
 
 PAGE_NAME = "review.html"
 ASSET_DIR = "review"
@@ -59,6 +62,7 @@ class PageReport:
 def write_page(out_dir: str | os.PathLike, *, margin: float = DEFAULT_MARGIN,
                spectrograms: bool = True, copy_audio: bool = False,
                provenance: dict[str, Any] | None = None,
+               placement: "Placement | None" = None,
                progress: Callable[[int], None] | None = None) -> PageReport:
     """Write ``out_dir/review.html`` (and its spectrograms) for the run in ``out_dir``.
 
@@ -72,6 +76,9 @@ def write_page(out_dir: str | os.PathLike, *, margin: float = DEFAULT_MARGIN,
         Make the missing or outdated spectrogram pictures (decodes those inputs).
     copy_audio
         Copy each input's audio under ``review/audio`` and play the copies.
+    placement
+        Recording times and sites (:class:`~.timeinfo.Placement`): shown under each input's
+        path, and each event's clock time beside it.
     progress
         Called with 1 after each input.
 
@@ -81,9 +88,14 @@ def write_page(out_dir: str | os.PathLike, *, margin: float = DEFAULT_MARGIN,
         raise SoundNetError(f"margin must be >= 0 seconds, got {margin:g}")
     run = open_run(out_dir)
     report = PageReport(run.out_dir / PAGE_NAME, len(run.inputs))
+    if placement is not None and placement.cwd is None:  # relative inputs: where tag ran
+        placement.cwd = Path(str(run.settings.get("cwd") or Path.cwd()))
     items = []
     for item in run.inputs:
-        items.append(_item(run, item, spectrograms, copy_audio, report))
+        row = _item(run, item, spectrograms, copy_audio, report)
+        if placement is not None:
+            _place(row, placement)
+        items.append(row)
         if progress is not None:
             progress(1)
     data = {"title": f"soundnet review: {run.out_dir.resolve().name}", "margin": margin,
@@ -131,6 +143,17 @@ def _item(run: RunDir, item: InputRecord, spectrograms: bool, copy_audio: bool,
     return {"p": item.path, "d": round(float(doc["duration"]), 3),
             "a": None if audio is None else _url(audio, base),
             "s": None if spec is None else _url(spec, base), "f": files, "h": heads}
+
+
+def _place(row: dict[str, Any], placement: "Placement") -> None:
+    """Add ``w`` (recording start and site columns, one line) and each event's clock time."""
+    where = placement.row(row["p"])
+    row["w"] = "  ·  ".join(f"{k} {v}" if k != "recording_start" else v
+                            for k, v in where.items()
+                            if v and k not in ("start_time", "end_time"))
+    for head in row["h"]:
+        for ev in head["e"]:
+            ev.append(placement.row(row["p"], ev[1], ev[2]).get("start_time", ""))
 
 
 def _audio(run: RunDir, item: InputRecord, copy: bool, report: PageReport) -> Path | None:
