@@ -275,6 +275,9 @@ def _tag_to_dir(model: Any, files: list[Path], scorers: list, options: "RunOptio
     finished = False
     try:
         counts = _tag_inputs(model, files, run, scorers, options, emit, quiet, failures, status)
+        if "html" in formats and part is None and not quiet:
+            err.print(f"writing the review page ({out_dir / 'review.html'}); new spectrograms "
+                      "decode their input once", highlight=False, soft_wrap=True)
         tables = run.combine(files)
         finished = True
     finally:
