@@ -205,7 +205,7 @@ def test_parse_formats(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name in ("pyarrow", "matplotlib") else real(name))
-    assert parse_formats("all") == TEXT
+    assert parse_formats("all") == (*TEXT, "scores", "html")
     with pytest.raises(SoundNetError, match=r"soundnet-cli\[parquet\]"):
         parse_formats("parquet")
 

@@ -282,5 +282,9 @@ def _merge_tag(out: Path, files: list[StatusFile], partial: bool) -> MergeReport
         with atomic_path(out / RUN_FILE) as tmp:
             tmp.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         report.written["run"] = out / RUN_FILE
+        if "html" in run.formats:  # the review page reads the records written above
+            from .review.page import write_page
+
+            report.written["html"] = write_page(out, provenance=provenance).path
     _write_rerun(report)
     return report

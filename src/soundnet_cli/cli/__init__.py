@@ -20,9 +20,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import typer
 
 from .._version import __version__
+from . import clips as _clips
+from . import detections as _detections
 from . import distill as _distill
+from . import evaluate as _evaluate
 from . import extract as _extract
 from . import merge as _merge
+from . import review as _review
 from . import svm as _svm
 from . import tag as _tag
 from . import teach as _teach
@@ -68,6 +72,10 @@ app.command("distill")(_distill.distill)
 app.add_typer(_weights.app, name="weights")
 app.command("fit-svm")(_svm.fit_svm_command)
 app.command("merge")(_merge.merge)
+app.command("review")(_review.review)
+app.command("clips")(_clips.clips)
+app.command("evaluate")(_evaluate.evaluate)
+app.command("detections")(_detections.detections)
 
 
 def main() -> None:

@@ -53,13 +53,15 @@ OutOpt = Annotated[Optional[Path], typer.Option(
     help="Write results as files here: one set per input (tree mirrored), combined tables and "
     "run.json; inputs already done with the same network and settings are skipped.")]
 FormatOpt = Annotated[str, typer.Option(
-    "--format", "-f", help="With --out: jsonl, csv, raven, audacity, parquet, png, "
-    "comma-separated, or all.")]
-MinConfOpt = Annotated[Optional[float], typer.Option(
-    "--min-conf", show_default="each head's measured default (embedded network: objects 0.1, "
-    "scenes 0.1, esc50 0.5), else 0.5 for probabilities, 0 for SVM scores",
+    "--format", "-f", help="With --out: jsonl, csv, raven, audacity, parquet, png, scores "
+    "(every step's score, for `soundnet evaluate`), html (the review page), comma-separated, "
+    "or all.")]
+MinConfOpt = Annotated[Optional[str], typer.Option(
+    "--min-conf", metavar="P|@FILE", show_default="each head's measured default (embedded "
+    "network: objects 0.1, scenes 0.1, esc50 0.5), else 0.5 for probabilities, 0 for SVM scores",
     help="Drop labels scoring below this (clip and steps); 'no confident label' when none is "
-    "left.")]
+    "left. @FILE: one threshold per class from a CSV (class,threshold; `soundnet evaluate` "
+    "writes one).")]
 ClassesOpt = Annotated[Optional[str], typer.Option(
     "--classes", show_default=False,
     help="Only these labels: comma-separated names, or @FILE with one name per line.")]
@@ -120,13 +122,12 @@ def tag(
     failures: list[tuple[str, str]] = []
     with user_errors():
         from ..runtime.shard import device_for_rank
-        from ..tagging.events import DetectOptions
 
         part = choose_shard(shard)
         inputs, roots = gather_inputs(inputs, files_from)
         files, problems, total, found = discover_inputs(inputs, roots, recursive, part, quiet)
         device = device_for_rank(device)
-        detect = DetectOptions(min_conf=min_conf, merge=merge, min_gap=min_gap)
+        detect = _detect_options(min_conf, merge, min_gap)
         # Decoding starts before torch loads (~1.5 s), so the network finds work waiting.
         decoder = early_decoder(weights, device, _not_done(files, roots, out_dir, overwrite),
                                 workers, LONG_FILE_SECONDS)
@@ -186,6 +187,18 @@ def _formats(spec: str, plot: bool, out_dir: Optional[Path]) -> tuple[str, ...]:
         raise typer.BadParameter(str(e), param_hint="--format") from None
 
 
+def _detect_options(min_conf: Optional[str], merge: bool, min_gap: float) -> "DetectOptions":
+    from ..errors import SoundNetError
+    from ..tagging.events import DetectOptions, parse_min_conf
+
+    try:
+        threshold, per_class = parse_min_conf(min_conf)
+    except SoundNetError as e:
+        raise typer.BadParameter(str(e), param_hint="--min-conf") from None
+    return DetectOptions(min_conf=threshold, merge=merge, min_gap=min_gap,
+                         class_min_conf=per_class)
+
+
 def _with_classes(detect: "DetectOptions", spec: Optional[str], scorers: list) -> "DetectOptions":
     from dataclasses import replace
 
@@ -193,6 +206,11 @@ def _with_classes(detect: "DetectOptions", spec: Optional[str], scorers: list) -
     from ..tagging.events import parse_classes
 
     known = {label for s in scorers for label in s.labels}
+    unknown = sorted({name for name, _ in detect.class_min_conf or ()} - known)
+    if unknown:
+        raise typer.BadParameter(f"thresholds for unknown label(s) {', '.join(map(repr, unknown))}"
+                                 f"; the network's labels include {', '.join(sorted(known)[:12])}"
+                                 ", ...", param_hint="--min-conf")
     try:
         return replace(detect, classes=parse_classes(spec, known))
     except SoundNetError as e:
@@ -258,6 +276,9 @@ def _tag_to_dir(model: Any, files: list[Path], scorers: list, options: "RunOptio
     finished = False
     try:
         counts = _tag_inputs(model, files, run, scorers, options, emit, quiet, failures, status)
+        if "html" in formats and part is None and not quiet:
+            err.print(f"writing the review page ({out_dir / 'review.html'}); new spectrograms "
+                      "decode their input once", highlight=False, soft_wrap=True)
         tables = run.combine(files)
         finished = True
     finally:

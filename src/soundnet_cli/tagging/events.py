@@ -71,6 +71,9 @@ class DetectOptions:
         Seconds between two kept steps of one label that still merge (0: only neighbours).
     min_seconds
         Files shorter than this (decoded seconds) keep no label.
+    class_min_conf
+        Per-class thresholds ``((label, threshold), ...)`` (``--min-conf @thresholds.csv``,
+        :func:`read_thresholds`); labels not listed use the head's threshold.
     """
 
     min_conf: float | None = None
@@ -78,6 +81,7 @@ class DetectOptions:
     merge: bool = True
     min_gap: float = 0.0
     min_seconds: float = MIN_AUDIO_SECONDS
+    class_min_conf: tuple[tuple[str, float], ...] | None = None
 
     def __post_init__(self) -> None:
         if self.min_gap < 0:
@@ -93,11 +97,25 @@ class DetectOptions:
             return float(head.default_min_conf)
         return DEFAULT_MIN_CONF if head.probabilities else 0.0
 
+    def thresholds(self, head: "HeadScores") -> np.ndarray:
+        """``(classes,)`` float64: the lowest score kept for each of ``head``'s labels."""
+        out = np.full(len(head.labels), self.threshold(head), np.float64)
+        if self.class_min_conf:
+            per_class = dict(self.class_min_conf)
+            for j, name in enumerate(head.labels):
+                if name in per_class:
+                    out[j] = per_class[name]
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready settings (provenance, run.json)."""
-        return {"min_conf": self.min_conf, "default_min_conf": DEFAULT_MIN_CONF,
-                "classes": None if self.classes is None else sorted(self.classes),
-                "merge": self.merge, "min_gap": self.min_gap, "min_seconds": self.min_seconds}
+        doc: dict[str, Any] = {
+            "min_conf": self.min_conf, "default_min_conf": DEFAULT_MIN_CONF,
+            "classes": None if self.classes is None else sorted(self.classes),
+            "merge": self.merge, "min_gap": self.min_gap, "min_seconds": self.min_seconds}
+        if self.class_min_conf:  # only when set: runs without it keep their settings_id
+            doc["class_min_conf"] = dict(sorted(self.class_min_conf))
+        return doc
 
 
 @dataclass(frozen=True)
@@ -156,9 +174,9 @@ def kept_labels(head: "HeadScores", options: DetectOptions, top_k: int,
     row = head.clip_scores if step is None else head.scores[step]
     allowed = _allowed(head, options)
     order = [j for j in np.argsort(-row, kind="stable") if allowed is None or j in allowed]
-    threshold = options.threshold(head)
+    threshold = options.thresholds(head)
     return [Label(head.labels[j], int(j), float(row[j])) for j in order[: max(0, top_k)]
-            if row[j] >= threshold]
+            if row[j] >= threshold[j]]
 
 
 def _allowed(head: "HeadScores", options: DetectOptions) -> set[int] | None:
@@ -247,3 +265,46 @@ def parse_classes(spec: str | None, known: Iterable[str]) -> frozenset[str] | No
         raise SoundNetError(f"--classes: unknown label(s) {', '.join(map(repr, unknown))}; the "
                             f"network's labels include {', '.join(sorted(vocabulary)[:12])}, ...")
     return wanted
+
+
+def parse_min_conf(spec: str | None) -> tuple[float | None, tuple[tuple[str, float], ...] | None]:
+    """``--min-conf`` as ``(threshold, per-class thresholds)``: a number, or ``@FILE`` (a CSV
+    with ``class`` and ``threshold`` columns, as ``soundnet evaluate`` writes; a row of class
+    ``*`` sets the threshold of every other label). Raises :class:`SoundNetError`."""
+    if spec is None:
+        return None, None
+    text = spec.strip()
+    if not text.startswith("@"):
+        try:
+            return float(text), None
+        except ValueError:
+            raise SoundNetError(f"--min-conf {spec}: not a number or @FILE") from None
+    table = read_thresholds(Path(os.path.expanduser(text[1:])))
+    default = table.pop("*", None)
+    return default, tuple(sorted(table.items()))
+
+
+def read_thresholds(path: Path) -> dict[str, float]:
+    """``class -> threshold`` from a CSV with a header naming ``class`` (or ``label``) and
+    ``threshold`` columns; other columns are ignored."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise SoundNetError(f"--min-conf @{path}: cannot read it: {e}") from e
+    out: dict[str, float] = {}
+    for n, row in enumerate(rows, 2):
+        name = (row.get("class") or row.get("label") or "").strip()
+        value = (row.get("threshold") or "").strip()
+        if not name or not value:
+            raise SoundNetError(f"{path}:{n}: needs a class and a threshold (columns class, "
+                                "threshold)")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise SoundNetError(f"{path}:{n}: threshold {value!r} is not a number") from None
+    if not out:
+        raise SoundNetError(f"{path}: no thresholds (expected columns class, threshold)")
+    return out

@@ -15,6 +15,10 @@ format         per input                  combined, in ``DIR`` (merged from the 
 ``audacity``   ``a/b.labels.txt``         (none: a label track belongs to one audio file)
 ``parquet``    (none)                     ``tags.parquet`` (needs pyarrow)
 ``png``        ``a/b.tags.png``           (none; needs matplotlib)
+``scores``     ``a/b.scores.npz``         (none: every step's score of every label, for
+                                          ``soundnet evaluate`` and the review page)
+``html``       (none)                     ``review.html`` and ``review/`` (the review page,
+                                          :mod:`soundnet_cli.review.page`)
 =============  =========================  ==================================================
 
 The record ``b.tags.json`` is the file's result (the ``--json`` document of
@@ -57,10 +61,12 @@ if TYPE_CHECKING:
     from .scoring import Scorer
 
 #: Formats ``--format`` accepts; ``all`` means every one whose package is installed.
-FORMATS = ("jsonl", "csv", "raven", "audacity", "parquet", "png")
+FORMATS = ("jsonl", "csv", "raven", "audacity", "parquet", "png", "scores", "html")
 RECORD_SUFFIX = ".tags.json"
 VIEW_SUFFIXES = {"csv": ".tags.csv", "raven": ".selections.txt", "audacity": ".labels.txt",
-                 "png": ".tags.png"}
+                 "png": ".tags.png", "scores": ".scores.npz"}
+#: Per-input files made from the result itself, not from its record: missing, they are recomputed.
+RESULT_VIEWS = ("png", "scores")
 COMBINED_NAMES = {"jsonl": "tags.jsonl", "csv": "tags.csv", "raven": "selections.txt",
                   "parquet": "tags.parquet"}
 RUN_FILE = "run.json"
@@ -318,10 +324,10 @@ class TagRun:
         if doc is None:
             return None
         views = self.view_paths(source)
-        if "png" in views and not views["png"].exists():
+        if any(f in views and not views[f].exists() for f in RESULT_VIEWS):
             return None
         for fmt, path in views.items():
-            if fmt != "png" and not path.exists():
+            if fmt not in RESULT_VIEWS and not path.exists():
                 atomic_write_text(path, _TEXT_VIEWS[fmt](doc))
         return doc
 
@@ -358,6 +364,10 @@ class TagRun:
 
                     save_tag_plot(result, path, detect=self.detect, top_k=self.top_k,
                                   provenance=self.provenance)
+                elif fmt == "scores":
+                    from .scorefile import write_scores
+
+                    write_scores(path, result, self.provenance)
                 else:
                     atomic_write_text(path, _TEXT_VIEWS[fmt](doc))
                 outcome.files.append(path)
@@ -373,7 +383,8 @@ class TagRun:
                        **status: Any) -> Path:
         """``run.json``: the provenance, the formats, the inputs and any other options."""
         doc = {"run_file_version": 1, **self.provenance, "formats": list(self.formats),
-               "out_dir": str(self.out_dir), "inputs": [str(p) for p in inputs],
+               "out_dir": str(self.out_dir), "cwd": os.getcwd(),
+               "inputs": [str(p) for p in inputs],
                "options": options, **status}
         path = self.out_dir / RUN_FILE
         atomic_write_text(path, json.dumps(doc, indent=2, allow_nan=False) + "\n")
@@ -396,6 +407,10 @@ class TagRun:
             path = self.out_dir / COMBINED_NAMES[fmt]
             write_combined(fmt, path, self._combined_docs(ordered))
             written[fmt] = path
+        if "html" in self.formats:
+            from ..review.page import write_page
+
+            written["html"] = write_page(self.out_dir, provenance=self.provenance).path
         return written
 
     def shard_table(self) -> Path:
