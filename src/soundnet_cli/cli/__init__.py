@@ -27,6 +27,7 @@ from . import svm as _svm
 from . import tag as _tag
 from . import teach as _teach
 from . import train as _train
+from . import units as _units
 from . import weights as _weights
 from .common import doc
 
@@ -68,6 +69,7 @@ app.command("distill")(_distill.distill)
 app.add_typer(_weights.app, name="weights")
 app.command("fit-svm")(_svm.fit_svm_command)
 app.command("merge")(_merge.merge)
+app.command("units")(_units.units)
 
 
 def main() -> None:
