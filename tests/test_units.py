@@ -28,7 +28,7 @@ from soundnet_cli.units import (
     select_peaks,
 )
 from soundnet_cli.units.peaks import Peaks
-from soundnet_cli.units.scan import valid_frames
+from soundnet_cli.units.scan import valid_range
 from soundnet_cli.weights.checkpoint import save_checkpoint
 
 runner = CliRunner()
@@ -64,13 +64,31 @@ def test_recording_peaks_in_chunks_equal_whole() -> None:
     np.testing.assert_array_equal(whole.frames[0], rows.argmax(axis=0))
 
 
-def test_recording_peaks_ignore_tiled_frames() -> None:
+def test_recording_peaks_count_only_valid_frames() -> None:
     rows = np.zeros((10, 2), np.float32)
-    rows[8] = 9.0  # a frame in the repeated audio
+    rows[8] = 9.0  # a frame centred on padding or repeated audio
+    rows[0] = 8.0
     rows[3] = 1.0
-    acc = RecordingPeaks(2, 1, 1, valid_frames=5, samples=100)
-    acc.add(0, rows)
-    assert acc.frames[0].tolist() == [3, 3] and acc.count == 5
+    whole = RecordingPeaks(2, 1, 1, valid=(1, 5), samples=100)
+    whole.add(0, rows)
+    assert whole.frames[0].tolist() == [3, 3] and whole.count == 4
+    parts = RecordingPeaks(2, 2, 1, valid=(1, 5), samples=100)
+    for a in range(0, 10, 3):
+        parts.add(a, rows[a:a + 3])
+    assert parts.frames[0].tolist() == [3, 3] and parts.count == 4
+
+
+def test_valid_range_drops_frames_centred_on_padding() -> None:
+    model = make_tiny_model()
+    g = model.geometry("conv7")
+    samples = 5 * 22_050
+    first, end = valid_range(model, "conv7", samples, g.frames(samples))
+    centres = g.first_sample + np.arange(g.frames(samples)) * g.hop + g.receptive_field / 2
+    inside = np.flatnonzero((centres >= 0) & (centres < samples))
+    assert (first, end) == (inside[0], inside[-1] + 1) and first > 0
+    # shorter than a hop: the one frame nearest the middle
+    a, b = valid_range(model, "conv7", 5000, g.frames(5000))
+    assert b == a + 1
 
 
 def test_unit_tops_match_brute_force_and_break_ties_by_key() -> None:
@@ -115,15 +133,20 @@ def collection(tmp_path: Path) -> Path:
 
 
 def _brute_force(model, files: list[Path], layer: str, top: int) -> dict[int, list[tuple]]:
-    """Every unit's top (file, frame) by computing whole activations (no tiling: long files)."""
+    """Every unit's top (file, frame) from whole activations (no tiling: long files), frames
+    centred on the recording only."""
     from soundnet_cli.audio import load_audio
 
+    g = model.geometry(layer)
     peaks = []
     for f in files:
-        w = torch.from_numpy(load_audio(f))[None]
+        x = load_audio(f)
         with torch.no_grad():
-            a = model.features(w, [layer])[layer][0].numpy()  # (channels, frames)
-        peaks.append((a.max(axis=1), a.argmax(axis=1)))
+            a = model.features(torch.from_numpy(x)[None], [layer])[layer][0].numpy()
+        centres = g.first_sample + np.arange(a.shape[1]) * g.hop + g.receptive_field / 2
+        inside = np.flatnonzero((centres >= 0) & (centres < x.size))
+        a = a[:, inside]  # (channels, frames centred on the recording)
+        peaks.append((a.max(axis=1), inside[a.argmax(axis=1)]))
     out = {}
     for u in range(model.channels(layer)):
         order = sorted(range(len(files)), key=lambda i: (-peaks[i][0][u], i))[:top]
@@ -179,9 +202,10 @@ def test_short_clips_only_count_frames_of_real_audio(tmp_path: Path) -> None:
     three = tmp_path / "three.wav"
     sf.write(str(three), synth(3.0, kind="noise"), 22_050)
     exp = explain(model, three, "conv7", 3)  # tiled to 10 s for the heads, as tag does
-    assert exp.activations.shape[0] == valid_frames(model, "conv7", 3 * 22_050)
     assert exp.activations.shape[0] < model.geometry("conv7").frames(10 * 22_050)
-    assert (exp.times < 3.0).all()
+    assert (exp.times >= 0).all() and (exp.times < 3.0).all()
+    # no head step is centred in 3 s (the heads' first is at 4.75 s): the nearest one counts
+    assert all(len(h.times) == 1 for h in exp.heads)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import SoundNetError
-from .scan import valid_frames
+from .scan import valid_range
 
 if TYPE_CHECKING:
     from ..model import SoundNet
@@ -74,10 +74,10 @@ class Explanation:
         return out
 
 
-def _centres(model: SoundNet, layer: str, count: int) -> np.ndarray:
+def _centres(model: SoundNet, layer: str, first: int, count: int) -> np.ndarray:
     from ..runtime.stream import frame_times
 
-    return frame_times(model, layer, 0, count)
+    return frame_times(model, layer, first, count)
 
 
 def explain(model: SoundNet, path: str | os.PathLike, layer: str | int, top: int = 5, *,
@@ -97,17 +97,15 @@ def explain(model: SoundNet, path: str | os.PathLike, layer: str | int, top: int
         raise SoundNetError(clip.error or f"{path}: failed")
     rate = model.config.sample_rate
     samples = int(round(clip.duration * rate))
-    acts = clip.activations[name]
-    if clip.tiled_to:
-        acts = acts[:valid_frames(model, name, samples)]
+    first, end = valid_range(model, name, samples, clip.activations[name].shape[0])
+    acts = clip.activations[name][first:end]
     tracks = []
     for h in model.config.heads:
-        probs = softmax(clip.activations[h.name], axis=1)
-        if clip.tiled_to:
-            probs = probs[:valid_frames(model, h.name, samples)]
-        tracks.append(HeadTrack(h.name, h.labels, probs, _centres(model, h.name, len(probs))))
+        a, b = valid_range(model, h.name, samples, clip.activations[h.name].shape[0])
+        probs = softmax(clip.activations[h.name][a:b], axis=1)
+        tracks.append(HeadTrack(h.name, h.labels, probs, _centres(model, h.name, a, len(probs))))
     order = np.argsort(-acts.max(axis=0), kind="stable")[:top]
-    return Explanation(Path(path), name, acts, _centres(model, name, len(acts)), tracks,
+    return Explanation(Path(path), name, acts, _centres(model, name, first, len(acts)), tracks,
                        clip.duration, [int(u) for u in order])
 
 

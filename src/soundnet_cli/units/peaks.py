@@ -75,18 +75,19 @@ class RecordingPeaks:
     min_gap
         Least distance in frames between two peaks of one unit (the receptive field over the
         hop, so two segments of a unit never overlap much).
-    valid_frames
-        Frames from this index on lie in tiled (repeated) audio and are ignored (``None``: all
-        frames count).
+    valid
+        ``(first, end)``: only frames ``first .. end - 1`` count (those centred on the
+        recording itself, not on the zero padding around it or on tiled audio: see
+        :func:`.scan.valid_range`); ``None``: every frame counts.
     samples
         Decoded length of the recording in samples (stored in the result).
     """
 
     def __init__(self, channels: int, per_recording: int, min_gap: int,
-                 valid_frames: int | None, samples: int) -> None:
+                 valid: tuple[int, int] | None, samples: int) -> None:
         self.n = per_recording
         self.min_gap = min_gap
-        self.valid = valid_frames
+        self.valid = valid
         self.samples = samples
         self.values = np.full((per_recording, channels), -np.inf, np.float32)
         self.frames = np.full((per_recording, channels), -1, np.int64)
@@ -97,7 +98,10 @@ class RecordingPeaks:
     def add(self, start: int, rows: np.ndarray) -> None:
         """Take frames ``start .. start + len(rows) - 1`` (``rows``: ``(frames, channels)``)."""
         if self.valid is not None:
-            rows = rows[:max(0, self.valid - start)]
+            first, end = self.valid
+            skip = min(max(0, first - start), rows.shape[0])
+            rows = rows[skip:max(skip, end - start)]
+            start += skip
         if rows.shape[0] == 0:
             return
         rows = np.asarray(rows, np.float32)

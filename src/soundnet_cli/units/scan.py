@@ -10,8 +10,10 @@ costs no network pass, and shards (each scanning its share) fill one folder.
 another network or layer setting into the same folder stops with an error before anything is
 computed.
 
-Short recordings go through the batched path (:func:`~soundnet_cli.runtime.batch.iter_activations`,
-tiled when shorter than the layer needs, frames in the repeated audio ignored); recordings longer
+Only frames centred inside the recording count (:func:`valid_range`: not those centred on the
+zero padding at either end, nor on the repeated audio of a tiled clip). Short recordings go
+through the batched path (:func:`~soundnet_cli.runtime.batch.iter_activations`, tiled when
+shorter than the layer needs); recordings longer
 than ``options.long_seconds`` are streamed chunk by chunk
 (:func:`~soundnet_cli.runtime.stream.stream_activations`), so memory never grows with a file's
 length.
@@ -67,13 +69,25 @@ def min_gap_frames(model: SoundNet, layer: str) -> int:
     return max(1, math.ceil(g.receptive_field / g.hop))
 
 
-def valid_frames(model: SoundNet, layer: str, samples: int) -> int:
-    """Frames of ``layer`` whose receptive field is centred before sample ``samples``: the
-    frames of a clip tiled from ``samples`` samples that are not about the repeated audio
-    (at least 1)."""
+def valid_range(model: SoundNet, layer: str, samples: int, frames: int) -> tuple[int, int]:
+    """``(first, end)``: the frames of ``layer`` (of ``frames`` computed) whose receptive field
+    is centred inside the recording's ``samples`` samples.
+
+    The others are centred on the zero padding before the start or after the end, or on the
+    repeated audio of a tiled clip. Frames half made of padding respond to the step from sound
+    to silence in nearly every unit, so counting them would rank recordings that end loudly
+    first for every unit. When no frame is centred inside (a clip shorter than one hop), the
+    frame centred nearest the middle counts alone.
+    """
     g = model.geometry(layer)
     centre0 = g.first_sample + g.receptive_field / 2
-    return max(1, math.ceil((samples - centre0) / g.hop))
+    first = max(0, math.ceil(-centre0 / g.hop))
+    end = min(frames, max(0, math.ceil((samples - centre0) / g.hop)))
+    if first >= end:
+        middle = int(round((samples / 2 - centre0) / g.hop))
+        first = min(max(middle, 0), max(frames - 1, 0))
+        end = first + 1
+    return first, end
 
 
 def scan_path(source: Path, roots: Sequence[Path], out_dir: Path, layer: str,
@@ -193,9 +207,10 @@ def _compute(model: SoundNet, paths: list[Path], layer: str, per_recording: int,
             yield ScanOutcome(clip.path, error=clip.error or f"{clip.path}: failed")
             continue
         samples = int(round(clip.duration * rate))
-        valid = valid_frames(model, layer, samples) if clip.tiled_to else None
-        acc = RecordingPeaks(channels, per_recording, gap, valid, samples)
-        acc.add(0, clip.activations[layer])
+        acts = clip.activations[layer]
+        acc = RecordingPeaks(channels, per_recording, gap,
+                             valid_range(model, layer, samples, acts.shape[0]), samples)
+        acc.add(0, acts)
         yield ScanOutcome(clip.path, acc.result(), duration=clip.duration,
                           warnings=list(clip.warnings))
     from ..runtime.batch import thread_limit
@@ -220,8 +235,10 @@ def _stream(model: SoundNet, path: Path, layer: str, per_recording: int,
         warnings.simplefilter("always")
         try:
             samples = expected_samples(audio_info(path), rate)
+            frames = model.geometry(layer).frames(samples)
             acc = RecordingPeaks(model.channels(layer), per_recording,
-                                 min_gap_frames(model, layer), None, samples)
+                                 min_gap_frames(model, layer),
+                                 valid_range(model, layer, samples, frames), samples)
             for chunk in stream_activations(model, path, [layer], device=opts.device,
                                             chunk_seconds=opts.chunk_seconds,
                                             on_block=on_block):
