@@ -78,14 +78,24 @@ def test_recording_peaks_count_only_valid_frames() -> None:
     assert parts.frames[0].tolist() == [3, 3] and parts.count == 4
 
 
-def test_valid_range_drops_frames_centred_on_padding() -> None:
+def test_valid_range_keeps_frames_inside_the_recording() -> None:
     model = make_tiny_model()
     g = model.geometry("conv7")
-    samples = 5 * 22_050
+
+    def frames_inside(samples: int) -> np.ndarray:
+        starts = g.first_sample + np.arange(g.frames(samples)) * g.hop
+        return np.flatnonzero((starts >= 0) & (starts + g.receptive_field <= samples))
+
+    for samples in (5 * 22_050, 7 * 22_050, 3600 * 22_050):
+        inside = frames_inside(samples)
+        assert valid_range(model, "conv7", samples, g.frames(samples)) == \
+            (inside[0], inside[-1] + 1)
+    # shorter than the receptive field: the frames centred inside count
+    samples = 3 * 22_050
+    assert not frames_inside(samples).size
     first, end = valid_range(model, "conv7", samples, g.frames(samples))
-    centres = g.first_sample + np.arange(g.frames(samples)) * g.hop + g.receptive_field / 2
-    inside = np.flatnonzero((centres >= 0) & (centres < samples))
-    assert (first, end) == (inside[0], inside[-1] + 1) and first > 0
+    centres = g.first_sample + np.arange(first, end) * g.hop + g.receptive_field / 2
+    assert end > first and (centres >= 0).all() and (centres < samples).all()
     # shorter than a hop: the one frame nearest the middle
     a, b = valid_range(model, "conv7", 5000, g.frames(5000))
     assert b == a + 1
@@ -134,7 +144,7 @@ def collection(tmp_path: Path) -> Path:
 
 def _brute_force(model, files: list[Path], layer: str, top: int) -> dict[int, list[tuple]]:
     """Every unit's top (file, frame) from whole activations (no tiling: long files), frames
-    centred on the recording only."""
+    whose receptive field lies inside the recording only."""
     from soundnet_cli.audio import load_audio
 
     g = model.geometry(layer)
@@ -143,9 +153,9 @@ def _brute_force(model, files: list[Path], layer: str, top: int) -> dict[int, li
         x = load_audio(f)
         with torch.no_grad():
             a = model.features(torch.from_numpy(x)[None], [layer])[layer][0].numpy()
-        centres = g.first_sample + np.arange(a.shape[1]) * g.hop + g.receptive_field / 2
-        inside = np.flatnonzero((centres >= 0) & (centres < x.size))
-        a = a[:, inside]  # (channels, frames centred on the recording)
+        starts = g.first_sample + np.arange(a.shape[1]) * g.hop
+        inside = np.flatnonzero((starts >= 0) & (starts + g.receptive_field <= x.size))
+        a = a[:, inside]  # (channels, frames inside the recording)
         peaks.append((a.max(axis=1), inside[a.argmax(axis=1)]))
     out = {}
     for u in range(model.channels(layer)):

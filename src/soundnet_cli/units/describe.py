@@ -97,10 +97,10 @@ def hint_window(model: SoundNet, seg: Segment, duration: float) -> tuple[float, 
 
 
 def thumbnail_png(waveform: np.ndarray, rate: int, width: int = 192, height: int = 72) -> bytes:
-    """A spectrogram (log frequency up to ``rate / 2``, dB, magma) of ``waveform`` as PNG bytes,
-    ``width x height`` pixels."""
+    """A spectrogram (log frequency up to ``rate / 2``, 80 dB range, magma palette) of
+    ``waveform`` as ``width x height`` 8-bit palette PNG bytes (a few kB)."""
     from matplotlib import colormaps
-    from matplotlib.image import imsave
+    from PIL import Image
 
     from ..plot import spectrogram
 
@@ -114,9 +114,12 @@ def thumbnail_png(waveform: np.ndarray, rate: int, width: int = 192, height: int
     cols = np.linspace(0, image.shape[1] - 1, width).astype(int)
     rows_out = np.linspace(0, image.shape[0] - 1, height).astype(int)
     image = image[rows_out][:, cols]
-    rgba = colormaps["magma"]((np.clip(image, -80.0, 0.0) + 80.0) / 80.0)
+    index = np.round((np.clip(image, -80.0, 0.0) + 80.0) / 80.0 * 255).astype(np.uint8)
+    palette = (colormaps["magma"](np.arange(256) / 255.0)[:, :3] * 255).round().astype(np.uint8)
+    picture = Image.frombytes("P", (width, height), np.ascontiguousarray(index).tobytes())
+    picture.putpalette(palette.ravel().tolist())
     buf = io.BytesIO()
-    imsave(buf, rgba, format="png")
+    picture.save(buf, format="PNG", optimize=True)
     return buf.getvalue()
 
 

@@ -10,8 +10,8 @@ costs no network pass, and shards (each scanning its share) fill one folder.
 another network or layer setting into the same folder stops with an error before anything is
 computed.
 
-Only frames centred inside the recording count (:func:`valid_range`: not those centred on the
-zero padding at either end, nor on the repeated audio of a tiled clip). Short recordings go
+Only frames about the recording itself count (:func:`valid_range`: receptive field inside the
+recording, not reaching into the zero padding at either end or into tiled audio). Short recordings go
 through the batched path (:func:`~soundnet_cli.runtime.batch.iter_activations`, tiled when
 shorter than the layer needs); recordings longer
 than ``options.long_seconds`` are streamed chunk by chunk
@@ -70,16 +70,22 @@ def min_gap_frames(model: SoundNet, layer: str) -> int:
 
 
 def valid_range(model: SoundNet, layer: str, samples: int, frames: int) -> tuple[int, int]:
-    """``(first, end)``: the frames of ``layer`` (of ``frames`` computed) whose receptive field
-    is centred inside the recording's ``samples`` samples.
+    """``(first, end)``: the frames of ``layer`` (of ``frames`` computed) that are about the
+    recording itself, ``samples`` samples long.
 
-    The others are centred on the zero padding before the start or after the end, or on the
-    repeated audio of a tiled clip. Frames half made of padding respond to the step from sound
-    to silence in nearly every unit, so counting them would rank recordings that end loudly
-    first for every unit. When no frame is centred inside (a clip shorter than one hop), the
-    frame centred nearest the middle counts alone.
+    Those are the frames whose receptive field lies wholly inside the recording. A frame that
+    reaches into the zero padding before the start or after the end responds to the step between
+    sound and silence, in many units at once: counted, it makes recordings that stop abruptly the
+    top segments of most units (seen on ESC-50). A recording shorter than one receptive field has
+    no such frame; then the frames centred inside it count, and when none is (shorter than a
+    hop), the frame centred nearest its middle. Frames over the repeated audio of a tiled clip
+    never count.
     """
     g = model.geometry(layer)
+    first = max(0, math.ceil(-g.first_sample / g.hop))
+    end = min(frames, (samples - g.receptive_field - g.first_sample) // g.hop + 1)
+    if first < end:
+        return first, end
     centre0 = g.first_sample + g.receptive_field / 2
     first = max(0, math.ceil(-centre0 / g.hop))
     end = min(frames, max(0, math.ceil((samples - centre0) / g.hop)))
