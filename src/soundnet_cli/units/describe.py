@@ -4,8 +4,8 @@ For every distinct segment the recording is read around it (only that part: libs
 formats only FFmpeg reads are decoded up to it), and
 
 - the heads' softmax is averaged over the steps of a window of ``tile_seconds`` (10 s for
-  SoundNet-8) centred on the segment (the whole recording, tiled, when it is shorter), as
-  ``soundnet tag`` scores a clip: :func:`head_probabilities`;
+  SoundNet-8) centred on the segment (the whole recording when it is shorter), tiled to what a
+  head step needs without zero padding, counting only such steps: :func:`head_probabilities`;
 - a spectrogram thumbnail is drawn (:func:`thumbnail_png`) and the segment's audio can be saved.
 
 :func:`unit_hints` averages a unit's segments' head distributions into its hint and measures how
@@ -65,24 +65,43 @@ def _window_from_blocks(blocks: object, start: float, end: float, rate: int) -> 
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 
+def interior_samples(model: SoundNet, layer: str) -> int:
+    """Shortest input (samples) with a frame of ``layer`` whose receptive field lies wholly
+    inside it (no zero padding: see :func:`.scan.valid_range`)."""
+    g = model.geometry(layer)
+    first = max(0, math.ceil(-g.first_sample / g.hop))
+    return first * g.hop + g.first_sample + g.receptive_field
+
+
 def head_probabilities(model: SoundNet, waveform: np.ndarray) -> dict[str, np.ndarray]:
-    """``{head: (classes,) float32}``: each head's softmax averaged over its steps, for
-    ``waveform`` (``(samples,)`` at the model's rate, tiled to the tagging length when
-    shorter)."""
+    """``{head: (classes,) float32}``: each head's softmax averaged over its steps that lie
+    wholly inside ``waveform`` (``(samples,)`` at the model's rate), which is first tiled to the
+    tagging length and to what one such step needs (15 s for SoundNet-8) when shorter.
+
+    Steps reaching into the zero padding are left out as for the units (:func:`.scan.valid_range`):
+    for SoundNet-8 a 10 s input has one head step, mostly padding, whose labels barely depend on
+    the sound."""
     import torch
 
     from ..model import min_tag_samples
     from ..runtime.batch import tile
     from ..tagging.scoring import softmax
+    from .scan import valid_range
 
     heads = list(model.config.head_names)
     if not heads or waveform.size == 0:
         return {}
-    x = torch.from_numpy(tile(waveform, min_tag_samples(model)))[None]
+    need = max([min_tag_samples(model)] + [interior_samples(model, h) for h in heads])
+    x = tile(waveform, need)
     device = next(model.parameters()).device
     with torch.no_grad():
-        out = model.features(x.to(device), heads)
-    return {h: softmax(out[h][0].float().cpu().numpy(), axis=0).mean(axis=1) for h in heads}
+        out = model.features(torch.from_numpy(x)[None].to(device), heads)
+    probs = {}
+    for h in heads:
+        logits = out[h][0].float().cpu().numpy()  # (classes, steps)
+        a, b = valid_range(model, h, x.size, logits.shape[1])
+        probs[h] = softmax(logits[:, a:b], axis=0).mean(axis=1)
+    return probs
 
 
 def hint_window(model: SoundNet, seg: Segment, duration: float) -> tuple[float, float]:

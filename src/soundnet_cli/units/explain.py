@@ -1,9 +1,11 @@
 """``soundnet units --explain clip.wav``: which units of a layer fire most in one recording.
 
-:func:`explain` runs the layer and the heads over the recording (tiled to the tagging length when
-shorter, as ``soundnet tag`` does; frames and steps centred in the repeated audio are dropped),
-ranks the units by their highest activation and, for each, says when it peaked and what the
-heads' top label was at the step nearest that moment. :func:`explain_figure` draws the chosen
+:func:`explain` runs the layer and the heads over the recording (tiled, when shorter, to the
+tagging length and to what one head step needs without zero padding: 15 s for SoundNet-8).
+Frames and steps reaching into the zero padding or the repeated audio are dropped
+(:func:`.scan.valid_range`); the steps of a tiled clip, which hear it looped, are averaged into
+one label for the whole clip. It ranks the units by their highest activation and, for each, says
+when it peaked and what the heads' top label was at the step nearest that moment. :func:`explain_figure` draws the chosen
 units' activations over time as a heat map (units down, seconds across) under one strip per head
 naming its top label at each step.
 """
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import SoundNetError
+from .describe import interior_samples
 from .scan import valid_range
 
 if TYPE_CHECKING:
@@ -90,7 +93,8 @@ def explain(model: SoundNet, path: str | os.PathLike, layer: str | int, top: int
 
     name = model.resolve_layers([layer])[0]
     heads = list(model.config.head_names)
-    need = min_tag_samples(model) if heads else None
+    need = max([min_tag_samples(model)] + [interior_samples(model, h) for h in heads]) \
+        if heads else None
     clip = next(iter_activations(model, [path], [name, *heads], min_samples=need,
                                  options=options))
     if not clip.ok or clip.activations is None:
@@ -101,9 +105,14 @@ def explain(model: SoundNet, path: str | os.PathLike, layer: str | int, top: int
     acts = clip.activations[name][first:end]
     tracks = []
     for h in model.config.heads:
-        a, b = valid_range(model, h.name, samples, clip.activations[h.name].shape[0])
-        probs = softmax(clip.activations[h.name][a:b], axis=1)
-        tracks.append(HeadTrack(h.name, h.labels, probs, _centres(model, h.name, a, len(probs))))
+        logits = clip.activations[h.name]
+        heard = int(round(clip.tiled_to * rate)) if clip.tiled_to else samples
+        a, b = valid_range(model, h.name, heard, logits.shape[0])
+        probs = softmax(logits[a:b], axis=1)
+        times = _centres(model, h.name, a, len(probs))
+        if clip.tiled_to:  # the steps hear the looped clip: one label for all of it
+            probs, times = probs.mean(axis=0, keepdims=True), np.array([clip.duration / 2])
+        tracks.append(HeadTrack(h.name, h.labels, probs, times))
     order = np.argsort(-acts.max(axis=0), kind="stable")[:top]
     return Explanation(Path(path), name, acts, _centres(model, name, first, len(acts)), tracks,
                        clip.duration, [int(u) for u in order])

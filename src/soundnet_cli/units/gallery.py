@@ -41,7 +41,10 @@ def write_gallery(out_dir: Path, entries: Sequence[UnitEntry], settings: dict[st
              f"<style>{_STYLE}</style></head><body>",
              f"<h1>What the units of {_e(settings.get('layer', ''))} hear</h1>",
              f'<p class="meta">{_e(_summary(settings, len(entries)))}</p>']
-    parts += [_card(e, out_dir) for e in entries]
+    if entries:
+        parts.append(f'<p class="meta">Files are shown relative to {_e(_common(entries))}.</p>')
+    base = _common_folder([s.file for e in entries for s in e.segments])
+    parts += [_card(e, base) for e in entries]
     parts.append("</body></html>\n")
     atomic_write_text(path, "\n".join(parts))
     return path
@@ -55,7 +58,7 @@ def _summary(settings: dict[str, Any], n: int) -> str:
             "is (the share of a unit's segments whose top label agrees).")
 
 
-def _card(entry: UnitEntry, out_dir: Path) -> str:
+def _card(entry: UnitEntry, base: str) -> str:
     head = f'<div class="card" id="unit-{entry.unit}"><h2>unit {entry.unit}'
     if entry.hint is not None:
         h = entry.hint
@@ -78,20 +81,30 @@ def _card(entry: UnitEntry, out_dir: Path) -> str:
         if s.rank in entry.audio:
             cell.append(f'<audio controls preload="none" src="{_e(entry.audio[s.rank])}">'
                         "</audio>")
-        cell.append(f'<div class="file">{_e(_shown(s.file, out_dir))} '
+        cell.append(f'<div class="file" title="{_e(s.file)}">{_e(_shown(s.file, base))} '
                     f"{s.start:.2f}–{s.end:.2f} s</div></div>")
         lines.append("".join(cell))
     lines.append("</div></div>")
     return "\n".join(lines)
 
 
-def _shown(file: str, out_dir: Path) -> str:
-    """A file's name as shown: relative to the output folder's parent when that is shorter."""
+def _common(entries: Sequence[UnitEntry]) -> str:
+    return _common_folder([s.file for e in entries for s in e.segments]) or "(no common folder)"
+
+
+def _common_folder(files: list[str]) -> str:
+    """The folder all ``files`` share ("" when none)."""
     try:
-        rel = os.path.relpath(file, out_dir.resolve().parent)
-    except ValueError:
-        return file
-    return rel if len(rel) < len(file) else file
+        common = os.path.commonpath([os.path.abspath(f) for f in files]) if files else ""
+    except ValueError:  # different drives
+        return ""
+    return common if not os.path.isfile(common) else os.path.dirname(common)
+
+
+def _shown(file: str, base: str) -> str:
+    """A file's name as shown on a card: relative to the folder every segment shares (the full
+    path is the element's title)."""
+    return os.path.relpath(os.path.abspath(file), base) if base else file
 
 
 def _short(label: str) -> str:
