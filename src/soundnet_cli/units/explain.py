@@ -158,15 +158,18 @@ def _edges(centres: np.ndarray) -> np.ndarray:
 
 
 def _head_strip(ax: Any, h: HeadTrack, duration: float, short: Any) -> None:
-    """One head's top label per step, written across a strip shaded by its probability."""
+    """One head's top label per step, written across a strip shaded by its probability
+    (relative to the strip's highest); labels alternate between two lines so they never
+    overlap their neighbours."""
     edges = _edges(h.times)
     best = h.probs.max(axis=1)
-    ax.pcolormesh(edges, [0, 1], best[None, :], cmap="Blues", vmin=0, vmax=1, shading="flat")
-    step = max(1, math.ceil(len(h.times) / 12))  # at most ~12 labels across
-    for i in range(0, len(h.times), step):
+    ax.pcolormesh(edges, [0, 1], best[None, :], cmap="Blues", vmin=0,
+                  vmax=max(float(best.max()) * 1.6, 1e-6), shading="flat")
+    step = max(1, math.ceil(len(h.times) / 16))  # at most ~16 labels across
+    for k, i in enumerate(range(0, len(h.times), step)):
         label = short(h.labels[int(np.argmax(h.probs[i]))])
-        ax.text(h.times[i], 0.5, f"{label[:18]} {best[i]:.2f}", ha="center", va="center",
-                fontsize=6.5, clip_on=True)
+        ax.text(h.times[i], 0.72 if k % 2 == 0 else 0.28, f"{label[:16]} {best[i]:.2f}",
+                ha="center", va="center", fontsize=6, clip_on=True)
     ax.set_yticks([0.5], [h.name])
     ax.set_xticks([])
     ax.set_ylim(0, 1)
