@@ -288,6 +288,38 @@ def test_cli_explain_table_and_png(collection: Path, tmp_path: Path, checkpoint:
     peaks = exp.activations.max(axis=0)
     assert peaks[exp.top[0]] == peaks.max()
     assert f"{exp.top[0]}" in r.stdout
+    r = runner.invoke(app, ["units", "--explain", str(tmp_path / "missing.wav"), "--weights",
+                            str(checkpoint), "-o", str(tmp_path / "x")])
+    assert r.exit_code == 1 and "missing.wav" in r.output and "Traceback" not in r.output
+
+
+def test_hints_use_head_steps_inside_the_window() -> None:
+    from soundnet_cli.runtime.batch import tile
+    from soundnet_cli.tagging.scoring import softmax
+    from soundnet_cli.units.describe import head_probabilities, interior_samples
+
+    model = make_tiny_model()
+    wave = synth(4.0, kind="noise")[:, 0]
+    need = interior_samples(model, "objects")
+    g = model.geometry("objects")
+    probs = head_probabilities(model, wave)
+    x = tile(wave, max(need, 10 * 22_050))
+    with torch.no_grad():
+        logits = model.features(torch.from_numpy(x)[None], ["objects"])["objects"][0].numpy()
+    a, b = valid_range(model, "objects", x.size, logits.shape[1])
+    starts = g.first_sample + np.arange(a, b) * g.hop
+    assert b > a and (starts >= 0).all() and (starts + g.receptive_field <= x.size).all()
+    np.testing.assert_allclose(probs["objects"], softmax(logits[:, a:b], axis=0).mean(axis=1),
+                               rtol=1e-5)
+    assert probs["objects"].sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_gallery_labels_are_shortened() -> None:
+    from soundnet_cli.units.gallery import _short
+
+    assert _short("n01440764 tench, Tinca tinca") == "tench"
+    assert _short("/a/apartment_building/outdoor") == "apartment building, outdoor"
+    assert _short("dog") == "dog"
 
 
 # ---------------------------------------------------------------------------------------------
