@@ -38,8 +38,8 @@ def units(
         "--layer", "-l", help="Layer whose units to study (conv1..conv7, pool5, ... or the "
         "original's module number, 24 = conv7).")] = "conv7",
     which: Annotated[str, typer.Option(
-        "--units", "-u", metavar="all|RANGES|top-variance N",
-        help="Units to show: all, numbers and ranges (0-9,17), or 'top-variance N' (the N "
+        "--units", "-u", metavar="all|RANGES|top-variance:N",
+        help="Units to show: all, numbers and ranges (0-9,17), or top-variance:N (the N "
         "whose activations vary most over the collection).")] = "all",
     top: Annotated[int, typer.Option(
         "--top", "-k", min=1, help="Segments per unit (with --explain: units shown).")] = 8,
@@ -71,13 +71,9 @@ def units(
     files_from: FilesFromOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """What the units of a layer hear: each unit's top segments over DIRS, as units.json,
-    units.csv and a gallery page (index.html) under --out.
+    """What the units of a layer hear: each unit's top segments over DIRS, as units.json, units.csv and a gallery page (index.html) under --out.
 
-    Every recording is scanned once: its per-unit peaks are kept in OUT/scan/, so a rerun (other
-    --top, --units or an interrupted run) reuses them. With --shard I/N only that shard's
-    recordings are scanned; a final run without --shard then reuses every scan and writes the
-    results.
+    Every recording is scanned once: its per-unit peaks are kept in OUT/scan/, so a rerun (another --top or --units, or after an interruption) reuses them. With --shard I/N only that shard's recordings are scanned; a final run without --shard then reuses every scan and writes the results.
 
     --explain FILE: which units of --layer fire most in one recording, as a table and a heat map.
     """
