@@ -95,10 +95,14 @@ def find_units(model: SoundNet, paths: Sequence[str | Path], layer: str | int,
     -------
     UnitsRun
         The units written (most consistent hint first) and what failed. Raises
-        :class:`~soundnet_cli.errors.SoundNetError` for a bad ``units`` or an output folder
-        made with another network, before scanning.
+        :class:`~soundnet_cli.errors.SoundNetError` for a bad ``units``, an output folder
+        made with another network, or a gallery without matplotlib, before scanning.
     """
     name = model.resolve_layers([layer])[0]
+    if gallery:  # thumbnails need matplotlib: say so before scanning, not after
+        from ..plot import _pyplot
+
+        _pyplot()
     out = Path(out_dir)
     files = [Path(p) for p in paths]
     # A bad --units stops the run before any scanning (zeros stand in for the variances).
