@@ -191,6 +191,25 @@ def test_find_units_equals_brute_force_and_resumes(collection: Path, tmp_path: P
         find_units(make_tiny_model(seed=3), files, "conv5", out, top=2, roots=[collection])
 
 
+def test_per_recording_and_segment_seconds(collection: Path, tmp_path: Path) -> None:
+    model = make_tiny_model()
+    files = [collection / "sub" / "c.flac", collection / "d.wav"]  # 12 s and 8 s
+    run = find_units(model, files, "conv7", tmp_path / "o", top=4, per_recording=2,
+                     segment_seconds=3.0, roots=[collection], hints=False, gallery=False)
+    gap = 4.13  # conv7's receptive field: two peaks of one recording are at least this apart
+    for e in run.entries:
+        assert len(e.segments) <= 4
+        for f in files:
+            peaks = sorted(s.peak for s in e.segments if s.file == str(f))
+            assert len(peaks) <= 2
+            assert all(b - a >= gap - 1e-3 for a, b in zip(peaks, peaks[1:]))
+        for s in e.segments:
+            assert s.end - s.start == pytest.approx(3.0, abs=1e-3) and s.start >= 0
+    doc = json.loads((tmp_path / "o" / "units.json").read_text())
+    assert doc["per_recording"] == 2 and "hint" not in doc["units"][0]
+    assert next((tmp_path / "o" / "scan").rglob("*.p2.npz"))
+
+
 def test_streamed_scan_equals_batched(collection: Path, tmp_path: Path) -> None:
     model = make_tiny_model()
     long = collection / "sub" / "c.flac"
