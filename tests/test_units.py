@@ -295,6 +295,17 @@ def test_cli_units_shards_then_gathers(collection: Path, tmp_path: Path,
     assert (out / "units.json").exists() and not (out / "index.html").exists()
 
 
+def test_cli_units_never_scans_its_own_output(collection: Path, checkpoint: Path) -> None:
+    out = collection / "units"  # inside the searched folder: its audio/ must not be scanned
+    base = ["units", str(collection), "--weights", str(checkpoint), "-o", str(out), "-j", "0",
+            "--top", "2"]
+    assert runner.invoke(app, base).exit_code == 0
+    assert list((out / "audio").glob("*.flac"))
+    r = runner.invoke(app, base)
+    assert r.exit_code == 0, r.output
+    assert "0 recording(s) scanned, 4 reused" in r.output
+
+
 def test_cli_explain_table_and_png(collection: Path, tmp_path: Path, checkpoint: Path) -> None:
     clip = collection / "sub" / "c.flac"
     r = runner.invoke(app, ["units", "--explain", str(clip), "--weights", str(checkpoint),

@@ -104,6 +104,10 @@ def _collection(inputs: Any, files_from: Any, layer: str, which: str, top: int,
     part = choose_shard(shard)
     inputs, roots = gather_inputs(inputs, files_from)
     files, problems, _total, found = discover_inputs(inputs, roots, recursive, part, quiet)
+    # The output folder holds audio too (the segments): never take it for recordings.
+    own = out_dir.resolve()
+    files = [f for f in files if own not in f.resolve().parents]
+    found = [f for f in found if own not in f.resolve().parents]
     failures = [(str(p), m) for p, m in problems]
     if not found and not problems:
         return report_failures([("", "no audio files found in " +
