@@ -81,6 +81,7 @@ def describe_units(model: SoundNet, entries: list[UnitEntry], durations: dict[st
     sharing it. ``durations`` gives each file's decoded length in seconds.
     """
     cache: dict[tuple[str, float, float], tuple[dict[str, np.ndarray], str, str]] = {}
+    heard: dict[tuple[str, float, float], dict[str, np.ndarray]] = {}  # by hint window
     problems: list[str] = []
     for entry in entries:
         probs = []
@@ -89,7 +90,7 @@ def describe_units(model: SoundNet, entries: list[UnitEntry], durations: dict[st
             if key not in cache:
                 try:
                     cache[key] = _describe(model, seg, durations[seg.file], hints, media_dir,
-                                           len(cache))
+                                           len(cache), heard)
                 except (SoundNetError, OSError) as e:
                     problems.append(f"{seg.file}: segment {seg.start:.2f}-{seg.end:.2f} s: {e}")
                     cache[key] = ({}, "", "")
@@ -108,7 +109,12 @@ def describe_units(model: SoundNet, entries: list[UnitEntry], durations: dict[st
 
 
 def _describe(model: SoundNet, seg: Segment, duration: float, hints: bool,
-              media_dir: Path | None, number: int) -> tuple[dict[str, np.ndarray], str, str]:
+              media_dir: Path | None, number: int,
+              heard: dict[tuple[str, float, float], dict[str, np.ndarray]]
+              ) -> tuple[dict[str, np.ndarray], str, str]:
+    """Head probabilities, thumbnail and audio file of one segment; ``heard`` caches the
+    heads' output per hint window (a short recording's segments all share one: the whole
+    recording)."""
     rate = model.config.sample_rate
     lo, hi = hint_window(model, seg, duration) if hints else (seg.start, seg.end)
     with warnings.catch_warnings():
@@ -117,7 +123,12 @@ def _describe(model: SoundNet, seg: Segment, duration: float, hints: bool,
     a = int(round((seg.start - lo) * rate))
     b = int(round((seg.end - lo) * rate))
     piece = window[a:max(b, a + 1)]
-    probs = head_probabilities(model, window) if hints else {}
+    probs: dict[str, np.ndarray] = {}
+    if hints:
+        where = (seg.file, round(lo, 4), round(hi, 4))
+        if where not in heard:
+            heard[where] = head_probabilities(model, window)
+        probs = heard[where]
     if media_dir is None or piece.size == 0:
         return probs, "", ""
     import soundfile as sf
