@@ -262,12 +262,14 @@ def test_cli_units_writes_tables_gallery_and_fails_bad_files(collection: Path, t
         assert 1 <= len(u["segments"]) <= 3
         assert len({s["file"] for s in u["segments"]}) == len(u["segments"])  # one per recording
         for s in u["segments"]:
-            assert 0 <= s["start"] < s["end"] and (out / s["audio"]).exists()
-        if u["segments"][0]["activation"] > 0:
+            assert 0 <= s["start"] < s["end"]
+            assert (out / s["audio"]).exists() if u["active"] else "audio" not in s
+        if u["active"]:
             assert set(u["hint"]["labels"]) == {"objects", "scenes"}
     page = (out / "index.html").read_text()
-    assert page.count('class="card"') == 5 and "data:image/png;base64," in page
-    assert r.stdout.count("unit ") >= 5
+    live = [u for u in doc["units"] if u["active"]]
+    assert page.count('class="card"') == len(live) and "data:image/png;base64," in page
+    assert r.stdout.count("unit ") == len(live)
 
 
 def test_cli_units_bad_options(collection: Path, tmp_path: Path, checkpoint: Path) -> None:
@@ -390,11 +392,20 @@ def test_gallery_in_browser(browser, collection: Path, tmp_path: Path) -> None:
     run = find_units(make_tiny_model(), sorted(collection.rglob("*.wav")), "conv7", out,
                      units="0-5", top=3, roots=[collection])
     browser.get((out / "index.html").resolve().as_uri())
+    live = [e for e in run.entries if e.active]
+    assert live and len(live) < len(run.entries)  # the tiny network has units that never fire
     cards = browser.find_elements(By.CSS_SELECTOR, ".card")
-    assert len(cards) == 6 == len(run.entries)
-    images = browser.find_elements(By.CSS_SELECTOR, ".card img")
+    assert len(cards) == len(live)
+    assert [c.get_attribute("id") for c in cards] == [f"unit-{e.unit}" for e in live]
+    never = browser.find_element(By.ID, "never-active").text
+    assert f"{len(run.entries) - len(live)} unit(s) never exceeded zero" in never
+    images = browser.find_elements(By.CSS_SELECTOR, ".card .thumb")
     assert images and all(browser.execute_script(
-        "return arguments[0].complete && arguments[0].naturalWidth > 0", i) for i in images)
+        "const s = getComputedStyle(arguments[0]); return s.backgroundImage.startsWith("
+        "'url(\"data:image/png') && arguments[0].clientWidth === 192", i) for i in images)
+    # each distinct thumbnail is inlined once
+    page = (out / "index.html").read_text()
+    assert page.count("data:image/png") == len({u for e in live for u in e.thumbs.values()})
     audio = browser.find_elements(By.CSS_SELECTOR, ".card audio")
     assert len(audio) == len(images)
     state = browser.execute_script(

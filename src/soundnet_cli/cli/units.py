@@ -150,15 +150,19 @@ def _collection(inputs: Any, files_from: Any, layer: str, which: str, top: int,
 
 
 def _print_summary(run: Any, out_dir: Path, quiet: bool) -> None:
-    """One line per unit on stdout (most consistent first): unit, consistency, hint, top file;
-    the files written on stderr."""
-    for e in run.entries:
+    """One line per unit that ever fired on stdout (most consistent first): unit, consistency,
+    hint, top file; units that never did and the files written on stderr."""
+    for e in (e for e in run.entries if e.active):
         hint = (f"{e.hint.agree}/{e.hint.segments} {e.hint.head}: {e.hint.label}"
                 if e.hint is not None else "")
         first = e.segments[0] if e.segments else None
         where = f"{first.file} {first.start:.2f}-{first.end:.2f}s" if first else "(no segment)"
         out.print(f"unit {e.unit}\t{hint}\t{where}", highlight=False, markup=False)
     if not quiet:
+        dead = sum(not e.active for e in run.entries)
+        if dead:
+            err.print(f"{dead} unit(s) never exceeded zero on these recordings (listed in "
+                      "units.json with active: false)", highlight=False, soft_wrap=True)
         err.print("wrote " + ", ".join(str(p) for p in run.written), highlight=False,
                   soft_wrap=True)
 

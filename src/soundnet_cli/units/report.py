@@ -55,7 +55,8 @@ class UnitEntry:
         return self.hint.consistency if self.hint is not None else 0.0
 
     def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"unit": self.unit, "variance": round(self.variance, 6),
+        doc: dict[str, Any] = {"unit": self.unit, "active": self.active,
+                               "variance": round(self.variance, 6),
                                "segments": [s.row() for s in self.segments]}
         for s in doc["segments"]:
             s.pop("unit")
@@ -73,7 +74,8 @@ class UnitEntry:
 def describe_units(model: SoundNet, entries: list[UnitEntry], durations: dict[str, float], *,
                    hints: bool = True, media_dir: Path | None = None,
                    on_segment: Callable[[], None] | None = None) -> list[str]:
-    """Fill the hints (and, with ``media_dir``, thumbnails and audio files) of ``entries``;
+    """Fill the hints (and, with ``media_dir``, thumbnails and audio files) of ``entries`` that
+    ever exceeded zero;
     returns the problems met (a segment whose recording cannot be read anymore is left without
     hint or media, and named).
 
@@ -84,6 +86,8 @@ def describe_units(model: SoundNet, entries: list[UnitEntry], durations: dict[st
     heard: dict[tuple[str, float, float], dict[str, np.ndarray]] = {}  # by hint window
     problems: list[str] = []
     for entry in entries:
+        if not entry.active:  # arbitrary segments: nothing to hear or to name
+            continue
         probs = []
         for seg in entry.segments:
             key = (seg.file, seg.start, seg.end)
