@@ -31,6 +31,7 @@ from . import svm as _svm
 from . import tag as _tag
 from . import teach as _teach
 from . import train as _train
+from . import units as _units
 from . import weights as _weights
 from .common import doc
 
@@ -76,6 +77,7 @@ app.command("review")(_review.review)
 app.command("clips")(_clips.clips)
 app.command("evaluate")(_evaluate.evaluate)
 app.command("detections")(_detections.detections)
+app.command("units")(_units.units)
 
 
 def main() -> None:
