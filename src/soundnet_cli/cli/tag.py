@@ -31,6 +31,7 @@ from .common import (
     user_errors,
     warn,
 )
+from .stdin import NO_STDIN, StdinNameOpt, StdinNames, spooled_stdin
 
 if TYPE_CHECKING:
     from ..tagging.events import DetectOptions
@@ -103,13 +104,14 @@ def tag(
     workers: WorkersOpt = None,
     shard: ShardOpt = None,
     files_from: FilesFromOpt = None,
+    stdin_name: StdinNameOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Tag sounds: the confident labels of every head (objects, scenes, ...) for each FILE or DIR.
 
     Clip-level scores average the per-step softmax; clips shorter than the network's tile_seconds (5 s for the embedded network, 10 s for the original SoundNet) are tiled (repeated) to that length first, as the original does. Labels below --min-conf are dropped.
 
-    Results go to stdout (or, with --out, to files); progress and warnings to stderr.
+    Results go to stdout (or, with --out, to files); progress and warnings to stderr. The input - (or /dev/stdin) reads audio from standard input: cat clip.ogg | soundnet tag -
 
     A shard (--shard, or SLURM/torchrun) with --out writes its per-input files, OUT/tags.shard-I-of-N.jsonl and OUT/status.shard-I-of-N.jsonl; `soundnet merge OUT` then writes the combined tables and run.json a single run writes.
     """
@@ -117,7 +119,7 @@ def tag(
         raise typer.BadParameter("--json and --csv are mutually exclusive", param_hint="--json")
     chosen = _formats(formats, plot, out_dir)
     failures: list[tuple[str, str]] = []
-    with user_errors():
+    with user_errors(), spooled_stdin(inputs, stdin_name) as (inputs, names):
         from ..runtime.shard import device_for_rank
         from ..tagging.events import DetectOptions
 
@@ -150,8 +152,10 @@ def tag(
         for path, message in failures:
             if path:  # --json lists missing inputs too
                 emit(TagResult(Path(path), error=message))
+        if names:
+            emit = _renamed(emit, names)
         if out_dir is None:
-            failures += _tag_to_stdout(model, files, scorers, options, emit, quiet)
+            failures += _tag_to_stdout(model, files, scorers, options, emit, quiet, names)
         else:
             settings = {"batch_size": batch_size, "workers": options.workers,
                         "device": str(options.device), "recursive": recursive,
@@ -160,7 +164,8 @@ def tag(
                 settings["shard"] = part.to_dict()
             failures = _tag_to_dir(model, files, scorers, options, emit, quiet, out_dir,
                                    chosen, roots, top_k, segments, detect, settings, inputs,
-                                   failures, part, found, total)
+                                   failures, part, found, total, names)
+        failures = [(names.text(p), names.text(m)) for p, m in failures]
     raise typer.Exit(report_failures(failures, quiet))
 
 
@@ -209,8 +214,24 @@ def _not_done(files: list[Path], roots: list[Path], out_dir: Optional[Path],
     return [f for f in files if not record_path(f, roots, out_dir).exists()]
 
 
+def _renamed(emit: Callable[["TagResult"], None],
+             names: StdinNames) -> Callable[["TagResult"], None]:
+    """``emit`` showing standard input's temporary copy under its name."""
+    from dataclasses import replace
+
+    def _emit(result: "TagResult") -> None:
+        if result.path == names.spooled:
+            result = replace(result, path=names.path(result.path),
+                             error=names.text(result.error) if result.error else result.error,
+                             warnings=[names.text(w) for w in result.warnings])
+        emit(result)
+
+    return _emit
+
+
 def _tag_to_stdout(model: Any, files: list[Path], scorers: list, options: "RunOptions",
-                   emit: Callable[["TagResult"], None], quiet: bool) -> list[tuple[str, str]]:
+                   emit: Callable[["TagResult"], None], quiet: bool,
+                   names: StdinNames = NO_STDIN) -> list[tuple[str, str]]:
     from ..tagging.scoring import tag_files
 
     failures = []
@@ -221,7 +242,7 @@ def _tag_to_stdout(model: Any, files: list[Path], scorers: list, options: "RunOp
             if not result.ok:
                 failures.append((str(result.path), result.error or "failed"))
             for message in result.warnings:
-                warn(message, quiet)
+                warn(names.text(message), quiet)
             emit(result)
     return failures
 
@@ -231,7 +252,7 @@ def _tag_to_dir(model: Any, files: list[Path], scorers: list, options: "RunOptio
                 formats: tuple[str, ...], roots: list[Path], top_k: int, segments: bool,
                 detect: "DetectOptions", settings: dict[str, Any], inputs: list[Path],
                 failures: list[tuple[str, str]], part: Any, found: list[Path],
-                total: int) -> list[tuple[str, str]]:
+                total: int, names: StdinNames = NO_STDIN) -> list[tuple[str, str]]:
     """Tag ``files`` into ``out_dir``; ``failures`` (found before) come back with this run's
     added. A shard (``part``) of the run over ``found`` keeps a status file and writes its table
     instead of run.json and the combined tables."""
@@ -240,6 +261,7 @@ def _tag_to_dir(model: Any, files: list[Path], scorers: list, options: "RunOptio
     prov = provenance(model, scorers, top_k=top_k, segments=segments, detect=detect)
     run = TagRun(out_dir, formats, roots=roots, provenance=prov, top_k=top_k,
                  segments=segments, detect=detect, overwrite=settings["overwrite"], shard=part)
+    run.shown = names.path
     status = None
     if part is None:
         run.write_settings(inputs, settings, finished=False)
@@ -256,7 +278,8 @@ def _tag_to_dir(model: Any, files: list[Path], scorers: list, options: "RunOptio
                 status.record(path, "failed", message)
     finished = False
     try:
-        counts = _tag_inputs(model, files, run, scorers, options, emit, quiet, failures, status)
+        counts = _tag_inputs(model, files, run, scorers, options, emit, quiet, failures, status,
+                             names)
         tables = run.combine(files)
         finished = True
     finally:
@@ -274,7 +297,8 @@ def _tag_to_dir(model: Any, files: list[Path], scorers: list, options: "RunOptio
 
 def _tag_inputs(model: Any, files: list[Path], run: Any, scorers: list, options: "RunOptions",
                 emit: Callable[["TagResult"], None], quiet: bool,
-                failures: list[tuple[str, str]], status: Any) -> tuple[int, int]:
+                failures: list[tuple[str, str]], status: Any,
+                names: StdinNames = NO_STDIN) -> tuple[int, int]:
     """Tag ``files`` into ``run``; failures are appended, outcomes recorded in ``status``.
     Returns ``(written, skipped)``."""
     from ..tagging.outputs import tag_to_files
@@ -295,7 +319,7 @@ def _tag_inputs(model: Any, files: list[Path], run: Any, scorers: list, options:
                 continue
             written += outcome.ok
             for message in result.warnings:
-                warn(message, quiet)
+                warn(names.text(message), quiet)
             emit(result)
     return written, skipped
 

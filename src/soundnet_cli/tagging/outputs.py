@@ -37,13 +37,14 @@ they are complete after a resumed run too.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from ..errors import OutputError, SoundNetError
 from ..fsutil import atomic_path, atomic_write_text, collision_candidates, mirrored_output
@@ -277,6 +278,9 @@ class TagRun:
         self.shard = shard
         #: Every input of the run, when this is one shard of it (see :meth:`collisions`).
         self.run_inputs: list[Path] | None = None
+        #: The path the written results give an input (the CLI names standard input's
+        #: temporary copy ``stdin``); output file names still follow the input's own path.
+        self.shown: Callable[[Path], Path] = lambda path: path
         self.failed: dict[Path, str] = {}
 
     # -- paths
@@ -348,11 +352,13 @@ class TagRun:
             outcome.error = result.error or f"{result.path}: failed"
             self.failed[result.path] = outcome.error
             return outcome
+        source = result.path
+        result = dataclasses.replace(result, path=self.shown(source))
         doc = result_to_json(result, self.top_k, self.segments, self.detect, self.provenance)
-        doc["input"] = _input_stamp(result.path)
+        doc["input"] = _input_stamp(source)
         outcome.doc = doc
         try:
-            for fmt, path in self.view_paths(result.path).items():
+            for fmt, path in self.view_paths(source).items():
                 if fmt == "png":
                     from ..plot import save_tag_plot
 
@@ -361,7 +367,7 @@ class TagRun:
                 else:
                     atomic_write_text(path, _TEXT_VIEWS[fmt](doc))
                 outcome.files.append(path)
-            record = self.record_path(result.path)
+            record = self.record_path(source)
             atomic_write_text(record, json.dumps(doc, allow_nan=False) + "\n")
             outcome.files.append(record)
         except (OSError, ValueError) as e:
