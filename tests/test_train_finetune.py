@@ -210,3 +210,14 @@ def test_freezing_errors(folders: Path, tmp_path: Path, tiny_checkpoint: Path, e
     extra = [str(tiny_checkpoint) if a == "TINY" else a for a in extra]
     result = CliRunner().invoke(app, train_args(folders, tmp_path / "run", *extra))
     assert result.exit_code in (1, 2) and message in " ".join(result.output.split()), result.output
+
+
+def test_a_run_that_fails_to_start_leaves_no_run_json(folders: Path, tmp_path: Path):
+    """Options are stored in RUN_DIR/run.json only once every check passed (a failed start left
+    ``runs/train/run.json`` behind, and the test suite left ``runs/distill`` in the checkout)."""
+    result = CliRunner().invoke(app, train_args(folders, tmp_path / "run", "--init", "no-such-net"))
+    assert result.exit_code == 1 and "--init no-such-net" in result.output
+    assert not (tmp_path / "run" / "run.json").exists()
+    targets = CliRunner().invoke(app, ["distill", str(tmp_path / "none"), "-q", "--run-dir",
+                                       str(tmp_path / "d")])
+    assert targets.exit_code == 1 and not (tmp_path / "d" / "run.json").exists()

@@ -153,8 +153,11 @@ def _run(dataset, labels, layout, arch, init, new_head, val_fold, train_folds, v
                   + (", stopped early" if state.get("stopped") else "")
                   + f"); nothing to do. The network: {target}", highlight=False)
         return
-    if info.main and not resume:
-        save_settings("train", options)
+    def on_start() -> None:
+        # Everything is checked now: a run that fails before leaves no run.json behind.
+        if info.main and not resume:
+            save_settings("train", options)
+
     if data.missing and not quiet:
         err.print(f"[yellow]warning:[/] {len(data.missing)} listed file(s) missing, excluded")
     if data.outside and not quiet:
@@ -164,7 +167,7 @@ def _run(dataset, labels, layout, arch, init, new_head, val_fold, train_folds, v
         model, last, errors = train_supervised(
             data, cfg, run_dir, device=dev, resume=resume, provenance={"command": command},
             on_progress=progress.update, on_decoded=progress.decoded(len(data)),
-            allow_seen=allow_seen, on_note=None if quiet else _note,
+            allow_seen=allow_seen, on_note=None if quiet else _note, on_start=on_start,
         )
     for e in errors:
         err.print(f"[yellow]skipped:[/] {e}", highlight=False)

@@ -428,6 +428,7 @@ def train_supervised(
     stop_after_epoch: int | None = None,
     allow_seen: bool = False,
     on_note: Callable[[str], None] | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> tuple[SoundNet, dict[str, Any], list[str]]:
     """Train on ``dataset``; returns the network (last epoch), its final metrics and the
     messages of clips that could not be decoded (excluded).
@@ -441,7 +442,8 @@ def train_supervised(
     :func:`unseen_validation`; the provenance's ``val_seen`` says which happened.
 
     ``on_note`` receives one-line messages on what the run does (the validation clips, a
-    replaced head, frozen layers). Resuming a finished run (every epoch done, or ended by
+    replaced head, frozen layers); ``on_start`` is called once everything that can be checked
+    without decoding audio has been (the CLI writes ``run.json`` then). Resuming a finished run (every epoch done, or ended by
     ``cfg.loop.patience``) decodes nothing and returns its last network and metrics.
     """
     note = on_note or (lambda _: None)
@@ -471,6 +473,8 @@ def train_supervised(
         trained = ", ".join(["the head", *cfg.train_layers])
         note(f"training {trained}: {frozen['trainable']:,} of "
              f"{frozen['trainable'] + frozen['frozen']:,} parameters (the rest frozen)")
+    if on_start:
+        on_start()
     if dist_info().main:
         write_split(run_dir, dataset, classes, train_idx, val_idx)
     rate = model.config.sample_rate
