@@ -50,16 +50,21 @@ run frozen-all --freeze-trunk --lr 0.01 --epochs 60 --batch-size 8 --val-fractio
 run conv7 --train-layers conv7 --lr 0.003 --epochs 40 --batch-size 8
 run all --lr 0.0003 --epochs 40 --batch-size 8
 
-# fit-svm: the same 10 validation clips as the fine-tuned network, and the 120 new clips
-echo "== fit-svm on the validation split of runs/frozen (30 train / 10 test clips)"
-soundnet fit-svm my_sounds --labels runs/frozen/split.csv --test-fold 2 --weights "$init" \
-  --cache-dir cache 2> /dev/null | grep -iE "accuracy" | head -3
-{ echo "path,label,fold"
-  for d in my_sounds new_clips; do
-    fold=$([ "$d" = my_sounds ] && echo 1 || echo 2)
-    find "$d" -name '*.ogg' -o -name '*.wav' | sort | while read -r p; do
-      c=$(basename "$(dirname "$p")"); echo "$p,$c,$fold"; done
-  done; } > both.csv
-echo "== fit-svm trained on the 40 clips of my_sounds, tested on the 120 new clips"
-soundnet fit-svm --labels both.csv --test-fold 2 --weights "$init" --cache-dir cache \
-  2> /dev/null | grep -iE "accuracy" | head -3
+# fit-svm with the same network, on the same clips
+svm() {  # TITLE, then fit-svm arguments; prints the held-out fold's accuracy line
+  echo "== fit-svm, $1: soundnet fit-svm ${*:2}"
+  soundnet fit-svm "${@:2}" --weights "$init" --cache-dir cache 2>&1 | grep -E "^fold 2: accuracy"
+}
+svm "the validation split of runs/frozen (30 train / 10 test clips)" \
+  my_sounds --labels runs/frozen/split.csv --test-fold 2
+listing() {  # CSV of the given training clips (fold 1) and the new clips (fold 2)
+  echo "path,label,fold"
+  cat
+  find new_clips -name '*.ogg' -o -name '*.wav' | sort |
+    while read -r p; do echo "$p,$(basename "$(dirname "$p")" | tr _ " "),2"; done
+}
+awk -F, 'NR > 1 && $3 == 1 {print "my_sounds/" $1 "," $2 ",1"}' runs/frozen/split.csv |
+  listing > train30-new.csv
+awk -F, 'NR > 1 {print "my_sounds/" $1 "," $2 ",1"}' runs/frozen/split.csv | listing > all40-new.csv
+svm "the 30 training clips of runs/frozen, the 120 new clips" --labels train30-new.csv --test-fold 2
+svm "all 40 clips of my_sounds, the 120 new clips" --labels all40-new.csv --test-fold 2

@@ -57,7 +57,8 @@ class TrainingProgress:
             self.progress.update(self.epochs_task, completed=r.epoch, info=info)
             if not self.quiet:
                 err.print(f"epoch {r.epoch}/{r.epochs}: " + ", ".join(
-                    f"{k} {v:.4f}" for k, v in r.metrics.items() if isinstance(v, float)))
+                    f"{k} {v:.4f}" for k, v in r.metrics.items() if isinstance(v, float)),
+                    highlight=False, soft_wrap=True)
             return
         info = f"loss {r.loss:.3f}" + (f" {self.short} {acc:.3f}" if acc is not None else "") + \
             f" {r.samples_per_s:.1f} clips/s"
