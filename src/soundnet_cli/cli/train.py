@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DeviceOpt, QuietOpt, err, out, user_errors
+from .common import DeviceOpt, QuietOpt, doc, err, out, user_errors
 from .runs import resume_hint, save_settings, settle
 
 
@@ -103,6 +103,11 @@ def train(
     with user_errors(lambda: resume_hint("train", Path(params["run_dir"]), argv)):
         params = settle(ctx, train, params)
         _run(**params)
+
+
+# The installed path of the reference page, in the help text.
+train.__doc__ = (f"{train.__doc__}\n\n    Reference (fine-tuning on your own sounds, validation, "
+                 f"frozen layers): {doc('train.md')}\n")
 
 
 def _run(dataset, labels, layout, arch, init, new_head, val_fold, train_folds, val_fraction,
