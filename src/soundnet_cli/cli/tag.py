@@ -118,6 +118,7 @@ def tag(
     if json_out and csv_out:
         raise typer.BadParameter("--json and --csv are mutually exclusive", param_hint="--json")
     chosen = _formats(formats, plot, out_dir)
+    left_out = _left_out(formats, out_dir, quiet)
     failures: list[tuple[str, str]] = []
     with user_errors(), spooled_stdin(inputs, stdin_name) as (inputs, names):
         from ..runtime.shard import device_for_rank
@@ -162,6 +163,8 @@ def tag(
                         "overwrite": overwrite}
             if part is not None:
                 settings["shard"] = part.to_dict()
+            if left_out:
+                settings["formats_left_out"] = sorted(left_out)
             failures = _tag_to_dir(model, files, scorers, options, emit, quiet, out_dir,
                                    chosen, roots, top_k, segments, detect, settings, inputs,
                                    failures, part, found, total, names)
@@ -188,6 +191,19 @@ def _formats(spec: str, plot: bool, out_dir: Optional[Path]) -> tuple[str, ...]:
         return parse_formats(spec + (",png" if plot else ""))
     except SoundNetError as e:
         raise typer.BadParameter(str(e), param_hint="--format") from None
+
+
+def _left_out(spec: str, out_dir: Optional[Path], quiet: bool) -> dict[str, str]:
+    """Formats ``--format all`` cannot write here (their package is missing), said on stderr
+    before any work."""
+    if out_dir is None:
+        return {}
+    from ..tagging.outputs import formats_left_out
+
+    left_out = formats_left_out(spec)
+    for fmt, install in left_out.items():
+        warn(f"--format all: {fmt} is not written (its package is missing; {install})", quiet)
+    return left_out
 
 
 def _with_classes(detect: "DetectOptions", spec: Optional[str], scorers: list) -> "DetectOptions":
@@ -290,8 +306,12 @@ def _tag_to_dir(model: Any, files: list[Path], scorers: list, options: "RunOptio
                            failed=len(failures))
     if not quiet:
         where = ", ".join(str(p) for p in tables.values()) or str(out_dir)
+        missing = sorted(set(settings.get("formats_left_out", ())))
         err.print(f"{counts[0]} file(s) tagged, {counts[1]} skipped (already done) "
-                  f"({', '.join(formats)}); results: {where}", highlight=False, soft_wrap=True)
+                  f"({', '.join(formats)}"
+                  + (f"; not written: {', '.join(missing)}, their packages are missing" if missing
+                     else "")
+                  + f"); results: {where}", highlight=False, soft_wrap=True)
     return failures
 
 

@@ -100,6 +100,17 @@ def parse_formats(spec: str) -> tuple[str, ...]:
     return tuple(f for f in FORMATS if f in names)
 
 
+def formats_left_out(spec: str) -> dict[str, str]:
+    """The formats ``--format all`` (``spec``) leaves out because their package is missing:
+    ``{format: what to install}`` (empty when ``spec`` does not say ``all``)."""
+    import importlib.util
+
+    if "all" not in {n.strip().lower() for n in spec.split(",")}:
+        return {}
+    return {f: f"pip install 'soundnet-cli[{'plot' if f == 'png' else f}]'"
+            for f, package in _PACKAGES.items() if importlib.util.find_spec(package) is None}
+
+
 def provenance(model: "SoundNet", scorers: Sequence["Scorer"], *, top_k: int, segments: bool,
                detect: DetectOptions) -> dict[str, Any]:
     """What made a result: version, network, heads, options, and their ``settings_id``.
