@@ -83,6 +83,29 @@ class LoopConfig:
         return dataclasses.asdict(self)
 
 
+def loop_options_hint(cls: type) -> type:
+    """Class decorator for run configs holding a ``loop: LoopConfig``: a keyword that belongs to
+    the loop (``epochs``, ``lr``, ...) given to the run config itself raises a ``TypeError``
+    that says where it goes, instead of Python's bare "unexpected keyword argument"."""
+    init = cls.__init__  # type: ignore[misc]
+    loop_fields = {f.name for f in dataclasses.fields(LoopConfig)}
+    own = {f.name for f in dataclasses.fields(cls)}
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        misplaced = sorted(k for k in kwargs if k in loop_fields and k not in own)
+        if misplaced:
+            given = ", ".join(f"{k}={kwargs[k]!r}" for k in misplaced)
+            raise TypeError(f"{cls.__name__} has no {', '.join(misplaced)}: "
+                            f"{'they belong' if len(misplaced) > 1 else 'it belongs'} to its "
+                            f"loop settings (a LoopConfig): {cls.__name__}(loop=dataclasses."
+                            f"replace({cls.__name__}().loop, {given}))")
+        init(self, *args, **kwargs)
+
+    __init__.__doc__ = init.__doc__
+    cls.__init__ = __init__  # type: ignore[misc]
+    return cls
+
+
 class Task(Protocol):
     """What a kind of training supplies to :func:`fit`."""
 

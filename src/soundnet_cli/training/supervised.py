@@ -38,7 +38,16 @@ from ..runtime.engine import Engine
 from ..runtime.options import MICRO_BATCH_SAMPLES
 from ..weights.checkpoint import load_checkpoint, save_checkpoint
 from .freeze import freeze
-from .loop import METRICS_FILE, EpochReport, LoopConfig, check_run_dir, dist_info, fit, run_finished
+from .loop import (
+    METRICS_FILE,
+    EpochReport,
+    LoopConfig,
+    check_run_dir,
+    dist_info,
+    fit,
+    loop_options_hint,
+    run_finished,
+)
 from .validation import resolve_val_fraction, stratified_split, write_split
 
 
@@ -59,6 +68,7 @@ class AugmentConfig:
         return dataclasses.asdict(self)
 
 
+@loop_options_hint
 @dataclass(frozen=True)
 class TrainConfig:
     """A whole supervised run: network, data split, augmentation and optimisation."""

@@ -1,0 +1,73 @@
+"""Rough edges a newcomer hit (issue #24, item 8): messages of the library and the docs' lines."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_a_loop_option_given_to_a_run_config_says_where_it_goes():
+    from soundnet_cli.distill.student import DistillConfig
+    from soundnet_cli.training.supervised import TrainConfig
+
+    for cls in (DistillConfig, TrainConfig):
+        with pytest.raises(TypeError, match=rf"{cls.__name__} has no epochs: it belongs to its "
+                                            r"loop settings .*replace\("):
+            cls(epochs=3)
+        fixed = cls(loop=dataclasses.replace(cls().loop, epochs=3))
+        assert fixed.loop.epochs == 3
+
+
+def test_load_model_errors_speak_of_load_model(tmp_path, monkeypatch):
+    from soundnet_cli import load_model
+    from soundnet_cli.errors import WeightsError
+
+    monkeypatch.setenv("SOUNDNET_HOME", str(tmp_path))
+    with pytest.raises(WeightsError) as e:
+        load_model("no-such-net")
+    assert str(e.value).startswith("load_model('no-such-net'): no such file")
+    assert "--weights" not in str(e.value)
+    with pytest.raises(WeightsError, match=r"load_model\('nope/x.pt'\): no such file"):
+        load_model("nope/x.pt")
+
+
+def test_a_missing_head_names_the_heads_there(tmp_path):
+    import numpy as np
+
+    from soundnet_cli.tagging.scoring import HeadScores, TagResult
+
+    result = TagResult(tmp_path / "a.wav", heads=[HeadScores("classes", ("a", "b"),
+                                                               np.full((1, 2), 0.5), True, 1.0,
+                                                               1.0, 0.0)])
+    with pytest.raises(KeyError, match="no head 'objects' in this result; its heads: 'classes'"):
+        result.head("objects")
+
+
+def _distill_run_dirs() -> list[tuple[str, str]]:
+    """(file, run dir) of every `soundnet distill` command line in README.md and docs/."""
+    found = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = page.read_text().replace("\\\n", " ")
+        for line in text.splitlines():
+            m = re.search(r"^\s*(?:\$ )?soundnet distill (?!--resume)(\S.*)$", line)
+            if not m:
+                continue
+            args = shlex.split(m.group(1).split("#")[0])
+            if args[0].isupper():  # a synopsis (soundnet distill TARGETS [options])
+                continue
+            run_dir = args[args.index("--run-dir") + 1] if "--run-dir" in args else "runs/distill"
+            found.append((page.name, run_dir))
+    return found
+
+
+def test_the_docs_distill_lines_do_not_share_a_run_directory():
+    found = _distill_run_dirs()
+    assert len(found) >= 2
+    dirs = [d for _, d in found]
+    assert len(set(dirs)) == len(dirs), found  # the second would stop: "already holds a run"
