@@ -71,3 +71,14 @@ def test_the_docs_distill_lines_do_not_share_a_run_directory():
     assert len(found) >= 2
     dirs = [d for _, d in found]
     assert len(set(dirs)) == len(dirs), found  # the second would stop: "already holds a run"
+
+
+@pytest.mark.parametrize("command", [["tag"], ["extract"], ["train"], ["weights", "list"]])
+def test_help_shows_no_bool_or_list_types(command):
+    from typer.testing import CliRunner
+
+    from soundnet_cli.cli import app
+
+    result = CliRunner().invoke(app, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "<bool>" not in result.output and "<list[" not in result.output

@@ -29,6 +29,9 @@ from . import teach as _teach
 from . import train as _train
 from . import weights as _weights
 from .common import doc
+from .helptypes import tidy_help_types
+
+tidy_help_types()
 
 app = typer.Typer(
     name="soundnet",
