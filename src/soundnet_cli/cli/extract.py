@@ -116,7 +116,7 @@ def extract(
         device = device_for_rank(device)
         # Decoding starts before torch loads (~1.5 s), so the network finds work waiting.
         decoder = early_decoder(weights, device, files, workers, long_seconds)
-        model = load_model(weights, device)
+        model = load_model(weights, device, option="--weights")
         layers = model.resolve_layers(layer)
         options = RunOptions.plan(next(model.parameters()).device, len(files), workers=workers,
                                   decoder=decoder, batch_size=batch_size,

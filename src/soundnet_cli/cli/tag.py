@@ -136,7 +136,7 @@ def tag(
         from ..tagging.scoring import TagResult, head_scorers
         from ..weights.registry import load_model
 
-        model = load_model(weights, device)
+        model = load_model(weights, device, option="--weights")
         scorers = _svm_scorers(svm, model) if svm is not None else head_scorers(model)
         detect = _with_classes(detect, classes, scorers)
         options = RunOptions.plan(next(model.parameters()).device, len(files), workers=workers,

@@ -179,15 +179,18 @@ def load_model(
     device: "str | torch.device" = "cpu",
     *,
     cache_dir: str | os.PathLike | None = None,
+    option: str = "load_model",
 ) -> "SoundNet":
     """Load a network for inference: resolve ``spec`` (see :func:`resolve_weights`), build it in
-    eval mode and move it to ``device`` (a :class:`torch.device` or a ``--device`` string)."""
+    eval mode and move it to ``device`` (a :class:`torch.device` or a ``--device`` string).
+    Errors name the value as ``option`` does (``load_model('x')``; the CLI passes
+    ``--weights``)."""
     import torch
 
     from ..runtime.device import resolve_device
     from .checkpoint import load_model_file
 
-    model = load_model_file(resolve_weights(spec, cache_dir, option="load_model"))
+    model = load_model_file(resolve_weights(spec, cache_dir, option=option))
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     return model.to(dev)
 
