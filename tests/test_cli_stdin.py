@@ -96,3 +96,12 @@ def test_extract_reads_standard_input_and_recomputes_it(tiny_checkpoint: Path, t
     assert not np.array_equal(np.load(out / "stdin.conv2.npy"), array), second.output
     named = invoke([*args, "--stdin-name", "take2.wav"], audio_bytes())
     assert named.exit_code == 0 and (out / "take2.conv2.npy").is_file()
+
+
+def test_tag_plots_standard_input(tiny_checkpoint: Path, tmp_path: Path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "res"
+    result = invoke(["tag", "-", "-w", tiny_checkpoint, "--out", out, "--plot", "--device", "cpu"],
+                    audio_bytes())
+    assert result.exit_code == 0, result.output
+    assert (out / "stdin.tags.png").is_file()

@@ -82,3 +82,25 @@ def test_help_shows_no_bool_or_list_types(command):
     result = CliRunner().invoke(app, [*command, "--help"])
     assert result.exit_code == 0
     assert "<bool>" not in result.output and "<list[" not in result.output
+
+
+def test_plot_of_a_silent_file_gives_no_raw_warning(tiny_checkpoint, write_audio, tmp_path):
+    import warnings
+
+    from typer.testing import CliRunner
+
+    from soundnet_cli.audio import SilentAudioWarning
+    from soundnet_cli.cli import app
+
+    pytest.importorskip("matplotlib")
+    clip = write_audio("quiet.wav", 2.0, kind="silence")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = CliRunner().invoke(app, ["tag", str(clip), "-w", str(tiny_checkpoint), "--out",
+                                          str(tmp_path / "res"), "--plot", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "res" / "quiet.tags.png").is_file()
+    assert "silent" in result.output  # said once, by tag
+    raw = [f"{w.filename}:{w.lineno} {w.message}" for w in caught
+           if issubclass(w.category, SilentAudioWarning)]
+    assert not raw

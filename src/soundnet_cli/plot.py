@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
+from .audio import SilentAudioWarning
 from .errors import SoundNetError
 from .fsutil import atomic_path
 from .tagging.events import DetectOptions, detect, step_intervals
@@ -98,8 +100,10 @@ def tag_figure(result: "TagResult", *, detect_options: DetectOptions | None = No
                              figsize=(7.0, 0.9 + 1.1 * sum(ratios)))
     duration = max(result.duration, 1e-3)
     samples = int(round(duration * sample_rate))
-    blocks = audio if audio is not None else _audio_blocks(result.path, duration, sample_rate)
-    db, hop = spectrogram(blocks, samples)
+    with warnings.catch_warnings():  # tagging already said it is silent; once is enough
+        warnings.simplefilter("ignore", SilentAudioWarning)
+        blocks = audio if audio is not None else _audio_blocks(result.path, duration, sample_rate)
+        db, hop = spectrogram(blocks, samples)
     ax = axes[0]
     ax.imshow(db.T, origin="lower", aspect="auto", cmap="magma", vmin=-80, vmax=0,
               extent=(0.0, db.shape[0] * hop / sample_rate, 0.0, sample_rate / 2000),

@@ -363,7 +363,7 @@ class TagRun:
             outcome.error = result.error or f"{result.path}: failed"
             self.failed[result.path] = outcome.error
             return outcome
-        source = result.path
+        source, decoded = result.path, result  # the plot decodes the input again
         result = dataclasses.replace(result, path=self.shown(source))
         doc = result_to_json(result, self.top_k, self.segments, self.detect, self.provenance)
         doc["input"] = _input_stamp(source)
@@ -373,7 +373,7 @@ class TagRun:
                 if fmt == "png":
                     from ..plot import save_tag_plot
 
-                    save_tag_plot(result, path, detect=self.detect, top_k=self.top_k,
+                    save_tag_plot(decoded, path, detect=self.detect, top_k=self.top_k,
                                   provenance=self.provenance)
                 else:
                     atomic_write_text(path, _TEXT_VIEWS[fmt](doc))
