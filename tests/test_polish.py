@@ -104,3 +104,20 @@ def test_plot_of_a_silent_file_gives_no_raw_warning(tiny_checkpoint, write_audio
     raw = [f"{w.filename}:{w.lineno} {w.message}" for w in caught
            if issubclass(w.category, SilentAudioWarning)]
     assert not raw
+
+
+def test_weights_info_and_import_of_a_run_state_point_to_its_checkpoints(run, tmp_path,
+                                                                        monkeypatch):
+    import torch
+
+    monkeypatch.setenv("SOUNDNET_HOME", str(tmp_path / "home"))
+    state = tmp_path / "run" / "state.pt"
+    state.parent.mkdir()
+    torch.save({"epoch": 3, "model": {"trunk.conv1.conv.weight": torch.zeros(2, 1, 4)},
+                "model_config": "{}", "optimizer": {}, "scheduler": {}, "best": 0.5}, state)
+    for args in (("weights", "info", state), ("weights", "import", state, "--name", "x")):
+        result = run(*args)
+        text = " ".join(result.output.split())
+        assert result.exit_code == 1, text
+        assert "resumable training state" in text and "last.safetensors" in text
+        assert "head's place" not in text and "convert it with" not in text

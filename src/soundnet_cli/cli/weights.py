@@ -223,6 +223,8 @@ def info_cmd(
             kind = detect_format(path)
             if kind == "soundnet-cli":
                 raise
+            if kind == "torch":
+                _refuse_run_state(path)
             fail(f"{path} is a {kind} file, not a soundnet-cli checkpoint; convert it with "
                  f"`soundnet weights import {path}`")
         model = ckpt.build()
@@ -234,6 +236,19 @@ def info_cmd(
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+def _refuse_run_state(path: Path) -> None:
+    """Stop with advice when ``path`` is a run's ``state.pt`` (a torch file import cannot take)."""
+    from ..weights.formats.safeload import load_torch
+    from ..weights.formats.source import is_run_state, run_state_message
+
+    try:
+        state = load_torch(path)
+    except Exception:  # unreadable: the generic message below says what it is
+        return
+    if is_run_state(state):
+        fail(run_state_message(path))
 
 
 def _summary(ckpt: Any, model: Any, version: Any) -> dict[str, Any]:
