@@ -121,3 +121,28 @@ def test_weights_info_and_import_of_a_run_state_point_to_its_checkpoints(run, tm
         assert result.exit_code == 1, text
         assert "resumable training state" in text and "last.safetensors" in text
         assert "head's place" not in text and "convert it with" not in text
+
+
+def test_teach_with_more_workers_than_cpus_says_so_once(tmp_path, monkeypatch):
+    import warnings
+
+    pytest.importorskip("av")
+    from typer.testing import CliRunner
+
+    from avworld import write_colour_teacher
+    from soundnet_cli.cli import app, common
+    from test_teach import movie
+
+    spec = write_colour_teacher(tmp_path / "teacher")
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        movie(tmp_path, name, [3], 2.0)
+    monkeypatch.setattr(common, "available_cpus", lambda: 2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = CliRunner().invoke(app, ["teach", str(tmp_path / "videos"), "--teacher",
+                                          str(spec), "--out", str(tmp_path / "t"),
+                                          "--frame-every", "1", "--max-seconds", "4", "-j", "3"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert text.count("more decoding processes than this machine's 2 CPUs") == 1
+    assert not [w for w in caught if "DataLoader will create" in str(w.message)]
