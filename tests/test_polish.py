@@ -146,3 +146,21 @@ def test_teach_with_more_workers_than_cpus_says_so_once(tmp_path, monkeypatch):
     text = " ".join(result.output.split())
     assert text.count("more decoding processes than this machine's 2 CPUs") == 1
     assert not [w for w in caught if "DataLoader will create" in str(w.message)]
+
+
+def test_no_progress_bars_before_an_error(tmp_path):
+    import numpy as np
+    import soundfile as sf
+    from typer.testing import CliRunner
+
+    from soundnet_cli.cli import app
+
+    for c in ("a", "b"):
+        (tmp_path / "d" / c).mkdir(parents=True)
+        for i in range(3):
+            sf.write(str(tmp_path / "d" / c / f"{i}.wav"), np.zeros(22_050, np.float32) + 0.01 * i,
+                     22_050)
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "d"), "--init", "no-such-net",
+                                      "--run-dir", str(tmp_path / "run"), "--device", "cpu"])
+    assert result.exit_code == 1 and "--init no-such-net" in result.output
+    assert "decoding" not in result.output and "epochs" not in result.output
