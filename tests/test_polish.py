@@ -164,3 +164,29 @@ def test_no_progress_bars_before_an_error(tmp_path):
                                       "--run-dir", str(tmp_path / "run"), "--device", "cpu"])
     assert result.exit_code == 1 and "--init no-such-net" in result.output
     assert "decoding" not in result.output and "epochs" not in result.output
+
+
+def test_segment_rows_follow_each_other(tmp_path, write_audio):
+    import re as _re
+
+    from typer.testing import CliRunner
+
+    from conftest import make_tiny_model
+    from soundnet_cli.cli import app
+    from soundnet_cli.model import HeadSpec
+    from soundnet_cli.weights.checkpoint import save_checkpoint
+
+    # a head on conv7 (kernel 1, as the embedded network's): receptive fields start before 0 s
+    model = make_tiny_model(heads=(HeadSpec("classes", ("a", "b", "c"), 1, 1, 0),))
+    save_checkpoint(model, tmp_path / "k1.safetensors", provenance={})
+    clip = write_audio("long.wav", 12.0, kind="noise")
+    result = CliRunner().invoke(app, ["tag", str(clip), "-w", str(tmp_path / "k1.safetensors"),
+                                      "--segments", "--top-k", "1", "--min-conf", "0",
+                                      "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    spans = [(float(a), float(b)) for a, b in
+             _re.findall(r"^│ \d+: ([\d.]+)-([\d.]+) s", result.stdout, flags=_re.M)]
+    assert len(spans) > 3
+    assert spans[0][0] == 0.0 and spans[1][0] > 0.0  # not two steps "starting at 0.00 s"
+    for (a0, a1), (b0, _) in zip(spans, spans[1:]):
+        assert a0 < b0 and abs(a1 - b0) < 0.011  # each row starts where the previous ended

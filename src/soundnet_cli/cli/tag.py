@@ -444,6 +444,11 @@ def _table(title: str, result: "TagResult", heads: list, segments: bool) -> Any:
     if any(d.events for _, d in heads):
         table.add_row("events", *(events(d) for _, d in heads))
     if segments and heads:
-        for i, (start, end) in enumerate(heads[0][0].segments(result.analysed_duration)):
+        from ..tagging.events import step_intervals
+
+        # Each step's own hop-long span of the timeline (as events and plots use), not its
+        # receptive field: those overlap, and the first ones all start at 0 (padding).
+        length = result.analysed_duration or result.duration
+        for i, (start, end) in enumerate(step_intervals(heads[0][0], length, length)):
             table.add_row(f"{i}: {start:.2f}-{end:.2f} s", *(cell(d.steps[i]) for _, d in heads))
     return table
