@@ -205,3 +205,17 @@ def test_a_clip_a_hair_short_is_completed_not_doubled(run, tiny_checkpoint, writ
     result = run("tag", short, "-w", tiny_checkpoint, "--json", "--device", "cpu")
     assert _json.loads(result.stdout.splitlines()[0])["analysed_duration"] == 12.0
     assert "tiled (repeated)" in result.stderr
+
+
+def test_docs_link_only_to_pages_the_wheel_installs():
+    """docs/ is installed as soundnet_cli/docs: a link out of it (../benchmarks/RESULTS.md) or to
+    a file that is not in the repository (SOUNDNET.md) is broken for every pip user."""
+    pages = sorted((ROOT / "docs").glob("*.md"))
+    for page in pages:
+        text = page.read_text()
+        for target in re.findall(r"\]\(([^)#\s]+)", text):
+            if "://" in target:
+                continue
+            assert not target.startswith(".."), f"{page.name} links out of docs/: {target}"
+            assert (page.parent / target).exists(), f"{page.name}: {target} does not exist"
+        assert "SOUNDNET.md" not in text, page.name
