@@ -221,3 +221,31 @@ def test_a_run_that_fails_to_start_leaves_no_run_json(folders: Path, tmp_path: P
     targets = CliRunner().invoke(app, ["distill", str(tmp_path / "none"), "-q", "--run-dir",
                                        str(tmp_path / "d")])
     assert targets.exit_code == 1 and not (tmp_path / "d" / "run.json").exists()
+
+
+def test_a_run_started_before_val_fraction_resumes_as_it_started(folders: Path, tmp_path: Path,
+                                                                monkeypatch):
+    """A folder-dataset run from an older version had no validation; resumed now, it must not
+    get the automatic split (its state was written with other loop settings)."""
+    from soundnet_cli.training import loop
+
+    run_dir = tmp_path / "run"
+    real_epoch, calls = loop._train_epoch, []
+
+    def interrupted_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_train_epoch", interrupted_epoch)
+    stopped = CliRunner().invoke(app, train_args(folders, run_dir, "--val-fraction", "0"))
+    monkeypatch.undo()
+    assert stopped.exit_code == 130
+    settings = json.loads((run_dir / "run.json").read_text())
+    for key in ("val_fraction", "patience", "freeze_trunk", "train_layers"):
+        del settings["options"][key]  # as an older version wrote it
+    (run_dir / "run.json").write_text(json.dumps(settings))
+    resumed = CliRunner().invoke(app, ["train", "--resume", "--run-dir", str(run_dir)])
+    assert resumed.exit_code == 0, resumed.output
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2

@@ -102,7 +102,23 @@ def train(
     argv = sys.argv[2:] if len(sys.argv) > 1 and sys.argv[1] == "train" else sys.argv[1:]
     with user_errors(lambda: resume_hint("train", Path(params["run_dir"]), argv)):
         params = settle(ctx, train, params)
+        if params["resume"] and _started_without_val_fraction(Path(params["run_dir"])):
+            params["val_fraction"] = 0.0  # such runs never validated a folder dataset
         _run(**params)
+
+
+def _started_without_val_fraction(run_dir: Path) -> bool:
+    """Whether the run in ``run_dir`` was started before ``--val-fraction`` existed (its
+    ``run.json`` has no such option): it resumes as it started, without the automatic split."""
+    import json
+
+    from .runs import SETTINGS_FILE
+
+    try:
+        options = json.loads((run_dir / SETTINGS_FILE).read_text(encoding="utf-8"))["options"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return isinstance(options, dict) and "val_fraction" not in options
 
 
 # The installed path of the reference page, in the help text.
