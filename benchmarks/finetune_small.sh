@@ -68,3 +68,14 @@ awk -F, 'NR > 1 && $3 == 1 {print "my_sounds/" $1 "," $2 ",1"}' runs/frozen/spli
 awk -F, 'NR > 1 {print "my_sounds/" $1 "," $2 ",1"}' runs/frozen/split.csv | listing > all40-new.csv
 svm "the 30 training clips of runs/frozen, the 120 new clips" --labels train30-new.csv --test-fold 2
 svm "all 40 clips of my_sounds, the 120 new clips" --labels all40-new.csv --test-fold 2
+
+# The frozen run and its SVM with two more seeds (another validation split each)
+for seed in 1 2; do
+  run "frozen-s$seed" --freeze-trunk --lr 0.01 --epochs 60 --batch-size 8 --seed "$seed"
+  svm "the validation split of runs/frozen-s$seed" \
+    my_sounds --labels "runs/frozen-s$seed/split.csv" --test-fold 2
+  awk -F, 'NR > 1 && $3 == 1 {print "my_sounds/" $1 "," $2 ",1"}' "runs/frozen-s$seed/split.csv" |
+    listing > "train30-new-s$seed.csv"
+  svm "the 30 training clips of runs/frozen-s$seed, the 120 new clips" \
+    --labels "train30-new-s$seed.csv" --test-fold 2
+done
