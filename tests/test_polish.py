@@ -192,21 +192,6 @@ def test_segment_rows_follow_each_other(tmp_path, write_audio):
         assert a0 < b0 and abs(a1 - b0) < 0.011  # each row starts where the previous ended
 
 
-def test_a_clip_a_hair_short_is_completed_not_doubled(run, tiny_checkpoint, write_audio):
-    import json as _json
-
-    clip = write_audio("almost.wav", 9.95)  # the tiny network tiles to 10 s (ESC-50: 4.97 of 5)
-    result = run("tag", clip, "-w", tiny_checkpoint, "--json", "--device", "cpu")
-    assert result.exit_code == 0
-    doc = _json.loads(result.stdout.splitlines()[0])
-    assert doc["analysed_duration"] == 10.0  # not 19.9
-    assert "tiled" not in result.stderr
-    short = write_audio("short.wav", 6.0)  # really short: repeated whole, and said
-    result = run("tag", short, "-w", tiny_checkpoint, "--json", "--device", "cpu")
-    assert _json.loads(result.stdout.splitlines()[0])["analysed_duration"] == 12.0
-    assert "tiled (repeated)" in result.stderr
-
-
 def test_docs_link_only_to_pages_the_wheel_installs():
     """docs/ is installed as soundnet_cli/docs: a link out of it (../benchmarks/RESULTS.md) or to
     a file that is not in the repository (SOUNDNET.md) is broken for every pip user."""

@@ -633,11 +633,7 @@ def _write_layers(model: SoundNet, clip: Any, layers: list[str], plan: _Plan, po
     if not clip.ok or clip.activations is None:
         outcome.error = clip.error or f"{clip.path}: failed"
         return
-    from .runtime.batch import near_complete
-
-    rate = model.config.sample_rate
-    if clip.tiled_to and layers and not near_complete(round(clip.duration * rate),
-                                                      round(clip.tiled_to * rate)):
+    if clip.tiled_to and layers:
         outcome.warnings.append(f"{clip.path}: {clip.duration:.3f} s is shorter than "
                                 f"{', '.join(layers)} need(s); tiled (repeated) to "
                                 f"{clip.tiled_to:.3f} s")

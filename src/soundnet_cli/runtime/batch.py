@@ -107,17 +107,6 @@ def _identity(x):
     return x
 
 
-#: A clip shorter than the length it must be tiled to by at most this share (4.97 s of 5 s) is a
-#: hair short, not short: it is completed to exactly that length from its own start
-#: (:func:`loop_to`) instead of repeated whole, and the commands do not warn about it.
-NEAR_COMPLETE = 0.01
-
-
-def near_complete(samples: int, need: int) -> bool:
-    """Whether a clip of ``samples`` is just short of ``need`` (see :data:`NEAR_COMPLETE`)."""
-    return need * (1.0 - NEAR_COMPLETE) <= samples < need
-
-
 def tile(waveform: np.ndarray, min_samples: int) -> np.ndarray:
     """Repeat ``waveform`` ``(samples,)`` circularly until it has at least ``min_samples``."""
     if waveform.shape[0] >= min_samples:
@@ -327,10 +316,7 @@ class _Batcher:
 
     def add(self, clip: DecodedClip) -> None:
         assert clip.waveform is not None  # only decoded clips are batched
-        if near_complete(clip.waveform.shape[0], self.need):
-            wave = loop_to(clip.waveform, self.need)  # 4.97 s for 5 s: not doubled to 9.94 s
-        else:
-            wave = tile(clip.waveform, self.need)
+        wave = tile(clip.waveform, self.need)
         group = self.groups.setdefault(wave.shape[0], [])
         group.append((clip, wave))
         self.waiting += 1

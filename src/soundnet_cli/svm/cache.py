@@ -63,9 +63,7 @@ class FeatureKey:
         """Short name of the length policy, used in the directory name."""
         if self.loop_samples is not None:
             return f"loop{self.loop_samples}"
-        # "n": clips a hair short are completed, not doubled (runtime.batch.NEAR_COMPLETE);
-        # entries computed before that have another name and are not reused
-        return f"min{self.min_samples}n"
+        return f"min{self.min_samples}"
 
     def directory(self, root: str | os.PathLike) -> Path:
         return Path(root) / self.fingerprint / f"{self.layer}-x{self.input_scale:g}-{self.policy}"

@@ -323,7 +323,7 @@ def tag_files(
     TagResult
         One per path; failures carry ``error`` and no heads, and do not stop the others.
     """
-    from ..runtime.batch import iter_activations, near_complete
+    from ..runtime.batch import iter_activations
 
     opts = legacy_options(options, "tag_files", {
         "device": device, "batch_size": batch_size, "workers": workers,
@@ -344,8 +344,7 @@ def tag_files(
             continue
         analysed = clip.tiled_to or clip.duration
         notes = list(clip.warnings)
-        if clip.tiled_to and not near_complete(round(clip.duration * rate),
-                                               round(clip.tiled_to * rate)):
+        if clip.tiled_to:
             notes.append(f"{clip.path}: {clip.duration:.2f} s is shorter than the "
                          f"{tile_to / rate:.2f} s tagging needs; tiled (repeated) to "
                          f"{clip.tiled_to:.2f} s as the original does")
