@@ -193,19 +193,6 @@ def _formats(spec: str, plot: bool, out_dir: Optional[Path]) -> tuple[str, ...]:
         raise typer.BadParameter(str(e), param_hint="--format") from None
 
 
-def _left_out(spec: str, out_dir: Optional[Path], quiet: bool) -> dict[str, str]:
-    """Formats ``--format all`` cannot write here (their package is missing), said on stderr
-    before any work."""
-    if out_dir is None:
-        return {}
-    from ..tagging.outputs import formats_left_out
-
-    left_out = formats_left_out(spec)
-    for fmt, install in left_out.items():
-        warn(f"--format all: {fmt} is not written (its package is missing; {install})", quiet)
-    return left_out
-
-
 def _with_classes(detect: "DetectOptions", spec: Optional[str], scorers: list) -> "DetectOptions":
     from dataclasses import replace
 
@@ -294,8 +281,7 @@ def _tag_to_dir(model: Any, files: list[Path], scorers: list, options: "RunOptio
                 status.record(path, "failed", message)
     finished = False
     try:
-        counts = _tag_inputs(model, files, run, scorers, options, emit, quiet, failures, status,
-                             names)
+        counts = _tag_inputs(model, files, run, scorers, options, emit, quiet, failures, status)
         tables = run.combine(files)
         finished = True
     finally:
@@ -317,8 +303,7 @@ def _tag_to_dir(model: Any, files: list[Path], scorers: list, options: "RunOptio
 
 def _tag_inputs(model: Any, files: list[Path], run: Any, scorers: list, options: "RunOptions",
                 emit: Callable[["TagResult"], None], quiet: bool,
-                failures: list[tuple[str, str]], status: Any,
-                names: StdinNames = NO_STDIN) -> tuple[int, int]:
+                failures: list[tuple[str, str]], status: Any) -> tuple[int, int]:
     """Tag ``files`` into ``run``; failures are appended, outcomes recorded in ``status``.
     Returns ``(written, skipped)``."""
     from ..tagging.outputs import tag_to_files
@@ -338,8 +323,9 @@ def _tag_inputs(model: Any, files: list[Path], run: Any, scorers: list, options:
             if result is None:
                 continue
             written += outcome.ok
+            shown = str(run.shown(result.path))  # standard input's copy: its name
             for message in result.warnings:
-                warn(names.text(message), quiet)
+                warn(message.replace(str(result.path), shown), quiet)
             emit(result)
     return written, skipped
 
@@ -452,3 +438,16 @@ def _table(title: str, result: "TagResult", heads: list, segments: bool) -> Any:
         for i, (start, end) in enumerate(step_intervals(heads[0][0], length, length)):
             table.add_row(f"{i}: {start:.2f}-{end:.2f} s", *(cell(d.steps[i]) for _, d in heads))
     return table
+
+
+def _left_out(spec: str, out_dir: Optional[Path], quiet: bool) -> dict[str, str]:
+    """Formats ``--format all`` cannot write here (their package is missing), said on stderr
+    before any work."""
+    if out_dir is None:
+        return {}
+    from ..tagging.outputs import formats_left_out
+
+    left_out = formats_left_out(spec)
+    for fmt, install in left_out.items():
+        warn(f"--format all: {fmt} is not written (its package is missing; {install})", quiet)
+    return left_out
