@@ -272,8 +272,11 @@ def test_student_learns_to_hear_what_the_teacher_sees(tmp_path: Path):
 
 def test_cli_distill_usage_errors(tmp_path: Path):
     runner = CliRunner()
-    r = runner.invoke(app, ["distill", str(tmp_path / "none"), "-q"])
+    r = runner.invoke(app, ["distill", str(tmp_path / "none"), "-q", "--run-dir",
+                            str(tmp_path / "run")])
     assert r.exit_code == 1 and "none: not a targets directory" in r.output.replace("\n", "")
+    assert not (tmp_path / "run").exists()  # a run that never started leaves no run.json
     make_targets(tmp_path / "t", {"v": (3, 3.0)})
-    r = runner.invoke(app, ["distill", str(tmp_path / "t"), "--head-geometry", "1,1"])
+    r = runner.invoke(app, ["distill", str(tmp_path / "t"), "--head-geometry", "1,1",
+                            "--run-dir", str(tmp_path / "run")])
     assert r.exit_code == 2

@@ -70,16 +70,17 @@ def test_colliding_outputs_fail_both_inputs(tiny_model, write_audio, tmp_path):
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").glob("*.npy"))
 
 
-def test_same_stem_in_one_folder_is_refused_whatever_decodes(tiny_model, write_audio, tmp_path):
-    """Regression (#16): x.flac and x.wav side by side got 'pass their directory' advice, and an
-    undecodable x.flac blocked a valid x.wav depending on order."""
+def test_same_stem_in_one_folder_keeps_the_suffix_whatever_decodes(tiny_model, write_audio,
+                                                                    tmp_path):
+    """Regression (#16, #24): x.flac and x.wav side by side both failed, and an undecodable x.flac
+    blocked a valid x.wav. Now their outputs keep the suffix; each succeeds or fails alone."""
     good = write_audio("d/x.wav", 0.5)
     bad = tmp_path / "d" / "x.flac"
     bad.write_bytes(b"not audio")
     outcomes = {o.path: o for o in extract_files(tiny_model, [bad, good], ["conv2"],
                                                  tmp_path / "o", roots=[tmp_path / "d"])}
-    for path in (bad, good):
-        assert not outcomes[path].ok and "rename one" in outcomes[path].error
+    assert outcomes[good].ok and (tmp_path / "o" / "x.wav.conv2.npy").is_file()
+    assert not outcomes[bad].ok and "rename" not in outcomes[bad].error
 
 
 @pytest.mark.parametrize("pool,width", [("mean", 1), ("max", 1), ("meanmax", 2)])

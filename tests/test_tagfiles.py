@@ -190,12 +190,21 @@ def test_an_interrupted_run_completes_with_no_half_written_file(tiny_model, inpu
 
 
 def test_inputs_with_the_same_outputs_are_reported(tiny_model, write_audio, tmp_path):
+    # files of one name given from two folders land in OUT by name: the second is reported
+    a, b = write_audio("x/a.wav", 1.0), write_audio("y/a.wav", 1.0)
+    _, outcomes = _run(tiny_model, (tmp_path / "elsewhere", [a, b]), tmp_path / "res")
+    bad = [o for o in outcomes if not o.ok]
+    assert len(bad) == 1 and "would also be those of" in bad[0].error
+
+
+def test_same_stem_inputs_side_by_side_keep_their_suffix(tiny_model, write_audio, tmp_path):
     write_audio("in/a.wav", 1.0)
     write_audio("in/a.flac", 1.0)
     root = tmp_path / "in"
     _, outcomes = _run(tiny_model, (root, [root / "a.flac", root / "a.wav"]), tmp_path / "res")
-    bad = [o for o in outcomes if not o.ok]
-    assert len(bad) == 1 and "would also be those of" in bad[0].error
+    assert all(o.ok for o in outcomes)
+    assert {p.name for p in (tmp_path / "res").glob("*.tags.json")} == {"a.wav.tags.json",
+                                                                       "a.flac.tags.json"}
 
 
 def test_parse_formats(monkeypatch):

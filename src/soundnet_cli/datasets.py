@@ -426,11 +426,17 @@ def _load_labels_csv(csv_path: Path, root: Path | None) -> Dataset:
 
 
 def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-        return True
-    except ValueError:
-        return False
+    """Whether ``path`` lies under ``root``, by its spelling (``..`` collapsed; a symbolic link
+    placed in the dataset's folder is part of it) or by where it resolves to."""
+    lexical = Path(os.path.normpath(path.absolute()))
+    for p, r in ((lexical, Path(os.path.normpath(root.absolute()))),
+                 (path.resolve(), root.resolve())):
+        try:
+            p.relative_to(r)
+            return True
+        except ValueError:
+            pass
+    return False
 
 
 def readable_label(name: str) -> str:

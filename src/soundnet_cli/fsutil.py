@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import re
 import stat
@@ -124,14 +125,47 @@ def mirrored_output(
 ) -> Path:
     """Where the output for ``source`` goes: its path relative to the input root it came from,
     under ``out_dir``, with ``suffix`` replacing the audio suffix (``a/b.wav`` -> ``out/a/b`` +
-    suffix). Files given directly land in ``out_dir`` by name."""
+    suffix). Files given directly land in ``out_dir`` by name.
+
+    When the folder holds another audio file with the same name but another suffix (``x.mp3``
+    and ``x.m4a``, as phones export), the suffix is kept: ``out/x.mp3`` + suffix and
+    ``out/x.m4a`` + suffix, so neither loses its results (see :func:`same_stem_names`)."""
     src = source.resolve()
     for root in roots:
         r = root.resolve()
         if r.is_dir() and (src == r or r in src.parents):
             rel = src.relative_to(r)
-            return out_dir / rel.parent / (rel.stem + suffix)
-    return out_dir / (source.stem + suffix)
+            keep = rel.name in same_stem_names(src.parent)
+            return out_dir / rel.parent / ((rel.name if keep else rel.stem) + suffix)
+    keep = source.name in same_stem_names(source.parent)
+    return out_dir / ((source.name if keep else source.stem) + suffix)
+
+
+def same_stem_names(directory: Path) -> frozenset[str]:
+    """Names of the audio files in ``directory`` that share their stem with another audio file
+    there (``x.mp3``, ``x.m4a``). Listed once per directory and state (cached on the folder's
+    modification time, so a file added later is seen); empty for a folder that cannot be read."""
+    try:
+        mtime = directory.stat().st_mtime_ns
+    except OSError:
+        return frozenset()
+    return _same_stems(str(directory), mtime)
+
+
+@functools.lru_cache(maxsize=1024)
+def _same_stems(directory: str, mtime_ns: int) -> frozenset[str]:
+    from .audio import AUDIO_SUFFIXES
+
+    by_stem: dict[str, list[str]] = {}
+    try:
+        with os.scandir(directory) as it:
+            for entry in it:
+                suffix = os.path.splitext(entry.name)[1]
+                if suffix.lower() in AUDIO_SUFFIXES and not entry.name.startswith("."):
+                    by_stem.setdefault(entry.name[: -len(suffix)], []).append(entry.name)
+    except OSError:
+        return frozenset()
+    return frozenset(n for names in by_stem.values() if len(names) > 1 for n in names)
 
 
 def find_files(

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
+from .audio import SilentAudioWarning
 from .errors import SoundNetError
 from .fsutil import atomic_path
 from .tagging.events import DetectOptions, detect, step_intervals
@@ -25,8 +27,13 @@ if TYPE_CHECKING:
 
 #: Files longer than this (seconds) are read in blocks for the spectrogram, never whole.
 WHOLE_FILE_SECONDS = 600.0
-#: Labels drawn per head on the timeline.
+#: Labels drawn per head (event lanes, score lines, legend): those with the most event time,
+#: then the clip's best. Events of any other label share one grey lane ("other labels").
 MAX_PLOTTED_LABELS = 5
+#: Files longer than this (seconds) get the overview layout: per-step scores as the maximum
+#: over about :data:`OVERVIEW_BINS` bins, a wider figure, and time as h:mm:ss.
+LONG_PLOT_SECONDS = 600.0
+OVERVIEW_BINS = 720
 _N_FFT = 1024
 _COLUMNS = 1600
 
@@ -90,29 +97,40 @@ def tag_figure(result: "TagResult", *, detect_options: DetectOptions | None = No
     plt = _pyplot()
     options = detect_options or DetectOptions()
     found = detect(result, options, top_k)
-    lanes = [len({e.index for e in det.events}) for det in found]
+    chosen = [_colors(head, det) for head, det in zip(result.heads, found)]
+    lanes = [_lane_count(det, colors) for det, colors in zip(found, chosen)]
     ratios = [1.0]
     for n_lanes in lanes:
         ratios += [0.12 + 0.11 * max(n_lanes, 1), 1.15]
+    long = result.duration > LONG_PLOT_SECONDS
     fig, axes = plt.subplots(len(ratios), 1, sharex=True, gridspec_kw={"height_ratios": ratios},
-                             figsize=(7.0, 0.9 + 1.1 * sum(ratios)))
+                             figsize=(10.0 if long else 7.0, 0.9 + 1.1 * sum(ratios)))
     duration = max(result.duration, 1e-3)
     samples = int(round(duration * sample_rate))
-    blocks = audio if audio is not None else _audio_blocks(result.path, duration, sample_rate)
-    db, hop = spectrogram(blocks, samples)
+    with warnings.catch_warnings():  # tagging already said it is silent; once is enough
+        warnings.simplefilter("ignore", SilentAudioWarning)
+        blocks = audio if audio is not None else _audio_blocks(result.path, duration, sample_rate)
+        db, hop = spectrogram(blocks, samples)
     ax = axes[0]
     ax.imshow(db.T, origin="lower", aspect="auto", cmap="magma", vmin=-80, vmax=0,
               extent=(0.0, db.shape[0] * hop / sample_rate, 0.0, sample_rate / 2000),
               interpolation="nearest", rasterized=True)
     ax.set_ylabel("kHz")
     note = f", tiled to {result.analysed_duration:.2f} s" if result.tiled else ""
-    ax.set_title(f"{result.path.name}  ({result.duration:.2f} s{note})", loc="left")
+    length = clock(result.duration) if long else f"{result.duration:.2f} s"
+    ax.set_title(f"{result.path.name}  ({length}{note})", loc="left")
     for k, (head, det) in enumerate(zip(result.heads, found)):
-        colors = _colors(head, det)
-        _lanes(axes[1 + 2 * k], det, colors)
-        _timeline(axes[2 + 2 * k], head, det, result, colors)
+        _lanes(axes[1 + 2 * k], det, chosen[k])
+        _timeline(axes[2 + 2 * k], head, det, result, chosen[k], long)
     axes[-1].set_xlim(0.0, duration)
-    axes[-1].set_xlabel("time (s)")
+    if long:
+        from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+        axes[-1].xaxis.set_major_locator(MaxNLocator(nbins=12, steps=[1, 2, 3, 6, 10]))
+        axes[-1].xaxis.set_major_formatter(FuncFormatter(lambda t, _: clock(t)))
+        axes[-1].set_xlabel("time (h:mm:ss)")
+    else:
+        axes[-1].set_xlabel("time (s)")
     if provenance:
         net = provenance.get("network", {})
         fig.text(0.01, 0.005, f"soundnet-cli {provenance.get('soundnet_cli', '')} · network "
@@ -122,16 +140,34 @@ def tag_figure(result: "TagResult", *, detect_options: DetectOptions | None = No
     return fig
 
 
+def clock(seconds: float) -> str:
+    """``h:mm:ss`` (``mm:ss`` under an hour) for an axis tick."""
+    s = int(round(max(0.0, seconds)))
+    h, rest = divmod(s, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
 def _colors(head: Any, det: Any) -> dict[int, str]:
-    """A colour per drawn label: the clip's best few, then any other label with events."""
-    shown = [lab.index for lab in head.top_k(MAX_PLOTTED_LABELS)]
-    shown += [j for j in dict.fromkeys(e.index for e in det.events) if j not in shown]
-    return {j: f"C{k % 10}" for k, j in enumerate(shown)}
+    """A colour per drawn label, at most :data:`MAX_PLOTTED_LABELS`: the labels with the most
+    event time, then the clip's best."""
+    event_time: dict[int, float] = {}
+    for e in det.events:
+        event_time[e.index] = event_time.get(e.index, 0.0) + e.end - e.start
+    shown = sorted(event_time, key=lambda j: (-event_time[j], j))[:MAX_PLOTTED_LABELS]
+    shown += [lab.index for lab in head.top_k(MAX_PLOTTED_LABELS) if lab.index not in shown]
+    return {j: f"C{k % 10}" for k, j in enumerate(shown[:MAX_PLOTTED_LABELS])}
+
+
+def _lane_count(det: Any, colors: dict[int, str]) -> int:
+    labels = {e.index for e in det.events}
+    return len(labels & set(colors)) + bool(labels - set(colors))
 
 
 def _lanes(ax: Any, det: Any, colors: dict[int, str]) -> None:
-    """Detected events as bars, one lane per label (a piano roll)."""
-    order = list(dict.fromkeys(e.index for e in sorted(det.events, key=lambda e: e.start)))
+    """Detected events as bars, one lane per drawn label (a piano roll), then one grey lane for
+    the events of every other label."""
+    order = [j for j in dict.fromkeys(e.index for e in sorted(det.events, key=lambda e: e.start))
+             if j in colors]
     names = {e.index: e.label for e in det.events}
     for lane, j in enumerate(order):
         spans = [(e.start, e.end - e.start) for e in det.events if e.index == j]
@@ -139,6 +175,14 @@ def _lanes(ax: Any, det: Any, colors: dict[int, str]) -> None:
                        linewidth=0.5)
         ax.text(spans[0][0], lane + 0.5, f" {names[j]}", ha="left", va="center", fontsize=6,
                 color="white", clip_on=True)
+    rest = [e for e in det.events if e.index not in colors]
+    if rest:
+        lane = len(order)
+        ax.broken_barh([(e.start, e.end - e.start) for e in rest], (lane + 0.1, 0.8),
+                       facecolors="0.6", edgecolor="white", linewidth=0.3)
+        ax.text(0.0, lane + 0.5, f" {len({e.index for e in rest})} other labels", ha="left",
+                va="center", fontsize=6, color="0.15", clip_on=True)
+        order.append(-1)
     ax.set_ylim(len(order) or 1, 0)
     ax.set_yticks([])
     ax.spines["left"].set_visible(False)
@@ -149,21 +193,35 @@ def _lanes(ax: Any, det: Any, colors: dict[int, str]) -> None:
 
 
 def _timeline(ax: Any, head: Any, det: Any, result: "TagResult",
-              colors: dict[int, str]) -> None:
-    """Per-step scores of the drawn labels as steps over the event timeline, and the threshold."""
+              colors: dict[int, str], long: bool = False) -> None:
+    """Per-step scores of the drawn labels as steps over the event timeline, and the threshold;
+    for a long file (``long``) the maximum over bins of steps (:func:`overview`)."""
     bounds = step_intervals(head, result.duration, result.analysed_duration)
     edges = np.append(bounds[:, 0], bounds[-1, 1]) if head.steps else np.array([0.0, 1.0])
+    scores = head.scores
+    if long and head.steps > OVERVIEW_BINS:
+        scores, edges = overview(scores, edges, OVERVIEW_BINS)
     for j, color in colors.items():
-        ax.stairs(head.scores[:, j], edges, color=color, linewidth=1.2, baseline=None,
-                  label=head.labels[j])
+        ax.stairs(scores[:, j], edges, color=color, linewidth=1.0 if long else 1.2,
+                  baseline=None, label=head.labels[j])
     ax.axhline(det.threshold, color="0.35", linestyle="--", linewidth=0.8)
     ax.text(0.004, det.threshold, f"min-conf {det.threshold:g}", transform=ax.get_yaxis_transform(),
             fontsize=6, color="0.35", va="bottom", ha="left")
     if head.probabilities:
         ax.set_ylim(0.0, 1.02)
-    ax.set_ylabel(f"{head.name} ({'p' if head.probabilities else 'score'})")
+    ax.set_ylabel(f"{head.name} ({'p' if head.probabilities else 'score'})"
+                  + ("\nmax per bin" if long and head.steps > OVERVIEW_BINS else ""))
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, handlelength=1.2,
               borderaxespad=0.2)
+
+
+def overview(scores: np.ndarray, edges: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """``scores (steps, classes)`` over ``edges (steps + 1,)`` seconds reduced to at most
+    ``bins`` bins of consecutive steps, each the maximum of its steps (a short event stays
+    visible); returns the binned scores and their edges."""
+    size = -(-scores.shape[0] // bins)
+    starts = np.arange(0, scores.shape[0], size)
+    return np.maximum.reduceat(scores, starts, axis=0), np.append(edges[starts], edges[-1])
 
 
 def save_figure(fig: Any, path: str | os.PathLike, provenance: dict[str, Any] | None = None,

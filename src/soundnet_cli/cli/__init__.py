@@ -34,6 +34,9 @@ from . import train as _train
 from . import units as _units
 from . import weights as _weights
 from .common import doc
+from .helptypes import tidy_help_types
+
+tidy_help_types()
 
 app = typer.Typer(
     name="soundnet",

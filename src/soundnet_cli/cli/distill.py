@@ -130,10 +130,11 @@ def _run(targets, teacher, arch, init, clip_seconds, crop, kl_weight, kl_reducti
     dev = resolve_device(device)
     command = "soundnet " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     check_run_dir(run_dir, cfg.loop, resume, overwrite)
-    if info.main and not resume:
-        save_settings("distill", options)
 
     def on_plan(plan: dict) -> None:
+        # The targets are read and checked now: a run that fails before leaves no run.json.
+        if info.main and not resume:
+            save_settings("distill", options)
         if not quiet:
             err.print(f"{plan['train_clips']} training clip(s), {plan['val_clips']} validation; "
                       f"teachers: {', '.join(plan['teachers'])}; each {clip_seconds:g} s clip: "

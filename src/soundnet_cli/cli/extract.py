@@ -29,6 +29,7 @@ from .common import (
     user_errors,
     warn,
 )
+from .stdin import NO_STDIN, StdinNameOpt, StdinNames, spooled_stdin
 
 
 class Pool(str, Enum):
@@ -84,11 +85,12 @@ def extract(
     workers: WorkersOpt = None,
     shard: ShardOpt = None,
     files_from: FilesFromOpt = None,
+    stdin_name: StdinNameOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Extract features: one float32 (frames, channels) .npy per input and layer, under --out.
 
-    DIR/a/b.wav gives OUT/a/b.<layer>.npy (OUT/a/b.<layer>.<pool>.npy when pooled).
+    DIR/a/b.wav gives OUT/a/b.<layer>.npy (OUT/a/b.<layer>.<pool>.npy when pooled). The input - (or /dev/stdin) reads audio from standard input and gives OUT/stdin.<layer>.npy (--stdin-name), recomputed every time.
 
     Existing outputs are skipped unless --overwrite, but only when OUT/extract.json says the same network and settings made them (another network stops the run: never mixed); writes are atomic, so a rerun finishes an interrupted run.
 
@@ -97,7 +99,7 @@ def extract(
     A shard (--shard, or SLURM/torchrun) writes OUT/manifest.shard-I-of-N.csv and OUT/status.shard-I-of-N.jsonl instead of the manifest; `soundnet merge OUT` joins them into the manifest a single run writes.
     """
     failures: list[tuple[str, str]] = []
-    with user_errors():
+    with user_errors(), spooled_stdin(inputs, stdin_name) as (inputs, names):
         from ..errors import OutputError
         from ..extract import Manifest, manifest_format
         from ..runtime.shard import device_for_rank
@@ -114,7 +116,7 @@ def extract(
         device = device_for_rank(device)
         # Decoding starts before torch loads (~1.5 s), so the network finds work waiting.
         decoder = early_decoder(weights, device, files, workers, long_seconds)
-        model = load_model(weights, device)
+        model = load_model(weights, device, option="--weights")
         layers = model.resolve_layers(layer)
         options = RunOptions.plan(next(model.parameters()).device, len(files), workers=workers,
                                   decoder=decoder, batch_size=batch_size,
@@ -131,13 +133,20 @@ def extract(
 
             manifest_path = shard_path(manifest_path, part)
         book = Manifest(manifest_path)
+        if names and not overwrite:  # what came down the pipe cannot be checked: recompute it
+            from ..extract import output_paths
+
+            assert names.spooled is not None
+            for old in output_paths(names.spooled, roots, out_dir, layers, pool.value).values():
+                old.unlink(missing_ok=True)
         counts = _run(model, files, layers, out_dir, roots, pool.value, overwrite, options,
                       quiet, book, failures, status, decoder, manifest_path,
-                      found if part is not None else None)
+                      found if part is not None else None, names)
         if not quiet:
             err.print(f"{counts[0]} file(s) written, {counts[1]} existing skipped "
                       f"({', '.join(layers)}, pool {pool.value}); manifest: {manifest_path}",
                       highlight=False, soft_wrap=True)
+        failures = [(names.text(p), names.text(m)) for p, m in failures]
     raise typer.Exit(report_failures(failures, quiet))
 
 
@@ -164,7 +173,8 @@ def _shard_status(part: Any, model: Any, layers: list[str], pool: str, out_dir: 
 def _run(model: Any, files: list[Path], layers: list[str], out_dir: Path, roots: list[Path],
          pool: str, overwrite: bool, options: RunOptions, quiet: bool, book: Any,
          failures: list[tuple[str, str]], status: Any, decoder: Any,
-         manifest_path: Path, run_inputs: list[Path] | None) -> tuple[int, int]:
+         manifest_path: Path, run_inputs: list[Path] | None,
+         names: StdinNames = NO_STDIN) -> tuple[int, int]:
     """Extract ``files`` into ``out_dir``, filling ``book``, ``failures`` and ``status``;
     returns ``(written, skipped)`` output counts. ``run_inputs``: every shard's inputs."""
     from ..errors import OutputError
@@ -184,6 +194,8 @@ def _run(model: Any, files: list[Path], layers: list[str], out_dir: Path, roots:
                 options=options.replace(on_audio=progress.audio),
             ):
                 progress.advance(outcome.duration)
+                if names and outcome.path == names.spooled:
+                    _rename(outcome, names)
                 book.update(outcome.records)
                 written += sum(not r.skipped for r in outcome.records)
                 skipped += sum(r.skipped for r in outcome.records)
@@ -193,7 +205,7 @@ def _run(model: Any, files: list[Path], layers: list[str], out_dir: Path, roots:
                     status.record(outcome.path, "skipped" if outcome.skipped else
                                   "ok" if outcome.ok else "failed", outcome.error)
                 for message in outcome.warnings:
-                    warn(message, quiet)
+                    warn(names.text(message), quiet)
         finished = True
     finally:
         if decoder is not None:
@@ -207,3 +219,12 @@ def _run(model: Any, files: list[Path], layers: list[str], out_dir: Path, roots:
         if status is not None:
             status.finish() if finished else status.stop()
     return written, skipped
+
+
+def _rename(outcome: Any, names: StdinNames) -> None:
+    """Standard input's outcome under its name (manifest rows, error, warnings)."""
+    from dataclasses import replace
+
+    outcome.records = [replace(r, input=names.name) for r in outcome.records]
+    outcome.error = names.text(outcome.error) if outcome.error else outcome.error
+    outcome.warnings = [names.text(w) for w in outcome.warnings]

@@ -153,7 +153,7 @@ def fit_svm_command(
         splits = cv_splits(ds, folds or 5, seed=seed, test_folds=test_fold)  # bad folds fail early
         from ..runtime.shard import device_for_rank
 
-        model = load_model(weights, device_for_rank(device))
+        model = load_model(weights, device_for_rank(device), option="--weights")
         # A network that has seen every test clip fails here, before any feature is computed.
         exclude_seen(splits, seen_mask(model.provenance, ds), allow_seen=allow_seen, dataset=ds)
         if part is not None:

@@ -31,6 +31,7 @@ from .common import (
     user_errors,
     warn,
 )
+from .stdin import NO_STDIN, StdinNameOpt, StdinNames, spooled_stdin
 
 if TYPE_CHECKING:
     from ..tagging.events import DetectOptions
@@ -106,21 +107,23 @@ def tag(
     workers: WorkersOpt = None,
     shard: ShardOpt = None,
     files_from: FilesFromOpt = None,
+    stdin_name: StdinNameOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Tag sounds: the confident labels of every head (objects, scenes, ...) for each FILE or DIR.
 
     Clip-level scores average the per-step softmax; clips shorter than the heads' shortest input (10.98 s for SoundNet-8) are looped to that length first. Labels below --min-conf are dropped.
 
-    Results go to stdout (or, with --out, to files); progress and warnings to stderr.
+    Results go to stdout (or, with --out, to files); progress and warnings to stderr. The input - (or /dev/stdin) reads audio from standard input: cat clip.ogg | soundnet tag -
 
     A shard (--shard, or SLURM/torchrun) with --out writes its per-input files, OUT/tags.shard-I-of-N.jsonl and OUT/status.shard-I-of-N.jsonl; `soundnet merge OUT` then writes the combined tables and run.json a single run writes.
     """
     if json_out and csv_out:
         raise typer.BadParameter("--json and --csv are mutually exclusive", param_hint="--json")
     chosen = _formats(formats, plot, out_dir)
+    left_out = _left_out(formats, out_dir, quiet)
     failures: list[tuple[str, str]] = []
-    with user_errors():
+    with user_errors(), spooled_stdin(inputs, stdin_name) as (inputs, names):
         from ..runtime.shard import device_for_rank
 
         part = choose_shard(shard)
@@ -135,7 +138,7 @@ def tag(
         from ..tagging.scoring import TagResult, head_scorers
         from ..weights.registry import load_model
 
-        model = load_model(weights, device)
+        model = load_model(weights, device, option="--weights")
         scorers = _svm_scorers(svm, model) if svm is not None else head_scorers(model)
         detect = _with_classes(detect, classes, scorers)
         options = RunOptions.plan(next(model.parameters()).device, len(files), workers=workers,
@@ -152,17 +155,22 @@ def tag(
         for path, message in failures:
             if path:  # --json lists missing inputs too
                 emit(TagResult(Path(path), error=message))
+        if names:
+            emit = _renamed(emit, names)
         if out_dir is None:
-            failures += _tag_to_stdout(model, files, scorers, options, emit, quiet)
+            failures += _tag_to_stdout(model, files, scorers, options, emit, quiet, names)
         else:
             settings = {"batch_size": batch_size, "workers": options.workers,
                         "device": str(options.device), "recursive": recursive,
                         "overwrite": overwrite}
             if part is not None:
                 settings["shard"] = part.to_dict()
+            if left_out:
+                settings["formats_left_out"] = sorted(left_out)
             failures = _tag_to_dir(model, files, scorers, options, emit, quiet, out_dir,
                                    chosen, roots, top_k, segments, detect, settings, inputs,
-                                   failures, part, found, total)
+                                   failures, part, found, total, names)
+        failures = [(names.text(p), names.text(m)) for p, m in failures]
     raise typer.Exit(report_failures(failures, quiet))
 
 
@@ -228,8 +236,24 @@ def _not_done(files: list[Path], roots: list[Path], out_dir: Optional[Path],
     return [f for f in files if not record_path(f, roots, out_dir).exists()]
 
 
+def _renamed(emit: Callable[["TagResult"], None],
+             names: StdinNames) -> Callable[["TagResult"], None]:
+    """``emit`` showing standard input's temporary copy under its name."""
+    from dataclasses import replace
+
+    def _emit(result: "TagResult") -> None:
+        if result.path == names.spooled:
+            result = replace(result, path=names.path(result.path),
+                             error=names.text(result.error) if result.error else result.error,
+                             warnings=[names.text(w) for w in result.warnings])
+        emit(result)
+
+    return _emit
+
+
 def _tag_to_stdout(model: Any, files: list[Path], scorers: list, options: "RunOptions",
-                   emit: Callable[["TagResult"], None], quiet: bool) -> list[tuple[str, str]]:
+                   emit: Callable[["TagResult"], None], quiet: bool,
+                   names: StdinNames = NO_STDIN) -> list[tuple[str, str]]:
     from ..tagging.scoring import tag_files
 
     failures = []
@@ -240,7 +264,7 @@ def _tag_to_stdout(model: Any, files: list[Path], scorers: list, options: "RunOp
             if not result.ok:
                 failures.append((str(result.path), result.error or "failed"))
             for message in result.warnings:
-                warn(message, quiet)
+                warn(names.text(message), quiet)
             emit(result)
     return failures
 
@@ -250,7 +274,7 @@ def _tag_to_dir(model: Any, files: list[Path], scorers: list, options: "RunOptio
                 formats: tuple[str, ...], roots: list[Path], top_k: int, segments: bool,
                 detect: "DetectOptions", settings: dict[str, Any], inputs: list[Path],
                 failures: list[tuple[str, str]], part: Any, found: list[Path],
-                total: int) -> list[tuple[str, str]]:
+                total: int, names: StdinNames = NO_STDIN) -> list[tuple[str, str]]:
     """Tag ``files`` into ``out_dir``; ``failures`` (found before) come back with this run's
     added. A shard (``part``) of the run over ``found`` keeps a status file and writes its table
     instead of run.json and the combined tables."""
@@ -259,6 +283,7 @@ def _tag_to_dir(model: Any, files: list[Path], scorers: list, options: "RunOptio
     prov = provenance(model, scorers, top_k=top_k, segments=segments, detect=detect)
     run = TagRun(out_dir, formats, roots=roots, provenance=prov, top_k=top_k,
                  segments=segments, detect=detect, overwrite=settings["overwrite"], shard=part)
+    run.shown = names.path
     status = None
     if part is None:
         run.write_settings(inputs, settings, finished=False)
@@ -289,8 +314,12 @@ def _tag_to_dir(model: Any, files: list[Path], scorers: list, options: "RunOptio
                            failed=len(failures))
     if not quiet:
         where = ", ".join(str(p) for p in tables.values()) or str(out_dir)
+        missing = sorted(set(settings.get("formats_left_out", ())))
         err.print(f"{counts[0]} file(s) tagged, {counts[1]} skipped (already done) "
-                  f"({', '.join(formats)}); results: {where}", highlight=False, soft_wrap=True)
+                  f"({', '.join(formats)}"
+                  + (f"; not written: {', '.join(missing)}, their packages are missing" if missing
+                     else "")
+                  + f"); results: {where}", highlight=False, soft_wrap=True)
     return failures
 
 
@@ -316,8 +345,9 @@ def _tag_inputs(model: Any, files: list[Path], run: Any, scorers: list, options:
             if result is None:
                 continue
             written += outcome.ok
+            shown = str(run.shown(result.path))  # standard input's copy: its name
             for message in result.warnings:
-                warn(message, quiet)
+                warn(message.replace(str(result.path), shown), quiet)
             emit(result)
     return written, skipped
 
@@ -422,6 +452,24 @@ def _table(title: str, result: "TagResult", heads: list, segments: bool) -> Any:
     if any(d.events for _, d in heads):
         table.add_row("events", *(events(d) for _, d in heads))
     if segments and heads:
-        for i, (start, end) in enumerate(heads[0][0].segments(result.analysed_duration)):
+        from ..tagging.events import step_intervals
+
+        # Each step's own hop-long span of the timeline (as events and plots use), not its
+        # receptive field: those overlap, and the first ones all start at 0 (padding).
+        length = result.analysed_duration or result.duration
+        for i, (start, end) in enumerate(step_intervals(heads[0][0], length, length)):
             table.add_row(f"{i}: {start:.2f}-{end:.2f} s", *(cell(d.steps[i]) for _, d in heads))
     return table
+
+
+def _left_out(spec: str, out_dir: Optional[Path], quiet: bool) -> dict[str, str]:
+    """Formats ``--format all`` cannot write here (their package is missing), said on stderr
+    before any work."""
+    if out_dir is None:
+        return {}
+    from ..tagging.outputs import formats_left_out
+
+    left_out = formats_left_out(spec)
+    for fmt, install in left_out.items():
+        warn(f"--format all: {fmt} is not written (its package is missing; {install})", quiet)
+    return left_out

@@ -14,6 +14,7 @@ from .common import (
     RecursiveOpt,
     ShardOpt,
     WorkersOpt,
+    check_workers,
     choose_shard,
     err,
     make_progress,
@@ -78,6 +79,7 @@ def _run(out_dir, videos, teacher, precomputed, list_file, frame_every, max_seco
     if precomputed and files_from:
         raise typer.BadParameter("--precomputed reads its own rows list; give no --files-from")
     part = choose_shard(shard)
+    check_workers(workers, quiet)
     cfg = TeachConfig(step_seconds=frame_every, max_seconds=max_seconds,
                       min_partial_step=min_partial_step, batch_frames=batch_size,
                       workers=workers,

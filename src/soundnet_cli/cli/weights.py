@@ -61,20 +61,50 @@ def list_cmd(weights_dir: WeightsDirOpt = None, json_out: JsonOpt = False) -> No
     if json_out:
         out.print_json(json.dumps([e.to_dict() for e in entries]))
         return
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False)
-    for column in ("name", "kind", "arch", "heads", "status"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("description", overflow="fold")
-    for e in entries:
-        heads = " ".join(f"{name}:{n}" for name, n in e.heads.items()) or "-"
-        status = "ready" if e.available else \
-            "not downloaded" if e.kind == "downloadable" else "missing"
-        table.add_row(e.name, e.kind, e.arch or "-", heads, status, e.description)
-    out.print(table)
+    if out.is_terminal:
+        out.print(network_table(entries))
+    else:  # a pipe or a file: one plain tab-separated row per network, for cut, awk and grep
+        out.file.write(network_rows(entries))
     if any(e.kind == "downloadable" and not e.available for e in entries):
         err.print("get one with: soundnet weights download NAME", highlight=False)
+
+
+LIST_COLUMNS = ("name", "kind", "arch", "heads", "status", "description")
+
+
+def _row(e: Any) -> tuple[str, ...]:
+    heads = " ".join(f"{name}:{n}" for name, n in e.heads.items()) or "-"
+    status = "ready" if e.available else \
+        "not downloaded" if e.kind == "downloadable" else "missing"
+    return e.name, e.kind, e.arch or "-", heads, status, e.description
+
+
+def network_rows(entries: list) -> str:
+    """``soundnet weights list`` for programs: a header and one tab-separated row per network
+    (columns :data:`LIST_COLUMNS`; heads as ``name:classes`` separated by spaces)."""
+    lines = ["\t".join(LIST_COLUMNS)]
+    lines += ["\t".join(c.replace("\t", " ").replace("\n", " ") for c in _row(e))
+              for e in entries]
+    return "\n".join(lines) + "\n"
+
+
+def network_table(entries: list) -> Any:
+    """``soundnet weights list`` for people: a table that fits an 80-column terminal (long
+    names and head lists wrap within their columns, one head per line; the description keeps
+    room for words)."""
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, collapse_padding=True)
+    table.add_column("name", overflow="fold", max_width=20)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("arch", no_wrap=True)
+    table.add_column("heads", overflow="fold", max_width=14)
+    table.add_column("status", max_width=10)
+    table.add_column("description", overflow="fold", min_width=16, ratio=1)
+    for e in entries:
+        name, kind, arch, heads, status, description = _row(e)
+        table.add_row(name, kind, arch, heads.replace(" ", "\n"), status, description)
+    return table
 
 
 @app.command("download")
@@ -198,6 +228,8 @@ def info_cmd(
             kind = detect_format(path)
             if kind == "soundnet-cli":
                 raise
+            if kind == "torch":
+                _refuse_run_state(path)
             fail(f"{path} is a {kind} file, not a soundnet-cli checkpoint; convert it with "
                  f"`soundnet weights import {path}`")
         model = ckpt.build()
@@ -260,6 +292,19 @@ def export_cmd(
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+def _refuse_run_state(path: Path) -> None:
+    """Stop with advice when ``path`` is a run's ``state.pt`` (a torch file import cannot take)."""
+    from ..weights.formats.safeload import load_torch
+    from ..weights.formats.source import is_run_state, run_state_message
+
+    try:
+        state = load_torch(path)
+    except Exception:  # unreadable: the generic message below says what it is
+        return
+    if is_run_state(state):
+        fail(run_state_message(path))
 
 
 def _summary(ckpt: Any, model: Any, version: Any) -> dict[str, Any]:

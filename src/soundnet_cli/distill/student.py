@@ -44,7 +44,14 @@ import torch.nn.functional as F
 from ..errors import TargetsError
 from ..model import ORIGINAL_HEAD_GEOMETRY, ORIGINAL_HEAD_SKIP_LAST, HeadSpec, SoundNet, make_config
 from ..provenance import RECORD_KEY, training_record
-from ..training.loop import EpochReport, LoopConfig, check_run_dir, fit, seed_everything
+from ..training.loop import (
+    EpochReport,
+    LoopConfig,
+    check_run_dir,
+    fit,
+    loop_options_hint,
+    seed_everything,
+)
 from ..weights.checkpoint import load_checkpoint
 from .targets import Entry, TargetsHeader, read_clip_audio, read_clip_probs, read_header, read_index
 
@@ -54,6 +61,7 @@ ORIGINAL_LOOP = LoopConfig(epochs=10, batch_size=64, lr=1e-3, optimizer="adam", 
                            grad_clip=0.0, seed=0, select_metric="val_agreement", precise_bn=16)
 
 
+@loop_options_hint
 @dataclass(frozen=True)
 class DistillConfig:
     """A whole distillation run (defaults: the original's settings)."""

@@ -91,11 +91,16 @@ def iter_dataset(dataset: torch.utils.data.Dataset, *, workers: int = 0,
         for i in range(n):
             yield dataset[i]
         return
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=None, shuffle=False, num_workers=min(workers, n),
-        collate_fn=_identity, prefetch_factor=prefetch, persistent_workers=False,
-    )
-    yield from loader
+    with warnings.catch_warnings():
+        # torch warns that more workers than CPUs "might freeze", once building the loader and
+        # again starting it; the commands say it once themselves (cli.common.check_workers)
+        warnings.filterwarnings("ignore", message="This DataLoader will create")
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=None, shuffle=False, num_workers=min(workers, n),
+            collate_fn=_identity, prefetch_factor=prefetch, persistent_workers=False,
+        )
+        items = iter(loader)
+    yield from items
 
 
 def _identity(x):

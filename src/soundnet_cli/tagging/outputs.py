@@ -41,13 +41,14 @@ they are complete after a resumed run too.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from ..errors import OutputError, SoundNetError
 from ..fsutil import atomic_path, atomic_write_text, collision_candidates, mirrored_output
@@ -103,6 +104,17 @@ def parse_formats(spec: str) -> tuple[str, ...]:
             raise SoundNetError(f"--format {name} needs {_PACKAGES[name]}: "
                                 f"pip install 'soundnet-cli[{extra}]'")
     return tuple(f for f in FORMATS if f in names)
+
+
+def formats_left_out(spec: str) -> dict[str, str]:
+    """The formats ``--format all`` (``spec``) leaves out because their package is missing:
+    ``{format: what to install}`` (empty when ``spec`` does not say ``all``)."""
+    import importlib.util
+
+    if "all" not in {n.strip().lower() for n in spec.split(",")}:
+        return {}
+    return {f: f"pip install 'soundnet-cli[{'plot' if f == 'png' else f}]'"
+            for f, package in _PACKAGES.items() if importlib.util.find_spec(package) is None}
 
 
 def provenance(model: "SoundNet", scorers: Sequence["Scorer"], *, top_k: int, segments: bool,
@@ -283,6 +295,9 @@ class TagRun:
         self.shard = shard
         #: Every input of the run, when this is one shard of it (see :meth:`collisions`).
         self.run_inputs: list[Path] | None = None
+        #: The path the written results give an input (the CLI names standard input's
+        #: temporary copy ``stdin``); output file names still follow the input's own path.
+        self.shown: Callable[[Path], Path] = lambda path: path
         self.failed: dict[Path, str] = {}
 
     # -- paths
@@ -354,15 +369,17 @@ class TagRun:
             outcome.error = result.error or f"{result.path}: failed"
             self.failed[result.path] = outcome.error
             return outcome
+        source, decoded = result.path, result  # the plot decodes the input again
+        result = dataclasses.replace(result, path=self.shown(source))
         doc = result_to_json(result, self.top_k, self.segments, self.detect, self.provenance)
-        doc["input"] = _input_stamp(result.path)
+        doc["input"] = _input_stamp(source)
         outcome.doc = doc
         try:
-            for fmt, path in self.view_paths(result.path).items():
+            for fmt, path in self.view_paths(source).items():
                 if fmt == "png":
                     from ..plot import save_tag_plot
 
-                    save_tag_plot(result, path, detect=self.detect, top_k=self.top_k,
+                    save_tag_plot(decoded, path, detect=self.detect, top_k=self.top_k,
                                   provenance=self.provenance)
                 elif fmt == "scores":
                     from .scorefile import write_scores
@@ -371,7 +388,7 @@ class TagRun:
                 else:
                     atomic_write_text(path, _TEXT_VIEWS[fmt](doc))
                 outcome.files.append(path)
-            record = self.record_path(result.path)
+            record = self.record_path(source)
             atomic_write_text(record, json.dumps(doc, allow_nan=False) + "\n")
             outcome.files.append(record)
         except (OSError, ValueError) as e:

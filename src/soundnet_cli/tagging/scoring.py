@@ -145,10 +145,14 @@ class TagResult:
         return self.analysed_duration > self.duration
 
     def head(self, name: str) -> HeadScores:
+        """The scores of the head called ``name``; a :class:`KeyError` naming the heads there
+        are otherwise (a failed result has none)."""
         for h in self.heads:
             if h.name == name:
                 return h
-        raise KeyError(name)
+        there = ", ".join(repr(h.name) for h in self.heads)
+        raise KeyError(f"no head {name!r} in this result" + (f"; its heads: {there}" if there
+                       else f" ({self.path} failed: {self.error})"))
 
 
 class Scorer(Protocol):

@@ -12,6 +12,8 @@ Run directory layout (``run_dir``)::
     last.safetensors   the network after the latest epoch (project checkpoint format)
     best.safetensors   the network with the best validation score so far (when validating)
     run.json           the command's options (written by the CLI, so ``--resume`` alone continues)
+    split.csv          which clips trained and which validated (``soundnet train``; see
+                       :mod:`.validation`)
     model.safetensors  the exported network (the CLI's default ``--out``)
 
 :func:`check_run_dir` says, before any data is read, whether a directory can take the run:
@@ -46,7 +48,7 @@ STATE_FILE = "state.pt"
 METRICS_FILE = "metrics.jsonl"
 #: Every file a run writes into its directory (what ``overwrite`` deletes).
 RUN_FILES = (STATE_FILE, METRICS_FILE, "last.safetensors", "best.safetensors", "run.json",
-             "model.safetensors")
+             "model.safetensors", "split.csv")
 
 
 @dataclass(frozen=True)
@@ -73,9 +75,35 @@ class LoopConfig:
     #: After each epoch, recompute BatchNorm statistics as exact averages over this many training
     #: batches (forward only, no gradients; "precise BN"). 0 keeps the running averages.
     precise_bn: int = 0
+    #: Early stopping: end the run after this many epochs in a row without a better
+    #: ``select_metric`` (0: run every epoch).
+    patience: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def loop_options_hint(cls: type) -> type:
+    """Class decorator for run configs holding a ``loop: LoopConfig``: a keyword that belongs to
+    the loop (``epochs``, ``lr``, ...) given to the run config itself raises a ``TypeError``
+    that says where it goes, instead of Python's bare "unexpected keyword argument"."""
+    init = cls.__init__  # type: ignore[misc]
+    loop_fields = {f.name for f in dataclasses.fields(LoopConfig)}
+    own = {f.name for f in dataclasses.fields(cls)}
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        misplaced = sorted(k for k in kwargs if k in loop_fields and k not in own)
+        if misplaced:
+            given = ", ".join(f"{k}={kwargs[k]!r}" for k in misplaced)
+            raise TypeError(f"{cls.__name__} has no {', '.join(misplaced)}: "
+                            f"{'they belong' if len(misplaced) > 1 else 'it belongs'} to its "
+                            f"loop settings (a LoopConfig): {cls.__name__}(loop=dataclasses."
+                            f"replace({cls.__name__}().loop, {given}))")
+        init(self, *args, **kwargs)
+
+    __init__.__doc__ = init.__doc__
+    cls.__init__ = __init__  # type: ignore[misc]
+    return cls
 
 
 class Task(Protocol):
@@ -150,7 +178,8 @@ def make_optimizer(model: nn.Module, cfg: LoopConfig) -> torch.optim.Optimizer:
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
     for p in model.parameters():
-        (no_decay if p.ndim <= 1 else decay).append(p)
+        if p.requires_grad:  # frozen layers (see .freeze) are not optimised
+            (no_decay if p.ndim <= 1 else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     # foreach: one multi-tensor kernel per update term instead of a Python loop over the
@@ -210,8 +239,10 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
 
 def save_state(path: Path, model: SoundNet, opt: torch.optim.Optimizer,
                sched: torch.optim.lr_scheduler.LambdaLR, epoch: int, cfg: LoopConfig,
-               extra: Mapping[str, Any], best: float) -> None:
-    """Write the resumable state atomically (plain tensors and containers only)."""
+               extra: Mapping[str, Any], best: float, stale: int = 0,
+               stopped: bool = False) -> None:
+    """Write the resumable state atomically (plain tensors and containers only). ``stale``:
+    epochs since the best one; ``stopped``: early stopping ended the run after ``epoch``."""
     state = {
         "epoch": epoch,
         "model": model.state_dict(),
@@ -222,6 +253,8 @@ def save_state(path: Path, model: SoundNet, opt: torch.optim.Optimizer,
         "loop_config": json.dumps(cfg.to_dict()),
         "extra": json.dumps(dict(extra), default=str),
         "best": best,
+        "stale": stale,
+        "stopped": stopped,
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -271,6 +304,22 @@ def check_run_dir(run_dir: str | os.PathLike, cfg: LoopConfig, resume: bool = Fa
     return None
 
 
+def run_finished(state: Mapping[str, Any] | None, cfg: LoopConfig) -> bool:
+    """Whether a saved state (:func:`check_run_dir`'s) is of a run with nothing left to do: every
+    epoch done, or ended by early stopping."""
+    if state is None:
+        return False
+    return bool(state.get("stopped")) or int(state["epoch"]) + 1 >= cfg.epochs
+
+
+def train_mode(model: nn.Module) -> None:
+    """``model.train()``, frozen layers' BatchNorm kept in inference mode (see :mod:`.freeze`)."""
+    from .freeze import hold_frozen_statistics
+
+    model.train()
+    hold_frozen_statistics(model)
+
+
 def fit(
     model: SoundNet,
     task: Task,
@@ -287,7 +336,10 @@ def fit(
 
     With ``resume``, continues from ``run_dir/state.pt`` exactly (same weights, optimiser,
     schedule, RNG and epoch counter) and refuses a state from a different loop config.
-    ``stop_after_epoch`` ends early after that epoch (used to test interruption).
+    ``stop_after_epoch`` ends early after that epoch (used to test interruption). With
+    ``cfg.patience``, the run ends after that many epochs without a better validation score
+    (the returned metrics then say ``stopped_early: True``); a resumed run that had ended so
+    does nothing.
 
     Returns the last epoch's metrics. Only rank 0 writes files under DDP.
     """
@@ -298,7 +350,7 @@ def fit(
     opt = make_optimizer(model, cfg)
     steps = task.num_batches(dist.world)
     sched = make_scheduler(opt, cfg, steps)
-    start_epoch, best = 0, -math.inf
+    start_epoch, best, stale, stopped = 0, -math.inf, 0, False
     state_path = run_dir / STATE_FILE
     state = check_run_dir(run_dir, cfg, resume)
     if state is not None:
@@ -307,6 +359,9 @@ def fit(
         sched.load_state_dict(state["scheduler"])
         _set_rng_state(state["rng"])
         start_epoch, best = int(state["epoch"]) + 1, float(state["best"])
+        stale, stopped = int(state.get("stale", 0)), bool(state.get("stopped", False))
+    if stopped:
+        start_epoch = cfg.epochs
     wrapped: nn.Module = model
     if dist.world > 1:
         wrapped = nn.parallel.DistributedDataParallel(
@@ -321,37 +376,54 @@ def fit(
             precise_batchnorm(model, task, epoch, dist, device, cfg.precise_bn)
         model.eval()
         val = task.validate(model, device) if dist.main else {}
-        model.train()
+        train_mode(model)
         seconds = time.perf_counter() - t0
         last = {"epoch": epoch + 1, **train, **val, "lr": opt.param_groups[0]["lr"],
                 "seconds": round(seconds, 2)}
+        score = val.get(cfg.select_metric) if cfg.select_metric else None
+        improved = score is not None and score > best
+        if score is not None and improved:
+            best = float(score)
+        stale = 0 if improved else stale + 1
+        # every rank decides alike: the score is rank 0's, so under DDP (no validation elsewhere)
+        # early stopping is decided from the broadcast flag
+        stopped = _agree(bool(cfg.patience > 0 and score is not None and stale >= cfg.patience
+                              and epoch + 1 < cfg.epochs), dist, device)
         if dist.main:
-            score = val.get(cfg.select_metric) if cfg.select_metric else None
-            improved = score is not None and score > best
-            if score is not None and improved:
-                best = float(score)
             meta = {**dict(provenance or {}), "epoch": epoch + 1, "metrics": last}
             save_checkpoint(model, run_dir / "last.safetensors", provenance=meta)
             if improved:
                 save_checkpoint(model, run_dir / "best.safetensors", provenance=meta)
-            save_state(state_path, model, opt, sched, epoch, cfg, provenance or {}, best)
+            save_state(state_path, model, opt, sched, epoch, cfg, provenance or {}, best, stale,
+                       stopped)
             with open(run_dir / METRICS_FILE, "a", encoding="utf-8") as f:
                 f.write(json.dumps(last, allow_nan=False) + "\n")
+        if stopped:
+            last = {**last, "stopped_early": True}
         if on_progress:
             on_progress(EpochReport(epoch + 1, cfg.epochs, steps, steps, train["train_loss"],
                                     {**train, **val}, 0.0, done=True))
-        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
+        if stopped or (stop_after_epoch is not None and epoch + 1 >= stop_after_epoch):
             break
     if dist.world > 1:
         torch.distributed.barrier()
     return last
 
 
+def _agree(flag: bool, dist: DistInfo, device: torch.device) -> bool:
+    """Rank 0's ``flag`` on every rank (itself for one process)."""
+    if dist.world == 1:
+        return flag
+    t = torch.tensor([int(flag)], device=device)
+    torch.distributed.broadcast(t, src=0)
+    return bool(t.item())
+
+
 def _train_epoch(model: nn.Module, task: Task, opt: torch.optim.Optimizer,
                  sched: torch.optim.lr_scheduler.LambdaLR, cfg: LoopConfig, epoch: int,
                  dist: DistInfo, device: torch.device,
                  on_progress: Callable[[EpochReport], None] | None) -> dict[str, float]:
-    model.train()
+    train_mode(model)
     total, count = 0.0, 0
     sums: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -394,14 +466,17 @@ def precise_batchnorm(model: nn.Module, task: Task, epoch: int, dist: DistInfo,
     short runs; training itself never reads them, so this changes only what evaluation and the
     saved checkpoints see.
     """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    from .freeze import is_frozen
+
+    norms = [m for m in model.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm) and not is_frozen(m)]
     if not norms:
         return
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # cumulative average
-    model.train()
+    train_mode(model)
     with torch.no_grad():
         for i, batch in enumerate(task.batches(epoch, dist.rank, dist.world)):
             if i >= batches:

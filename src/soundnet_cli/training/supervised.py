@@ -37,7 +37,18 @@ from ..runtime.batch import iter_decoded, tile
 from ..runtime.engine import Engine
 from ..runtime.options import MICRO_BATCH_SAMPLES
 from ..weights.checkpoint import load_checkpoint, save_checkpoint
-from .loop import EpochReport, LoopConfig, check_run_dir, fit
+from .freeze import freeze
+from .loop import (
+    METRICS_FILE,
+    EpochReport,
+    LoopConfig,
+    check_run_dir,
+    dist_info,
+    fit,
+    loop_options_hint,
+    run_finished,
+)
+from .validation import resolve_val_fraction, stratified_split, write_split
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,7 @@ class AugmentConfig:
         return dataclasses.asdict(self)
 
 
+@loop_options_hint
 @dataclass(frozen=True)
 class TrainConfig:
     """A whole supervised run: network, data split, augmentation and optimisation."""
@@ -66,6 +78,11 @@ class TrainConfig:
     width: float = 1.0
     val_fold: int | None = None
     train_folds: tuple[int, ...] | None = None
+    #: Stratified share of each class held out for validation (:mod:`.validation`); ``None``:
+    #: automatic (0.2 for a dataset without folds and at least 5 clips per class, else none).
+    val_fraction: float | None = None
+    #: Trunk layers to train (``None``: all; ``()``: none, only the head: ``--freeze-trunk``).
+    train_layers: tuple[str, ...] | None = None
     readable_labels: bool = True
     keep_head: bool = True  # with ``init``: keep its head when its classes equal the dataset's
     augment: AugmentConfig = AugmentConfig()
@@ -363,12 +380,48 @@ def build_network(cfg: TrainConfig, classes: Sequence[str]) -> tuple[SoundNet, d
         else:
             model.replace_heads([want])
         info = {"init": str(cfg.init), "init_sha256": ckpt.sha256,
-                "init_head_kept": bool(kept and cfg.keep_head)}
+                "init_head_kept": bool(kept and cfg.keep_head),
+                "init_heads": {h.name: h.classes for h in ckpt.config.heads}}
     else:
         model = SoundNet(make_config(cfg.arch, [classifier_head(cfg.arch, classes)],
                                      width=cfg.width))
     model.config = dataclasses.replace(model.config, tile_seconds=cfg.augment.clip_seconds)
     return model.train(), info
+
+
+def head_note(info: Mapping[str, Any], classes: int) -> str:
+    """One line on what became of the ``--init`` network's heads (``""`` without ``--init``):
+    ``head 'classes' (50 classes) replaced by a new 5-class head``."""
+    heads = dict(info.get("init_heads") or {})
+    if not info.get("init"):
+        return ""
+    if info.get("init_head_kept"):
+        return f"head 'classes' ({classes} classes) kept from {info['init']}: same classes"
+    old = ", ".join(f"'{n}' ({c} classes)" for n, c in heads.items())
+    return (f"head{'s' if len(heads) > 1 else ''} {old} replaced by a new {classes}-class head"
+            + ("" if list(heads) == ["classes"] else " 'classes'"))
+
+
+def validation_split(dataset: Dataset, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray, str]:
+    """Training and validation indices from ``cfg`` (``--val-fold``, ``--train-folds``,
+    ``--val-fraction``), and a line saying what validates the run."""
+    train_idx, val_idx = split(dataset, cfg.val_fold, cfg.train_folds)
+    fraction = resolve_val_fraction(dataset, cfg.val_fold, cfg.val_fraction)
+    if cfg.val_fold is not None:
+        return train_idx, val_idx, f"validation: fold {cfg.val_fold} ({len(val_idx)} clips)"
+    if fraction > 0:
+        train_idx, val_idx = stratified_split(dataset, train_idx, fraction, cfg.loop.seed)
+        how = ("--val-fraction" if cfg.val_fraction is not None
+               else "the default for a dataset without folds; --val-fraction 0 trains on all")
+        return train_idx, val_idx, (
+            f"validation: {len(val_idx)} of {len(train_idx) + len(val_idx)} clips, "
+            f"{fraction:.0%} of each class drawn with seed {cfg.loop.seed} ({how})")
+    if dataset.folds is None:
+        why = ("--val-fraction 0" if cfg.val_fraction is not None else
+               "fewer than 5 clips in some class; --val-fraction sets a share anyway")
+        return train_idx, val_idx, f"validation: none ({why}); no best.safetensors"
+    return train_idx, val_idx, ("validation: none (--val-fold F holds out a fold); "
+                                "no best.safetensors")
 
 
 def train_supervised(
@@ -384,6 +437,8 @@ def train_supervised(
     on_decoded: Callable[[int], None] | None = None,
     stop_after_epoch: int | None = None,
     allow_seen: bool = False,
+    on_note: Callable[[str], None] | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> tuple[SoundNet, dict[str, Any], list[str]]:
     """Train on ``dataset``; returns the network (last epoch), its final metrics and the
     messages of clips that could not be decoded (excluded).
@@ -395,19 +450,43 @@ def train_supervised(
     Validation clips the ``--init`` network was trained on are left out of validation (or, with
     ``allow_seen``, kept and the validation figures recorded as contaminated): see
     :func:`unseen_validation`; the provenance's ``val_seen`` says which happened.
+
+    ``on_note`` receives one-line messages on what the run does (the validation clips, a
+    replaced head, frozen layers); ``on_start`` is called once everything that can be checked
+    without decoding audio has been (the CLI writes ``run.json`` then). Resuming a finished run (every epoch done, or ended by
+    ``cfg.loop.patience``) decodes nothing and returns its last network and metrics.
     """
+    note = on_note or (lambda _: None)
     # Everything that can be checked without audio is checked before decoding it all.
-    train_idx, val_idx = split(dataset, cfg.val_fold, cfg.train_folds)
+    train_idx, val_idx, val_line = validation_split(dataset, cfg)
     if len(train_idx) == 0:
         raise DatasetError(f"{dataset.root}: no training clips")
     check_labels(dataset, train_idx)
     init_provenance = _init_provenance(cfg)
     val_idx, val_seen = unseen_validation(dataset, train_idx, val_idx, init_provenance, cfg.val_fold,
                                           allow_seen)
-    check_run_dir(run_dir, cfg.loop, resume, overwrite)
+    if cfg.loop.patience and len(val_idx) == 0:
+        raise DatasetError("--patience stops when validation stops improving, and this run has "
+                           "no validation clips: give --val-fold or --val-fraction")
+    state = check_run_dir(run_dir, cfg.loop, resume, overwrite)
+    if run_finished(state, cfg.loop):
+        done, last = finished_run(run_dir)
+        return done, last, []
     classes = [readable_label(c) if cfg.readable_labels else c for c in dataset.classes]
     torch.manual_seed(cfg.loop.seed)  # the initial weights are part of the reproducible run
     model, init_info = build_network(cfg, classes)
+    frozen = freeze(model, cfg.train_layers)
+    note(val_line)
+    if init_info:
+        note(head_note(init_info, len(classes)))
+    if cfg.train_layers is not None:
+        trained = ", ".join(["the head", *cfg.train_layers])
+        note(f"training {trained}: {frozen['trainable']:,} of "
+             f"{frozen['trainable'] + frozen['frozen']:,} parameters (the rest frozen)")
+    if on_start:
+        on_start()
+    if dist_info().main:
+        write_split(run_dir, dataset, classes, train_idx, val_idx)
     rate = model.config.sample_rate
     waves, errors = decode_all(dataset.paths, rate, cfg.workers, on_decoded)
     keep = lambda idx: [int(i) for i in idx if waves[i] is not None]  # noqa: E731
@@ -426,6 +505,7 @@ def train_supervised(
         # what the weights were trained on (this run's training clips + --init's record)
         RECORD_KEY: dataset_record(dataset, tr, init_provenance=init_provenance),
         "val_seen": val_seen,
+        "trainable_parameters": frozen["trainable"],
         "train_config": cfg.to_dict(),
         **init_info,
         **dict(provenance or {}),
@@ -433,6 +513,17 @@ def train_supervised(
     last = fit(model, task, cfg.loop, run_dir, device=device, resume=resume, provenance=prov,
                on_progress=on_progress, stop_after_epoch=stop_after_epoch)
     return model, last, errors
+
+
+def finished_run(run_dir: str | os.PathLike) -> tuple[SoundNet, dict[str, Any]]:
+    """The network of a finished run's last epoch (``RUN_DIR/last.safetensors``) and that
+    epoch's metrics (the last line of ``metrics.jsonl``)."""
+    import json
+
+    run_dir = Path(run_dir)
+    model = load_checkpoint(run_dir / "last.safetensors").build()
+    lines = (run_dir / METRICS_FILE).read_text(encoding="utf-8").splitlines()
+    return model, json.loads(lines[-1]) if lines else {}
 
 
 def _present(wave: np.ndarray | None) -> np.ndarray:

@@ -133,35 +133,45 @@ def resolve_weights(spec: str | os.PathLike | None = None,
 
     ``None`` or ``"default"``: the embedded network; an existing path: itself; otherwise a name
     looked up as ``<cache>/<name>.safetensors``. Raises :class:`WeightsError` saying what to do,
-    naming the option the value came from (``option``: ``--init`` for train and distill).
+    naming the option the value came from (``option``: ``--init`` for train and distill; a
+    function name such as ``load_model`` for the library).
     """
     if spec is None or str(spec) == "default":
         path = default_weights_path()
         if not path.is_file():
             raise WeightsError(
                 "no embedded default network in this installation "
-                f"(expected {path}); pass {option} PATH or {option} NAME of an imported network"
+                f"(expected {path}); "
+                + (f"pass {option} PATH or {option} NAME of an imported network"
+                   if option.startswith("-") else
+                   f"give {option}() a checkpoint path or the name of an imported network")
             )
         return path
     path = Path(spec).expanduser()
     if path.is_file():
         return path
     if path.is_dir():
-        raise WeightsError(f"{option} {spec}: is a directory, not a checkpoint file")
+        raise WeightsError(f"{_named(option, spec)}: is a directory, not a checkpoint file")
     name = str(spec)
     if not _NAME.fullmatch(name):
-        raise WeightsError(f"--weights {spec}: no such file (and not a network name)")
+        raise WeightsError(f"{_named(option, spec)}: no such file (and not a network name)")
     cached = weights_dir(cache_dir) / f"{name}{CHECKPOINT_SUFFIX}"
     if cached.is_file():
         return cached
     if name in KNOWN_NETWORKS:
         raise WeightsError(
-            f"{option} {name}: not downloaded yet; run `soundnet weights download {name}` "
+            f"{_named(option, name)}: not downloaded yet; run `soundnet weights download {name}` "
             f"(it will be stored as {cached})")
     raise WeightsError(
-        f"{option} {spec}: no such file, and no network named {name!r} in {cached.parent} "
+        f"{_named(option, spec)}: no such file, and no network named {name!r} in {cached.parent} "
         "(see `soundnet weights list`)"
     )
+
+
+def _named(option: str, spec: object) -> str:
+    """How a message names the value: ``--weights x`` for an option, ``load_model('x')`` for
+    a library function (``option`` without leading dashes)."""
+    return f"{option} {spec}" if option.startswith("-") else f"{option}({str(spec)!r})"
 
 
 def load_model(
@@ -169,15 +179,18 @@ def load_model(
     device: "str | torch.device" = "cpu",
     *,
     cache_dir: str | os.PathLike | None = None,
+    option: str = "load_model",
 ) -> "SoundNet":
     """Load a network for inference: resolve ``spec`` (see :func:`resolve_weights`), build it in
-    eval mode and move it to ``device`` (a :class:`torch.device` or a ``--device`` string)."""
+    eval mode and move it to ``device`` (a :class:`torch.device` or a ``--device`` string).
+    Errors name the value as ``option`` does (``load_model('x')``; the CLI passes
+    ``--weights``)."""
     import torch
 
     from ..runtime.device import resolve_device
     from .checkpoint import load_model_file
 
-    model = load_model_file(resolve_weights(spec, cache_dir))
+    model = load_model_file(resolve_weights(spec, cache_dir, option=option))
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     return model.to(dev)
 

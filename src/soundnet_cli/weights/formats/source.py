@@ -423,9 +423,29 @@ def read_state_dict(path: Path, fmt: str) -> SourceNetwork:
     return _from_param_groups("torch" if fmt == "torch" else fmt, layers, path)
 
 
+#: Keys of the resumable state ``soundnet train`` and ``distill`` write (training/loop.py).
+RUN_STATE_KEYS = frozenset({"epoch", "model", "model_config", "optimizer", "scheduler"})
+
+
+def run_state_message(path: Path) -> str:
+    """What to do with ``RUN_DIR/state.pt``: its networks are checkpoints already."""
+    run = path.parent
+    return (f"{path} is the resumable training state of a `soundnet train`/`distill` run, not a "
+            f"network; the run's networks are checkpoints already: {run / 'last.safetensors'} "
+            f"(and best.safetensors, model.safetensors): use one with --weights, or `soundnet "
+            f"weights import {run / 'last.safetensors'} --name NAME` to call it by a name")
+
+
+def is_run_state(obj: Any) -> bool:
+    """Whether a loaded torch file is a training run's ``state.pt``."""
+    return isinstance(obj, Mapping) and RUN_STATE_KEYS <= set(obj)
+
+
 def _unwrap_state_dict(obj: Any, path: Path) -> Mapping[str, Any]:
     import torch
 
+    if is_run_state(obj):
+        raise WeightsError(run_state_message(path))
     for _ in range(3):  # {"state_dict": {...}}, {"model": {...}} ...
         if isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor)
                                                     for v in obj.values()):
