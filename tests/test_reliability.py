@@ -642,3 +642,246 @@ def test_batching_changes_activations_by_at_most_the_documented_tolerance(tiny_m
     alone, batched = run(1), run(4)
     for a, b in zip(alone, batched):
         assert np.abs(a - b).max() <= 1e-5 * max(np.abs(a).max(), 1e-12)
+
+
+# ==========================================================================================
+# Second campaign (issue #22)
+# ==========================================================================================
+
+
+def _tag_out(run, src, out, ckpt, *extra):
+    return run("tag", src, "--out", out, "--weights", ckpt, "--workers", "0", "-q", *extra)
+
+
+def _settings_ids(out: Path) -> set:
+    return {json.loads(p.read_text())["provenance"]["settings_id"]
+            for p in out.rglob("*.tags.json")}
+
+
+# -- #22.1 tag --out: one folder, one set of settings ----------------------------------------------
+
+
+def test_tag_out_refuses_a_second_run_with_other_settings(tmp_path, write_audio, tiny_checkpoint,
+                                                          run):
+    for i in range(3):
+        write_audio(f"d/{i}.wav", 0.5, freq=300 + 100 * i)
+    out = tmp_path / "o"
+    r = _tag_out(run, tmp_path / "d", out, tiny_checkpoint, "--min-conf", "0.2",
+                 "--format", "jsonl,csv,audacity")
+    assert r.exit_code == 0, r.output
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != "run.json"}
+    r = _tag_out(run, tmp_path / "d", out, tiny_checkpoint, "--min-conf", "0.8",
+                 "--format", "jsonl")
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    text = " ".join(r.stderr.split())
+    assert "min_conf: 0.2 -> 0.8" in text and "another output folder" in text
+    # nothing of the first run was touched, nothing of the second written
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != "run.json"}
+    assert after == before and len(_settings_ids(out)) == 1
+    assert json.loads((out / "run.json").read_text())["settings"]["min_conf"] == 0.2
+    # --overwrite does not take a folder made with other settings either
+    r = _tag_out(run, tmp_path / "d", out, tiny_checkpoint, "--min-conf", "0.8", "--overwrite")
+    assert r.exit_code == 1 and len(_settings_ids(out)) == 1
+    # the same settings (any formats) resume
+    r = _tag_out(run, tmp_path / "d", out, tiny_checkpoint, "--min-conf", "0.2")
+    assert r.exit_code == 0, r.output
+
+
+def test_tag_out_refuses_a_folder_of_an_older_run_with_other_settings(
+        tmp_path, write_audio, tiny_checkpoint, run):
+    """A folder made before tag.json existed: its run.json says what made it."""
+    write_audio("d/a.wav", 0.5)
+    out = tmp_path / "o"
+    assert _tag_out(run, tmp_path / "d", out, tiny_checkpoint, "--min-conf", "0.2").exit_code == 0
+    (out / "tag.json").unlink()
+    r = _tag_out(run, tmp_path / "d", out, tiny_checkpoint, "--min-conf", "0.8")
+    assert r.exit_code == 1 and "run.json" in r.stderr
+
+
+# -- #22.2 full disk under tag --out -------------------------------------------------------------
+
+
+def test_tag_out_full_disk_names_every_input_and_prints_the_summary(
+        tmp_path, write_audio, tiny_checkpoint, run, monkeypatch):
+    import soundnet_cli.tagging.outputs as outputs
+
+    paths = [write_audio(f"d/{i}.wav", 0.5, freq=300 + 100 * i) for i in range(4)]
+    real = outputs.atomic_write_text
+
+    def full(path, text):
+        if Path(path).name.startswith(("2.", "3.")) or Path(path).name == "run.json":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, text)
+
+    def full_table(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(outputs, "atomic_write_text", full)
+    monkeypatch.setattr(outputs, "_write_jsonl", full_table)
+    r = _tag_out(run, tmp_path / "d", tmp_path / "o", tiny_checkpoint)
+    r = run("tag", tmp_path / "d", "--out", tmp_path / "o", "--weights", tiny_checkpoint,
+            "--workers", "0")
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    text = " ".join(r.stderr.split())
+    assert "2 file(s) tagged" in text
+    for p in paths[2:]:
+        assert f"{p}: cannot write its results: No space left on device" in text
+    assert "cannot write the combined table: No space left on device" in text
+    assert "input(s) failed" in text
+
+
+# -- #22.3 read-only file system -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("existing", [True, False])
+def test_tag_out_read_only_file_system_is_one_line(tmp_path, write_audio, tiny_checkpoint, run,
+                                                   monkeypatch, existing):
+    import tempfile
+
+    write_audio("d/a.wav", 0.5)
+    out = tmp_path / "o"
+    if existing:
+        out.mkdir()
+
+    def read_only(*args, **kw):
+        raise OSError(errno.EROFS, "Read-only file system", str(out))
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    real_mkdir = os.mkdir
+    monkeypatch.setattr(os, "mkdir", lambda p, *a, **k: read_only() if str(p).startswith(str(out))
+                        else real_mkdir(p, *a, **k))
+    r = _tag_out(run, tmp_path / "d", out, tiny_checkpoint)
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert "Read-only file system" in r.stderr and str(out) in " ".join(r.stderr.split())
+
+
+# -- #22.4 merge of a damaged shard table --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garble", "not an object"])
+def test_merge_of_a_damaged_shard_table_names_the_file(tmp_path, write_audio, tiny_checkpoint,
+                                                       run, damage):
+    for i in range(4):
+        write_audio(f"d/{i}.wav", 0.5, freq=300 + 100 * i)
+    out = tmp_path / "o"
+    for s in ("0/2", "1/2"):
+        r = _tag_out(run, tmp_path / "d", out, tiny_checkpoint, "--shard", s)
+        assert r.exit_code == 0, r.output
+    table = out / "tags.shard-1-of-2.jsonl"
+    data = table.read_bytes()
+    table.write_bytes({"truncate": data[:-10], "garble": data[:40] + b"\x00{]" +
+                       data[43:], "not an object": b"[1, 2]\n" + data}[damage])
+    r = run("merge", out)
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert "tags.shard-1-of-2.jsonl" in r.stderr
+
+
+# -- #22.6 deeply nested JSON --------------------------------------------------------------------------
+
+
+def test_deeply_nested_record_is_not_done_and_does_not_stop_the_run(
+        tmp_path, write_audio, tiny_checkpoint, run):
+    write_audio("d/a.wav", 0.5)
+    write_audio("d/b.wav", 0.5, freq=600)
+    out = tmp_path / "o"
+    assert _tag_out(run, tmp_path / "d", out, tiny_checkpoint).exit_code == 0
+    (out / "a.tags.json").write_text("[" * 100_000 + "]" * 100_000)
+    r = _tag_out(run, tmp_path / "d", out, tiny_checkpoint)
+    assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+    assert json.loads((out / "a.tags.json").read_text())["ok"]
+    assert len((out / "tags.jsonl").read_text().splitlines()) == 2
+
+
+def test_deeply_nested_checkpoint_config_is_refused(tiny_checkpoint, tmp_path, run):
+    from safetensors import safe_open
+
+    with safe_open(str(tiny_checkpoint), framework="pt") as f:
+        meta = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta["config"] = "[" * 100_000 + "]" * 100_000
+    bad = tmp_path / "deep.safetensors"
+    save_file(tensors, str(bad), metadata=meta)
+    with pytest.raises(WeightsError, match="deep.safetensors"):
+        load_checkpoint(bad)
+    r = run("weights", "info", bad)
+    assert r.exit_code == 1 and "Traceback" not in r.output
+
+
+# -- #22.7 non-finite thresholds ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize("mode", [("--json",), ("--out", "o")])
+def test_non_finite_min_conf_is_a_usage_error(tmp_path, write_audio, tiny_checkpoint, run, value,
+                                              mode):
+    a = write_audio("a.wav", 0.5)
+    mode = tuple(str(tmp_path / m) if m == "o" else m for m in mode)
+    r = run("tag", a, "--weights", tiny_checkpoint, "--workers", "0", "-q", "--min-conf", value,
+            *mode)
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "min-conf" in r.stderr and "finite" in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_huge_min_conf_gives_no_numpy_warning(tmp_path, write_audio, tiny_checkpoint, run):
+    import warnings
+
+    a = write_audio("a.wav", 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = run("tag", a, "--weights", tiny_checkpoint, "--workers", "0", "--min-conf", "1e308",
+                "--json")
+    assert r.exit_code == 0, r.output
+    assert "Warning" not in r.stderr and "overflow" not in r.stderr
+
+
+# -- #22.8 a record that is not strict JSON is not done --------------------------------------------------
+
+
+def test_record_with_nan_is_recomputed(tmp_path, write_audio, tiny_checkpoint, run):
+    write_audio("d/a.wav", 0.5)
+    out = tmp_path / "o"
+    assert _tag_out(run, tmp_path / "d", out, tiny_checkpoint).exit_code == 0
+    record = out / "a.tags.json"
+    doc = json.loads(record.read_text())
+    doc["heads"][0]["window"] = float("nan")
+    record.write_text(json.dumps(doc))
+    r = _tag_out(run, tmp_path / "d", out, tiny_checkpoint)
+    assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+    assert "NaN" not in record.read_text()
+    for line in (out / "tags.jsonl").read_text().splitlines():
+        strict_json(line)
+
+
+# -- #22.10 non-UTF-8 file names in manifests and lists ----------------------------------------------------
+
+
+def test_extract_manifest_of_non_utf8_names(tmp_path, tiny_checkpoint, run):
+    d = tmp_path / "d"
+    d.mkdir()
+    name = os.fsdecode(b"caf\xe9.wav")
+    sf.write(os.fsencode(d / name), np.sin(np.arange(11_025) / 5).astype(np.float32) * 0.3,
+             22_050)
+    sf.write(str(d / "plain.wav"), np.sin(np.arange(11_025) / 7).astype(np.float32) * 0.3, 22_050)
+    out = tmp_path / "o"
+    r = run("extract", d, "--out", out, "--weights", tiny_checkpoint, "--layer", "conv3",
+            "--workers", "0", "-q")
+    assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+    rows = Manifest(out / "manifest.csv").rows
+    assert str(out / os.fsdecode(b"caf\xe9.conv3.npy")) in rows and len(rows) == 2
+    # a rerun reads the manifest back and merges into it
+    r = run("extract", d, "--out", out, "--weights", tiny_checkpoint, "--layer", "conv3",
+            "--workers", "0", "-q")
+    assert r.exit_code == 0 and len(Manifest(out / "manifest.csv").rows) == 2
+
+
+def test_files_from_with_a_non_utf8_name(tmp_path, tiny_checkpoint, run):
+    name = os.fsencode(tmp_path) + b"/caf\xe9.wav"
+    sf.write(name, np.sin(np.arange(11_025) / 5).astype(np.float32) * 0.3, 22_050)
+    sf.write(str(tmp_path / "plain.wav"), np.zeros(11_025, np.float32) + 0.1, 22_050)
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(name + b"\n" + os.fsencode(tmp_path / "plain.wav") + b"\n")
+    r = run("tag", "--files-from", listing, "--json", "--weights", tiny_checkpoint, "--workers",
+            "0", "-q")
+    assert r.exit_code == 0, r.output
+    assert [json.loads(line)["ok"] for line in r.stdout.splitlines()] == [True, True]

@@ -62,6 +62,7 @@ import numpy as np
 
 from .errors import OutputError, SoundNetError
 from .fsutil import atomic_path, collision_candidates, mirrored_output
+from .jsonutil import loads as strict_json
 from .runrecord import RunRecord
 from .runtime.options import (
     CHUNK_SECONDS,
@@ -682,7 +683,7 @@ class Manifest:
             if self.format == "csv":
                 found = list(csv.DictReader(io.StringIO(text)))
             else:
-                found = [json.loads(line) for line in text.splitlines() if line.strip()]
+                found = [strict_json(line) for line in text.splitlines() if line.strip()]
             for row in found:
                 rows[str(row["output"])] = row
         except (OSError, ValueError, KeyError, TypeError, csv.Error) as e:
@@ -753,7 +754,7 @@ def read_manifest(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
         else:
             for line in f:
                 if line.strip():
-                    yield json.loads(line)
+                    yield strict_json(line)
 
 
 def manifest_format(path: Path) -> str:

@@ -37,6 +37,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from .errors import OutputError
 from .fsutil import atomic_path, atomic_write_text
+from .jsonutil import loads as strict_json
 from .runtime.shard import Shard
 from .shardstatus import STATUS_GLOB, StatusFile, shard_path
 
@@ -239,10 +240,28 @@ def _counted(rows: Iterable[dict[str, Any]], report: MergeReport) -> Iterator[di
 
 
 def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line)
+    """The records of one shard's table; :class:`OutputError` naming the file and line for
+    anything but a JSON object with a ``path`` (truncated, garbled or edited tables)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    doc = strict_json(line)
+                except ValueError as e:
+                    raise _bad_table(path, n, str(e)) from None
+                if not isinstance(doc, dict) or not isinstance(doc.get("path"), str):
+                    raise _bad_table(path, n, "not a record with a path")
+                yield doc
+    except (OSError, UnicodeDecodeError) as e:
+        raise OutputError(f"{path}: cannot read this shard table: "
+                          f"{getattr(e, 'strerror', None) or e}") from e
+
+
+def _bad_table(path: Path, line: int, why: str) -> OutputError:
+    return OutputError(f"{path}: line {line} is damaged ({why}); rerun that shard (it resumes "
+                       "from its per-input records) and merge again")
 
 
 def _merge_tag(out: Path, files: list[StatusFile], partial: bool) -> MergeReport:

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from ..errors import OutputError, SoundNetError
 from ..fsutil import atomic_path, atomic_write_text, collision_candidates, mirrored_output
+from ..jsonutil import loads as strict_json
 from .events import NO_CONFIDENT_LABEL, DetectOptions
 from .scoring import CSV_COLUMNS, TAG_SCHEMA_VERSION, TagResult, doc_csv_rows, result_to_json
 
@@ -332,7 +333,7 @@ class TagRun:
 
     def _read_record(self, source: Path) -> dict[str, Any] | None:
         try:
-            doc = json.loads(self.record_path(source).read_text(encoding="utf-8"))
+            doc = strict_json(self.record_path(source).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
         same = (isinstance(doc, dict) and doc.get("ok") is True

@@ -29,6 +29,7 @@ import torch
 
 from ..errors import WeightsError
 from ..fsutil import atomic_path
+from ..jsonutil import loads as strict_json
 from ..model import SoundNet, SoundNetConfig
 
 FORMAT_NAME = "soundnet-cli"
@@ -127,9 +128,9 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         metadata, tensors = _MIGRATIONS[version](metadata, tensors)
         version += 1
     try:
-        config = SoundNetConfig.from_dict(json.loads(metadata["config"]))
-        provenance = json.loads(metadata.get("provenance", "{}"))
-    except (KeyError, json.JSONDecodeError) as e:
+        config = SoundNetConfig.from_dict(strict_json(metadata["config"]))
+        provenance = strict_json(metadata.get("provenance", "{}"))
+    except (KeyError, ValueError) as e:  # strict_json: also NaN and nesting too deep
         raise WeightsError(f"{path}: checkpoint header is malformed: {e}") from e
     except WeightsError as e:
         raise WeightsError(f"{path}: {e}") from None
