@@ -585,3 +585,47 @@ def test_fifo_on_the_command_line_does_not_hang(tmp_path, tiny_checkpoint):
                  timeout=120)
     assert r.returncode == 1
     assert [json.loads(line)["ok"] for line in r.stdout.splitlines()] == [True, False]
+
+
+# ---------------------------------------------------------------------------------------------
+# Second campaign (issue #22): tag --out under concurrency, a read-only file system
+
+
+def _tag_procs(tmp_path: Path, ckpt: Path, *settings: tuple[str, ...]) -> list[subprocess.Popen]:
+    env = {**os.environ, "PYTHONPATH": SRC}
+    return [subprocess.Popen([sys.executable, "-m", "soundnet_cli", "tag", str(tmp_path / "in"),
+                              "-r", "--out", str(tmp_path / "out"), "--weights", str(ckpt),
+                              "--workers", "0", "-q", *extra], env=env, stderr=subprocess.PIPE,
+                             text=True)
+            for extra in settings]
+
+
+@slow
+def test_concurrent_tag_runs_with_other_settings_never_mix(tmp_path, tiny_checkpoint):
+    """Two ``tag --out`` runs into one folder with different thresholds: one claims the folder,
+    the other is refused with a clear error; every record and table is of one setting."""
+    inputs = _audio_tree(tmp_path / "in", 30, 0.5)
+    procs = _tag_procs(tmp_path, tiny_checkpoint, ("--min-conf", "0.2"), ("--min-conf", "0.8"))
+    codes = [p.wait(timeout=300) for p in procs]
+    errors = [p.stderr.read() for p in procs]
+    assert sorted(codes) == [0, 1], errors
+    refused = errors[codes.index(1)]
+    assert "another output folder" in " ".join(refused.split()) and "Traceback" not in refused
+    out = tmp_path / "out"
+    records = [json.loads(p.read_text()) for p in out.glob("*.tags.json")]
+    assert len(records) == len(inputs)
+    assert len({r["provenance"]["settings_id"] for r in records}) == 1
+    lines = [json.loads(x) for x in (out / "tags.jsonl").read_text().splitlines()]
+    assert len(lines) == len(inputs) and {d["provenance"]["settings_id"] for d in lines} == \
+        {records[0]["provenance"]["settings_id"]}
+
+
+@slow
+def test_concurrent_tag_runs_with_the_same_settings_both_finish(tmp_path, tiny_checkpoint):
+    inputs = _audio_tree(tmp_path / "in", 30, 0.5)
+    procs = _tag_procs(tmp_path, tiny_checkpoint, ("--format", "jsonl,csv"), ("--format", "jsonl"))
+    assert [p.wait(timeout=300) for p in procs] == [0, 0], [p.stderr.read() for p in procs]
+    out = tmp_path / "out"
+    assert len((out / "tags.jsonl").read_text().splitlines()) == len(inputs)
+    assert len(list(out.glob("*.tags.json"))) == len(inputs)
+    assert not list(out.rglob("*.part"))

@@ -717,8 +717,7 @@ def test_tag_out_full_disk_names_every_input_and_prints_the_summary(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(outputs, "atomic_write_text", full)
-    monkeypatch.setattr(outputs, "_write_jsonl", full_table)
-    r = _tag_out(run, tmp_path / "d", tmp_path / "o", tiny_checkpoint)
+    monkeypatch.setitem(outputs._COMBINERS, "jsonl", full_table)
     r = run("tag", tmp_path / "d", "--out", tmp_path / "o", "--weights", tiny_checkpoint,
             "--workers", "0")
     assert r.exit_code == 1 and "Traceback" not in r.output
