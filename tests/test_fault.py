@@ -629,3 +629,24 @@ def test_concurrent_tag_runs_with_the_same_settings_both_finish(tmp_path, tiny_c
     assert len((out / "tags.jsonl").read_text().splitlines()) == len(inputs)
     assert len(list(out.glob("*.tags.json"))) == len(inputs)
     assert not list(out.rglob("*.part"))
+
+
+@slow
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mount"), reason="needs root to mount")
+def test_read_only_file_system_under_tag_and_extract(tmp_path, tiny_checkpoint):
+    _audio_tree(tmp_path / "in", 2, 0.5)
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,ro", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        for out in (mnt, mnt / "new"):  # an existing output folder, and one to create
+            for cmd in (("tag", "--out", out), ("extract", "--out", out, "--layer", "conv3")):
+                r = soundnet(cmd[0], tmp_path / "in", *cmd[1:], "--weights", tiny_checkpoint,
+                             "--workers", "0")
+                assert r.returncode == 1 and "Traceback" not in r.stderr, (cmd, r.stderr)
+                assert "Read-only file system" in r.stderr, (cmd, r.stderr)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)

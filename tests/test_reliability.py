@@ -884,3 +884,15 @@ def test_files_from_with_a_non_utf8_name(tmp_path, tiny_checkpoint, run):
             "0", "-q")
     assert r.exit_code == 0, r.output
     assert [json.loads(line)["ok"] for line in r.stdout.splitlines()] == [True, True]
+
+
+def test_tag_out_of_a_non_utf8_name_writes_every_view(tmp_path, tiny_checkpoint, run):
+    d = tmp_path / "d"
+    d.mkdir()
+    sf.write(os.fsencode(d) + b"/caf\xe9.wav",
+             np.sin(np.arange(11_025) / 5).astype(np.float32) * 0.3, 22_050)
+    out = tmp_path / "o"
+    r = _tag_out(run, d, out, tiny_checkpoint, "--format", "all")
+    assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+    assert os.path.exists(os.fsencode(out) + b"/caf\xe9.tags.csv")
+    assert b"caf\xe9.wav" in (out / "tags.csv").read_bytes()

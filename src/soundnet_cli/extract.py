@@ -679,7 +679,7 @@ class Manifest:
     def _load(self) -> dict[str, dict[str, Any]]:
         rows: dict[str, dict[str, Any]] = {}
         try:
-            text = self.path.read_text(encoding="utf-8")
+            text = self.path.read_text(encoding="utf-8", errors="surrogateescape")
             if self.format == "csv":
                 found = list(csv.DictReader(io.StringIO(text)))
             else:
@@ -732,7 +732,10 @@ def write_manifest(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -
     written unchanged."""
     path = Path(path)
     fmt = manifest_format(path)
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+    # surrogateescape: a file name that is not UTF-8 is written with the bytes the OS spells it
+    # with (as `find` prints it), and read back so (read_manifest, Manifest).
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", errors="surrogateescape",
+                                        newline="") as f:
         if fmt == "csv":
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(MANIFEST_COLUMNS)
@@ -748,7 +751,7 @@ def read_manifest(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
     """The rows of a manifest file, streamed (CSV values as strings, JSON Lines as parsed)."""
     path = Path(path)
     fmt = manifest_format(path)
-    with open(path, encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
         if fmt == "csv":
             yield from csv.DictReader(f)
         else:

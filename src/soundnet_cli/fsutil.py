@@ -115,8 +115,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+    """Write ``text`` (UTF-8) to ``path`` atomically. File names in it that are not UTF-8 (held
+    as surrogate escapes, as Python reads them from the OS) are written as the OS's bytes."""
+    atomic_write_bytes(path, text.encode("utf-8", errors="surrogateescape"))
 
 
 def mirrored_output(

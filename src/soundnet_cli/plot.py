@@ -106,7 +106,9 @@ def tag_figure(result: "TagResult", *, detect_options: DetectOptions | None = No
               interpolation="nearest", rasterized=True)
     ax.set_ylabel("kHz")
     note = f", tiled to {result.analysed_duration:.2f} s" if result.tiled else ""
-    ax.set_title(f"{result.path.name}  ({result.duration:.2f} s{note})", loc="left")
+    # A file name that is not UTF-8 holds surrogate escapes no font can draw: shown with U+FFFD.
+    name = os.fsencode(result.path.name).decode("utf-8", errors="replace")
+    ax.set_title(f"{name}  ({result.duration:.2f} s{note})", loc="left")
     for k, (head, det) in enumerate(zip(result.heads, found)):
         colors = _colors(head, det)
         _lanes(axes[1 + 2 * k], det, colors)

@@ -507,13 +507,15 @@ PARQUET_ROWS = 65_536
 
 
 def _write_jsonl(path: Path, docs: Iterable[dict[str, Any]]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", errors="surrogateescape",
+                                        newline="") as f:
         for d in docs:
             f.write(json.dumps(d, allow_nan=False) + "\n")
 
 
 def _write_csv(path: Path, docs: Iterable[dict[str, Any]]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", errors="surrogateescape",
+                                        newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for doc in docs:
@@ -526,7 +528,8 @@ def _write_raven(path: Path, docs: Iterable[dict[str, Any]]) -> None:
     the start of the first file, ``File Offset (s)`` from the start of each selection's file."""
     offset, n = 0.0, 1
     columns = (*RAVEN_COLUMNS[:7], *RAVEN_FILE_COLUMNS, *RAVEN_COLUMNS[7:])
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", errors="surrogateescape",
+                                        newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(columns), delimiter="\t", lineterminator="\n",
                                 quoting=csv.QUOTE_NONE, escapechar="\\")
         writer.writeheader()
@@ -562,9 +565,15 @@ def _write_parquet(path: Path, docs: Iterable[dict[str, Any]]) -> None:
     fields = [pa.field(col, numeric.get(col, pa.string())) for col in CSV_COLUMNS]
     schema = pa.schema(fields, metadata={"soundnet_provenance": json.dumps(prov)})
 
+    def cell(value: Any) -> Any:
+        if value == "":
+            return None
+        if isinstance(value, str):  # Parquet strings are UTF-8: a non-UTF-8 name gets U+FFFD
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        return value
+
     def table(rows: list[dict[str, Any]]) -> Any:
-        arrays = [pa.array([None if r[f.name] == "" else r[f.name] for r in rows], type=f.type)
-                  for f in fields]
+        arrays = [pa.array([cell(r[f.name]) for r in rows], type=f.type) for f in fields]
         return pa.Table.from_arrays(arrays, schema=schema)
 
     rows = (r for d in itertools.chain([first] if first else [], it) if d.get("ok")
