@@ -896,3 +896,21 @@ def test_tag_out_of_a_non_utf8_name_writes_every_view(tmp_path, tiny_checkpoint,
     assert r.exit_code == 0 and "Traceback" not in r.output, r.output
     assert os.path.exists(os.fsencode(out) + b"/caf\xe9.tags.csv")
     assert b"caf\xe9.wav" in (out / "tags.csv").read_bytes()
+
+
+# -- #22.9 teach: videos shorter than --min-partial-step of one step are skipped -----------------
+
+
+@pytest.mark.parametrize("seconds", [0.2, 2.0])
+def test_teach_skips_videos_of_mostly_silence(tmp_path, seconds):
+    pytest.importorskip("av")
+    from avworld import class_sound, write_video
+
+    from soundnet_cli.distill.video import FrameSampling, decode_video
+    from soundnet_cli.errors import VideoError
+
+    path = write_video(tmp_path / "v.mp4", [0], seconds, audio=class_sound(0, seconds, 22_050, 1))
+    with pytest.raises(VideoError, match=r"v\.mp4: .* shorter than 2\.5 s .*--min-partial-step"):
+        decode_video(path, FrameSampling(step_seconds=5.0))
+    kept = write_video(tmp_path / "w.mp4", [0], 3.0, audio=class_sound(0, 3.0, 22_050, 1))
+    assert decode_video(kept, FrameSampling(step_seconds=5.0)).steps == 1  # 60 % of a step
