@@ -905,7 +905,6 @@ def test_tag_out_of_a_non_utf8_name_writes_every_view(tmp_path, tiny_checkpoint,
 def test_teach_skips_videos_of_mostly_silence(tmp_path, seconds):
     pytest.importorskip("av")
     from avworld import class_sound, write_video
-
     from soundnet_cli.distill.video import FrameSampling, decode_video
     from soundnet_cli.errors import VideoError
 
