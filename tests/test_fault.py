@@ -650,3 +650,32 @@ def test_read_only_file_system_under_tag_and_extract(tmp_path, tiny_checkpoint):
                 assert "Read-only file system" in r.stderr, (cmd, r.stderr)
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_memory_of_many_empty_tensors_and_a_compressible_t7(tmp_path):
+    """#22.5: what a file declares never costs more memory than its size plus a constant: a
+    safetensors header listing 200,000 empty tensors, and a release zip whose .t7 declares a
+    250 MiB storage of low-entropy bytes (about 30x compressible)."""
+    from torch7_writer import Storage, write_t7
+
+    header = {f"t{i:06d}": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}
+              for i in range(200_000)}
+    header["__metadata__"] = {"format": "soundnet-cli", "format_version": "1"}
+    data = json.dumps(header).encode()
+    data += b" " * (-len(data) % 8)
+    many = tmp_path / "many.safetensors"
+    many.write_bytes(struct.pack("<Q", len(data)) + data)
+    marker = tmp_path / "EXECUTED"
+    (got,) = probe("checkpoint", [many])
+    assert check("checkpoint", many, got, marker) == "refused"
+
+    rng = np.random.default_rng(0)
+    runs = np.repeat(rng.integers(0, 256, (250 << 20) // 32, dtype=np.uint8), 32)
+    t7 = io.BytesIO()
+    write_t7(Storage(runs.view(np.float32)), t7)
+    archive = tmp_path / "release.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("soundnet8_final.t7", t7.getvalue())
+    del runs, t7
+    (got,) = probe("zip", [archive])
+    assert check("zip", archive, got, marker) == "refused"

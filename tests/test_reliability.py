@@ -913,3 +913,47 @@ def test_teach_skips_videos_of_mostly_silence(tmp_path, seconds):
         decode_video(path, FrameSampling(step_seconds=5.0))
     kept = write_video(tmp_path / "w.mp4", [0], 3.0, audio=class_sound(0, 3.0, 22_050, 1))
     assert decode_video(kept, FrameSampling(step_seconds=5.0)).steps == 1  # 60 % of a step
+
+
+# -- #22 unclear: checkpoint messages -----------------------------------------------------------
+
+
+def _with_header_length_low_byte(src: Path, dst: Path, low: int, edit) -> Path:
+    """``src`` rewritten with ``edit(state)`` applied and its provenance padded until the
+    safetensors header length ends in the byte ``low``."""
+    from safetensors import safe_open
+
+    with safe_open(str(src), framework="pt") as f:
+        meta = dict(f.metadata())
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    edit(state)
+    for pad in range(0, 4096):
+        meta["provenance"] = json.dumps({"pad": "x" * pad})
+        save_file(state, str(dst), metadata=meta)
+        if dst.read_bytes()[0] == low:
+            return dst
+    raise AssertionError("no padding gives that header length")
+
+
+def test_weights_info_names_a_bad_checkpoint_whatever_its_header_length(tiny_checkpoint, tmp_path,
+                                                                        run):
+    def wrong_shape(state):
+        state["heads.objects.weight"] = torch.zeros(3, 3)
+
+    bad = _with_header_length_low_byte(tiny_checkpoint, tmp_path / "bad.safetensors", 0x80,
+                                       wrong_shape)
+    r = run("weights", "info", bad)
+    assert r.exit_code == 1 and "torch" not in r.stderr.replace("safetensors", "")
+    assert "heads.objects.weight has shape (3, 3)" in " ".join(r.stderr.split())
+
+
+def test_checkpoint_listing_too_many_tensors_is_refused_before_loading(tiny_checkpoint, tmp_path):
+    from safetensors import safe_open
+
+    with safe_open(str(tiny_checkpoint), framework="pt") as f:
+        meta = dict(f.metadata())
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    state.update({f"extra{i}": torch.zeros(0) for i in range(5000)})
+    save_file(state, str(tmp_path / "many.safetensors"), metadata=meta)
+    with pytest.raises(WeightsError, match="many.safetensors: lists 5,0.. tensors"):
+        load_checkpoint(tmp_path / "many.safetensors")
