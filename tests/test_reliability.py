@@ -957,3 +957,32 @@ def test_checkpoint_listing_too_many_tensors_is_refused_before_loading(tiny_chec
     save_file(state, str(tmp_path / "many.safetensors"), metadata=meta)
     with pytest.raises(WeightsError, match="many.safetensors: lists 5,0.. tensors"):
         load_checkpoint(tmp_path / "many.safetensors")
+
+
+# -- #22 unclear: long names, links inside --out, forged records, newlines -----------------------
+
+
+def test_a_235_character_input_name_is_written(tmp_path, write_audio, tiny_checkpoint, run):
+    name = "n" * 231 + ".wav"
+    write_audio(f"d/{name}", 0.5)
+    r = _tag_out(run, tmp_path / "d", tmp_path / "o", tiny_checkpoint, "--format", "all")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "o" / ("n" * 231 + ".tags.json")).is_file()
+    r = run("extract", tmp_path / "d", "--out", tmp_path / "e", "--weights", tiny_checkpoint,
+            "--layer", "conv3", "--workers", "0", "-q")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "e" / ("n" * 231 + ".conv3.npy")).is_file()
+    assert not list(tmp_path.rglob("*.part"))
+
+
+def test_stale_parts_of_a_long_name_are_removed(tmp_path):
+    target = tmp_path / ("n" * 240 + ".npy")
+    from soundnet_cli.fsutil import atomic_path, part_prefix
+
+    stale = tmp_path / f"{part_prefix(target)}999999999.x.part"
+    stale.write_bytes(b"")
+    assert len(stale.name.encode()) <= 255
+    with atomic_path(target) as tmp:
+        assert len(tmp.name.encode()) <= 255
+        tmp.write_bytes(b"1")
+    assert target.read_bytes() == b"1" and not stale.exists()

@@ -32,7 +32,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_parts(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.pid{os.getpid()}.", suffix=".part",
+    fd, tmp = tempfile.mkstemp(prefix=f"{part_prefix(path)}{os.getpid()}.", suffix=".part",
                                dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -46,18 +46,38 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+#: Longest file-name part (in bytes) kept whole in a temporary name: with the ``.pid<PID>.``,
+#: random and ``.part`` parts added, the name stays within the usual 255-byte limit.
+_PART_NAME_BYTES = 200
+
+
+def part_prefix(path: str | os.PathLike) -> str:
+    """The start of the temporary names of atomic writes of ``path``: ``.<name>.pid``. A name
+    too long to fit a temporary name (over 200 bytes) is cut and a hash of the whole name
+    added, so every target still has its own prefix."""
+    name = Path(path).name
+    raw = os.fsencode(name)
+    if len(raw) > _PART_NAME_BYTES:
+        import hashlib
+
+        digest = hashlib.sha256(raw).hexdigest()[:16]
+        name = os.fsdecode(raw[:_PART_NAME_BYTES - 17]).encode("utf-8", "surrogateescape") \
+            .decode("utf-8", "ignore") + "~" + digest
+    return f".{name}.pid"
+
+
 def remove_stale_parts(path: str | os.PathLike) -> list[Path]:
     """Remove the temporary files of interrupted atomic writes of ``path`` whose writing process
     no longer exists (a live writer's, e.g. a concurrent run's, are kept); returns them."""
     path = Path(path)
     removed: list[Path] = []
-    prefix = f".{path.name}.pid"
+    prefix = part_prefix(path)
     try:
         names = [n for n in os.listdir(path.parent) if n.startswith(prefix)]
     except OSError:
         return removed
     for name in names:
-        m = _PART.search(name[len(path.name) + 1:])
+        m = _PART.search(name[len(prefix) - 5:])  # from the ".pid" on
         if m is None or _alive(int(m.group(1))):
             continue
         try:
