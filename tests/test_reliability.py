@@ -986,3 +986,22 @@ def test_stale_parts_of_a_long_name_are_removed(tmp_path):
         assert len(tmp.name.encode()) <= 255
         tmp.write_bytes(b"1")
     assert target.read_bytes() == b"1" and not stale.exists()
+
+
+@pytest.mark.parametrize("command", ["tag", "extract"])
+def test_a_directory_link_inside_out_is_not_written_through(tmp_path, write_audio,
+                                                            tiny_checkpoint, run, command):
+    write_audio("d/sub/a.wav", 0.5)
+    write_audio("d/b.wav", 0.5, freq=700)
+    out, elsewhere = tmp_path / "o", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    os.symlink(elsewhere, out / "sub")
+    extra = ("--layer", "conv3") if command == "extract" else ()
+    r = run(command, tmp_path / "d", "-r", "--out", out, "--weights", tiny_checkpoint,
+            "--workers", "0", "-q", *extra)
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    text = " ".join(r.stderr.split())
+    assert "a.wav" in text and "outside" in text and str(elsewhere) in text
+    assert list(elsewhere.iterdir()) == []
+    assert any(p.name.startswith("b.") for p in out.iterdir())  # the other input is done

@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Se
 import numpy as np
 
 from .errors import OutputError, SoundNetError
-from .fsutil import atomic_path, collision_candidates, mirrored_output
+from .fsutil import atomic_path, collision_candidates, mirrored_output, outside_message
 from .jsonutil import loads as strict_json
 from .runrecord import RunRecord
 from .runtime.options import (
@@ -249,6 +249,10 @@ class _Plan:
             for o in outs.values():
                 owners.setdefault(o.resolve(), []).append(path)
         for path, outs in planned.items():
+            away = next((m for o in outs.values() if (m := outside_message(out_dir, o))), None)
+            if away is not None:
+                self.collisions[path] = f"{path}: not extracted: {away}"
+                continue
             own = next((o for o in outs.values() if o.resolve() in inputs), None)
             if own is not None:
                 self.collisions[path] = (f"{path}: its output {own} would overwrite an input; "

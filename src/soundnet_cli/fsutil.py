@@ -155,6 +155,21 @@ def mirrored_output(
     return out_dir / (source.stem + suffix)
 
 
+def outside_message(out_dir: Path, output: Path) -> str | None:
+    """Why ``output`` (a path below ``out_dir``) would be written outside ``out_dir``: a directory
+    on its way is a symbolic link leading elsewhere. ``None`` when it stays inside. Outputs are
+    only written inside the output folder, so a link planted in it cannot redirect them."""
+    root = out_dir.resolve()
+    real = output.parent.resolve()
+    if real == root or root in real.parents:
+        return None
+    link = next((p for p in (output.parent, *output.parent.parents) if p.is_symlink()),
+                output.parent)
+    return (f"{output}: would be written outside {out_dir}, since {link} is a link to "
+            f"{link.resolve()}; outputs are only written inside the output folder: remove the "
+            "link (or choose another output folder)")
+
+
 def find_files(
     inputs: Iterable[str | os.PathLike], suffixes: Collection[str], *, recursive: bool = False
 ) -> tuple[list[Path], list[tuple[Path, str]]]:

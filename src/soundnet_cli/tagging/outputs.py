@@ -58,7 +58,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from ..errors import OutputError, SoundNetError
-from ..fsutil import atomic_path, atomic_write_text, collision_candidates, mirrored_output
+from ..fsutil import (
+    atomic_path,
+    atomic_write_text,
+    collision_candidates,
+    mirrored_output,
+    outside_message,
+)
 from ..jsonutil import loads as strict_json
 from .events import NO_CONFIDENT_LABEL, DetectOptions
 from .scoring import CSV_COLUMNS, TAG_SCHEMA_VERSION, TagResult, doc_csv_rows, result_to_json
@@ -357,6 +363,10 @@ class TagRun:
             stems = {self.record_path(p).name[:-len(RECORD_SUFFIX)] for p in files}  # the rest
             everyone = collision_candidates(self.run_inputs, files, stems=stems)
         for path in everyone:
+            away = outside_message(self.out_dir, self.record_path(path)) if path in mine else None
+            if away is not None:
+                clashes[path] = f"{path}: not tagged: {away}"
+                continue
             out = self.record_path(path).resolve()
             if out in owner:
                 clashes[path] = (f"{path}: its results {self.record_path(path)} would also be "
