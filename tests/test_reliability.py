@@ -1005,3 +1005,60 @@ def test_a_directory_link_inside_out_is_not_written_through(tmp_path, write_audi
     assert "a.wav" in text and "outside" in text and str(elsewhere) in text
     assert list(elsewhere.iterdir()) == []
     assert any(p.name.startswith("b.") for p in out.iterdir())  # the other input is done
+
+
+def test_a_record_with_a_forged_path_is_not_carried_into_the_tables(tmp_path, write_audio,
+                                                                    tiny_checkpoint, run):
+    write_audio("d/a.wav", 0.5)
+    write_audio("d/b.wav", 0.5, freq=700)
+    out = tmp_path / "o"
+    assert _tag_out(run, tmp_path / "d", out, tiny_checkpoint).exit_code == 0
+    record = out / "a.tags.json"
+    doc = json.loads(record.read_text())
+    doc["path"] = "/etc/passwd"
+    record.write_text(json.dumps(doc))
+    assert _tag_out(run, tmp_path / "d", out, tiny_checkpoint).exit_code == 0
+    paths = [json.loads(x)["path"] for x in (out / "tags.jsonl").read_text().splitlines()]
+    assert paths == [str(tmp_path / "d" / "a.wav"), str(tmp_path / "d" / "b.wav")]
+    assert "/etc/passwd" not in (out / "tags.csv").read_text()
+
+
+def test_manifest_rows_outside_out_are_dropped(tmp_path, write_audio, tiny_checkpoint, run):
+    import csv
+
+    write_audio("d/a.wav", 0.5)
+    out = tmp_path / "o"
+    args = ("extract", tmp_path / "d", "--out", out, "--weights", tiny_checkpoint, "--layer",
+            "conv3", "--workers", "0", "-q")
+    assert run(*args).exit_code == 0
+    manifest = out / "manifest.csv"
+    rows = list(csv.DictReader(manifest.open()))
+    forged = dict(rows[0], input="/etc/passwd", output="/etc/passwd.conv3.npy")
+    escaped = dict(rows[0], input="x", output=str(out / ".." / "x.conv3.npy"))
+    with manifest.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writerows([forged, escaped])
+    write_audio("d/b.wav", 0.5, freq=700)
+    r = run(*args)
+    assert r.exit_code == 0 and "Traceback" not in r.output
+    outputs = [row["output"] for row in csv.DictReader(manifest.open())]
+    assert outputs == [str(out / "a.conv3.npy"), str(out / "b.conv3.npy")]
+
+
+def test_merge_drops_manifest_rows_outside_out(tmp_path, write_audio, tiny_checkpoint, run):
+    import csv
+
+    for i in range(2):
+        write_audio(f"d/{i}.wav", 0.5, freq=300 + 200 * i)
+    out = tmp_path / "o"
+    for s in ("0/2", "1/2"):
+        assert run("extract", tmp_path / "d", "--out", out, "--weights", tiny_checkpoint,
+                   "--layer", "conv3", "--workers", "0", "-q", "--shard", s).exit_code == 0
+    shard = out / "manifest.shard-1-of-2.csv"
+    rows = list(csv.DictReader(shard.open()))
+    with shard.open("a", newline="") as f:
+        csv.DictWriter(f, fieldnames=list(rows[0])).writerow(
+            dict(rows[0], input="~", output="/etc/passwd.conv3.npy"))  # sorts last
+    assert run("merge", out).exit_code == 0
+    outputs = [r["output"] for r in csv.DictReader((out / "manifest.csv").open())]
+    assert outputs == [str(out / "0.conv3.npy"), str(out / "1.conv3.npy")]

@@ -61,7 +61,13 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Se
 import numpy as np
 
 from .errors import OutputError, SoundNetError
-from .fsutil import atomic_path, collision_candidates, mirrored_output, outside_message
+from .fsutil import (
+    atomic_path,
+    collision_candidates,
+    mirrored_output,
+    names_inside,
+    outside_message,
+)
 from .jsonutil import loads as strict_json
 from .runrecord import RunRecord
 from .runtime.options import (
@@ -672,8 +678,10 @@ class Manifest:
     advisory ``flock`` on the manifest's directory.
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> None:
         self.path = Path(path)
+        #: Rows read back whose output is not inside this folder are dropped (hand-edited).
+        self.out_dir = out_dir
         self.format = manifest_format(self.path)
         self.rows: dict[str, dict[str, Any]] = {}
         self._mine: dict[str, dict[str, Any]] = {}  # rows this run added or replaced
@@ -689,7 +697,8 @@ class Manifest:
             else:
                 found = [strict_json(line) for line in text.splitlines() if line.strip()]
             for row in found:
-                rows[str(row["output"])] = row
+                if self.out_dir is None or names_inside(self.out_dir, str(row["output"])):
+                    rows[str(row["output"])] = row
         except (OSError, ValueError, KeyError, TypeError, csv.Error) as e:
             raise OutputError(f"{self.path}: cannot read the existing manifest ({e}); "
                               "move it away or pass another --manifest") from e

@@ -155,6 +155,13 @@ def mirrored_output(
     return out_dir / (source.stem + suffix)
 
 
+def names_inside(out_dir: str | os.PathLike, path: str | os.PathLike) -> bool:
+    """Whether the path string ``path`` names something inside ``out_dir`` (``..`` resolved,
+    links not followed: string work only, for checking rows read back from a file)."""
+    root = os.path.abspath(out_dir)
+    return os.path.abspath(path).startswith(root.rstrip(os.sep) + os.sep)
+
+
 def outside_message(out_dir: Path, output: Path) -> str | None:
     """Why ``output`` (a path below ``out_dir``) would be written outside ``out_dir``: a directory
     on its way is a symbolic link leading elsewhere. ``None`` when it stays inside. Outputs are

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from .errors import OutputError
-from .fsutil import atomic_path, atomic_write_text
+from .fsutil import atomic_path, atomic_write_text, names_inside
 from .jsonutil import loads as strict_json
 from .runtime.shard import Shard
 from .shardstatus import STATUS_GLOB, StatusFile, shard_path
@@ -211,11 +211,22 @@ def _merge_extract(out: Path, files: list[StatusFile], partial: bool) -> MergeRe
     report.failed = [(p, e) for p, e in report.failed if p not in redone_inputs]
     if report.complete or partial:
         sources = [read_manifest(shard_path(target, f.shard)) for f in usable] + [iter(redone)]
-        rows = _counted(_unique(heapq.merge(*sources, key=manifest_key), manifest_key), report)
+        merged = heapq.merge(*sources, key=manifest_key)
+        inside = (r for r in merged if _row_inside(out, str(r["output"])))  # no edited rows
+        rows = _counted(_unique(inside, manifest_key), report)
         write_manifest(target, rows)
         report.written["manifest"] = target
     _write_rerun(report)
     return report
+
+
+def _row_inside(out: Path, output: str) -> bool:
+    """Whether a manifest row's output can be one of ``out``'s: an absolute path inside it (as
+    given or resolved), or a relative one (relative to the shard's working directory, which is
+    not known here) that does not climb with ``..``."""
+    if os.path.isabs(output):
+        return names_inside(out, output) or names_inside(out.resolve(), output)
+    return ".." not in Path(output).parts
 
 
 def _unique(rows: Iterable[dict[str, Any]], key: Any) -> Iterator[dict[str, Any]]:

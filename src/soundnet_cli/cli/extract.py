@@ -130,7 +130,7 @@ def extract(
             from ..shardstatus import shard_path
 
             manifest_path = shard_path(manifest_path, part)
-        book = Manifest(manifest_path)
+        book = Manifest(manifest_path, out_dir)
         counts = _run(model, files, layers, out_dir, roots, pool.value, overwrite, options,
                       quiet, book, failures, status, decoder, manifest_path,
                       found if part is not None else None)

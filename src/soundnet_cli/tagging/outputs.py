@@ -403,9 +403,14 @@ class TagRun:
         except (OSError, ValueError):
             return None
         same = (isinstance(doc, dict) and doc.get("ok") is True
-                and doc.get("provenance", {}).get("settings_id") == self.provenance["settings_id"]
-                and doc.get("input") == _input_stamp(source))
-        return doc if same else None
+                and isinstance(doc.get("provenance"), dict)
+                and doc["provenance"].get("settings_id") == self.provenance["settings_id"]
+                and doc.get("input") == _input_stamp(source)
+                and _same_file(doc.get("path"), source))
+        if not same:
+            return None
+        doc["path"] = str(source)  # as this run spells it (the tables' order and paths)
+        return doc
 
     # -- writing
     def write(self, result: TagResult) -> TagOutcome:
@@ -498,6 +503,14 @@ class TagRun:
 def record_path(source: Path, roots: Sequence[Path], out_dir: Path) -> Path:
     """Where the record of ``source`` goes (see the module docs)."""
     return mirrored_output(source, list(roots), out_dir, RECORD_SUFFIX)
+
+
+def _same_file(recorded: Any, source: Path) -> bool:
+    """Whether a record's ``path`` names ``source`` (a hand-edited one does not count as done,
+    so it is recomputed and never carried into the tables)."""
+    if not isinstance(recorded, str):
+        return False
+    return recorded == str(source) or Path(recorded).resolve() == source.resolve()
 
 
 def _input_stamp(path: Path) -> dict[str, Any] | None:
