@@ -1062,3 +1062,18 @@ def test_merge_drops_manifest_rows_outside_out(tmp_path, write_audio, tiny_check
     assert run("merge", out).exit_code == 0
     outputs = [r["output"] for r in csv.DictReader((out / "manifest.csv").open())]
     assert outputs == [str(out / "0.conv3.npy"), str(out / "1.conv3.npy")]
+
+
+def test_rerun_list_never_splits_a_name_with_a_newline(tmp_path, write_audio, tiny_checkpoint,
+                                                       run):
+    write_audio("d/good.wav", 0.5)
+    (tmp_path / "d" / "bad\nname.wav").write_bytes(b"not audio at all" * 10)
+    (tmp_path / "d" / "bad.wav").write_bytes(b"not audio either" * 10)
+    out = tmp_path / "o"
+    for s in ("0/2", "1/2"):
+        _tag_out(run, tmp_path / "d", out, tiny_checkpoint, "--shard", s)
+    r = run("merge", out)
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    listed = (out / "rerun.txt").read_text().splitlines()
+    assert listed == [str(tmp_path / "d" / "bad.wav")]  # no half names
+    assert "newline" in " ".join(r.stderr.split())

@@ -67,6 +67,8 @@ class MergeReport:
     rows: int = 0
     written: dict[str, Path] = field(default_factory=dict)
     rerun: Path | None = None
+    #: Failed inputs left out of rerun.txt: their names hold a line break.
+    unlisted: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -86,7 +88,8 @@ class MergeReport:
                 "failed": [{"input": p, "error": e} for p, e in self.failed],
                 "fixed": self.fixed, "rows": self.rows,
                 "written": {k: str(v) for k, v in self.written.items()},
-                "rerun": None if self.rerun is None else str(self.rerun)}
+                "rerun": None if self.rerun is None else str(self.rerun),
+                "unlisted": self.unlisted}
 
 
 def find_status(out_dir: str | os.PathLike) -> dict[str, list[StatusFile]]:
@@ -181,9 +184,15 @@ def _survey(out: Path, files: list[StatusFile], table: Callable[[Shard], Path]
 
 
 def _write_rerun(report: MergeReport) -> None:
+    """``rerun.txt``: the failed inputs, one per line. A name holding a line break cannot be a
+    line of it (it would split into two wrong paths): it is left out and listed in
+    ``report.unlisted`` instead."""
     path = report.out_dir / RERUN_FILE
-    if report.failed:
-        atomic_write_text(path, "".join(p + "\n" for p, _ in report.failed))
+    listable = [p for p, _ in report.failed if "\n" not in p and "\r" not in p]
+    listed = set(listable)
+    report.unlisted = [p for p, _ in report.failed if p not in listed]
+    if listable:
+        atomic_write_text(path, "".join(p + "\n" for p in listable))
         report.rerun = path
     elif path.exists():
         path.unlink()  # nothing left to redo: no stale list
