@@ -1077,3 +1077,23 @@ def test_rerun_list_never_splits_a_name_with_a_newline(tmp_path, write_audio, ti
     listed = (out / "rerun.txt").read_text().splitlines()
     assert listed == [str(tmp_path / "d" / "bad.wav")]  # no half names
     assert "newline" in " ".join(r.stderr.split())
+
+
+def test_an_mp4_with_garbled_metadata_is_read(tmp_path, tiny_checkpoint, run):
+    """A bit flip in an MP4's metadata (its encoder tag) is not a UTF-8 error: the tags are
+    read with replacement characters and the audio decodes."""
+    pytest.importorskip("av")
+    from avworld import class_sound, write_video
+
+    from soundnet_cli.distill.video import FrameSampling, decode_video
+
+    path = write_video(tmp_path / "v.mp4", [0], 2.0, audio=class_sound(0, 2.0, 22_050, 1))
+    data = bytearray(path.read_bytes())
+    at = data.find(b"Lavf")
+    assert at > 0
+    data[at + 4] = 0xFF  # never valid in UTF-8
+    path.write_bytes(bytes(data))
+    r = run("tag", path, "--json", "--weights", tiny_checkpoint, "--workers", "0", "-q")
+    doc = json.loads(r.stdout)
+    assert doc["ok"] and r.exit_code == 0, doc.get("error")
+    assert decode_video(path, FrameSampling(step_seconds=1.0)).steps == 2

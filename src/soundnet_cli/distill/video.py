@@ -140,7 +140,7 @@ def decode_video(path: str | os.PathLike, sampling: FrameSampling = FrameSamplin
     if not path.is_file():
         raise VideoError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
     try:
-        container = av.open(str(path))
+        container = av.open(str(path), metadata_errors="replace")  # garbled tags are not fatal
     except Exception as e:
         raise VideoError(f"{path}: cannot decode: {_reason(e)}") from e
     with container:
