@@ -1084,7 +1084,6 @@ def test_an_mp4_with_garbled_metadata_is_read(tmp_path, tiny_checkpoint, run):
     read with replacement characters and the audio decodes."""
     pytest.importorskip("av")
     from avworld import class_sound, write_video
-
     from soundnet_cli.distill.video import FrameSampling, decode_video
 
     path = write_video(tmp_path / "v.mp4", [0], 2.0, audio=class_sound(0, 2.0, 22_050, 1))
