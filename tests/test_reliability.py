@@ -1,4 +1,5 @@
-"""Regression tests for the failures of the fault campaign (issue #16), one or more per item.
+"""Regression tests for the failures of the fault campaigns (issues #16 and #22), one or more
+per item.
 
 Each test failed before its fix. They are fast (tiny network, generated audio, in process);
 the campaign itself (subprocesses, signals, a full file system, fuzzing) is tests/test_fault.py.
