@@ -18,14 +18,17 @@ def _refuse_constant(token: str) -> Any:
     raise ValueError(f"not strict JSON: {token} is not a number JSON allows")
 
 
-def loads(text: str | bytes) -> Any:
+def loads(text: str | bytes, *, constants: bool = False) -> Any:
     """Parse strict JSON ``text``; :class:`ValueError` for anything else.
 
-    Refused: malformed JSON, the constants ``NaN``, ``Infinity`` and ``-Infinity``, and nesting
-    deeper than Python's recursion limit allows (about 1,000 levels; a ``RecursionError``
-    otherwise).
+    Refused: malformed JSON, the constants ``NaN``, ``Infinity`` and ``-Infinity`` (unless
+    ``constants``: for values a validator checks next and names better, such as a checkpoint's
+    config), and nesting deeper than Python's recursion limit allows (about 1,000 levels; a
+    ``RecursionError`` otherwise).
     """
     try:
+        if constants:
+            return json.loads(text)
         return json.loads(text, parse_constant=_refuse_constant)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None

@@ -142,7 +142,8 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         metadata, tensors = _MIGRATIONS[version](metadata, tensors)
         version += 1
     try:
-        config = SoundNetConfig.from_dict(strict_json(metadata["config"]))
+        # NaN allowed here: from_dict names the value ("input_scale is nan")
+        config = SoundNetConfig.from_dict(strict_json(metadata["config"], constants=True))
         provenance = strict_json(metadata.get("provenance", "{}"))
     except (KeyError, ValueError) as e:  # strict_json: also NaN and nesting too deep
         raise WeightsError(f"{path}: checkpoint header is malformed: {e}") from e
