@@ -215,11 +215,11 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             (size,) = struct.unpack("<Q", f.read(8))
-            if size > 100_000_000:
+            if size > 8 << 20:  # checkpoint.MAX_HEADER_BYTES (that module imports torch)
                 return {}
             meta = strict_json(f.read(size)).get("__metadata__") or {}
         out: dict[str, Any] = dict(meta)
-        out["config"] = strict_json(meta["config"])
+        out["config"] = strict_json(meta["config"], constants=True)
         out["provenance"] = strict_json(meta.get("provenance", "{}"))
         return out
     except (OSError, struct.error, ValueError, KeyError, TypeError, AttributeError):
