@@ -1097,3 +1097,4 @@ def test_an_mp4_with_garbled_metadata_is_read(tmp_path, tiny_checkpoint, run):
     doc = json.loads(r.stdout)
     assert doc["ok"] and r.exit_code == 0, doc.get("error")
     assert decode_video(path, FrameSampling(step_seconds=1.0)).steps == 2
+

@@ -133,7 +133,16 @@ def save_array(path: Path, array: np.ndarray) -> None:
     """Write ``array`` as ``.npy`` atomically (temporary file, then rename)."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:  # a file object: np.save(path) would append ".npy" to tmp
-            np.save(f, array, allow_pickle=False)
+            np.save(_Writes(f), array, allow_pickle=False)
+
+
+class _Writes:
+    """Only a file's ``write``: NumPy then writes in buffered pieces through Python, whose
+    OSError carries the system's reason (``No space left on device``), instead of ``tofile``,
+    whose error on a full disk says only how many bytes were written."""
+
+    def __init__(self, f: Any) -> None:
+        self.write = f.write
 
 
 def npy_shape(path: Path) -> tuple[int, ...]:
