@@ -2,7 +2,7 @@
 place that decides them.
 
 Temporary files of an atomic write are named ``.<name>.pid<PID>.<random>.part`` beside the
-target. A process killed outright (SIGKILL, power loss) cannot remove its own; the next write of
+target (a name over 200 bytes is cut and a hash of it added: :func:`part_prefix`). A process killed outright (SIGKILL, power loss) cannot remove its own; the next write of
 the same target removes those whose process is gone (:func:`remove_stale_parts`), so interrupted
 runs never accumulate them.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import re
 import stat
@@ -58,11 +59,8 @@ def part_prefix(path: str | os.PathLike) -> str:
     name = Path(path).name
     raw = os.fsencode(name)
     if len(raw) > _PART_NAME_BYTES:
-        import hashlib
-
         digest = hashlib.sha256(raw).hexdigest()[:16]
-        name = os.fsdecode(raw[:_PART_NAME_BYTES - 17]).encode("utf-8", "surrogateescape") \
-            .decode("utf-8", "ignore") + "~" + digest
+        name = raw[:_PART_NAME_BYTES - 17].decode("utf-8", "ignore") + "~" + digest
     return f".{name}.pid"
 
 
