@@ -1098,3 +1098,11 @@ def test_an_mp4_with_garbled_metadata_is_read(tmp_path, tiny_checkpoint, run):
     assert doc["ok"] and r.exit_code == 0, doc.get("error")
     assert decode_video(path, FrameSampling(step_seconds=1.0)).steps == 2
 
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_non_finite_min_gap_is_a_usage_error(tmp_path, write_audio, tiny_checkpoint, run, value):
+    a = write_audio("a.wav", 0.5)
+    r = run("tag", a, "--weights", tiny_checkpoint, "--workers", "0", "-q", "--min-gap", value,
+            "--json")
+    assert r.exit_code == 2 and "min-gap" in r.stderr and "Traceback" not in r.output
