@@ -1,4 +1,4 @@
-"""The fault-injection campaign (issue #16), kept in the suite: hostile audio and special files,
+"""The fault-injection campaigns (issues #16 and #22), kept in the suite: hostile audio and special files,
 signals, a full file system, concurrent runs, and a fuzz pass over every loader.
 
 Marked ``fault``. The fast part runs by default (CI); cases marked ``slow`` (real ``soundnet``
@@ -295,7 +295,9 @@ def test_fuzz_torch7_and_zip(tmp_path):
     write_t7(Tensor(Storage(np.zeros(1, np.float32)), 0, (10**8,), (0,)), view)
     counts = _fuzz(tmp_path, "t7", valid, valid.read_bytes(), _fuzz_count(),
                    payloads=[("stride 0", view.getvalue())], suffix=".t7")
-    assert counts["refused"] >= _fuzz_count()
+    # Most of a .t7 is float weights: a byte flipped there, or a zip with junk appended (read
+    # from its end), is still a valid network, rightly accepted; every case was checked above.
+    assert counts["refused"] >= _fuzz_count() // 2
     archive = tmp_path / "valid.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("soundnet8_final.t7", valid.read_bytes())
@@ -304,7 +306,7 @@ def test_fuzz_torch7_and_zip(tmp_path):
         z.writestr("soundnet8_final.t7", b"\x00" * (64 << 20))
     counts = _fuzz(tmp_path, "zip", archive, archive.read_bytes(), _fuzz_count(),
                    payloads=[("bomb", bomb.getvalue())], suffix=".zip")
-    assert counts["refused"] >= _fuzz_count()
+    assert counts["refused"] >= _fuzz_count() // 2
 
 
 def test_fuzz_npy_and_pt(tmp_path, tiny_model):
@@ -584,4 +586,129 @@ def test_fifo_on_the_command_line_does_not_hang(tmp_path, tiny_checkpoint):
     r = soundnet("tag", good, tmp_path / "in" / "f.wav", "--weights", tiny_checkpoint, "--json",
                  timeout=120)
     assert r.returncode == 1
-    assert [json.loads(line)["ok"] for line in r.stdout.splitlines()] == [True, False]
+    docs = {json.loads(line)["path"]: json.loads(line)["ok"] for line in r.stdout.splitlines()}
+    assert docs == {str(good): True, str(tmp_path / "in" / "f.wav"): False}  # any order
+
+
+# ---------------------------------------------------------------------------------------------
+# Second campaign (issue #22): tag --out under concurrency, a read-only file system
+
+
+def _tag_procs(tmp_path: Path, ckpt: Path, *settings: tuple[str, ...]) -> list[subprocess.Popen]:
+    env = {**os.environ, "PYTHONPATH": SRC}
+    return [subprocess.Popen([sys.executable, "-m", "soundnet_cli", "tag", str(tmp_path / "in"),
+                              "-r", "--out", str(tmp_path / "out"), "--weights", str(ckpt),
+                              "--workers", "0", "-q", *extra], env=env, stderr=subprocess.PIPE,
+                             text=True)
+            for extra in settings]
+
+
+@slow
+def test_concurrent_tag_runs_with_other_settings_never_mix(tmp_path, tiny_checkpoint):
+    """Two ``tag --out`` runs into one folder with different thresholds: one claims the folder,
+    the other is refused with a clear error; every record and table is of one setting."""
+    inputs = _audio_tree(tmp_path / "in", 30, 0.5)
+    procs = _tag_procs(tmp_path, tiny_checkpoint, ("--min-conf", "0.2"), ("--min-conf", "0.8"))
+    codes = [p.wait(timeout=300) for p in procs]
+    errors = [p.stderr.read() for p in procs]
+    assert sorted(codes) == [0, 1], errors
+    refused = errors[codes.index(1)]
+    assert "another output folder" in " ".join(refused.split()) and "Traceback" not in refused
+    out = tmp_path / "out"
+    records = [json.loads(p.read_text()) for p in out.glob("*.tags.json")]
+    assert len(records) == len(inputs)
+    assert len({r["provenance"]["settings_id"] for r in records}) == 1
+    lines = [json.loads(x) for x in (out / "tags.jsonl").read_text().splitlines()]
+    assert len(lines) == len(inputs) and {d["provenance"]["settings_id"] for d in lines} == \
+        {records[0]["provenance"]["settings_id"]}
+
+
+@slow
+def test_concurrent_tag_runs_with_the_same_settings_both_finish(tmp_path, tiny_checkpoint):
+    inputs = _audio_tree(tmp_path / "in", 30, 0.5)
+    procs = _tag_procs(tmp_path, tiny_checkpoint, ("--format", "jsonl,csv"), ("--format", "jsonl"))
+    assert [p.wait(timeout=300) for p in procs] == [0, 0], [p.stderr.read() for p in procs]
+    out = tmp_path / "out"
+    assert len((out / "tags.jsonl").read_text().splitlines()) == len(inputs)
+    assert len(list(out.glob("*.tags.json"))) == len(inputs)
+    assert not list(out.rglob("*.part"))
+
+
+@slow
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mount"), reason="needs root to mount")
+def test_read_only_file_system_under_tag_and_extract(tmp_path, tiny_checkpoint):
+    _audio_tree(tmp_path / "in", 2, 0.5)
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,ro", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        for out in (mnt, mnt / "new"):  # an existing output folder, and one to create
+            for cmd in (("tag", "--out", out), ("extract", "--out", out, "--layer", "conv3")):
+                r = soundnet(cmd[0], tmp_path / "in", *cmd[1:], "--weights", tiny_checkpoint,
+                             "--workers", "0")
+                assert r.returncode == 1 and "Traceback" not in r.stderr, (cmd, r.stderr)
+                assert "Read-only file system" in r.stderr, (cmd, r.stderr)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_memory_of_many_empty_tensors_and_a_compressible_t7(tmp_path):
+    """#22.5: what a file declares never costs more memory than its size plus a constant: a
+    safetensors header listing 200,000 empty tensors, and a release zip whose .t7 declares a
+    250 MiB storage of low-entropy bytes (about 30x compressible)."""
+    from torch7_writer import Storage, write_t7
+
+    header = {f"t{i:06d}": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}
+              for i in range(200_000)}
+    header["__metadata__"] = {"format": "soundnet-cli", "format_version": "1"}
+    data = json.dumps(header).encode()
+    data += b" " * (-len(data) % 8)
+    many = tmp_path / "many.safetensors"
+    many.write_bytes(struct.pack("<Q", len(data)) + data)
+    marker = tmp_path / "EXECUTED"
+    (got,) = probe("checkpoint", [many])
+    assert check("checkpoint", many, got, marker) == "refused"
+
+    rng = np.random.default_rng(0)
+    runs = np.repeat(rng.integers(0, 256, (250 << 20) // 32, dtype=np.uint8), 32)
+    t7 = io.BytesIO()
+    write_t7(Storage(runs.view(np.float32)), t7)
+    archive = tmp_path / "release.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("soundnet8_final.t7", t7.getvalue())
+    del runs, t7
+    (got,) = probe("zip", [archive])
+    assert check("zip", archive, got, marker) == "refused"
+
+
+@slow
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mount"), reason="needs root to mount")
+def test_full_file_system_under_tag_out_lists_every_input(tmp_path, tiny_checkpoint):
+    """#22.2: every input whose results could not be written is named, and the summary line is
+    printed, as extract does."""
+    inputs = _audio_tree(tmp_path / "in", 40, 0.5)
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        r = soundnet("tag", tmp_path / "in", "--out", mnt, "--weights", tiny_checkpoint,
+                     "--workers", "0", "--format", "jsonl,csv,raven,audacity")
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        text = " ".join(r.stderr.split())
+        assert "file(s) tagged" in text and "input(s) failed" in text
+        done = {p.name[:-len(".tags.json")] for p in mnt.glob("*.tags.json")}
+        unwritten = [p for p in inputs if p.stem not in done]
+        assert unwritten, "the file system did not fill up"
+        for p in unwritten:
+            assert f"{p}: cannot write its results: No space left on device" in text, p
+        for record in mnt.glob("*.tags.json"):
+            json.loads(record.read_text())  # what was written is whole
+        assert not list(mnt.glob(".*.part"))
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)

@@ -1,4 +1,5 @@
-"""Regression tests for the failures of the fault campaign (issue #16), one or more per item.
+"""Regression tests for the failures of the fault campaigns (issues #16 and #22), one or more
+per item.
 
 Each test failed before its fix. They are fast (tiny network, generated audio, in process);
 the campaign itself (subprocesses, signals, a full file system, fuzzing) is tests/test_fault.py.
@@ -642,3 +643,466 @@ def test_batching_changes_activations_by_at_most_the_documented_tolerance(tiny_m
     alone, batched = run(1), run(4)
     for a, b in zip(alone, batched):
         assert np.abs(a - b).max() <= 1e-5 * max(np.abs(a).max(), 1e-12)
+
+
+# ==========================================================================================
+# Second campaign (issue #22)
+# ==========================================================================================
+
+
+def _tag_out(run, src, out, ckpt, *extra):
+    return run("tag", src, "--out", out, "--weights", ckpt, "--workers", "0", "-q", *extra)
+
+
+def _settings_ids(out: Path) -> set:
+    return {json.loads(p.read_text())["provenance"]["settings_id"]
+            for p in out.rglob("*.tags.json")}
+
+
+# -- #22.1 tag --out: one folder, one set of settings ----------------------------------------------
+
+
+def test_tag_out_refuses_a_second_run_with_other_settings(tmp_path, write_audio, tiny_checkpoint,
+                                                          run):
+    for i in range(3):
+        write_audio(f"d/{i}.wav", 0.5, freq=300 + 100 * i)
+    out = tmp_path / "o"
+    r = _tag_out(run, tmp_path / "d", out, tiny_checkpoint, "--min-conf", "0.2",
+                 "--format", "jsonl,csv,audacity")
+    assert r.exit_code == 0, r.output
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != "run.json"}
+    r = _tag_out(run, tmp_path / "d", out, tiny_checkpoint, "--min-conf", "0.8",
+                 "--format", "jsonl")
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    text = " ".join(r.stderr.split())
+    assert "min_conf: 0.2 -> 0.8" in text and "another output folder" in text
+    # nothing of the first run was touched, nothing of the second written
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != "run.json"}
+    assert after == before and len(_settings_ids(out)) == 1
+    assert json.loads((out / "run.json").read_text())["settings"]["min_conf"] == 0.2
+    # --overwrite does not take a folder made with other settings either
+    r = _tag_out(run, tmp_path / "d", out, tiny_checkpoint, "--min-conf", "0.8", "--overwrite")
+    assert r.exit_code == 1 and len(_settings_ids(out)) == 1
+    # the same settings (any formats) resume
+    r = _tag_out(run, tmp_path / "d", out, tiny_checkpoint, "--min-conf", "0.2")
+    assert r.exit_code == 0, r.output
+
+
+def test_tag_out_refuses_a_folder_of_an_older_run_with_other_settings(
+        tmp_path, write_audio, tiny_checkpoint, run):
+    """A folder made before tag.json existed: its run.json says what made it."""
+    write_audio("d/a.wav", 0.5)
+    out = tmp_path / "o"
+    assert _tag_out(run, tmp_path / "d", out, tiny_checkpoint, "--min-conf", "0.2").exit_code == 0
+    (out / "tag.json").unlink()
+    r = _tag_out(run, tmp_path / "d", out, tiny_checkpoint, "--min-conf", "0.8")
+    assert r.exit_code == 1 and "run.json" in r.stderr
+
+
+# -- #22.2 full disk under tag --out -------------------------------------------------------------
+
+
+def test_tag_out_full_disk_names_every_input_and_prints_the_summary(
+        tmp_path, write_audio, tiny_checkpoint, run, monkeypatch):
+    import soundnet_cli.tagging.outputs as outputs
+
+    paths = [write_audio(f"d/{i}.wav", 0.5, freq=300 + 100 * i) for i in range(4)]
+    real = outputs.atomic_write_text
+
+    def full(path, text):
+        if Path(path).name.startswith(("2.", "3.")) or Path(path).name == "run.json":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, text)
+
+    def full_table(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(outputs, "atomic_write_text", full)
+    monkeypatch.setitem(outputs._COMBINERS, "jsonl", full_table)
+    r = run("tag", tmp_path / "d", "--out", tmp_path / "o", "--weights", tiny_checkpoint,
+            "--workers", "0")
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    text = " ".join(r.stderr.split())
+    assert "2 file(s) tagged" in text
+    for p in paths[2:]:
+        assert f"{p}: cannot write its results: No space left on device" in text
+    assert "cannot write the combined table: No space left on device" in text
+    assert "input(s) failed" in text
+
+
+# -- #22.3 read-only file system -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("existing", [True, False])
+def test_tag_out_read_only_file_system_is_one_line(tmp_path, write_audio, tiny_checkpoint, run,
+                                                   monkeypatch, existing):
+    import tempfile
+
+    write_audio("d/a.wav", 0.5)
+    out = tmp_path / "o"
+    if existing:
+        out.mkdir()
+
+    def read_only(*args, **kw):
+        raise OSError(errno.EROFS, "Read-only file system", str(out))
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    real_mkdir = os.mkdir
+    monkeypatch.setattr(os, "mkdir", lambda p, *a, **k: read_only() if str(p).startswith(str(out))
+                        else real_mkdir(p, *a, **k))
+    r = _tag_out(run, tmp_path / "d", out, tiny_checkpoint)
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert "Read-only file system" in r.stderr and str(out) in " ".join(r.stderr.split())
+
+
+# -- #22.4 merge of a damaged shard table --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garble", "not an object"])
+def test_merge_of_a_damaged_shard_table_names_the_file(tmp_path, write_audio, tiny_checkpoint,
+                                                       run, damage):
+    for i in range(4):
+        write_audio(f"d/{i}.wav", 0.5, freq=300 + 100 * i)
+    out = tmp_path / "o"
+    for s in ("0/2", "1/2"):
+        r = _tag_out(run, tmp_path / "d", out, tiny_checkpoint, "--shard", s)
+        assert r.exit_code == 0, r.output
+    table = out / "tags.shard-1-of-2.jsonl"
+    data = table.read_bytes()
+    table.write_bytes({"truncate": data[:-10], "garble": data[:40] + b"\x00{]" +
+                       data[43:], "not an object": b"[1, 2]\n" + data}[damage])
+    r = run("merge", out)
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert "tags.shard-1-of-2.jsonl" in r.stderr
+
+
+# -- #22.6 deeply nested JSON --------------------------------------------------------------------------
+
+
+def test_deeply_nested_record_is_not_done_and_does_not_stop_the_run(
+        tmp_path, write_audio, tiny_checkpoint, run):
+    write_audio("d/a.wav", 0.5)
+    write_audio("d/b.wav", 0.5, freq=600)
+    out = tmp_path / "o"
+    assert _tag_out(run, tmp_path / "d", out, tiny_checkpoint).exit_code == 0
+    (out / "a.tags.json").write_text("[" * 100_000 + "]" * 100_000)
+    r = _tag_out(run, tmp_path / "d", out, tiny_checkpoint)
+    assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+    assert json.loads((out / "a.tags.json").read_text())["ok"]
+    assert len((out / "tags.jsonl").read_text().splitlines()) == 2
+
+
+def test_deeply_nested_checkpoint_config_is_refused(tiny_checkpoint, tmp_path, run):
+    from safetensors import safe_open
+
+    with safe_open(str(tiny_checkpoint), framework="pt") as f:
+        meta = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta["config"] = "[" * 100_000 + "]" * 100_000
+    bad = tmp_path / "deep.safetensors"
+    save_file(tensors, str(bad), metadata=meta)
+    with pytest.raises(WeightsError, match="deep.safetensors"):
+        load_checkpoint(bad)
+    r = run("weights", "info", bad)
+    assert r.exit_code == 1 and "Traceback" not in r.output
+
+
+# -- #22.7 non-finite thresholds ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize("mode", [("--json",), ("--out", "o")])
+def test_non_finite_min_conf_is_a_usage_error(tmp_path, write_audio, tiny_checkpoint, run, value,
+                                              mode):
+    a = write_audio("a.wav", 0.5)
+    mode = tuple(str(tmp_path / m) if m == "o" else m for m in mode)
+    r = run("tag", a, "--weights", tiny_checkpoint, "--workers", "0", "-q", "--min-conf", value,
+            *mode)
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "min-conf" in r.stderr and "finite" in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_huge_min_conf_gives_no_numpy_warning(tmp_path, write_audio, tiny_checkpoint, run):
+    import warnings
+
+    a = write_audio("a.wav", 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = run("tag", a, "--weights", tiny_checkpoint, "--workers", "0", "--min-conf", "1e308",
+                "--json")
+    assert r.exit_code == 0, r.output
+    assert "Warning" not in r.stderr and "overflow" not in r.stderr
+
+
+# -- #22.8 a record that is not strict JSON is not done --------------------------------------------------
+
+
+def test_record_with_nan_is_recomputed(tmp_path, write_audio, tiny_checkpoint, run):
+    write_audio("d/a.wav", 0.5)
+    out = tmp_path / "o"
+    assert _tag_out(run, tmp_path / "d", out, tiny_checkpoint).exit_code == 0
+    record = out / "a.tags.json"
+    doc = json.loads(record.read_text())
+    doc["heads"][0]["window"] = float("nan")
+    record.write_text(json.dumps(doc))
+    r = _tag_out(run, tmp_path / "d", out, tiny_checkpoint)
+    assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+    assert "NaN" not in record.read_text()
+    for line in (out / "tags.jsonl").read_text().splitlines():
+        strict_json(line)
+
+
+# -- #22.10 non-UTF-8 file names in manifests and lists ----------------------------------------------------
+
+
+def test_extract_manifest_of_non_utf8_names(tmp_path, tiny_checkpoint, run):
+    d = tmp_path / "d"
+    d.mkdir()
+    name = os.fsdecode(b"caf\xe9.wav")
+    sf.write(os.fsencode(d / name), np.sin(np.arange(11_025) / 5).astype(np.float32) * 0.3,
+             22_050)
+    sf.write(str(d / "plain.wav"), np.sin(np.arange(11_025) / 7).astype(np.float32) * 0.3, 22_050)
+    out = tmp_path / "o"
+    r = run("extract", d, "--out", out, "--weights", tiny_checkpoint, "--layer", "conv3",
+            "--workers", "0", "-q")
+    assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+    rows = Manifest(out / "manifest.csv").rows
+    assert str(out / os.fsdecode(b"caf\xe9.conv3.npy")) in rows and len(rows) == 2
+    # a rerun reads the manifest back and merges into it
+    r = run("extract", d, "--out", out, "--weights", tiny_checkpoint, "--layer", "conv3",
+            "--workers", "0", "-q")
+    assert r.exit_code == 0 and len(Manifest(out / "manifest.csv").rows) == 2
+
+
+def test_files_from_with_a_non_utf8_name(tmp_path, tiny_checkpoint, run):
+    name = os.fsencode(tmp_path) + b"/caf\xe9.wav"
+    sf.write(name, np.sin(np.arange(11_025) / 5).astype(np.float32) * 0.3, 22_050)
+    sf.write(str(tmp_path / "plain.wav"), np.zeros(11_025, np.float32) + 0.1, 22_050)
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(name + b"\n" + os.fsencode(tmp_path / "plain.wav") + b"\n")
+    r = run("tag", "--files-from", listing, "--json", "--weights", tiny_checkpoint, "--workers",
+            "0", "-q")
+    assert r.exit_code == 0, r.output
+    assert [json.loads(line)["ok"] for line in r.stdout.splitlines()] == [True, True]
+
+
+def test_tag_out_of_a_non_utf8_name_writes_every_view(tmp_path, tiny_checkpoint, run):
+    d = tmp_path / "d"
+    d.mkdir()
+    sf.write(os.fsencode(d) + b"/caf\xe9.wav",
+             np.sin(np.arange(11_025) / 5).astype(np.float32) * 0.3, 22_050)
+    out = tmp_path / "o"
+    r = _tag_out(run, d, out, tiny_checkpoint, "--format", "all")
+    assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+    assert os.path.exists(os.fsencode(out) + b"/caf\xe9.tags.csv")
+    assert b"caf\xe9.wav" in (out / "tags.csv").read_bytes()
+
+
+# -- #22.9 teach: videos shorter than --min-partial-step of one step are skipped -----------------
+
+
+@pytest.mark.parametrize("seconds", [0.2, 2.0])
+def test_teach_skips_videos_of_mostly_silence(tmp_path, seconds):
+    pytest.importorskip("av")
+    from avworld import class_sound, write_video
+    from soundnet_cli.distill.video import FrameSampling, decode_video
+    from soundnet_cli.errors import VideoError
+
+    path = write_video(tmp_path / "v.mp4", [0], seconds, audio=class_sound(0, seconds, 22_050, 1))
+    with pytest.raises(VideoError, match=r"v\.mp4: .* shorter than 2\.5 s .*--min-partial-step"):
+        decode_video(path, FrameSampling(step_seconds=5.0))
+    kept = write_video(tmp_path / "w.mp4", [0], 3.0, audio=class_sound(0, 3.0, 22_050, 1))
+    assert decode_video(kept, FrameSampling(step_seconds=5.0)).steps == 1  # 60 % of a step
+
+
+# -- #22 unclear: checkpoint messages -----------------------------------------------------------
+
+
+def _with_header_length_low_byte(src: Path, dst: Path, low: int, edit) -> Path:
+    """``src`` rewritten with ``edit(state)`` applied and its provenance padded until the
+    safetensors header length ends in the byte ``low``."""
+    from safetensors import safe_open
+
+    with safe_open(str(src), framework="pt") as f:
+        meta = dict(f.metadata())
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    edit(state)
+    for pad in range(0, 4096):
+        meta["provenance"] = json.dumps({"pad": "x" * pad})
+        save_file(state, str(dst), metadata=meta)
+        if dst.read_bytes()[0] == low:
+            return dst
+    raise AssertionError("no padding gives that header length")
+
+
+def test_weights_info_names_a_bad_checkpoint_whatever_its_header_length(tiny_checkpoint, tmp_path,
+                                                                        run):
+    def wrong_shape(state):
+        state["heads.objects.weight"] = torch.zeros(3, 3)
+
+    bad = _with_header_length_low_byte(tiny_checkpoint, tmp_path / "bad.safetensors", 0x80,
+                                       wrong_shape)
+    r = run("weights", "info", bad)
+    assert r.exit_code == 1 and "torch" not in r.stderr.replace("safetensors", "")
+    assert "heads.objects.weight has shape (3, 3)" in " ".join(r.stderr.split())
+
+
+def test_checkpoint_listing_too_many_tensors_is_refused_before_loading(tiny_checkpoint, tmp_path):
+    from safetensors import safe_open
+
+    with safe_open(str(tiny_checkpoint), framework="pt") as f:
+        meta = dict(f.metadata())
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    state.update({f"extra{i}": torch.zeros(0) for i in range(5000)})
+    save_file(state, str(tmp_path / "many.safetensors"), metadata=meta)
+    with pytest.raises(WeightsError, match="many.safetensors: lists 5,0.. tensors"):
+        load_checkpoint(tmp_path / "many.safetensors")
+
+
+# -- #22 unclear: long names, links inside --out, forged records, newlines -----------------------
+
+
+def test_a_235_character_input_name_is_written(tmp_path, write_audio, tiny_checkpoint, run):
+    name = "n" * 231 + ".wav"
+    write_audio(f"d/{name}", 0.5)
+    r = _tag_out(run, tmp_path / "d", tmp_path / "o", tiny_checkpoint, "--format", "all")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "o" / ("n" * 231 + ".tags.json")).is_file()
+    r = run("extract", tmp_path / "d", "--out", tmp_path / "e", "--weights", tiny_checkpoint,
+            "--layer", "conv3", "--workers", "0", "-q")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "e" / ("n" * 231 + ".conv3.npy")).is_file()
+    assert not list(tmp_path.rglob("*.part"))
+
+
+def test_stale_parts_of_a_long_name_are_removed(tmp_path):
+    target = tmp_path / ("n" * 240 + ".npy")
+    from soundnet_cli.fsutil import atomic_path, part_prefix
+
+    stale = tmp_path / f"{part_prefix(target)}999999999.x.part"
+    stale.write_bytes(b"")
+    assert len(stale.name.encode()) <= 255
+    with atomic_path(target) as tmp:
+        assert len(tmp.name.encode()) <= 255
+        tmp.write_bytes(b"1")
+    assert target.read_bytes() == b"1" and not stale.exists()
+
+
+@pytest.mark.parametrize("command", ["tag", "extract"])
+def test_a_directory_link_inside_out_is_not_written_through(tmp_path, write_audio,
+                                                            tiny_checkpoint, run, command):
+    write_audio("d/sub/a.wav", 0.5)
+    write_audio("d/b.wav", 0.5, freq=700)
+    out, elsewhere = tmp_path / "o", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    os.symlink(elsewhere, out / "sub")
+    extra = ("--layer", "conv3") if command == "extract" else ()
+    r = run(command, tmp_path / "d", "-r", "--out", out, "--weights", tiny_checkpoint,
+            "--workers", "0", "-q", *extra)
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    text = " ".join(r.stderr.split())
+    assert "a.wav" in text and "outside" in text and str(elsewhere) in text
+    assert list(elsewhere.iterdir()) == []
+    assert any(p.name.startswith("b.") for p in out.iterdir())  # the other input is done
+
+
+def test_a_record_with_a_forged_path_is_not_carried_into_the_tables(tmp_path, write_audio,
+                                                                    tiny_checkpoint, run):
+    write_audio("d/a.wav", 0.5)
+    write_audio("d/b.wav", 0.5, freq=700)
+    out = tmp_path / "o"
+    assert _tag_out(run, tmp_path / "d", out, tiny_checkpoint).exit_code == 0
+    record = out / "a.tags.json"
+    doc = json.loads(record.read_text())
+    doc["path"] = "/etc/passwd"
+    record.write_text(json.dumps(doc))
+    assert _tag_out(run, tmp_path / "d", out, tiny_checkpoint).exit_code == 0
+    paths = [json.loads(x)["path"] for x in (out / "tags.jsonl").read_text().splitlines()]
+    assert paths == [str(tmp_path / "d" / "a.wav"), str(tmp_path / "d" / "b.wav")]
+    assert "/etc/passwd" not in (out / "tags.csv").read_text()
+
+
+def test_manifest_rows_outside_out_are_dropped(tmp_path, write_audio, tiny_checkpoint, run):
+    import csv
+
+    write_audio("d/a.wav", 0.5)
+    out = tmp_path / "o"
+    args = ("extract", tmp_path / "d", "--out", out, "--weights", tiny_checkpoint, "--layer",
+            "conv3", "--workers", "0", "-q")
+    assert run(*args).exit_code == 0
+    manifest = out / "manifest.csv"
+    rows = list(csv.DictReader(manifest.open()))
+    forged = dict(rows[0], input="/etc/passwd", output="/etc/passwd.conv3.npy")
+    escaped = dict(rows[0], input="x", output=str(out / ".." / "x.conv3.npy"))
+    with manifest.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writerows([forged, escaped])
+    write_audio("d/b.wav", 0.5, freq=700)
+    r = run(*args)
+    assert r.exit_code == 0 and "Traceback" not in r.output
+    outputs = [row["output"] for row in csv.DictReader(manifest.open())]
+    assert outputs == [str(out / "a.conv3.npy"), str(out / "b.conv3.npy")]
+
+
+def test_merge_drops_manifest_rows_outside_out(tmp_path, write_audio, tiny_checkpoint, run):
+    import csv
+
+    for i in range(2):
+        write_audio(f"d/{i}.wav", 0.5, freq=300 + 200 * i)
+    out = tmp_path / "o"
+    for s in ("0/2", "1/2"):
+        assert run("extract", tmp_path / "d", "--out", out, "--weights", tiny_checkpoint,
+                   "--layer", "conv3", "--workers", "0", "-q", "--shard", s).exit_code == 0
+    shard = out / "manifest.shard-1-of-2.csv"
+    rows = list(csv.DictReader(shard.open()))
+    with shard.open("a", newline="") as f:
+        csv.DictWriter(f, fieldnames=list(rows[0])).writerow(
+            dict(rows[0], input="~", output="/etc/passwd.conv3.npy"))  # sorts last
+    assert run("merge", out).exit_code == 0
+    outputs = [r["output"] for r in csv.DictReader((out / "manifest.csv").open())]
+    assert outputs == [str(out / "0.conv3.npy"), str(out / "1.conv3.npy")]
+
+
+def test_rerun_list_never_splits_a_name_with_a_newline(tmp_path, write_audio, tiny_checkpoint,
+                                                       run):
+    write_audio("d/good.wav", 0.5)
+    (tmp_path / "d" / "bad\nname.wav").write_bytes(b"not audio at all" * 10)
+    (tmp_path / "d" / "bad.wav").write_bytes(b"not audio either" * 10)
+    out = tmp_path / "o"
+    for s in ("0/2", "1/2"):
+        _tag_out(run, tmp_path / "d", out, tiny_checkpoint, "--shard", s)
+    r = run("merge", out)
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    listed = (out / "rerun.txt").read_text().splitlines()
+    assert listed == [str(tmp_path / "d" / "bad.wav")]  # no half names
+    assert "newline" in " ".join(r.stderr.split())
+
+
+def test_an_mp4_with_garbled_metadata_is_read(tmp_path, tiny_checkpoint, run):
+    """A bit flip in an MP4's metadata (its encoder tag) is not a UTF-8 error: the tags are
+    read with replacement characters and the audio decodes."""
+    pytest.importorskip("av")
+    from avworld import class_sound, write_video
+    from soundnet_cli.distill.video import FrameSampling, decode_video
+
+    path = write_video(tmp_path / "v.mp4", [0], 2.0, audio=class_sound(0, 2.0, 22_050, 1))
+    data = bytearray(path.read_bytes())
+    at = data.find(b"Lavf")
+    assert at > 0
+    data[at + 4] = 0xFF  # never valid in UTF-8
+    path.write_bytes(bytes(data))
+    r = run("tag", path, "--json", "--weights", tiny_checkpoint, "--workers", "0", "-q")
+    doc = json.loads(r.stdout)
+    assert doc["ok"] and r.exit_code == 0, doc.get("error")
+    assert decode_video(path, FrameSampling(step_seconds=1.0)).steps == 2
+
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_non_finite_min_gap_is_a_usage_error(tmp_path, write_audio, tiny_checkpoint, run, value):
+    a = write_audio("a.wav", 0.5)
+    r = run("tag", a, "--weights", tiny_checkpoint, "--workers", "0", "-q", "--min-gap", value,
+            "--json")
+    assert r.exit_code == 2 and "min-gap" in r.stderr and "Traceback" not in r.output

@@ -142,11 +142,12 @@ def test_rerun_does_nothing(tiny_model, inputs, tmp_path):
     assert all(after[p] == before[p] for p in per_file)  # only the combined tables are rebuilt
 
 
-def test_changed_settings_or_input_recompute(tiny_model, inputs, tmp_path, write_audio):
+def test_changed_settings_are_refused_a_changed_input_recomputed(tiny_model, inputs, tmp_path,
+                                                                  write_audio):
     out = tmp_path / "res"
-    _run(tiny_model, inputs, out)
-    _, outcomes = _run(tiny_model, inputs, out, detect=DetectOptions(min_conf=0.3))
-    assert not any(o.skipped for o in outcomes)  # a new threshold: every input again
+    _run(tiny_model, inputs, out, detect=DetectOptions(min_conf=0.3))
+    with pytest.raises(SoundNetError, match="min_conf: 0.3 -> 0.15"):
+        _run(tiny_model, inputs, out)  # a new threshold: another folder (issue #22)
     write_audio("in/a.wav", 2.0, kind="noise")  # the input itself changed
     _, outcomes = _run(tiny_model, inputs, out, detect=DetectOptions(min_conf=0.3))
     assert [o.path.name for o in outcomes if not o.skipped] == ["a.wav"]

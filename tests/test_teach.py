@@ -70,6 +70,8 @@ def test_max_seconds_keeps_the_first_steps(tmp_path: Path):
 def test_step_count_rules():
     s = FrameSampling(step_seconds=5.0, max_seconds=20.0)
     assert count_steps(4.9, s) == 1  # shorter than a step: one zero-padded step
+    assert count_steps(2.5, s) == 1  # half a step: still one
+    assert count_steps(2.4, s) == 0  # less than --min-partial-step of a step: skipped (#22)
     assert count_steps(0.0, s) == 0
     assert count_steps(5.0, s) == 1
     assert count_steps(12.4, s) == 2  # 2.4 s left: less than half a step
@@ -123,11 +125,11 @@ def test_short_video_is_one_padded_step_with_a_true_message(tmp_path: Path):
     """Regression (#16): a real 1 s video was refused ("1.00 s of audio < 1 s" with steps of
     1 s); the original zero-pads videos shorter than a clip."""
     short = movie(tmp_path, "short.mp4", [0], 0.6)
-    video = decode_video(short, FrameSampling(step_seconds=5.0))
+    video = decode_video(short, FrameSampling(step_seconds=1.0))
     assert video.steps == 1 and 0 < video.audio.shape[0] < 5 * RATE
     note = next(w for w in video.warnings if "shorter than one" in w)
     shown = float(note.split(": ", 1)[1].split(" s of audio")[0])
-    assert shown < 5.0 and "zero-padded to one step" in note
+    assert shown < 1.0 and "zero-padded to one step" in note
 
 
 def test_bad_videos_are_reported_and_skipped(tmp_path: Path, colours):

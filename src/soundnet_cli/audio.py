@@ -169,7 +169,8 @@ class _FFmpegFile:
         av = _av()
         self.path = path
         try:
-            self._container = av.open(str(path))
+            # Tags are not what we read: garbled ones (a bit flip) must not stop the audio.
+            self._container = av.open(str(path), metadata_errors="replace")
         except Exception as e:
             raise _NotOpened(_av_reason(e)) from e
         try:

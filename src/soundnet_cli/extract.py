@@ -61,7 +61,14 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Se
 import numpy as np
 
 from .errors import OutputError, SoundNetError
-from .fsutil import atomic_path, collision_candidates, mirrored_output
+from .fsutil import (
+    atomic_path,
+    collision_candidates,
+    mirrored_output,
+    names_inside,
+    outside_message,
+)
+from .jsonutil import loads as strict_json
 from .runrecord import RunRecord
 from .runtime.options import (
     CHUNK_SECONDS,
@@ -126,7 +133,16 @@ def save_array(path: Path, array: np.ndarray) -> None:
     """Write ``array`` as ``.npy`` atomically (temporary file, then rename)."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:  # a file object: np.save(path) would append ".npy" to tmp
-            np.save(f, array, allow_pickle=False)
+            np.save(_Writes(f), array, allow_pickle=False)
+
+
+class _Writes:
+    """Only a file's ``write``: NumPy then writes in buffered pieces through Python, whose
+    OSError carries the system's reason (``No space left on device``), instead of ``tofile``,
+    whose error on a full disk says only how many bytes were written."""
+
+    def __init__(self, f: Any) -> None:
+        self.write = f.write
 
 
 def npy_shape(path: Path) -> tuple[int, ...]:
@@ -248,6 +264,10 @@ class _Plan:
             for o in outs.values():
                 owners.setdefault(o.resolve(), []).append(path)
         for path, outs in planned.items():
+            away = next((m for o in outs.values() if (m := outside_message(out_dir, o))), None)
+            if away is not None:
+                self.collisions[path] = f"{path}: not extracted: {away}"
+                continue
             own = next((o for o in outs.values() if o.resolve() in inputs), None)
             if own is not None:
                 self.collisions[path] = (f"{path}: its output {own} would overwrite an input; "
@@ -667,8 +687,10 @@ class Manifest:
     advisory ``flock`` on the manifest's directory.
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> None:
         self.path = Path(path)
+        #: Rows read back whose output is not inside this folder are dropped (hand-edited).
+        self.out_dir = out_dir
         self.format = manifest_format(self.path)
         self.rows: dict[str, dict[str, Any]] = {}
         self._mine: dict[str, dict[str, Any]] = {}  # rows this run added or replaced
@@ -678,13 +700,14 @@ class Manifest:
     def _load(self) -> dict[str, dict[str, Any]]:
         rows: dict[str, dict[str, Any]] = {}
         try:
-            text = self.path.read_text(encoding="utf-8")
+            text = self.path.read_text(encoding="utf-8", errors="surrogateescape")
             if self.format == "csv":
                 found = list(csv.DictReader(io.StringIO(text)))
             else:
-                found = [json.loads(line) for line in text.splitlines() if line.strip()]
+                found = [strict_json(line) for line in text.splitlines() if line.strip()]
             for row in found:
-                rows[str(row["output"])] = row
+                if self.out_dir is None or names_inside(self.out_dir, str(row["output"])):
+                    rows[str(row["output"])] = row
         except (OSError, ValueError, KeyError, TypeError, csv.Error) as e:
             raise OutputError(f"{self.path}: cannot read the existing manifest ({e}); "
                               "move it away or pass another --manifest") from e
@@ -731,7 +754,10 @@ def write_manifest(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -
     written unchanged."""
     path = Path(path)
     fmt = manifest_format(path)
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+    # surrogateescape: a file name that is not UTF-8 is written with the bytes the OS spells it
+    # with (as `find` prints it), and read back so (read_manifest, Manifest).
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", errors="surrogateescape",
+                                        newline="") as f:
         if fmt == "csv":
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(MANIFEST_COLUMNS)
@@ -747,13 +773,13 @@ def read_manifest(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
     """The rows of a manifest file, streamed (CSV values as strings, JSON Lines as parsed)."""
     path = Path(path)
     fmt = manifest_format(path)
-    with open(path, encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
         if fmt == "csv":
             yield from csv.DictReader(f)
         else:
             for line in f:
                 if line.strip():
-                    yield json.loads(line)
+                    yield strict_json(line)
 
 
 def manifest_format(path: Path) -> str:

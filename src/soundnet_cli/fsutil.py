@@ -2,7 +2,7 @@
 place that decides them.
 
 Temporary files of an atomic write are named ``.<name>.pid<PID>.<random>.part`` beside the
-target. A process killed outright (SIGKILL, power loss) cannot remove its own; the next write of
+target (a name over 200 bytes is cut and a hash of it added: :func:`part_prefix`). A process killed outright (SIGKILL, power loss) cannot remove its own; the next write of
 the same target removes those whose process is gone (:func:`remove_stale_parts`), so interrupted
 runs never accumulate them.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import hashlib
 import os
 import re
 import stat
@@ -33,7 +34,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_parts(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.pid{os.getpid()}.", suffix=".part",
+    fd, tmp = tempfile.mkstemp(prefix=f"{part_prefix(path)}{os.getpid()}.", suffix=".part",
                                dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -47,18 +48,35 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+#: Longest file-name part (in bytes) kept whole in a temporary name: with the ``.pid<PID>.``,
+#: random and ``.part`` parts added, the name stays within the usual 255-byte limit.
+_PART_NAME_BYTES = 200
+
+
+def part_prefix(path: str | os.PathLike) -> str:
+    """The start of the temporary names of atomic writes of ``path``: ``.<name>.pid``. A name
+    too long to fit a temporary name (over 200 bytes) is cut and a hash of the whole name
+    added, so every target still has its own prefix."""
+    name = Path(path).name
+    raw = os.fsencode(name)
+    if len(raw) > _PART_NAME_BYTES:
+        digest = hashlib.sha256(raw).hexdigest()[:16]
+        name = raw[:_PART_NAME_BYTES - 17].decode("utf-8", "ignore") + "~" + digest
+    return f".{name}.pid"
+
+
 def remove_stale_parts(path: str | os.PathLike) -> list[Path]:
     """Remove the temporary files of interrupted atomic writes of ``path`` whose writing process
     no longer exists (a live writer's, e.g. a concurrent run's, are kept); returns them."""
     path = Path(path)
     removed: list[Path] = []
-    prefix = f".{path.name}.pid"
+    prefix = part_prefix(path)
     try:
         names = [n for n in os.listdir(path.parent) if n.startswith(prefix)]
     except OSError:
         return removed
     for name in names:
-        m = _PART.search(name[len(path.name) + 1:])
+        m = _PART.search(name[len(prefix) - 5:])  # from the ".pid" on
         if m is None or _alive(int(m.group(1))):
             continue
         try:
@@ -116,8 +134,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+    """Write ``text`` (UTF-8) to ``path`` atomically. File names in it that are not UTF-8 (held
+    as surrogate escapes, as Python reads them from the OS) are written as the OS's bytes."""
+    atomic_write_bytes(path, text.encode("utf-8", errors="surrogateescape"))
 
 
 def mirrored_output(
@@ -166,6 +185,28 @@ def _same_stems(directory: str, mtime_ns: int) -> frozenset[str]:
     except OSError:
         return frozenset()
     return frozenset(n for names in by_stem.values() if len(names) > 1 for n in names)
+
+
+def names_inside(out_dir: str | os.PathLike, path: str | os.PathLike) -> bool:
+    """Whether the path string ``path`` names something inside ``out_dir`` (``..`` resolved,
+    links not followed: string work only, for checking rows read back from a file)."""
+    root = os.path.abspath(out_dir)
+    return os.path.abspath(path).startswith(root.rstrip(os.sep) + os.sep)
+
+
+def outside_message(out_dir: Path, output: Path) -> str | None:
+    """Why ``output`` (a path below ``out_dir``) would be written outside ``out_dir``: a directory
+    on its way is a symbolic link leading elsewhere. ``None`` when it stays inside. Outputs are
+    only written inside the output folder, so a link planted in it cannot redirect them."""
+    root = out_dir.resolve()
+    real = output.parent.resolve()
+    if real == root or root in real.parents:
+        return None
+    link = next((p for p in (output.parent, *output.parent.parents) if p.is_symlink()),
+                output.parent)
+    return (f"{output}: would be written outside {out_dir}, since {link} is a link to "
+            f"{link.resolve()}; outputs are only written inside the output folder: remove the "
+            "link (or choose another output folder)")
 
 
 def find_files(

@@ -118,7 +118,9 @@ def tag_figure(result: "TagResult", *, detect_options: DetectOptions | None = No
     ax.set_ylabel("kHz")
     note = f", tiled to {result.analysed_duration:.2f} s" if result.tiled else ""
     length = clock(result.duration) if long else f"{result.duration:.2f} s"
-    ax.set_title(f"{result.path.name}  ({length}{note})", loc="left")
+    # A file name that is not UTF-8 holds surrogate escapes no font can draw: shown with U+FFFD.
+    name = os.fsencode(result.path.name).decode("utf-8", errors="replace")
+    ax.set_title(f"{name}  ({length}{note})", loc="left")
     for k, (head, det) in enumerate(zip(result.heads, found)):
         _lanes(axes[1 + 2 * k], det, chosen[k])
         _timeline(axes[2 + 2 * k], head, det, result, chosen[k], long)

@@ -22,6 +22,7 @@ from typing import Any, Mapping
 
 from .errors import OutputError
 from .fsutil import atomic_write_text
+from .jsonutil import loads as strict_json
 
 #: Version of the record file's layout.
 RECORD_FORMAT = 1
@@ -38,7 +39,7 @@ class RunRecord:
         if not self.path.exists():
             return {}
         try:
-            doc = json.loads(self.path.read_text(encoding="utf-8"))
+            doc = strict_json(self.path.read_text(encoding="utf-8"))
             entries = doc["outputs"]
             if not isinstance(entries, dict):
                 raise TypeError("'outputs' is not an object")

@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from .errors import OutputError
-from .fsutil import atomic_path, atomic_write_text
+from .fsutil import atomic_path, atomic_write_text, names_inside
+from .jsonutil import loads as strict_json
 from .runtime.shard import Shard
 from .shardstatus import STATUS_GLOB, StatusFile, shard_path
 
@@ -66,6 +67,8 @@ class MergeReport:
     rows: int = 0
     written: dict[str, Path] = field(default_factory=dict)
     rerun: Path | None = None
+    #: Failed inputs left out of rerun.txt: their names hold a line break.
+    unlisted: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -85,7 +88,8 @@ class MergeReport:
                 "failed": [{"input": p, "error": e} for p, e in self.failed],
                 "fixed": self.fixed, "rows": self.rows,
                 "written": {k: str(v) for k, v in self.written.items()},
-                "rerun": None if self.rerun is None else str(self.rerun)}
+                "rerun": None if self.rerun is None else str(self.rerun),
+                "unlisted": self.unlisted}
 
 
 def find_status(out_dir: str | os.PathLike) -> dict[str, list[StatusFile]]:
@@ -180,9 +184,15 @@ def _survey(out: Path, files: list[StatusFile], table: Callable[[Shard], Path]
 
 
 def _write_rerun(report: MergeReport) -> None:
+    """``rerun.txt``: the failed inputs, one per line. A name holding a line break cannot be a
+    line of it (it would split into two wrong paths): it is left out and listed in
+    ``report.unlisted`` instead."""
     path = report.out_dir / RERUN_FILE
-    if report.failed:
-        atomic_write_text(path, "".join(p + "\n" for p, _ in report.failed))
+    listable = [p for p, _ in report.failed if "\n" not in p and "\r" not in p]
+    listed = set(listable)
+    report.unlisted = [p for p, _ in report.failed if p not in listed]
+    if listable:
+        atomic_write_text(path, "".join(p + "\n" for p in listable))
         report.rerun = path
     elif path.exists():
         path.unlink()  # nothing left to redo: no stale list
@@ -210,11 +220,22 @@ def _merge_extract(out: Path, files: list[StatusFile], partial: bool) -> MergeRe
     report.failed = [(p, e) for p, e in report.failed if p not in redone_inputs]
     if report.complete or partial:
         sources = [read_manifest(shard_path(target, f.shard)) for f in usable] + [iter(redone)]
-        rows = _counted(_unique(heapq.merge(*sources, key=manifest_key), manifest_key), report)
+        merged = heapq.merge(*sources, key=manifest_key)
+        inside = (r for r in merged if _row_inside(out, str(r["output"])))  # no edited rows
+        rows = _counted(_unique(inside, manifest_key), report)
         write_manifest(target, rows)
         report.written["manifest"] = target
     _write_rerun(report)
     return report
+
+
+def _row_inside(out: Path, output: str) -> bool:
+    """Whether a manifest row's output can be one of ``out``'s: an absolute path inside it (as
+    given or resolved), or a relative one (relative to the shard's working directory, which is
+    not known here) that does not climb with ``..``."""
+    if os.path.isabs(output):
+        return names_inside(out, output) or names_inside(out.resolve(), output)
+    return ".." not in Path(output).parts
 
 
 def _unique(rows: Iterable[dict[str, Any]], key: Any) -> Iterator[dict[str, Any]]:
@@ -239,10 +260,28 @@ def _counted(rows: Iterable[dict[str, Any]], report: MergeReport) -> Iterator[di
 
 
 def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line)
+    """The records of one shard's table; :class:`OutputError` naming the file and line for
+    anything but a JSON object with a ``path`` (truncated, garbled or edited tables)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    doc = strict_json(line)
+                except ValueError as e:
+                    raise _bad_table(path, n, str(e)) from None
+                if not isinstance(doc, dict) or not isinstance(doc.get("path"), str):
+                    raise _bad_table(path, n, "not a record with a path")
+                yield doc
+    except (OSError, UnicodeDecodeError) as e:
+        raise OutputError(f"{path}: cannot read this shard table: "
+                          f"{getattr(e, 'strerror', None) or e}") from e
+
+
+def _bad_table(path: Path, line: int, why: str) -> OutputError:
+    return OutputError(f"{path}: line {line} is damaged ({why}); rerun that shard (it resumes "
+                       "from its per-input records) and merge again")
 
 
 def _merge_tag(out: Path, files: list[StatusFile], partial: bool) -> MergeReport:

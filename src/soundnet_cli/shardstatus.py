@@ -30,6 +30,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from .errors import OutputError
 from .fsutil import atomic_path
+from .jsonutil import loads as strict_json
 from .runtime.shard import Shard, input_key
 
 STATUS_VERSION = 1
@@ -149,12 +150,12 @@ class StatusFile:
         try:
             with open(self.path, encoding="utf-8") as f:
                 first = f.readline()
-                self.header = json.loads(first)
+                self.header = strict_json(first)
                 last = None
                 for line in f:
                     if line.strip():
                         last = line
-            tail = json.loads(last) if last else {}
+            tail = strict_json(last) if last else {}
         except (OSError, ValueError) as e:
             raise OutputError(f"{self.path}: cannot read this shard status file ({e}); delete "
                               "it and rerun that shard") from e
@@ -174,9 +175,13 @@ class StatusFile:
         """The per-input lines, in path order."""
         with open(self.path, encoding="utf-8") as f:
             f.readline()
-            for line in f:
+            for n, line in enumerate(f, 2):
                 if not line.strip():
                     continue
-                doc = json.loads(line)
-                if "input" in doc:
+                try:
+                    doc = strict_json(line)
+                except ValueError as e:
+                    raise OutputError(f"{self.path}: line {n} is not a status line ({e}); "
+                                      "delete the file and rerun that shard") from e
+                if isinstance(doc, dict) and "input" in doc:
                     yield doc

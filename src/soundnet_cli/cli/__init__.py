@@ -65,6 +65,21 @@ def _root(
     ] = False,
 ) -> None:
     """SoundNet (Aytar, Vondrick, Torralba 2016) on raw 22,050 Hz waveforms."""
+    _bytes_as_named()
+
+
+def _bytes_as_named() -> None:
+    """File names that are not UTF-8 (surrogate escapes in Python) are printed with the bytes
+    the OS names them with, as `ls` and `find` do, instead of raising UnicodeEncodeError."""
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="surrogateescape")
+            except (ValueError, OSError):  # a stream that cannot change (closed, detached)
+                pass
 
 
 # Command groups register themselves here, one line each.

@@ -179,6 +179,11 @@ def user_errors(interrupted: Callable[[], str] | None = None) -> Iterator[None]:
         fail(str(e), EXIT_USAGE)
     except SoundNetError as e:
         fail(str(e), EXIT_FAILED)
+    except OSError as e:
+        # The environment stopped the work (a read-only or full file system, a folder removed
+        # under the run) somewhere no closer handler names it: still one line, never a traceback.
+        where = f"{e.filename}: " if e.filename else ""
+        fail(f"{where}{e.strerror or e}", EXIT_FAILED)
     except KeyboardInterrupt as e:
         message = interrupted() if interrupted else \
             "interrupted; finished outputs are kept, a rerun resumes"

@@ -132,7 +132,7 @@ def extract(
             from ..shardstatus import shard_path
 
             manifest_path = shard_path(manifest_path, part)
-        book = Manifest(manifest_path)
+        book = Manifest(manifest_path, out_dir)
         if names and not overwrite:  # what came down the pipe cannot be checked: recompute it
             from ..extract import output_paths
 

@@ -64,6 +64,10 @@ def _print(report: Any) -> None:
         err.print(f"  to redo the failed inputs: the same command with {roots + ' ' if roots else ''}"
                   f"--files-from {report.rerun} and no --shard, then merge again",
                   highlight=False, soft_wrap=True)
+    for path in report.unlisted:
+        err.print(f"  not in {report.out_dir / 'rerun.txt'}: {path!r} (a newline in its name "
+                  "would split its line); redo it by naming it", highlight=False, markup=False,
+                  soft_wrap=True)
     if report.written:
         out.print("  wrote " + ", ".join(str(p) for p in report.written.values())
                   + ("" if report.complete else " (PARTIAL: shards missing)"),

@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping
 import typer
 
 from ..fsutil import atomic_write_text
+from ..jsonutil import loads as strict_json
 
 SETTINGS_FILE = "run.json"
 #: Options a resumed run may change: where and how it runs, not what it computes.
@@ -74,7 +75,7 @@ def settle(ctx: typer.Context, command: Callable[..., Any], params: dict[str, An
     if not params.get("resume") or not path.is_file():
         return params  # a fresh run, or one started before run.json existed (checked later)
     try:
-        stored = json.loads(path.read_text(encoding="utf-8"))["options"]
+        stored = strict_json(path.read_text(encoding="utf-8"))["options"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise typer.BadParameter(f"{path}: unreadable ({e}); resume with all the original "
                                  "options instead", param_hint="--resume") from None

@@ -284,9 +284,10 @@ def _tag_to_dir(model: Any, files: list[Path], scorers: list, options: "RunOptio
     run = TagRun(out_dir, formats, roots=roots, provenance=prov, top_k=top_k,
                  segments=segments, detect=detect, overwrite=settings["overwrite"], shard=part)
     run.shown = names.path
+    run.claim()  # before anything is written: refuses a folder of other settings
     status = None
     if part is None:
-        run.write_settings(inputs, settings, finished=False)
+        _noted(failures, lambda: run.write_settings(inputs, settings, finished=False))
     else:
         from ..shardstatus import ShardStatus
 
@@ -304,14 +305,17 @@ def _tag_to_dir(model: Any, files: list[Path], scorers: list, options: "RunOptio
         if "html" in formats and part is None and not quiet:
             err.print(f"writing the review page ({out_dir / 'review.html'}); new spectrograms "
                       "decode their input once", highlight=False, soft_wrap=True)
-        tables = run.combine(files)
+        # A table that cannot be written (a full disk) is one more failure: the inputs that
+        # failed before it are still listed, and the summary printed.
+        tables = _noted(failures, lambda: run.combine(files)) or {}
         finished = True
     finally:
         if status is not None:
             status.finish() if finished else status.stop()
     if part is None:
-        run.write_settings(inputs, settings, finished=True, tagged=counts[0], skipped=counts[1],
-                           failed=len(failures))
+        _noted(failures, lambda: run.write_settings(
+            inputs, settings, finished=True, tagged=counts[0], skipped=counts[1],
+            failed=len(failures)))
     if not quiet:
         where = ", ".join(str(p) for p in tables.values()) or str(out_dir)
         missing = sorted(set(settings.get("formats_left_out", ())))
@@ -321,6 +325,17 @@ def _tag_to_dir(model: Any, files: list[Path], scorers: list, options: "RunOptio
                      else "")
                   + f"); results: {where}", highlight=False, soft_wrap=True)
     return failures
+
+
+def _noted(failures: list[tuple[str, str]], action: Callable[[], Any]) -> Any:
+    """``action()``, or ``None`` with its :class:`OutputError` added to ``failures``."""
+    from ..errors import OutputError
+
+    try:
+        return action()
+    except OutputError as e:
+        failures.append(("", str(e)))
+        return None
 
 
 def _tag_inputs(model: Any, files: list[Path], run: Any, scorers: list, options: "RunOptions",

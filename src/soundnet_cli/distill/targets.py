@@ -44,6 +44,7 @@ import numpy as np
 from ..audio import SAMPLE_RATE
 from ..errors import TargetsError
 from ..fsutil import atomic_path, atomic_write_text
+from ..jsonutil import loads as strict_json
 
 FORMAT = "soundnet-targets"
 FORMAT_VERSION = 1
@@ -357,7 +358,7 @@ def read_header(root: str | os.PathLike) -> TargetsHeader:
         raise TargetsError(f"{root}: not a targets directory (no {HEADER_FILE}; make one with "
                            "`soundnet teach`)")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = strict_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise TargetsError(f"{path}: cannot read: {e}") from e
     return TargetsHeader.from_dict(data, str(path))
@@ -386,7 +387,7 @@ def _read_index_file(path: Path) -> Iterator[tuple[int, Entry]]:
         if not line.strip():
             continue
         try:
-            d = json.loads(line)
+            d = strict_json(line)
         except json.JSONDecodeError:
             continue  # the half line of an interrupted append
         try:
@@ -412,7 +413,7 @@ def read_clip_entry(root: str | os.PathLike, key: str) -> Entry:
     try:
         with safe_open(str(path), framework="numpy") as f:
             meta = dict(f.metadata() or {})
-        d = json.loads(meta["clip"])
+        d = strict_json(meta["clip"])
         return Entry(d["key"], int(d["steps"]), int(d["samples"]), float(d["duration"]),
                      str(d.get("source", "")))
     except Exception as e:

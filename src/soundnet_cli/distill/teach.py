@@ -32,6 +32,7 @@ import torch
 
 from ..audio import SAMPLE_RATE
 from ..errors import SoundNetError, TargetsError
+from ..jsonutil import loads as strict_json
 from .targets import (
     INDEX_FILE,
     IndexWriter,
@@ -257,7 +258,7 @@ class PrecomputedSpec:
     def read(cls, path: str | os.PathLike) -> "PrecomputedSpec":
         path = Path(path)
         try:
-            d = json.loads(path.read_text(encoding="utf-8"))
+            d = strict_json(path.read_text(encoding="utf-8"))
             base = path.parent
             rel = lambda v: (Path(v).expanduser() if Path(v).expanduser().is_absolute()  # noqa: E731
                              else base / v)

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import TeacherError
+from ..jsonutil import loads as strict_json
 from ..weights.checkpoint import file_sha256
 
 #: Teacher (head) names: a letter, then letters, digits, ``_`` or ``-``.
@@ -372,7 +373,7 @@ def read_labels(path: str | os.PathLike) -> tuple[str, ...]:
         raise TeacherError(f"{path}: cannot read labels: {e}") from e
     if path.suffix.lower() == ".json":
         try:
-            labels = json.loads(text)
+            labels = strict_json(text)
         except json.JSONDecodeError as e:
             raise TeacherError(f"{path}: not JSON: {e}") from e
         if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
@@ -389,7 +390,7 @@ def read_labels(path: str | os.PathLike) -> tuple[str, ...]:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = strict_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise TeacherError(f"{path}: cannot read teacher spec: {e}") from e
     if not isinstance(data, dict):

@@ -12,9 +12,10 @@ with soxr, exactly as :func:`soundnet_cli.audio.prepare_waveform` does for audio
 
 Number of steps: a video with ``d`` seconds of audio has ``floor(d / step)`` whole steps, plus a
 final partial step when the remainder holds at least ``min_partial_step`` of a step (it is
-zero-padded to a whole step at training time, as the original does). A video shorter than one
-step (with some audio and at least one frame) is one such padded step, as the original zero-pads
-videos shorter than a clip; a warning says so. Videos without audio samples, without frames, or
+zero-padded to a whole step at training time, as the original does). The same rule holds for
+the first step: a video shorter than one step is one such padded step (a warning says so) when
+it holds at least ``min_partial_step`` of a step, and is refused otherwise (a 0.2 s video would
+be a 5 s target of 96 % silence). Videos without audio samples, without frames, or
 that FFmpeg cannot decode raise :class:`VideoError`.
 
 PyAV is a core dependency (also used by :func:`soundnet_cli.audio.open_audio` for audio files
@@ -109,9 +110,9 @@ class DecodedVideo:
 
 def count_steps(duration: float, sampling: FrameSampling) -> int:
     """Time steps of a video with ``duration`` seconds of audio: one (zero-padded) step when it is
-    shorter than a step but not empty, 0 only without audio."""
+    shorter than a step but holds at least ``min_partial_step`` of one, 0 when it holds less."""
     step = sampling.step_seconds
-    if duration <= 0:
+    if duration + 1e-9 < sampling.min_partial_step * step or duration <= 0:
         return 0
     if duration + 1e-9 < step:
         return 1
@@ -139,7 +140,7 @@ def decode_video(path: str | os.PathLike, sampling: FrameSampling = FrameSamplin
     if not path.is_file():
         raise VideoError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
     try:
-        container = av.open(str(path))
+        container = av.open(str(path), metadata_errors="replace")  # garbled tags are not fatal
     except Exception as e:
         raise VideoError(f"{path}: cannot decode: {_reason(e)}") from e
     with container:
@@ -256,9 +257,15 @@ class _Reader:
         if self.limit_seconds < math.inf:
             duration = min(duration, self.limit_seconds)
         steps = count_steps(duration, self.sampling)
-        if steps == 0:
+        if steps == 0 and audio.shape[0] == 0:
             raise VideoError(f"{path}: the audio track holds no samples at "
                              f"{self.sampling.sample_rate} Hz")
+        if steps == 0:
+            need = self.sampling.min_partial_step * self.sampling.step_seconds
+            raise VideoError(f"{path}: {_seconds(duration)} s of audio is shorter than "
+                             f"{need:g} s ({self.sampling.min_partial_step:g} of a "
+                             f"{self.sampling.step_seconds:g} s step, --min-partial-step); "
+                             "its target would be mostly silence")
         notes = [str(w.message) for w in caught]
         if duration + 1e-9 < self.sampling.step_seconds:
             # Enough digits that the comparison printed is the comparison made (0.9999 < 1).

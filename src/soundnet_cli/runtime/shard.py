@@ -247,15 +247,18 @@ def read_files_from(source: str | os.PathLike, stdin: IO[str] | None = None) -> 
     raises :class:`UsageError`.
     """
     name = str(source)
+    # Names are decoded as the OS decodes file names (UTF-8, other bytes as surrogate escapes),
+    # so a list `find` wrote holding a name that is not UTF-8 names that very file.
     if name == "-":
         stream = stdin if stdin is not None else sys.stdin
         try:
-            text = stream.read()
+            raw = getattr(stream, "buffer", None)
+            text = os.fsdecode(raw.read()) if raw is not None else stream.read()
         except (OSError, UnicodeDecodeError) as e:
             raise UsageError(f"--files-from -: cannot read standard input: {e}") from e
     else:
         try:
-            text = Path(name).read_text(encoding="utf-8")
+            text = Path(name).read_text(encoding="utf-8", errors="surrogateescape")
         except FileNotFoundError:
             raise UsageError(f"--files-from {name}: no such file") from None
         except IsADirectoryError:
@@ -263,6 +266,9 @@ def read_files_from(source: str | os.PathLike, stdin: IO[str] | None = None) -> 
         except (OSError, UnicodeDecodeError) as e:
             raise UsageError(f"--files-from {name}: cannot read: "
                              f"{getattr(e, 'strerror', None) or e}") from None
+    if "\x00" in text:  # no path holds a NUL byte: a binary file, not a list
+        raise UsageError(f"--files-from {name}: cannot read: it holds NUL bytes, so it is not a "
+                         "list of paths (one per line)")
     return [Path(line.strip()).expanduser() for line in text.splitlines() if line.strip()]
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import SvmError
 from ..fsutil import atomic_path
+from ..jsonutil import loads as strict_json
 
 FORMAT_NAME = "soundnet-cli-svm"
 FORMAT_VERSION = 1
@@ -266,7 +267,7 @@ class SvmModel:
                            "`soundnet fit-svm --out` writes); this file is not a zip archive")
         try:
             z = read_npz(path)
-            meta = json.loads(str(z["meta"][()]))
+            meta = strict_json(str(z["meta"][()]), constants=True)  # validated next, by name
             arrays = {k: np.asarray(z[k], dtype=np.float64) for k in _ARRAYS}
         except WeightsError as e:
             raise SvmError(f"{path}: not a soundnet-cli SVM model: "

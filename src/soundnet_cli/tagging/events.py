@@ -33,6 +33,7 @@ Without ``merge`` every kept step is its own event.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
-from ..errors import SoundNetError
+from ..errors import SoundNetError, UsageError
 
 if TYPE_CHECKING:
     from .scoring import HeadScores, Label, TagResult
@@ -84,8 +85,13 @@ class DetectOptions:
     class_min_conf: tuple[tuple[str, float], ...] | None = None
 
     def __post_init__(self) -> None:
-        if self.min_gap < 0:
-            raise SoundNetError(f"min_gap must be >= 0 seconds, got {self.min_gap:g}")
+        # A usage error (exit 2): a NaN threshold would keep nothing and an infinite one make
+        # JSON output impossible.
+        if self.min_conf is not None and not math.isfinite(self.min_conf):
+            raise UsageError(f"--min-conf must be a finite number, got {self.min_conf}")
+        if not math.isfinite(self.min_gap) or self.min_gap < 0:
+            raise UsageError(f"--min-gap must be a finite number of seconds >= 0, "
+                             f"got {self.min_gap}")
 
     def threshold(self, head: "HeadScores") -> float:
         """The lowest score kept for ``head``: ``min_conf`` when given, else the head's own
@@ -176,7 +182,7 @@ def kept_labels(head: "HeadScores", options: DetectOptions, top_k: int,
     order = [j for j in np.argsort(-row, kind="stable") if allowed is None or j in allowed]
     threshold = options.thresholds(head)
     return [Label(head.labels[j], int(j), float(row[j])) for j in order[: max(0, top_k)]
-            if row[j] >= threshold[j]]
+            if float(row[j]) >= threshold[j]]  # float64: a huge threshold does not overflow
 
 
 def _allowed(head: "HeadScores", options: DetectOptions) -> set[int] | None:

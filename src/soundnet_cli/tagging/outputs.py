@@ -32,10 +32,22 @@ An input is skipped when its record exists, was made with the same ``settings_id
 the network's fingerprint, the heads or SVM, the schema version and every option that changes a
 result: top-k, segments, thresholds, class filter, merging) and the input's size and
 modification time are unchanged, and every per-input file of the requested formats exists (text
-views missing beside a valid record are rebuilt from it without decoding). Otherwise the input
-is computed again and its files replaced: a changed network or setting never mixes with old
-results. The combined tables are rebuilt from the records of all the run's inputs at the end, so
-they are complete after a resumed run too.
+views missing beside a valid record are rebuilt from it without decoding). Otherwise (the input
+changed, or its files are missing) the input is computed again and its files replaced. The
+combined tables are rebuilt from the records of all the run's inputs at the end, so they are
+complete after a resumed run too.
+
+One folder, one set of settings
+-------------------------------
+``DIR/tag.json`` (:data:`RECORD_NAME`, a :class:`~soundnet_cli.runrecord.RunRecord`) records what
+made the folder's results: the ``settings_id`` and the values it hashes. :meth:`TagRun.claim`
+checks it under the folder's lock before anything is written; a run with another network or
+other settings is refused (:class:`~soundnet_cli.errors.OutputError` naming every difference),
+also with ``overwrite``, and also when it runs at the same time as the first (the lock decides
+which one claims the folder). So a folder never holds results, views or tables of two settings,
+whatever formats each run asked for. A folder made before ``tag.json`` existed is judged by its
+``run.json``. Runs with the same settings (a resumed run, the shards of one run, a concurrent
+second run) share the folder; the combined tables are written under the lock.
 """
 
 from __future__ import annotations
@@ -51,7 +63,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from ..errors import OutputError, SoundNetError
-from ..fsutil import atomic_path, atomic_write_text, collision_candidates, mirrored_output
+from ..fsutil import (
+    atomic_path,
+    atomic_write_text,
+    collision_candidates,
+    mirrored_output,
+    outside_message,
+)
+from ..jsonutil import loads as strict_json
 from .events import NO_CONFIDENT_LABEL, DetectOptions
 from .scoring import CSV_COLUMNS, TAG_SCHEMA_VERSION, TagResult, doc_csv_rows, result_to_json
 
@@ -71,6 +90,8 @@ RESULT_VIEWS = ("png", "scores")
 COMBINED_NAMES = {"jsonl": "tags.jsonl", "csv": "tags.csv", "raven": "selections.txt",
                   "parquet": "tags.parquet"}
 RUN_FILE = "run.json"
+#: The folder's record of what made its results (see "One folder, one set of settings").
+RECORD_NAME = "tag.json"
 #: Raven Pro's required selection-table columns, then ours (annotation columns to Raven).
 RAVEN_COLUMNS = ("Selection", "View", "Channel", "Begin Time (s)", "End Time (s)",
                  "Low Freq (Hz)", "High Freq (Hz)", "Head", "Label", "Max Score", "Mean Score",
@@ -299,6 +320,48 @@ class TagRun:
         #: temporary copy ``stdin``); output file names still follow the input's own path.
         self.shown: Callable[[Path], Path] = lambda path: path
         self.failed: dict[Path, str] = {}
+        self._claimed = False
+
+    # -- the folder
+    def claim(self) -> None:
+        """Claim ``out_dir`` for this run's settings (see "One folder, one set of settings" in
+        the module docs); raises :class:`OutputError` when it holds results of other settings or
+        cannot be written. Called by :func:`tag_to_files`; calling it again does nothing."""
+        from ..runrecord import RunRecord
+
+        if self._claimed:
+            return
+        prov = self.provenance
+        made_by = {"settings_id": prov["settings_id"],
+                   "schema_version": prov.get("schema_version"),
+                   "fingerprint": prov.get("network", {}).get("fingerprint"),
+                   "heads": [f"{h.get('name')}:{h.get('kind')}:{h.get('labels_sha256')}"
+                             f"{':' + str(h['svm_sha256'])[:16] if 'svm_sha256' in h else ''}"
+                             for h in prov.get("heads", [])],
+                   **prov.get("settings", {})}
+        record = RunRecord(self.out_dir, RECORD_NAME)
+        if record.made_by("tags") is None:
+            self._check_older_run()
+        record.claim({"tags": made_by}, info={"tags": {
+            "network": prov.get("network", {}).get("name"), "soundnet_cli":
+            prov.get("soundnet_cli")}})
+        self._claimed = True
+
+    def _check_older_run(self) -> None:
+        """A folder without ``tag.json`` (made by an older soundnet-cli): its ``run.json`` must
+        name this run's settings, if it names any."""
+        path = self.out_dir / RUN_FILE
+        try:
+            doc = strict_json(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return  # no run.json (a new folder) or an unreadable one: nothing to go by
+        theirs = doc.get("settings_id") if isinstance(doc, dict) else None
+        if theirs is not None and theirs != self.provenance["settings_id"]:
+            raise OutputError(
+                f"{self.out_dir}: holds results of other settings (settings_id {theirs} in "
+                f"{path}, this run's is {self.provenance['settings_id']}). Results of different "
+                "networks or settings are never mixed in one folder: choose another output "
+                "folder (or delete this one)")
 
     # -- paths
     def record_path(self, source: Path) -> Path:
@@ -321,6 +384,10 @@ class TagRun:
             stems = {self.record_path(p).name[:-len(RECORD_SUFFIX)] for p in files}  # the rest
             everyone = collision_candidates(self.run_inputs, files, stems=stems)
         for path in everyone:
+            away = outside_message(self.out_dir, self.record_path(path)) if path in mine else None
+            if away is not None:
+                clashes[path] = f"{path}: not tagged: {away}"
+                continue
             out = self.record_path(path).resolve()
             if out in owner:
                 clashes[path] = (f"{path}: its results {self.record_path(path)} would also be "
@@ -353,13 +420,18 @@ class TagRun:
 
     def _read_record(self, source: Path) -> dict[str, Any] | None:
         try:
-            doc = json.loads(self.record_path(source).read_text(encoding="utf-8"))
+            doc = strict_json(self.record_path(source).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
         same = (isinstance(doc, dict) and doc.get("ok") is True
-                and doc.get("provenance", {}).get("settings_id") == self.provenance["settings_id"]
-                and doc.get("input") == _input_stamp(source))
-        return doc if same else None
+                and isinstance(doc.get("provenance"), dict)
+                and doc["provenance"].get("settings_id") == self.provenance["settings_id"]
+                and doc.get("input") == _input_stamp(source)
+                and _same_file(doc.get("path"), source))
+        if not same:
+            return None
+        doc["path"] = str(source)  # as this run spells it (the tables' order and paths)
+        return doc
 
     # -- writing
     def write(self, result: TagResult) -> TagOutcome:
@@ -404,14 +476,28 @@ class TagRun:
                "inputs": [str(p) for p in inputs],
                "options": options, **status}
         path = self.out_dir / RUN_FILE
-        atomic_write_text(path, json.dumps(doc, indent=2, allow_nan=False) + "\n")
+        try:
+            atomic_write_text(path, json.dumps(doc, indent=2, allow_nan=False) + "\n")
+        except OSError as e:
+            raise OutputError(f"{path}: cannot write the run's settings: {_reason(e)}") from e
         return path
 
     def combine(self, files: Sequence[Path]) -> dict[str, Path]:
         """Rebuild the combined tables from the records of ``files``, sorted by
         :func:`~soundnet_cli.runtime.shard.input_key`; failed inputs of this run appear in
         ``tags.jsonl`` as ``"ok": false`` lines. A sharded run (``shard``) writes only its
-        part, ``tags.shard-I-of-N.jsonl``, for ``soundnet merge``."""
+        part, ``tags.shard-I-of-N.jsonl``, for ``soundnet merge``. Written under the folder's
+        lock, so concurrent runs into one folder write their tables one after the other."""
+        from ..fsutil import locked
+
+        try:
+            with locked(self.out_dir):
+                return self._combine(files)
+        except OSError as e:  # the lock itself (the tables' own errors are OutputErrors)
+            raise OutputError(f"{self.out_dir}: cannot write the combined tables: "
+                              f"{_reason(e)}") from e
+
+    def _combine(self, files: Sequence[Path]) -> dict[str, Path]:
         from ..runtime.shard import select
 
         ordered = select(files, None)
@@ -451,6 +537,14 @@ def record_path(source: Path, roots: Sequence[Path], out_dir: Path) -> Path:
     return mirrored_output(source, list(roots), out_dir, RECORD_SUFFIX)
 
 
+def _same_file(recorded: Any, source: Path) -> bool:
+    """Whether a record's ``path`` names ``source`` (a hand-edited one does not count as done,
+    so it is recomputed and never carried into the tables)."""
+    if not isinstance(recorded, str):
+        return False
+    return recorded == str(source) or Path(recorded).resolve() == source.resolve()
+
+
 def _input_stamp(path: Path) -> dict[str, Any] | None:
     try:
         st = path.stat()
@@ -468,13 +562,15 @@ PARQUET_ROWS = 65_536
 
 
 def _write_jsonl(path: Path, docs: Iterable[dict[str, Any]]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", errors="surrogateescape",
+                                        newline="") as f:
         for d in docs:
             f.write(json.dumps(d, allow_nan=False) + "\n")
 
 
 def _write_csv(path: Path, docs: Iterable[dict[str, Any]]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", errors="surrogateescape",
+                                        newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for doc in docs:
@@ -487,7 +583,8 @@ def _write_raven(path: Path, docs: Iterable[dict[str, Any]]) -> None:
     the start of the first file, ``File Offset (s)`` from the start of each selection's file."""
     offset, n = 0.0, 1
     columns = (*RAVEN_COLUMNS[:7], *RAVEN_FILE_COLUMNS, *RAVEN_COLUMNS[7:])
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", errors="surrogateescape",
+                                        newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(columns), delimiter="\t", lineterminator="\n",
                                 quoting=csv.QUOTE_NONE, escapechar="\\")
         writer.writeheader()
@@ -555,8 +652,14 @@ def arrow_table(rows: Sequence[dict[str, Any]], schema: Any) -> Any:
     ``pyarrow.Table`` of ``schema`` (:func:`arrow_schema`)."""
     import pyarrow as pa
 
-    arrays = [pa.array([None if r[f.name] == "" else r[f.name] for r in rows], type=f.type)
-              for f in schema]
+    def cell(value: Any) -> Any:
+        if value == "":
+            return None
+        if isinstance(value, str):  # Arrow strings are UTF-8: a non-UTF-8 name gets U+FFFD
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        return value
+
+    arrays = [pa.array([cell(r[f.name]) for r in rows], type=f.type) for f in schema]
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
@@ -589,6 +692,7 @@ def tag_to_files(model: "SoundNet", paths: Sequence[str | os.PathLike], run: Tag
     from .scoring import tag_files
 
     files = [Path(p) for p in paths]
+    run.claim()
     clashes = run.collisions(files)
     todo = []
     for path in files:

@@ -41,6 +41,7 @@ from torch import nn
 
 from ..errors import SoundNetError
 from ..fsutil import atomic_path
+from ..jsonutil import loads as strict_json
 from ..model import SoundNet
 from ..weights.checkpoint import save_checkpoint
 
@@ -291,7 +292,7 @@ def check_run_dir(run_dir: str | os.PathLike, cfg: LoopConfig, resume: bool = Fa
             raise SoundNetError(f"--resume: no {STATE_FILE} in {run_dir} (no epoch of a run "
                                 "finished there); start it without --resume")
         state = load_state(state_path)
-        saved_cfg = json.loads(state["loop_config"])
+        saved_cfg = strict_json(state["loop_config"])
         defaults = json.loads(json.dumps(LoopConfig().to_dict()))
         saved_cfg = {**{k: v for k, v in defaults.items() if k not in saved_cfg}, **saved_cfg}
         if saved_cfg != json.loads(json.dumps(cfg.to_dict())):

@@ -29,11 +29,17 @@ import torch
 
 from ..errors import WeightsError
 from ..fsutil import atomic_path
+from ..jsonutil import loads as strict_json
 from ..model import SoundNet, SoundNetConfig
 
 FORMAT_NAME = "soundnet-cli"
 #: Bumped whenever the layout changes; loaders migrate older versions.
 FORMAT_VERSION = 1
+#: Most tensors and header bytes a checkpoint may declare (SoundNet-8 with three heads has about
+#: 60 tensors and a 60 KB header, most of it labels): a file declaring more is refused before
+#: anything is allocated for what it lists.
+MAX_TENSORS = 4096
+MAX_HEADER_BYTES = 8 << 20
 #: ``{version: function(metadata dict, tensors dict) -> (metadata, tensors) of version + 1}``.
 _MIGRATIONS: dict[int, Callable[[dict[str, Any], dict[str, torch.Tensor]],
                                 tuple[dict[str, Any], dict[str, torch.Tensor]]]] = {}
@@ -111,10 +117,19 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: no such checkpoint file")
+    _check_header_size(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = dict(f.metadata() or {})
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            names = list(f.keys())
+            # Checked before any tensor is built: 200,000 empty tensors cost ~3 KB each.
+            if metadata.get("format") == FORMAT_NAME and len(names) > MAX_TENSORS:
+                raise WeightsError(f"{path}: lists {len(names):,} tensors; a soundnet-cli "
+                                   f"checkpoint holds at most {MAX_TENSORS:,}")
+            tensors = ({k: f.get_tensor(k) for k in names}
+                       if metadata.get("format") == FORMAT_NAME else {})
+    except WeightsError:
+        raise
     except Exception as e:
         raise WeightsError(_not_a_checkpoint(path, e)) from e
     if metadata.get("format") != FORMAT_NAME:
@@ -133,9 +148,10 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         metadata, tensors = _MIGRATIONS[version](metadata, tensors)
         version += 1
     try:
-        config = SoundNetConfig.from_dict(json.loads(metadata["config"]))
-        provenance = json.loads(metadata.get("provenance", "{}"))
-    except (KeyError, json.JSONDecodeError) as e:
+        # NaN allowed here: from_dict names the value ("input_scale is nan")
+        config = SoundNetConfig.from_dict(strict_json(metadata["config"], constants=True))
+        provenance = strict_json(metadata.get("provenance", "{}"))
+    except (KeyError, ValueError) as e:  # strict_json: also NaN and nesting too deep
         raise WeightsError(f"{path}: checkpoint header is malformed: {e}") from e
     except WeightsError as e:
         raise WeightsError(f"{path}: {e}") from None
@@ -184,6 +200,20 @@ def check_tensors(config: SoundNetConfig, tensors: Mapping[str, torch.Tensor],
             raise WeightsError(f"{where}: tensor {name} has dtype {t.dtype}")
         if floating and not bool(torch.isfinite(t).all()):
             raise WeightsError(f"{where}: tensor {name} holds NaN or infinite values")
+
+
+def _check_header_size(path: Path) -> None:
+    """Refuse a safetensors header longer than :data:`MAX_HEADER_BYTES` before parsing it (its
+    JSON becomes Python objects many times its size)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError as e:
+        raise WeightsError(f"{path}: cannot read: {e.strerror or e}") from e
+    size = int.from_bytes(head[:8], "little")
+    if len(head) == 9 and head[8:9] == b"{" and size > MAX_HEADER_BYTES:
+        raise WeightsError(f"{path}: its safetensors header declares {size:,} bytes; a "
+                           f"soundnet-cli checkpoint's is at most {MAX_HEADER_BYTES:,}")
 
 
 def _not_a_checkpoint(path: Path, e: Exception) -> str:

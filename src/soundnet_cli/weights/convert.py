@@ -284,7 +284,13 @@ def import_network(
         status = "present"
     else:
         source = read_source(path, detected, member=member, arch=arch)
-        model, notes = build_network(source, arch=arch, labels=names, input_scale=input_scale)
+        try:
+            model, notes = build_network(source, arch=arch, labels=names,
+                                         input_scale=input_scale)
+        except WeightsError as e:  # what the file holds does not fit: name the file
+            message = str(e)
+            raise WeightsError(message if str(path) in message else f"{path}: {message}") \
+                from None
         details, status = source.details, _bn_status(source.trunk)[0]
     record = {
         "kind": "import",

@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 
 from ..errors import DownloadError
 from ..fsutil import atomic_write_text
+from ..jsonutil import loads as strict_json
 
 #: ``progress(file name, bytes done, total bytes or None)``, called as a transfer advances.
 ProgressFn = Callable[[str, int, "int | None"], None]
@@ -60,7 +61,7 @@ def load_hashes(directory: Path) -> dict[str, dict[str, str]]:
     if not path.is_file():
         return {}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = strict_json(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise DownloadError(f"{path}: unreadable checksum record ({e}); fix or delete it") from e
     return data if isinstance(data, dict) else {}

@@ -14,7 +14,6 @@ them (see :mod:`.download`) and imports them (see :mod:`.convert`) into
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import struct
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DownloadError, WeightsError
+from ..jsonutil import loads as strict_json
 from .download import ProgressFn, RemoteFile
 
 if TYPE_CHECKING:
@@ -228,12 +228,12 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             (size,) = struct.unpack("<Q", f.read(8))
-            if size > 100_000_000:
+            if size > 8 << 20:  # checkpoint.MAX_HEADER_BYTES (that module imports torch)
                 return {}
-            meta = json.loads(f.read(size)).get("__metadata__") or {}
+            meta = strict_json(f.read(size)).get("__metadata__") or {}
         out: dict[str, Any] = dict(meta)
-        out["config"] = json.loads(meta["config"])
-        out["provenance"] = json.loads(meta.get("provenance", "{}"))
+        out["config"] = strict_json(meta["config"], constants=True)
+        out["provenance"] = strict_json(meta.get("provenance", "{}"))
         return out
     except (OSError, struct.error, ValueError, KeyError, TypeError, AttributeError):
         return {}

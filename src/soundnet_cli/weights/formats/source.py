@@ -153,12 +153,14 @@ def detect_format(path: str | os.PathLike) -> str:
         if path.suffix == ".npz":
             return "npy"
         raise WeightsError(f"{path}: a zip archive with neither .t7 networks nor a PyTorch file")
-    if head[:1] == b"\x80":  # a pickle: PyTorch's legacy (pre-1.6) serialisation
-        return "torch"
+    # safetensors before pickles: a header length whose lowest byte is 0x80 (the pickle opcode
+    # PROTO) is still safetensors when its JSON header follows.
     if len(head) >= 9 and head[8:9] == b"{":
         size = int.from_bytes(head[:8], "little")
         if 0 < size < 100_000_000:
             return _safetensors_kind(path)
+    if head[:1] == b"\x80":  # a pickle: PyTorch's legacy (pre-1.6) serialisation
+        return "torch"
     if int.from_bytes(head[:4], "little") in (3, 4):  # Torch7: a table or a Torch object
         return "torch7"
     raise WeightsError(f"{path}: unknown weights format (expected a Torch7 .t7, the release .zip, "
@@ -310,8 +312,9 @@ def read_release_archive(path: Path, member: str | None = None,
 
 
 #: A zip member may expand to at most this many times its compressed size plus
-#: :data:`_MEMBER_SLACK` (float weights barely compress; a zip bomb expands a thousandfold).
-MAX_ZIP_RATIO = 100
+#: :data:`_MEMBER_SLACK` (trained float weights barely compress, about 1.1x; a zip bomb expands a
+#: thousandfold, and low-entropy bytes 30x would cost memory far beyond the archive's size).
+MAX_ZIP_RATIO = 4
 _MEMBER_SLACK = 16 << 20
 
 

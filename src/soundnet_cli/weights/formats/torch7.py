@@ -197,12 +197,13 @@ class _Reader:
                                f"storage, more than the {self.max_bytes:,} allowed (SoundNet "
                                "networks hold under 100 MB)")
         self.storage_bytes += nbytes
-        chunks, remaining = [], nbytes
+        # Grown piece by piece in place: joining a list of pieces would hold the data twice.
+        data, remaining = bytearray(), nbytes
         while remaining:
             piece = self._read_exact(min(remaining, _CHUNK))
-            chunks.append(piece)
+            data += piece
             remaining -= len(piece)
-        return np.frombuffer(b"".join(chunks), dtype=dtype)
+        return np.frombuffer(data, dtype=dtype)
 
     def _tensor(self, dtype: np.dtype) -> np.ndarray:
         ndim = self.int()
