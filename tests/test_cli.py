@@ -71,7 +71,7 @@ def test_help_points_to_reference_pages_that_exist(run):
 
     assert Path(doc("tag.md")).is_file() and Path(doc("extract.md")).is_file()
     text = " ".join(run("tag", "--help").stdout.split())
-    assert "tile_seconds" in text and "tiled to 10 s" not in text
+    assert "10.98 s" in text and "tiled to 10 s" not in text
     assert "docs/tag.md" in text.replace("│", "").replace(" ", "")
     assert "Reference pages" in run("--help").stdout
 

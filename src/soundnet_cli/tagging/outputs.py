@@ -426,11 +426,12 @@ class TagRun:
         same = (isinstance(doc, dict) and doc.get("ok") is True
                 and isinstance(doc.get("provenance"), dict)
                 and doc["provenance"].get("settings_id") == self.provenance["settings_id"]
-                and doc.get("input") == _input_stamp(source)
-                and _same_file(doc.get("path"), source))
-        if not same:
+                and doc.get("input") == _input_stamp(source))
+        shown = self.shown(source)  # "stdin" for standard input, else the source itself
+        if not same or not (_same_file(doc.get("path"), source)
+                            or (shown != source and doc.get("path") == str(shown))):
             return None
-        doc["path"] = str(source)  # as this run spells it (the tables' order and paths)
+        doc["path"] = str(shown)  # as this run spells it (the tables' order and paths)
         return doc
 
     # -- writing

@@ -394,7 +394,7 @@ def score_clip(model: SoundNet, clip: ClipResult, scorers: Sequence[Scorer],
     notes = list(clip.warnings)
     if clip.tiled_to:
         notes.append(f"{clip.path}: {clip.duration:.2f} s is shorter than the "
-                     f"{tile_to / rate:.2f} s tagging needs; looped (repeated) to "
+                     f"{tile_to / rate:.2f} s tagging needs; tiled (looped) to "
                      f"{clip.tiled_to:.2f} s")
     if clip.duration < MIN_AUDIO_SECONDS:
         notes.append(f"{clip.path}: only {clip.duration:.3f} s of audio decoded (truncated "
