@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_model, tiny_config
 
+from conftest import make_tiny_model, tiny_config
 from soundnet_cli.errors import WeightsError
 from soundnet_cli.model import PooledHeadSpec, SoundNet, SoundNetConfig
 from soundnet_cli.tagging.scoring import PooledHead, head_scorers, tag_files

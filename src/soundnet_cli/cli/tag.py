@@ -59,7 +59,7 @@ FormatOpt = Annotated[str, typer.Option(
     "or all.")]
 MinConfOpt = Annotated[Optional[str], typer.Option(
     "--min-conf", metavar="P|@FILE", show_default="each head's measured default (embedded "
-    "network: objects 0.1, scenes 0.1, esc50 0.5), else 0.5 for probabilities, 0 for SVM scores",
+    "network: objects 0.1, scenes 0.1, esc50 0.6), else 0.5 for probabilities, 0 for SVM scores",
     help="Drop labels scoring below this (clip and steps); 'no confident label' when none is "
     "left. @FILE: one threshold per class from a CSV (class,threshold; `soundnet evaluate` "
     "writes one).")]

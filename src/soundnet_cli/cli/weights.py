@@ -319,8 +319,13 @@ def _summary(ckpt: Any, model: Any, version: Any) -> dict[str, Any]:
         "layers": [{"name": n, "channels": model.channels(n), "hop": model.geometry(n).hop}
                    for n in model.layer_names],
         "heads": [{"name": h.name, "classes": h.classes, "kernel": h.kernel, "stride": h.stride,
-                   "padding": h.padding, "skip_last": h.skip_last, "labels": list(h.labels)}
+                   "padding": h.padding, "skip_last": h.skip_last, "min_conf": h.min_conf,
+                   "labels": list(h.labels)}
                   for h in config.heads],
+        "pooled_heads": [{"name": p.name, "classes": p.classes, "layer": p.layer,
+                          "window": p.window, "stride": p.stride, "hidden": p.hidden,
+                          "min_conf": p.min_conf, "labels": list(p.labels)}
+                         for p in config.pooled_heads],
         "sample_rate": config.sample_rate,
         "input_scale": config.input_scale,
         "tile_seconds": config.tile_seconds,
@@ -345,8 +350,15 @@ def _print_summary(s: dict[str, Any]) -> None:
         sample = ", ".join(h["labels"][:3]) + (", ..." if h["classes"] > 3 else "")
         skip = (f", skips the last {h['skip_last']} frame(s) of the trunk"
                 if h.get("skip_last") else "")
+        conf = f", default --min-conf {h['min_conf']:g}" if h.get("min_conf") is not None else ""
         row("heads" if i == 0 else "", f"{h['name']}: {h['classes']} labels ({sample}); "
-            f"kernel {h['kernel']} stride {h['stride']} pad {h['padding']}{skip}")
+            f"kernel {h['kernel']} stride {h['stride']} pad {h['padding']}{skip}{conf}")
+    for p in s.get("pooled_heads", []):
+        sample = ", ".join(p["labels"][:3]) + (", ..." if p["classes"] > 3 else "")
+        conf = f", default --min-conf {p['min_conf']:g}" if p.get("min_conf") is not None else ""
+        mlp = f"MLP {p['hidden']} hidden" if p["hidden"] else "linear"
+        row("", f"{p['name']}: {p['classes']} labels ({sample}); {p['layer']} mean+max over "
+            f"{p['window']} frames every {p['stride']}, {mlp}{conf}")
     tag = (f", clips shorter than {s['tag_seconds']:.2f} s are looped to that length for "
            "tagging" if s.get("tag_seconds") else "")
     row("input", f"{s['sample_rate']} Hz, scale {s['input_scale']:g}{tag}")

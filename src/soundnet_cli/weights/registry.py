@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 
     from ..model import SoundNet
 
-#: File name of the embedded default network inside the package's ``weights`` directory.
-DEFAULT_WEIGHTS_FILE = "soundnet8-esc50.safetensors"
+#: File name of the embedded default network (``weights/`` in the repository, ``soundnet_cli/assets`` installed).
+DEFAULT_WEIGHTS_FILE = "soundnet8.safetensors"
 CHECKPOINT_SUFFIX = ".safetensors"
 DOWNLOADS_SUBDIR = "downloads"
 
@@ -68,7 +68,8 @@ class KnownNetwork:
 KNOWN_NETWORKS: dict[str, KnownNetwork] = {
     n.name: n for n in (
         KnownNetwork("soundnet8", "soundnet8",
-                     "the authors' SoundNet-8, trained on 2 M videos (recommended)",
+                     "the authors' SoundNet-8 from their archive (the embedded default is "
+                     "the same network, with an esc50 head)",
                      ORIGINAL_ARCHIVE, "soundnet8_final.t7"),
         KnownNetwork("soundnet5", "soundnet5",
                      "the authors' SoundNet-5, trained on 2 M videos",
@@ -107,9 +108,9 @@ def cached_checkpoint(name: str, cache_dir: str | os.PathLike | None = None) -> 
 
 
 def embedded_weights_dir() -> Path:
-    """The ``assets/`` directory (the embedded network and its model card): inside the installed
-    package, or at the repository root when running from a source checkout (editable installs do
-    not copy it)."""
+    """The embedded network and its model card: ``soundnet_cli/assets`` inside the installed
+    package, or ``weights/`` at the repository root when running from a source checkout
+    (editable installs do not copy it)."""
     from importlib import resources
 
     try:
@@ -118,7 +119,7 @@ def embedded_weights_dir() -> Path:
             return packaged
     except (ModuleNotFoundError, TypeError):  # pragma: no cover - unusual importers
         pass
-    return Path(__file__).resolve().parents[3] / "assets"
+    return Path(__file__).resolve().parents[3] / "weights"
 
 
 def default_weights_path() -> Path:
@@ -243,7 +244,9 @@ def _entry(name: str, kind: str, path: Path, description: str = "",
            arch: str | None = None) -> NetworkEntry:
     header = read_header(path) if path.is_file() else {}
     config = header.get("config") or {}
-    heads = {h.get("name"): len(h.get("labels", [])) for h in config.get("heads", [])}
+    heads = {h.get("name"): len(h.get("labels", []))
+             for h in [*config.get("heads", []), *config.get("pooled_heads", [])]
+             if isinstance(h, dict)}
     return NetworkEntry(name, kind, path, path.is_file(), config.get("arch", arch), heads,
                         description)
 
