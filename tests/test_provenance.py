@@ -304,3 +304,25 @@ def test_cli_train_refuses_to_validate_only_on_clips_init_saw(run, esc, tmp_path
             tmp_path / "run", "--workers", "0", "--device", "cpu", "-q")
     assert r.exit_code == 1 and "every validation clip" in r.stderr
     assert "--allow-seen" in r.stderr and not (tmp_path / "run" / "last.safetensors").exists()
+
+
+def test_a_heads_own_record_counts_only_for_that_head():
+    """The embedded network's layout: no trunk record, the esc50 head's clips under its name."""
+    from soundnet_cli.provenance import ANY_HEAD, TrainingData, training_record
+
+    record = training_record(["a" * 16, "b" * 16], dataset="esc50", layout="esc50", clips=2)
+    prov = {"heads": {"esc50": {"training_data": record}, "objects": {"trained_on": "videos"}}}
+    assert TrainingData.from_provenance(prov) is None  # the trunk: fit-svm tests on every clip
+    assert TrainingData.from_provenance(prov, "objects") is None
+    head = TrainingData.from_provenance(prov, "esc50")
+    assert head is not None and head.fingerprints == {"a" * 16, "b" * 16}
+    assert TrainingData.from_provenance(prov, ANY_HEAD).fingerprints == head.fingerprints
+    trunk = training_record(["c" * 16], dataset="x", layout="folders", clips=1)
+    both = TrainingData.from_provenance({"training_data": trunk, **prov}, "esc50")
+    assert both.fingerprints == {"a" * 16, "b" * 16, "c" * 16}
+    # a fine-tune drops the head, so it inherits only the trunk's record
+    child = training_record(["d" * 16], dataset="mine", layout="folders", clips=1,
+                            init_provenance={"training_data": trunk, **prov})
+    assert set(child["fingerprints"]) == {"c" * 16, "d" * 16}
+    with pytest.raises(WeightsError, match="malformed"):
+        TrainingData.from_provenance({"heads": {"esc50": "not a record"}}, "esc50")

@@ -19,7 +19,8 @@ A record may also belong to one head only, under ``provenance["heads"][NAME]["tr
 ESC-50 folds 1-4) has seen those clips, while the trunk, whose features ``fit-svm`` and
 ``extract`` use, has not. :meth:`TrainingData.from_provenance` reads the trunk's record (the
 top-level one), adding a head's record when asked for that head (``head="esc50"``) or for every
-head (``head=ANY_HEAD``: what a fine-tuned network inherits).
+head (``head=ANY_HEAD``). A network fine-tuned from it inherits the trunk's record only: train
+and distill replace such heads.
 
 The fingerprint of a clip is the first 16 hex digits (64 bits) of the SHA-256 of the file's
 bytes (:func:`clip_fingerprint`). It depends on nothing but the bytes, so it survives copying or
@@ -188,8 +189,9 @@ def training_record(fingerprints: Iterable[str], *, dataset: str, layout: str, c
     carried over (the weights have seen those clips too).
     """
     own = set(fingerprints)
-    # Whatever any part of the --init network was trained on (a kept head included).
-    parent = TrainingData.from_provenance(init_provenance, ANY_HEAD)
+    # What the --init network's trunk was trained on. Heads with records of their own (the
+    # embedded network's esc50 head) are dropped by train and distill, so theirs do not pass on.
+    parent = TrainingData.from_provenance(init_provenance)
     inherited = parent.fingerprints - own if parent else frozenset()
     record = TrainingData(dataset, layout, clips, frozenset(own | inherited), len(inherited),
                           {"dataset": parent.dataset, "clips": parent.clips} if parent else None)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from ..datasets import Dataset, Split, check_leakage, readable_label
 from ..errors import DatasetError, SoundNetError
 from ..model import SoundNet, classifier_head, make_config
-from ..provenance import ANY_HEAD, RECORD_KEY, dataset_record, exclude_seen, seen_mask
+from ..provenance import RECORD_KEY, dataset_record, exclude_seen, seen_mask
 from ..runtime.batch import iter_decoded, tile
 from ..runtime.engine import Engine
 from ..runtime.options import MICRO_BATCH_SAMPLES
@@ -539,8 +539,8 @@ def unseen_validation(dataset: Dataset, train_idx: np.ndarray, val_idx: np.ndarr
     ``{"excluded": n, "kept": n, "contaminated": bool}``. With ``allow_seen`` they are kept and
     the validation figures are contaminated. Raises :class:`DatasetError` with advice when every
     validation clip was seen."""
-    mask = (seen_mask(init_provenance, dataset, ANY_HEAD)
-            if init_provenance and len(val_idx) else None)
+    # The trunk's record: a head with a record of its own (a pooled head) is never kept here.
+    mask = seen_mask(init_provenance, dataset) if init_provenance and len(val_idx) else None
     fold = Split(f"fold {val_fold}", train_idx, val_idx, val_fold)
     try:
         (checked,) = exclude_seen([fold], mask, allow_seen=allow_seen)
