@@ -5,7 +5,7 @@ whatever folds are present) and prints a Markdown table of accuracy (mean ± std
 run time per (layer, protocol). It also times the feature cache: a cold extraction pass (the
 baseline) against the same request served from the cache, and prints the ratio.
 
-Network: ``assets/soundnet8-esc50.safetensors`` when the repository has it, else a randomly
+Network: ``weights/soundnet8.safetensors`` (the embedded network) when the repository has it, else a randomly
 initialised full-size SoundNet-8 (seed 0, the original init), which the table then measures:
 random features, not trained ones. ``--weights PATH`` picks any checkpoint.
 
@@ -43,7 +43,7 @@ LAYERS = ("conv4", "conv5", "pool5", "conv6", "conv7")
 
 
 def network(weights: str | None) -> tuple[SoundNet, str]:
-    default = REPO / "assets" / "soundnet8-esc50.safetensors"
+    default = REPO / "weights" / "soundnet8.safetensors"
     path = Path(weights) if weights else default if default.is_file() else None
     if path is not None:
         return load_model_file(path), str(path)

@@ -1,6 +1,6 @@
 """Add a training-data record to a checkpoint made before `soundnet train` wrote one.
 
-    PYTHONPATH=src python scripts/record_training_data.py assets/soundnet8-esc50.safetensors \
+    PYTHONPATH=src python scripts/record_training_data.py runs/esc50/model.safetensors \
         ../shared/data/esc50 --folds 1,2,3,4 --strip /work/shared/=../shared/ --strip /work/runs/=runs/
 
 Fingerprints the clips of DATASET (all of them, or those of ``--folds``) exactly as `soundnet
