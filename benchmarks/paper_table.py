@@ -143,14 +143,14 @@ def main() -> None:
             results.append({"subset": subset, "scale": scale, "seconds": wall,
                             "command": "soundnet " + " ".join(cmd), "report": report})
             print(table(results[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
+            if args.json:  # after every run, so that an interrupted benchmark keeps its rows
+                args.json.write_text(json.dumps({
+                    "total_seconds": time.perf_counter() - started, "load_start": load0,
+                    "load_end": os.getloadavg(), "runs": results}, indent=1))
     total = time.perf_counter() - started
     print(table(results))
     print(f"\nTotal {total / 60:.1f} min; load average at start {load0[0]:.2f}, at end "
           f"{os.getloadavg()[0]:.2f} (1 min); {os.cpu_count()} cores. `*`: not converged.")
-    if args.json:
-        args.json.write_text(json.dumps({"total_seconds": total, "load_start": load0,
-                                         "load_end": os.getloadavg(), "runs": results},
-                                        indent=1))
 
 
 if __name__ == "__main__":
