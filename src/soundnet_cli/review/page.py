@@ -116,7 +116,8 @@ def render(data: dict[str, Any]) -> str:
 def _url(path: Path, base: Path) -> str:
     """A relative URL from folder ``base`` to ``path`` (percent-encoded, ``/`` separated)."""
     rel = os.path.relpath(path.resolve(), base.resolve())
-    return quote(PurePosixPath(*Path(rel).parts).as_posix())
+    # The name's own bytes: a file name that is not UTF-8 (surrogate escapes) is encoded as is.
+    return quote(os.fsencode(PurePosixPath(*Path(rel).parts).as_posix()))
 
 
 def _item(run: RunDir, item: InputRecord, spectrograms: bool, copy_audio: bool,
