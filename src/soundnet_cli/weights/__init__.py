@@ -9,7 +9,7 @@
 - :mod:`.formats`: the readers of those files (Torch7, the TF port's ``.npy``, state dicts) and
   the never-execute loaders they use.
 
-The embedded network itself is data, not code: ``soundnet_cli/assets`` (``assets/`` in the
+The embedded network itself is data, not code: ``soundnet_cli/assets`` (``weights/`` in the
 repository).
 
 Until 0.2.0 :mod:`.registry` was the module ``soundnet_cli.weights``; its names still resolve
