@@ -70,6 +70,7 @@ RECIPES = {
     "mlp512-nomix": Recipe(mixup=0.0),
     "mlp512-60ep": Recipe(epochs=60),
     "mlp512-mix1": Recipe(mixup=1.0),
+    "mlp512-120ep": Recipe(epochs=120),
 }
 
 
