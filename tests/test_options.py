@@ -54,11 +54,11 @@ def no_deprecation() -> Iterator[None]:
 
 def test_defaults_are_frozen_and_validated() -> None:
     opts = RunOptions()
-    assert (opts.device, opts.batch_size, opts.workers, opts.threads) == (None, 8, 0, None)
+    assert (opts.device, opts.batch_size, opts.workers, opts.threads) == (None, 32, 0, None)
     assert opts.long_seconds == LONG_FILE_SECONDS == 60.0 and opts.chunk_seconds == 10.0
     with pytest.raises(dataclasses.FrozenInstanceError):
         opts.batch_size = 4  # type: ignore[misc]
-    assert opts.replace(batch_size=4).batch_size == 4 and opts.batch_size == 8
+    assert opts.replace(batch_size=4).batch_size == 4 and opts.batch_size == 32
     for bad in ({"batch_size": 0}, {"workers": -1}, {"threads": 0}, {"chunk_seconds": 0.0},
                 {"max_queued_bytes": 0}):
         with pytest.raises(ValueError):

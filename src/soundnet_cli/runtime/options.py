@@ -35,8 +35,11 @@ if TYPE_CHECKING:
 LONG_FILE_SECONDS = 60.0
 #: Audio per streamed chunk, seconds (bounds memory; the frames do not depend on it).
 CHUNK_SECONDS = 10.0
-#: Most files per forward pass (only clips of identical length share one).
-BATCH_SIZE = 8
+#: Most files per forward pass (only clips of identical length share one). 32: a pass reads every
+#: weight of the later layers however few clips it carries, and the authors' heads alone are
+#: 46 MB; tagging 400 ESC-50 clips took 9.2 s at 8 and 7.6 s at 32 (extract: the same at both;
+#: benchmarks/RESULTS.md, "Tagging speed with the authors' network").
+BATCH_SIZE = 32
 #: Most waveform samples the first, high-rate layers process at once (a batch is cut into slices
 #: for them): their output is ~32 bytes per input sample and must stay in the CPU caches. The
 #: later layers, whose weights dominate, see the whole batch.
