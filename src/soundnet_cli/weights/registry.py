@@ -244,7 +244,7 @@ def _entry(name: str, kind: str, path: Path, description: str = "",
            arch: str | None = None) -> NetworkEntry:
     header = read_header(path) if path.is_file() else {}
     config = header.get("config") or {}
-    heads = {h.get("name"): len(h.get("labels", []))
+    heads = {str(h.get("name")): len(h.get("labels", []))
              for h in [*config.get("heads", []), *config.get("pooled_heads", [])]
              if isinstance(h, dict)}
     return NetworkEntry(name, kind, path, path.is_file(), config.get("arch", arch), heads,
