@@ -381,7 +381,8 @@ def build_network(cfg: TrainConfig, classes: Sequence[str]) -> tuple[SoundNet, d
             model.replace_heads([want])
         info = {"init": str(cfg.init), "init_sha256": ckpt.sha256,
                 "init_head_kept": bool(kept and cfg.keep_head),
-                "init_heads": {h.name: h.classes for h in ckpt.config.heads}}
+                "init_heads": {**{h.name: h.classes for h in ckpt.config.heads},
+                               **{p.name: p.classes for p in ckpt.config.pooled_heads}}}
     else:
         model = SoundNet(make_config(cfg.arch, [classifier_head(cfg.arch, classes)],
                                      width=cfg.width))
