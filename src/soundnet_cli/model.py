@@ -219,6 +219,21 @@ def _min_conf_in(value: Any, where: str) -> None:
         _float_in(value, f"{where}.min_conf", 0.0, 1.0, open_low=False)
 
 
+def _head_named(h: Any, kind: "type[HeadSpec] | type[PooledHeadSpec]", group: str,
+                names: set[str]) -> str:
+    """Check a head's type, unique name and labels (adding the name to ``names``); returns its
+    path in the config for messages (``heads.objects``)."""
+    if not isinstance(h, kind) or not isinstance(h.name, str) or not h.name:
+        raise WeightsError(f"config {group.replace('_', ' ')[:-1]} {h!r} is malformed")
+    where = f"{group}.{h.name}"
+    if h.name in names:
+        raise WeightsError(f"config layer name {h.name!r} is used twice")
+    names.add(h.name)
+    if not 1 <= len(h.labels) <= MAX_LABELS or not all(isinstance(x, str) for x in h.labels):
+        raise WeightsError(f"config {where}.labels must be 1 to {MAX_LABELS} strings")
+    return where
+
+
 def _validate_config(c: "SoundNetConfig") -> None:
     """Every value of a config in range (the one check, run whenever a config is made, so a
     checkpoint's header is validated on load). Raises :class:`WeightsError` naming the field."""
@@ -245,15 +260,7 @@ def _validate_config(c: "SoundNetConfig") -> None:
             if n is not None:
                 names.add(n)
     for h in c.heads:
-        if not isinstance(h, HeadSpec) or not isinstance(h.name, str) or not h.name:
-            raise WeightsError(f"config head {h!r} is malformed")
-        where = f"heads.{h.name}"
-        if h.name in names:
-            raise WeightsError(f"config layer name {h.name!r} is used twice")
-        names.add(h.name)
-        if not 1 <= len(h.labels) <= MAX_LABELS or \
-                not all(isinstance(x, str) for x in h.labels):
-            raise WeightsError(f"config {where}.labels must be 1 to {MAX_LABELS} strings")
+        where = _head_named(h, HeadSpec, "heads", names)
         _int_in(h.kernel, f"{where}.kernel", 1, MAX_KERNEL)
         _int_in(h.stride, f"{where}.stride", 1, MAX_KERNEL)
         _int_in(h.padding, f"{where}.padding", 0, MAX_KERNEL)
@@ -261,17 +268,9 @@ def _validate_config(c: "SoundNetConfig") -> None:
         _min_conf_in(h.min_conf, where)
     layer_names = set(names) - {h.name for h in c.heads}
     for ph in c.pooled_heads:
-        if not isinstance(ph, PooledHeadSpec) or not isinstance(ph.name, str) or not ph.name:
-            raise WeightsError(f"config pooled head {ph!r} is malformed")
-        where = f"pooled_heads.{ph.name}"
-        if ph.name in names:
-            raise WeightsError(f"config layer name {ph.name!r} is used twice")
-        names.add(ph.name)
+        where = _head_named(ph, PooledHeadSpec, "pooled_heads", names)
         if ph.layer not in layer_names:
             raise WeightsError(f"config {where}.layer {ph.layer!r} is not a trunk layer")
-        if not 1 <= len(ph.labels) <= MAX_LABELS or \
-                not all(isinstance(x, str) for x in ph.labels):
-            raise WeightsError(f"config {where}.labels must be 1 to {MAX_LABELS} strings")
         _int_in(ph.window, f"{where}.window", 1, MAX_KERNEL)
         _int_in(ph.stride, f"{where}.stride", 1, MAX_KERNEL)
         _int_in(ph.hidden, f"{where}.hidden", 0, MAX_CHANNELS)
