@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from soundnet_cli.audio import load_audio  # noqa: E402
 from soundnet_cli.datasets import load_dataset  # noqa: E402
-from soundnet_cli.model import PooledHeadSpec, min_tag_samples  # noqa: E402
+from soundnet_cli.model import PooledHeadSpec, min_tag_samples, pooled_stats  # noqa: E402
 from soundnet_cli.runtime.batch import loop_to  # noqa: E402
 from soundnet_cli.runtime.engine import Engine  # noqa: E402
 from soundnet_cli.weights.checkpoint import load_model_file  # noqa: E402
@@ -105,9 +105,10 @@ def features(data: Path, weights: Path, cache: Path) -> dict[str, np.ndarray]:
 
 
 def stats(frames: np.ndarray, start: int) -> np.ndarray:
-    """Mean and max of ``(..., channels, frames)`` over frames ``start .. start+WINDOW``."""
-    window = frames[..., start:start + WINDOW]
-    return np.concatenate([window.mean(-1), window.max(-1)], -1)
+    """Mean and max of ``(..., channels, frames)`` over frames ``start .. start+WINDOW``: the
+    network's own :func:`~soundnet_cli.model.pooled_stats`, so training sees what tagging does."""
+    window = torch.from_numpy(np.ascontiguousarray(frames[..., start:start + WINDOW]))
+    return pooled_stats(window).numpy()
 
 
 def examples(train: np.ndarray) -> np.ndarray:

@@ -52,7 +52,7 @@ SOURCE = {
 }
 
 
-def esc50_head(path: Path, model: SoundNet, cv: dict | None) -> tuple[PooledHeadSpec, dict, dict]:
+def esc50_head(path: Path, cv: dict | None) -> tuple[PooledHeadSpec, dict, dict]:
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
@@ -122,7 +122,7 @@ def main() -> None:
         rows = [json.loads(line) for line in args.cv.read_text().splitlines() if line.strip()]
         cv = {"estimate": next(r for r in rows if r["recipe"] == args.cv_recipe),
               "recipes_tried": rows}
-    spec, tensors, head_prov = esc50_head(args.esc50_head, model, cv)
+    spec, tensors, head_prov = esc50_head(args.esc50_head, cv)
     conf = {k: float(v) for k, v in (item.split("=", 1) for item in args.min_conf)}
     heads = tuple(dataclasses.replace(h, min_conf=conf.get(h.name)) for h in model.config.heads)
     spec = dataclasses.replace(spec, min_conf=conf.get(spec.name))
