@@ -37,7 +37,7 @@ from soundnet_cli.errors import DatasetError  # noqa: E402
 from soundnet_cli.provenance import exclude_seen, seen_mask  # noqa: E402
 from soundnet_cli.runtime.options import RunOptions  # noqa: E402
 from soundnet_cli.model import SoundNet, make_config  # noqa: E402
-from soundnet_cli import Protocol, cross_validate, extract_features  # noqa: E402
+from soundnet_cli import SvmProtocol, cross_validate, extract_features  # noqa: E402
 
 LAYERS = ("conv4", "conv5", "pool5", "conv6", "conv7")
 
@@ -110,7 +110,7 @@ def main() -> None:
     if "paper" in args.protocols and args.paper_scale_512:
         runs.append(("paper", 512.0, args.paper_scale_512))
     for proto_name, scale, layers in runs:
-        proto = Protocol(proto_name, input_scale=scale, solver=args.solver,
+        proto = SvmProtocol(proto_name, input_scale=scale, solver=args.solver,
                          max_iter=args.max_iter)
         started = time.perf_counter()
         feats = extract_features(model, ds, layers, proto, cache_dir=cache,

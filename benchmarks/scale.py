@@ -190,7 +190,7 @@ SCAN_CHILD = """
 import os, sys, time
 from pathlib import Path
 from soundnet_cli.audio import find_audio_files
-from soundnet_cli.runtime.shard import Shard, read_files_from, select_inputs
+from soundnet_cli.shards.partition import Shard, read_files_from, select_inputs
 t = time.perf_counter()
 names = [e.path for d in os.scandir(sys.argv[1]) if d.is_dir() for e in os.scandir(d.path)]
 walk = time.perf_counter() - t

@@ -205,13 +205,6 @@ def test_silence_warns_in_the_result_not_the_console(net):
     assert any("tiled" in w for w in result.warnings)
 
 
-def test_old_tag_files_signature_still_works(tiny_model, write_audio):
-    path = write_audio("a.wav", 1.0)
-    with pytest.warns(DeprecationWarning, match="tag_files"):
-        (result,) = list(soundnet_cli.tag_files(tiny_model, [path]))
-    assert result.ok and result.head("objects").scores.shape[1] == 7
-
-
 def test_network_properties(net):
     assert net.sample_rate == 22_050 and net.device.type == "cpu"
     assert "pool5" in net.layers and set(net.labels) == {"objects", "scenes"}

@@ -18,6 +18,7 @@ from soundnet_cli.runtime import decode as decoding_mod
 from soundnet_cli.runtime import stream as streaming_mod
 from soundnet_cli.cli import app
 from soundnet_cli.errors import OutputError
+from soundnet_cli.runtime.options import RunOptions
 from soundnet_cli.extract import (MANIFEST_COLUMNS, Manifest, extract_files, output_paths,
                                   pool_frames)
 from soundnet_cli.runtime.batch import iter_activations
@@ -242,8 +243,8 @@ def test_manifest_format_and_unreadable_manifest(tmp_path):
 # Long files: streamed from disk in chunks, same outputs as the in-memory path
 
 
-LONG = {"long_seconds": 12.0, "chunk_seconds": 2.5}  # small threshold and chunks: fast tests
-NEVER = {"long_seconds": math.inf}  # the in-memory path, the reference
+LONG = {"options": RunOptions(long_seconds=12.0, chunk_seconds=2.5)}  # small threshold and chunks: fast tests
+NEVER = {"options": RunOptions(long_seconds=math.inf)}  # the in-memory path, the reference
 
 
 def write_long(path: Path, seconds: float, rate: int = 22_050, block_seconds: float = 4.0) -> Path:
@@ -276,7 +277,7 @@ def no_whole_decoding(monkeypatch):
     def guarded(path, *args, **kwargs):
         duration = sf.info(str(path)).duration
         limit = kwargs.get("max_seconds")  # load_audio then refuses it from the header alone
-        if duration > LONG["long_seconds"] and not (limit is not None and duration > limit):
+        if duration > LONG["options"].long_seconds and not (limit is not None and duration > limit):
             raise AssertionError(f"{path}: a long file was decoded whole")
         return real(path, *args, **kwargs)
 

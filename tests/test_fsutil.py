@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from soundnet_cli.fsutil import atomic_path, atomic_write_text, mirrored_output
+from soundnet_cli.files.fsutil import atomic_path, atomic_write_text, mirrored_output
 
 
 def test_atomic_write_replaces_and_leaves_no_temp(tmp_path: Path):
@@ -49,7 +49,7 @@ def test_mirrored_output_keeps_tree_under_root(tmp_path: Path):
 
 
 def test_collision_candidates_are_the_inputs_named_like_ours(tmp_path):
-    from soundnet_cli.fsutil import collision_candidates
+    from soundnet_cli.files.fsutil import collision_candidates
 
     for name in ("x/a.wav", "y/a.flac", "y/b.wav", "z/real.wav", "x/a.conv5.npy"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)

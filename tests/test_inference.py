@@ -8,6 +8,7 @@ import torch
 
 from soundnet_cli.audio import load_audio
 from soundnet_cli.runtime.batch import iter_activations, required_samples, tile
+from soundnet_cli.runtime.options import RunOptions
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def _direct(model, path, layer):
 
 @pytest.mark.filterwarnings("ignore::soundnet_cli.audio.SilentAudioWarning")
 def test_results_in_input_order_and_equal_to_a_direct_forward(tiny_model, clips):
-    results = list(iter_activations(tiny_model, clips, ["conv5", 18], batch_size=3))
+    results = list(iter_activations(tiny_model, clips, ["conv5", 18], options=RunOptions(batch_size=3)))
     assert [r.path for r in results] == clips
     assert [r.ok for r in results] == [True, True, False, True, True, True]
     assert "bad.wav: cannot decode" in results[2].error and results[2].activations is None
@@ -50,8 +51,8 @@ def test_results_in_input_order_and_equal_to_a_direct_forward(tiny_model, clips)
 
 @pytest.mark.parametrize("batch_size", [1, 2, 16])
 def test_batch_size_does_not_change_outputs(tiny_model, clips, batch_size):
-    ref = list(iter_activations(tiny_model, clips, ["conv4"], batch_size=4))
-    got = list(iter_activations(tiny_model, clips, ["conv4"], batch_size=batch_size))
+    ref = list(iter_activations(tiny_model, clips, ["conv4"], options=RunOptions(batch_size=4)))
+    got = list(iter_activations(tiny_model, clips, ["conv4"], options=RunOptions(batch_size=batch_size)))
     for r, g in zip(ref, got):
         assert r.ok == g.ok
         if r.ok:
@@ -60,8 +61,8 @@ def test_batch_size_does_not_change_outputs(tiny_model, clips, batch_size):
 
 
 def test_worker_processes_give_the_same_results(tiny_model, clips):
-    ref = list(iter_activations(tiny_model, clips, ["pool5"], workers=0))
-    got = list(iter_activations(tiny_model, clips, ["pool5"], workers=2, batch_size=2))
+    ref = list(iter_activations(tiny_model, clips, ["pool5"], options=RunOptions(workers=0)))
+    got = list(iter_activations(tiny_model, clips, ["pool5"], options=RunOptions(workers=2, batch_size=2)))
     assert [g.path for g in got] == clips
     for r, g in zip(ref, got):
         assert (r.ok, r.error, r.warnings) == (g.ok, g.error, g.warnings)

@@ -14,6 +14,7 @@ from soundnet_cli.runtime import decode as decoding
 from soundnet_cli.audio import load_audio
 from soundnet_cli.runtime.engine import Engine
 from soundnet_cli.runtime.batch import iter_activations
+from soundnet_cli.runtime.options import RunOptions
 
 TOL = 1e-4
 
@@ -53,8 +54,7 @@ def mixed(write_audio) -> list[Path]:
                                               (16, None)])
 def test_results_match_per_file_forward_in_input_order(model, mixed, batch_size, micro) -> None:
     layers = ["pool1", "conv4", "conv5"]
-    results = list(iter_activations(model, mixed, layers, batch_size=batch_size,
-                                    micro_batch_samples=micro))
+    results = list(iter_activations(model, mixed, layers, options=RunOptions(batch_size=batch_size, micro_batch_samples=micro)))
     assert [r.index for r in results] == list(range(len(mixed)))
     assert [r.path for r in results] == mixed
     for r in results:
@@ -72,7 +72,7 @@ def test_equal_lengths_share_a_forward_pass(model, mixed, monkeypatch) -> None:
         return forward(self, batch, **kwargs)
 
     monkeypatch.setattr(Engine, "forward", spy)
-    list(iter_activations(model, mixed, ["conv3"], batch_size=3))
+    list(iter_activations(model, mixed, ["conv3"], options=RunOptions(batch_size=3)))
     # Three lengths, three clips each, interleaved: the look-ahead groups them.
     assert sorted(sizes) == [3, 3, 3]
 
@@ -95,7 +95,7 @@ def test_bad_file_is_reported_and_the_rest_go_on(model, mixed, tmp_path: Path) -
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"not audio at all")
     paths = mixed[:2] + [bad, tmp_path / "missing.wav"] + mixed[2:4]
-    results = list(iter_activations(model, paths, ["conv2"], batch_size=4))
+    results = list(iter_activations(model, paths, ["conv2"], options=RunOptions(batch_size=4)))
     assert [r.ok for r in results] == [True, True, False, False, True, True]
     assert "broken.wav" in results[2].error and results[2].activations is None
     assert "missing.wav" in results[3].error
@@ -111,8 +111,8 @@ def test_short_clips_are_tiled(model, write_audio) -> None:
 
 
 def test_worker_processes_give_the_same_results(model, mixed) -> None:
-    a = list(iter_activations(model, mixed, ["conv4"], workers=2, batch_size=2))
-    b = list(iter_activations(model, mixed, ["conv4"], workers=0, batch_size=1))
+    a = list(iter_activations(model, mixed, ["conv4"], options=RunOptions(workers=2, batch_size=2)))
+    b = list(iter_activations(model, mixed, ["conv4"], options=RunOptions(workers=0, batch_size=1)))
     assert [r.path for r in a] == mixed
     for x, y in zip(a, b):
         np.testing.assert_allclose(x.activations["conv4"], y.activations["conv4"], atol=1e-6)
@@ -130,8 +130,7 @@ def test_long_files_are_streamed_not_decoded_whole(model, mixed, write_audio, mo
 
     monkeypatch.setattr(decoding, "load_audio", guarded)
     paths = [mixed[0], long, mixed[1]]
-    results = list(iter_activations(model, paths, ["conv5", "conv8"], long_seconds=11.0,
-                                    chunk_seconds=1.7))
+    results = list(iter_activations(model, paths, ["conv5", "conv8"], options=RunOptions(long_seconds=11.0, chunk_seconds=1.7)))
     assert [r.path for r in results] == paths
     assert [r.streamed for r in results] == [False, True, False]
     assert_same(results[1].activations, expected, "streamed")
@@ -140,21 +139,20 @@ def test_long_files_are_streamed_not_decoded_whole(model, mixed, write_audio, mo
 
 def test_streamed_result_over_budget_fails_alone(model, mixed, write_audio) -> None:
     long = write_audio("long.wav", seconds=4.0)
-    results = list(iter_activations(model, [long, mixed[0]], ["conv1"], long_seconds=3.0,
-                                    max_result_bytes=1_000))
+    results = list(iter_activations(model, [long, mixed[0]], ["conv1"], options=RunOptions(long_seconds=3.0, max_result_bytes=1_000)))
     assert not results[0].ok and "stream_to_npy" in results[0].error and results[0].streamed
     assert results[1].ok
 
 
 def test_files_that_need_tiling_are_never_streamed(model, write_audio) -> None:
     path = write_audio("s.wav", seconds=4.0)
-    (r,) = iter_activations(model, [path], ["objects"], min_samples=10 * 22_050, long_seconds=1.0)
+    (r,) = iter_activations(model, [path], ["objects"], min_samples=10 * 22_050, options=RunOptions(long_seconds=1.0))
     assert r.ok and not r.streamed and r.tiled_to > 0
 
 
 def test_threads_setting_is_restored(model, mixed) -> None:
     before = torch.get_num_threads()
-    list(iter_activations(model, mixed[:2], ["conv2"], threads=1))
+    list(iter_activations(model, mixed[:2], ["conv2"], options=RunOptions(threads=1)))
     assert torch.get_num_threads() == before
 
 
@@ -165,7 +163,6 @@ def test_workers_leave_their_cores_to_decoding(model, mixed, monkeypatch) -> Non
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(workers, "available_cores", lambda: 3)
     before = torch.get_num_threads()
-    during = [torch.get_num_threads() for _ in iter_activations(model, mixed[:3], ["conv2"],
-                                                                 workers=1)]
+    during = [torch.get_num_threads() for _ in iter_activations(model, mixed[:3], ["conv2"], options=RunOptions(workers=1))]
     assert during == [2] * 3
     assert torch.get_num_threads() == before

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from soundnet_cli.shardmerge import merge
+from soundnet_cli.shards.merge import merge
 
 HAS_PARQUET = importlib.util.find_spec("pyarrow") is not None
 
@@ -268,7 +268,7 @@ def test_merging_a_tag_run_does_not_import_torch(cli, data, tiny_checkpoint, tmp
     for i in range(2):
         cli("tag", data, "-r", "-w", tiny_checkpoint, "-o", "out", "-f", "jsonl,csv,raven",
             "-j", "0", "--shard", f"{i}/2")
-    code = ("import sys\nfrom soundnet_cli.shardmerge import merge\n"
+    code = ("import sys\nfrom soundnet_cli.shards.merge import merge\n"
             "merge('out')\nprint('torch' in sys.modules)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "False" and (tmp_path / "sharded" / "out" / "tags.csv").is_file()

@@ -1,6 +1,6 @@
 """RunOptions: one frozen set of scheduling knobs, planned as the CLI plans them, accepted by
-iter_activations, tag_files, extract_files and extract_features; the old keywords still work
-(with a DeprecationWarning) and give the same outputs."""
+iter_activations, tag_files, extract_files and extract_features, whose outputs do not depend
+on it; the scheduling keywords of before 0.2 are gone (one way to say each thing)."""
 
 from __future__ import annotations
 
@@ -22,13 +22,9 @@ from soundnet_cli.extract import extract_files
 from soundnet_cli.runtime import options as options_module
 from soundnet_cli.runtime import workers as workers_module
 from soundnet_cli.runtime.batch import iter_activations
-from soundnet_cli.runtime.options import (
-    LONG_FILE_SECONDS,
-    RunOptions,
-    legacy_options,
-)
+from soundnet_cli.runtime.options import LONG_FILE_SECONDS, RunOptions
 from soundnet_cli.svm.features import extract_features
-from soundnet_cli.svm.protocol import Protocol
+from soundnet_cli.svm.protocol import SvmProtocol
 from soundnet_cli.tagging.scoring import result_to_json, tag_files
 
 pytestmark = pytest.mark.filterwarnings("ignore::soundnet_cli.audio.SilentAudioWarning")
@@ -113,99 +109,71 @@ def test_one_copy_of_each_default() -> None:
     assert batch.DEFAULT_MICRO_BATCH_SAMPLES == RunOptions().micro_batch_samples
 
 
-def test_legacy_keywords_warn_only_when_given() -> None:
-    with pytest.warns(DeprecationWarning, match=r"f\(batch_size=, workers=\) is deprecated"):
-        got = legacy_options(RunOptions(chunk_seconds=2.0), "f",
-                             {"batch_size": 3, "workers": 1, "device": options_module.UNSET})
-    assert got == RunOptions(batch_size=3, workers=1, chunk_seconds=2.0)
-    with no_deprecation():
-        assert legacy_options(None, "f", {"batch_size": options_module.UNSET}) == RunOptions()
+def test_old_scheduling_keywords_are_refused(tiny_model, clips, tmp_path) -> None:
+    with pytest.raises(TypeError):
+        next(iter(iter_activations(tiny_model, clips, ["conv5"],
+                                   batch_size=2)))  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        next(iter(tag_files(tiny_model, clips, workers=1)))  # type: ignore[call-arg]
 
 
 # -- outputs do not depend on how the options arrive --------------------------------------------
 
-def test_iter_activations_same_with_options_and_old_keywords(tiny_model, clips) -> None:
+
+def test_iter_activations_same_whatever_the_options(tiny_model, clips) -> None:
     with no_deprecation():
         new = list(iter_activations(tiny_model, clips, ["conv5", "pool5"]))
         planned = list(iter_activations(tiny_model, clips, ["conv5", "pool5"],
                                         options=RunOptions(batch_size=2, workers=2)))
-    with pytest.warns(DeprecationWarning, match="iter_activations"):
-        old = list(iter_activations(tiny_model, clips, ["conv5", "pool5"], device="cpu",
-                                    batch_size=16, workers=0))
-    for a, b, c in zip(new, old, planned):
+        other = list(iter_activations(tiny_model, clips, ["conv5", "pool5"],
+                                      options=RunOptions(device="cpu", batch_size=16)))
+    for a, b, c in zip(new, other, planned, strict=True):
         assert a.path == b.path == c.path and a.ok and b.ok and c.ok
         for name in ("conv5", "pool5"):
             np.testing.assert_array_equal(a.activations[name], b.activations[name])
             np.testing.assert_array_equal(a.activations[name], c.activations[name])
 
 
-def test_tag_files_same_with_default_options_and_old_keywords(tiny_model, clips) -> None:
+def test_tag_files_same_whatever_the_options(tiny_model, clips) -> None:
     with no_deprecation():
         new = [result_to_json(r, 5, True) for r in tag_files(tiny_model, clips)]
         given = [result_to_json(r, 5, True)
                  for r in tag_files(tiny_model, clips, options=RunOptions())]
-    with pytest.warns(DeprecationWarning, match="tag_files"):  # the old defaults, spelled out
-        old = [result_to_json(r, 5, True) for r in tag_files(
-            tiny_model, clips, device="cpu", batch_size=8, workers=0,
-            long_seconds=LONG_FILE_SECONDS, chunk_seconds=10.0)]
-    assert new == given == old and all(r["ok"] for r in new)
+        spelled = [result_to_json(r, 5, True) for r in tag_files(
+            tiny_model, clips, options=RunOptions(device="cpu", batch_size=8, workers=0,
+                                                  long_seconds=LONG_FILE_SECONDS,
+                                                  chunk_seconds=10.0))]
+    assert new == given == spelled and all(r["ok"] for r in new)
     heads_new = [h.scores for r in tag_files(tiny_model, clips) for h in r.heads]
-    with pytest.warns(DeprecationWarning):
-        heads_old = [h.scores for r in tag_files(tiny_model, clips, batch_size=3, workers=2)
-                     for h in r.heads]
-    for a, b in zip(heads_new, heads_old, strict=True):
+    heads_other = [h.scores for r in tag_files(
+        tiny_model, clips, options=RunOptions(batch_size=3, workers=2)) for h in r.heads]
+    for a, b in zip(heads_new, heads_other, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
-def test_extract_files_same_with_default_options_and_old_keywords(tiny_model, clips,
-                                                                  tmp_path) -> None:
-    new, old = tmp_path / "new", tmp_path / "old"
+def test_extract_files_same_whatever_the_options(tiny_model, clips, tmp_path) -> None:
+    new, other = tmp_path / "new", tmp_path / "other"
     with no_deprecation():
         assert all(o.ok for o in extract_files(tiny_model, clips, ["conv4", "pool5"], new))
-    with pytest.warns(DeprecationWarning, match="extract_files"):
         assert all(o.ok for o in extract_files(
-            tiny_model, clips, ["conv4", "pool5"], old, device="cpu", batch_size=8, workers=0,
-            long_seconds=None, chunk_seconds=None))
+            tiny_model, clips, ["conv4", "pool5"], other,
+            options=RunOptions(device="cpu", batch_size=3, workers=2, chunk_seconds=2.0)))
     written = sorted(p.relative_to(new) for p in new.rglob("*.npy"))
     assert len(written) == 2 * len(clips)
     for rel in written:
-        assert (new / rel).read_bytes() == (old / rel).read_bytes()
+        assert (new / rel).read_bytes() == (other / rel).read_bytes()
 
 
-def test_extract_files_keeps_its_old_meaning_of_none(tiny_model, clips, tmp_path,
-                                                     monkeypatch) -> None:
-    """``long_seconds=None`` meant "the default" in extract_files (but "never stream" in
-    tag_files): the deprecated keyword keeps each meaning."""
-    import soundnet_cli.runtime.batch as batch
-
-    seen: list[RunOptions] = []
-    real = batch.iter_activations
-
-    def spy(*args, options=None, **kwargs):
-        seen.append(options)
-        return real(*args, options=options, **kwargs)
-
-    monkeypatch.setattr(batch, "iter_activations", spy)
-    with pytest.warns(DeprecationWarning):
-        list(extract_files(tiny_model, clips[:1], ["conv3"], tmp_path / "x", long_seconds=None,
-                           chunk_seconds=None))
-    with pytest.warns(DeprecationWarning):
-        list(tag_files(tiny_model, clips[:1], long_seconds=None))
-    assert seen[0].long_seconds == LONG_FILE_SECONDS and seen[0].chunk_seconds == 10.0
-    assert seen[1].long_seconds is None
-
-
-def test_extract_features_same_with_default_options_and_old_keywords(tiny_model, clips,
-                                                                     tmp_path) -> None:
+def test_extract_features_same_whatever_the_options(tiny_model, clips, tmp_path) -> None:
     ds = Dataset(tmp_path, tuple(clips), np.array([0, 1, 0, 1, 0]), ("a", "b"), None, "folders")
-    for protocol in (Protocol("pooled"), Protocol("paper")):
+    for protocol in (SvmProtocol("pooled"), SvmProtocol("paper")):
         with no_deprecation():
             new = extract_features(tiny_model, ds, ["pool5", "conv4"], protocol,
                                    use_cache=False)
-        with pytest.warns(DeprecationWarning, match="extract_features"):  # the old defaults
-            old = extract_features(tiny_model, ds, ["pool5", "conv4"], protocol,
-                                   use_cache=False, device="cpu", batch_size=16, workers=0)
+            other = extract_features(tiny_model, ds, ["pool5", "conv4"], protocol,
+                                     use_cache=False,
+                                     options=RunOptions(batch_size=2, workers=1))
         for name in ("pool5", "conv4"):
-            assert new[name].key == old[name].key
-            for a, b in zip(new[name].activations, old[name].activations, strict=True):
+            assert new[name].key == other[name].key
+            for a, b in zip(new[name].activations, other[name].activations, strict=True):
                 np.testing.assert_array_equal(a, b)

@@ -42,7 +42,7 @@ from soundnet_cli.errors import (
     WeightsError,
 )
 from soundnet_cli.extract import ExtractRecord, Manifest, extract_files
-from soundnet_cli.fsutil import find_files, remove_stale_parts
+from soundnet_cli.files.fsutil import find_files, remove_stale_parts
 from soundnet_cli.svm.cache import FeatureCache, FeatureKey
 from soundnet_cli.svm.model import SvmModel
 from soundnet_cli.tagging.scoring import tag_files
@@ -284,7 +284,7 @@ def test_sigterm_is_handled_like_ctrl_c():
 
 
 def test_stale_part_files_of_dead_writers_are_removed(tmp_path):
-    from soundnet_cli.fsutil import atomic_write_text
+    from soundnet_cli.files.fsutil import atomic_write_text
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
@@ -978,7 +978,7 @@ def test_a_235_character_input_name_is_written(tmp_path, write_audio, tiny_check
 
 def test_stale_parts_of_a_long_name_are_removed(tmp_path):
     target = tmp_path / ("n" * 240 + ".npy")
-    from soundnet_cli.fsutil import atomic_path, part_prefix
+    from soundnet_cli.files.fsutil import atomic_path, part_prefix
 
     stale = tmp_path / f"{part_prefix(target)}999999999.x.part"
     stale.write_bytes(b"")

@@ -1,5 +1,5 @@
 """Same-stem inputs (``x.mp3`` and ``x.m4a`` side by side, as phones export them): tag and extract
-both keep every result, the suffix kept in the output names (soundnet_cli.fsutil.mirrored_output)."""
+both keep every result, the suffix kept in the output names (soundnet_cli.files.fsutil.mirrored_output)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import soundfile as sf
 
 from conftest import synth
-from soundnet_cli.fsutil import mirrored_output, same_stem_names
+from soundnet_cli.files.fsutil import mirrored_output, same_stem_names
 
 
 def pair_folder(root: Path) -> Path:

@@ -20,7 +20,6 @@ from soundnet_cli.errors import AudioError, LayerError, MemoryBudgetError
 from soundnet_cli.runtime.stream import (
     NpyStreamWriter,
     collect_activations,
-    frame_times,
     is_long,
     prefetched,
     run_stream,
@@ -290,7 +289,7 @@ def test_is_long_policy(write_audio) -> None:
 
 
 def test_frame_times_are_receptive_field_centres(model) -> None:
-    t = frame_times(model, "conv5", 10, 3)
+    t = model.time_axis("conv5").centres(3, 10)
     g = model.geometry("conv5")
     assert t.shape == (3,)
     assert t[1] - t[0] == pytest.approx(g.hop / 22_050)

@@ -27,7 +27,7 @@ from soundnet_cli.model import SoundNet, make_config
 from soundnet_cli.svm.features import extract_features
 from soundnet_cli.svm.fit import cross_validate, fit_svm, inner_splits
 from soundnet_cli.svm.model import SvmModel, paper_windows, window_frames
-from soundnet_cli.svm.protocol import Protocol
+from soundnet_cli.svm.protocol import SvmProtocol
 from soundnet_cli.tagging.scoring import SvmScorer, result_to_json, tag_files
 
 RATE = 22_050
@@ -119,8 +119,8 @@ def test_pooled_cross_validation_is_accurate_in_every_layout(layout, data_root, 
     ds = (load_dataset(None, labels_csv=data_root / layout) if layout.endswith(".csv")
           else load_dataset(data_root / layout))
     assert len(ds) == 24 and sorted(ds.classes) == sorted(CLASSES)
-    fs = features(network, ds, "pool5", Protocol("pooled"), tmp_path)
-    report = cross_validate(fs, Protocol("pooled"), n_folds=3)
+    fs = features(network, ds, "pool5", SvmProtocol("pooled"), tmp_path)
+    report = cross_validate(fs, SvmProtocol("pooled"), n_folds=3)
     assert len(report.folds) == 3
     if ds.folds is not None:
         assert [f.test_fold for f in report.folds] == [1, 2, 3]
@@ -130,8 +130,8 @@ def test_pooled_cross_validation_is_accurate_in_every_layout(layout, data_root, 
 @pytest.mark.parametrize("layer", ["pool5", "conv7"])
 def test_paper_cross_validation_is_accurate(layer, data_root, network, tmp_path):
     ds = load_dataset(data_root / "esc")
-    fs = features(network, ds, layer, Protocol("paper"), tmp_path)
-    report = cross_validate(fs, Protocol("paper"))
+    fs = features(network, ds, layer, SvmProtocol("paper"), tmp_path)
+    report = cross_validate(fs, SvmProtocol("paper"))
     assert all(f.C == 0.01 for f in report.folds)
     assert report.mean >= 0.9, report.to_dict()
 
@@ -141,9 +141,9 @@ def test_newton_and_liblinear_solvers_agree(protocol, data_root, network, tmp_pa
     """Both solvers minimise the same objective: the same C, the same predictions, and
     decision values that agree to the solvers' tolerance."""
     ds = load_dataset(data_root / "esc")
-    fs = features(network, ds, "conv5", Protocol(protocol), tmp_path)
-    newton = Protocol(protocol, tol=1e-6, max_iter=500)  # float32 features: near its floor
-    lib = Protocol(protocol, solver="liblinear", tol=1e-8, max_iter=100_000)
+    fs = features(network, ds, "conv5", SvmProtocol(protocol), tmp_path)
+    newton = SvmProtocol(protocol, tol=1e-6, max_iter=500)  # float32 features: near its floor
+    lib = SvmProtocol(protocol, solver="liblinear", tol=1e-8, max_iter=100_000)
     a, b = cross_validate(fs, newton), cross_validate(fs, lib)
     assert [f.converged for f in a.folds] == [f.converged for f in b.folds] == [True] * len(a.folds)
     assert [f.C for f in a.folds] == [f.C for f in b.folds]
@@ -155,8 +155,8 @@ def test_newton_and_liblinear_solvers_agree(protocol, data_root, network, tmp_pa
 
 def test_report_numbers_are_consistent(data_root, network, tmp_path):
     ds = load_dataset(data_root / "folders")
-    fs = features(network, ds, "conv5", Protocol("pooled"), tmp_path)
-    report = cross_validate(fs, Protocol("pooled"), cv_splits(ds, 3, seed=2))
+    fs = features(network, ds, "conv5", SvmProtocol("pooled"), tmp_path)
+    report = cross_validate(fs, SvmProtocol("pooled"), cv_splits(ds, 3, seed=2))
     true, pred = report.predictions()
     assert sorted(np.concatenate([f.test_index for f in report.folds]).tolist()) == list(range(24))
     assert report.confusion().sum() == 24 and np.trace(report.confusion()) == (true == pred).sum()
@@ -169,10 +169,10 @@ def test_report_numbers_are_consistent(data_root, network, tmp_path):
 
 def test_parallel_folds_give_the_same_result(data_root, network, tmp_path):
     ds = load_dataset(data_root / "esc")
-    fs = features(network, ds, "pool5", Protocol("pooled"), tmp_path)
-    one = cross_validate(fs, Protocol("pooled"), jobs=1)
+    fs = features(network, ds, "pool5", SvmProtocol("pooled"), tmp_path)
+    one = cross_validate(fs, SvmProtocol("pooled"), jobs=1)
     seen = []
-    two = cross_validate(fs, Protocol("pooled"), jobs=2, on_fold=seen.append)
+    two = cross_validate(fs, SvmProtocol("pooled"), jobs=2, on_fold=seen.append)
     assert [f.name for f in seen] == [f.name for f in two.folds]  # each reported when done
     assert [f.accuracy for f in one.folds] == [f.accuracy for f in two.folds]
     assert [f.C for f in one.folds] == [f.C for f in two.folds]
@@ -208,10 +208,10 @@ def test_paper_loops_every_clip_to_exactly_10_s(tmp_path, network):
         (tmp_path / "c" / name).mkdir(parents=True)
         sf.write(tmp_path / "c" / name / "x.wav", make_clip("noise", 0, seconds), RATE)
     ds = load_dataset(tmp_path / "c")
-    paper = features(network, ds, "pool5", Protocol("paper"), tmp_path)
+    paper = features(network, ds, "pool5", SvmProtocol("paper"), tmp_path)
     assert [a.shape[0] for a in paper.activations] == [27, 27]
     assert paper.key.loop_samples == 10 * RATE and paper.window == 3
-    pooled = features(network, ds, "pool5", Protocol("pooled"), tmp_path)
+    pooled = features(network, ds, "pool5", SvmProtocol("pooled"), tmp_path)
     frames = network.geometry("pool5").frames
     assert [a.shape[0] for a in pooled.activations] == [frames(12 * RATE), frames(int(3.3 * RATE))]
 
@@ -220,31 +220,31 @@ def test_paper_loops_every_clip_to_exactly_10_s(tmp_path, network):
 
 def test_cache_hits_misses_and_keys(data_root, network, tmp_path):
     ds = load_dataset(data_root / "folders").subset(range(4))
-    first = features(network, ds, "conv6", Protocol("pooled"), tmp_path)
+    first = features(network, ds, "conv6", SvmProtocol("pooled"), tmp_path)
     assert first.cached == 0
-    again = features(network, ds, "conv6", Protocol("pooled"), tmp_path)
+    again = features(network, ds, "conv6", SvmProtocol("pooled"), tmp_path)
     assert again.cached == 4
     for a, b in zip(first.activations, again.activations):
         np.testing.assert_array_equal(a, b)
     # the input scale is part of the key and changes the features
-    louder = features(network, ds, "conv6", Protocol("pooled", input_scale=512), tmp_path)
+    louder = features(network, ds, "conv6", SvmProtocol("pooled", input_scale=512), tmp_path)
     assert louder.cached == 0 and louder.key.input_scale == 512
     assert not np.allclose(louder.activations[0], first.activations[0])
     assert first.key.directory(tmp_path) != louder.key.directory(tmp_path)
     # a modified file misses the cache
     st = ds.paths[0].stat()
     os.utime(ds.paths[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    assert features(network, ds, "conv6", Protocol("pooled"), tmp_path).cached == 3
+    assert features(network, ds, "conv6", SvmProtocol("pooled"), tmp_path).cached == 3
     # another network misses the cache
     other = calibrated_network(seed=1)
-    assert features(other, ds, "conv6", Protocol("pooled"), tmp_path).cached == 0
+    assert features(other, ds, "conv6", SvmProtocol("pooled"), tmp_path).cached == 0
     key = json.loads((first.key.directory(tmp_path / "cache") / "key.json").read_text())
     assert key["layer"] == "conv6" and key["fingerprint"] == weights_fingerprint(network)
 
 
 def test_input_scale_does_not_change_the_networks_identity(data_root, network, tmp_path):
     ds = load_dataset(data_root / "folders").subset([0])
-    fs = features(network, ds, "conv1", Protocol("pooled", input_scale=512), tmp_path,
+    fs = features(network, ds, "conv1", SvmProtocol("pooled", input_scale=512), tmp_path,
                   use_cache=False)
     wave = torch.from_numpy(sf.read(ds.paths[0], dtype="float32")[0])[None]
     with torch.no_grad():
@@ -255,10 +255,10 @@ def test_input_scale_does_not_change_the_networks_identity(data_root, network, t
 
 def test_layers_by_module_number_and_unknown_layers(data_root, network, tmp_path):
     ds = load_dataset(data_root / "folders").subset([0])
-    assert set(extract_features(network, ds, ["18"], Protocol(), use_cache=False)) == {"pool5"}
+    assert set(extract_features(network, ds, ["18"], SvmProtocol(), use_cache=False)) == {"pool5"}
     from soundnet_cli.errors import LayerError
     with pytest.raises(LayerError, match="unknown layer 'pool9'"):
-        extract_features(network, ds, ["pool9"], Protocol(), use_cache=False)
+        extract_features(network, ds, ["pool9"], SvmProtocol(), use_cache=False)
 
 
 def test_undecodable_clips_are_excluded_and_reported(data_root, network, tmp_path):
@@ -268,7 +268,7 @@ def test_undecodable_clips_are_excluded_and_reported(data_root, network, tmp_pat
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     from soundnet_cli.datasets import Dataset
     ds = Dataset(ds.root, ds.paths + (bad,), np.append(ds.labels, 3), ds.classes, None, "folders")
-    fs = features(network, ds, "pool5", Protocol("pooled"), tmp_path)
+    fs = features(network, ds, "pool5", SvmProtocol("pooled"), tmp_path)
     assert len(fs.dataset) == 24 and [p for p, _ in fs.failures] == [bad]
     assert "broken.wav" in fs.failures[0][1]
     assert bad not in fs.dataset.paths
@@ -282,8 +282,8 @@ def fitted(data_root, network, tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     out = {}
     for proto in ("paper", "pooled"):
-        fs = extract_features(network, ds, ["pool5"], Protocol(proto), cache_dir=cache)["pool5"]
-        out[proto] = (fs, fit_svm(fs, Protocol(proto), info={"note": "test"}))
+        fs = extract_features(network, ds, ["pool5"], SvmProtocol(proto), cache_dir=cache)["pool5"]
+        out[proto] = (fs, fit_svm(fs, SvmProtocol(proto), info={"note": "test"}))
     return out
 
 
@@ -363,8 +363,8 @@ def test_two_class_models(data_root, network, tmp_path):
     two = ds.subset(np.flatnonzero(ds.labels < 2))
     from soundnet_cli.datasets import Dataset
     two = Dataset(two.root, two.paths, two.labels, ds.classes[:2], None, "folders")
-    fs = features(network, two, "pool5", Protocol("pooled"), tmp_path)
-    svm = fit_svm(fs, Protocol("pooled"))
+    fs = features(network, two, "pool5", SvmProtocol("pooled"), tmp_path)
+    svm = fit_svm(fs, SvmProtocol("pooled"))
     assert svm.coef.shape[0] == 2
     assert [svm.predict(a) for a in fs.activations] == [two.classes[i] for i in two.labels]
 
@@ -398,25 +398,25 @@ def test_tag_files_with_an_svm_scorer(fitted, network, tmp_path):
 
 def test_protocol_validation():
     with pytest.raises(SvmError, match="unknown protocol"):
-        Protocol("nope")
+        SvmProtocol("nope")
     with pytest.raises(SvmError, match="positive"):
-        Protocol("paper", C=0)
+        SvmProtocol("paper", C=0)
     with pytest.raises(SvmError, match="positive"):
-        Protocol("pooled", input_scale=-1)
+        SvmProtocol("pooled", input_scale=-1)
     with pytest.raises(SvmError, match="unknown solver"):
-        Protocol("pooled", solver="sgd")
+        SvmProtocol("pooled", solver="sgd")
     with pytest.raises(SvmError, match="max_iter"):
-        Protocol("pooled", max_iter=0)
-    assert Protocol("paper").iterations == 50
-    assert Protocol("paper", solver="liblinear").iterations == 2000
+        SvmProtocol("pooled", max_iter=0)
+    assert SvmProtocol("paper").iterations == 50
+    assert SvmProtocol("paper", solver="liblinear").iterations == 2000
 
 
 def test_too_few_clips_to_choose_c(data_root, network, tmp_path):
     ds = load_dataset(data_root / "folders").subset(range(0, 24, 3))  # 2 per class
-    fs = features(network, ds, "pool5", Protocol("pooled"), tmp_path)
+    fs = features(network, ds, "pool5", SvmProtocol("pooled"), tmp_path)
     with pytest.raises(DatasetError, match="choose C by inner cross-validation"):
-        cross_validate(fs, Protocol("pooled"), n_folds=2)
-    report = cross_validate(fs, Protocol("pooled", c_grid=(1.0,)), n_folds=2)  # no inner CV
+        cross_validate(fs, SvmProtocol("pooled"), n_folds=2)
+    report = cross_validate(fs, SvmProtocol("pooled", c_grid=(1.0,)), n_folds=2)  # no inner CV
     assert all(f.C == 1.0 for f in report.folds)
 
 

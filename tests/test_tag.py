@@ -12,6 +12,7 @@ import torch
 
 from soundnet_cli.audio import load_audio
 from soundnet_cli.model import Geometry
+from soundnet_cli.runtime.options import RunOptions
 from soundnet_cli.tagging.scoring import (CSV_COLUMNS, TAG_SCHEMA_VERSION, HeadScores, head_scorers,
                               result_csv_rows, result_to_json, softmax, step_timing, tag_files)
 
@@ -197,7 +198,7 @@ def test_long_file_timeline_is_streamed_and_equals_the_whole_file(tiny_model, lo
     _guard_whole_decoding(monkeypatch)
     tracemalloc.start()
     try:
-        (streamed,) = tag_files(tiny_model, [long_file], chunk_seconds=2.0)
+        (streamed,) = tag_files(tiny_model, [long_file], options=RunOptions(chunk_seconds=2.0))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -209,7 +210,7 @@ def test_long_file_timeline_is_streamed_and_equals_the_whole_file(tiny_model, lo
     steps = tiny_model.geometry("objects").frames(int(LONG_SECONDS * 22_050))
     assert [h.steps for h in streamed.heads] == [steps, steps] and steps > 15
 
-    (whole,) = tag_files(tiny_model, [long_file], long_seconds=None)
+    (whole,) = tag_files(tiny_model, [long_file], options=RunOptions(long_seconds=None))
     for s, w in zip(streamed.heads, whole.heads):
         assert s.name == w.name and s.scores.shape == w.scores.shape
         np.testing.assert_allclose(s.scores, w.scores, atol=1e-4)

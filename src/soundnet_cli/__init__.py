@@ -14,12 +14,23 @@ The public API is re-exported here lazily (importing the package does not import
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import Any, Callable, Mapping
 
-from ._moved import install as _install_moved
 from ._version import __version__
 
-_install_moved()  # old module paths of the 0.2.0 restructure, for one release
+
+def _lazy_exports(package: str, exports: Mapping[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` for ``package`` that imports ``exports[name]`` (a submodule,
+    relative to ``package``) on first use of ``name``: a package's public face without
+    importing torch or any other heavy module before a name is used."""
+
+    def __getattr__(name: str) -> Any:
+        if name in exports:
+            return getattr(importlib.import_module(f".{exports[name]}", package), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__
 
 _EXPORTS = {
     "load": "api",
@@ -47,7 +58,7 @@ _EXPORTS = {
     "stream_to_npy": "runtime.stream",
     "load_dataset": "datasets",
     "cv_splits": "datasets",
-    "Protocol": "svm.protocol",
+    "SvmProtocol": "svm.protocol",
     "extract_features": "svm.features",
     "fit_svm": "svm.fit",
     "cross_validate": "svm.fit",
@@ -58,11 +69,4 @@ _EXPORTS = {
 
 __all__ = ["__version__", *_EXPORTS]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        import importlib
-
-        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
-        return getattr(module, name)
-    raise AttributeError(f"module 'soundnet_cli' has no attribute {name!r}")
+__getattr__ = _lazy_exports(__name__, _EXPORTS)

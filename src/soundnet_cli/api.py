@@ -20,7 +20,6 @@ subclasses with the messages the commands print. Reference: ``docs/api.md``.
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
@@ -163,14 +162,12 @@ class Network:
         LayerError
             An unknown layer (the message lists the valid ones).
         """
-        from .runtime.stream import frame_times
-
         (name,) = self.model.resolve_layers([layer])
         clip = self._activations(audio, sr, [name], None)
         if not clip.ok or clip.activations is None:
             raise AudioError(clip.error or f"{clip.path}: failed")
         emb = clip.activations[name]
-        return emb, frame_times(self.model, name, 0, emb.shape[0])
+        return emb, self.model.time_axis(name).centres(emb.shape[0])
 
     def _activations(self, audio: Any, sr: int | None, layers: list[str],
                      min_samples: int | None, input_scale: float | None = None) -> Any:
@@ -321,15 +318,14 @@ class TaggedFiles:
         return not self.failures
 
 
-def tag_files(paths: Any, out: str | os.PathLike | None = None, *args: Any,
+def tag_files(paths: Any, out: str | os.PathLike | None = None, *,
               weights: str | os.PathLike | None = None, device: str = "auto",
               formats: str | Sequence[str] = "jsonl,csv", top_k: int = 5,
               min_conf: float | None = None, classes: str | Iterable[str] | None = None,
               segments: bool = False, merge: bool = True, min_gap: float = 0.0,
               plot: bool = False, overwrite: bool = False, recursive: bool = False,
               svm: str | os.PathLike | None = None, batch_size: int = BATCH_SIZE,
-              workers: int | None = None, network: Network | None = None,
-              **legacy: Any) -> Any:
+              workers: int | None = None, network: Network | None = None) -> "TaggedFiles":
     """Tag files and directories into ``out``: what ``soundnet tag INPUTS --out OUT`` writes.
 
     Every keyword is the CLI option of that name, with the CLI's default (``formats`` is
@@ -348,25 +344,7 @@ def tag_files(paths: Any, out: str | os.PathLike | None = None, *args: Any,
     SoundNetError
         What makes the CLI stop before tagging: no weights, an unknown format or class, a
         format whose package is missing.
-
-    Notes
-    -----
-    Until 0.2 ``soundnet_cli.tag_files(model, paths, ...)`` was
-    :func:`soundnet_cli.tagging.scoring.tag_files`; that call still works, with a
-    DeprecationWarning, for one release.
     """
-    from .model import SoundNet
-
-    if isinstance(paths, SoundNet):  # the old signature: (model, paths, scorers=, options=...)
-        from .tagging import scoring
-
-        warnings.warn("soundnet_cli.tag_files(model, paths) is now tag_files(paths, out=...); "
-                      "use soundnet_cli.tagging.scoring.tag_files(model, paths) or "
-                      "Network(model).tag(paths)", DeprecationWarning, stacklevel=2)
-        return scoring.tag_files(paths, out, *args, **legacy)  # type: ignore[arg-type]
-    if args or legacy:
-        raise TypeError(f"tag_files() got unexpected arguments: "
-                        f"{', '.join([*map(repr, args), *legacy])}")
     if out is None:
         raise UsageError("tag_files: give out=DIR (Network.tag returns results in memory)")
     return _tag_to_dir(paths, Path(out), weights=weights, device=device, formats=formats,

@@ -101,7 +101,7 @@ def _check_path(path: Path) -> None:
     FIFO blocks until a writer appears; a device never ends)."""
     import stat
 
-    from .fsutil import file_kind
+    from .files.fsutil import file_kind
 
     try:
         mode = path.stat().st_mode
@@ -430,7 +430,7 @@ def find_audio_files(
     for inputs that do not exist or are not regular files, and directories that cannot be listed
     (see :func:`.fsutil.find_files`). Duplicates are dropped, order kept.
     """
-    from .fsutil import find_files
+    from .files.fsutil import find_files
 
     return find_files(inputs, AUDIO_SUFFIXES, recursive=recursive)
 

@@ -4,7 +4,7 @@ Output files
 ------------
 Every input file gives one ``.npy`` per requested layer, at the input's path relative to the
 directory it was found in, under ``out_dir``, with the audio suffix replaced
-(:func:`~soundnet_cli.fsutil.mirrored_output`): ``DIR/a/b.wav`` with ``--layer conv5`` becomes
+(:func:`~soundnet_cli.files.fsutil.mirrored_output`): ``DIR/a/b.wav`` with ``--layer conv5`` becomes
 ``OUT/a/b.conv5.npy``; with ``--pool mean`` it becomes ``OUT/a/b.conv5.mean.npy``. Files named
 directly on the command line land in ``OUT`` by name. Module numbers are written under the layer's
 name (``--layer 18`` writes ``b.pool5.npy``).
@@ -19,7 +19,7 @@ An output path that is one of the inputs is refused, so no run can overwrite its
 
 What made them
 --------------
-``out_dir/extract.json`` (:data:`RECORD_NAME`, a :class:`~soundnet_cli.runrecord.RunRecord`)
+``out_dir/extract.json`` (:data:`RECORD_NAME`, a :class:`~soundnet_cli.files.runrecord.RunRecord`)
 records, per layer, what determines the values of its outputs (:func:`made_by`: the network's
 fingerprint, the head's weights for a head, the sample rate, ...). An existing output counts as
 done only when its layer's record matches the network and settings of the run; a layer recorded
@@ -61,28 +61,23 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Se
 import numpy as np
 
 from .errors import OutputError, SoundNetError
-from .fsutil import (
+from .files.fsutil import (
     atomic_path,
     collision_candidates,
     mirrored_output,
     names_inside,
     outside_message,
 )
-from .jsonutil import loads as strict_json
-from .runrecord import RunRecord
+from .files.jsonutil import loads as strict_json
+from .files.runrecord import RunRecord
 from .runtime.options import (
-    CHUNK_SECONDS,
-    LONG_FILE_SECONDS,
-    UNSET,
     RunOptions,
-    legacy_options,
 )
 
 if TYPE_CHECKING:
     import torch
 
     from .model import SoundNet
-    from .runtime.decode import DecodePool
 
 POOLS = ("none", "mean", "max", "meanmax")
 #: Manifest columns, in order. JSON Lines rows carry the same keys plus ``shape``.
@@ -319,10 +314,8 @@ class _Timing(TypedDict):
 
 
 def _timing(model: SoundNet, layer: str) -> _Timing:
-    g = model.geometry(layer)
-    rate = model.config.sample_rate
-    return {"hop_seconds": g.hop / rate, "window_seconds": g.receptive_field / rate,
-            "offset_seconds": g.first_sample / rate}
+    axis = model.time_axis(layer)
+    return {"hop_seconds": axis.hop, "window_seconds": axis.window, "offset_seconds": axis.offset}
 
 
 def _skipped_record(model: SoundNet, path: Path, layer: str, out: Path, pool: str,
@@ -373,12 +366,6 @@ def extract_files(
     overwrite: bool = False,
     options: RunOptions | None = None,
     run_inputs: Sequence[str | os.PathLike] | None = None,
-    device: "torch.device | str" = UNSET,
-    batch_size: int = UNSET,
-    workers: int = UNSET,
-    long_seconds: float | None = UNSET,
-    chunk_seconds: float | None = UNSET,
-    decoder: "DecodePool | None" = UNSET,
 ) -> Iterator[FileOutcome]:
     """Write the activations of ``layers`` for every file under ``out_dir``.
 
@@ -404,10 +391,6 @@ def extract_files(
     run_inputs
         Every input of the whole run when ``paths`` is one shard of it: outputs colliding with
         another shard's input are refused as within one run (default: ``paths``).
-    device, batch_size, workers, long_seconds, chunk_seconds, decoder
-        Deprecated for one release: the ``RunOptions`` fields of those names (given explicitly,
-        they override ``options``, with a DeprecationWarning; ``None`` for ``long_seconds`` or
-        ``chunk_seconds`` means the default, as it did here).
 
     Yields
     ------
@@ -428,10 +411,7 @@ def extract_files(
 
     if pool not in POOLS:
         raise ValueError(f"unknown pool {pool!r}; choose from {', '.join(POOLS)}")
-    opts = legacy_options(options, "extract_files", {
-        "device": device, "batch_size": batch_size, "workers": workers, "decoder": decoder,
-        "long_seconds": LONG_FILE_SECONDS if long_seconds is None else long_seconds,
-        "chunk_seconds": CHUNK_SECONDS if chunk_seconds is None else chunk_seconds})
+    opts = options if options is not None else RunOptions()
     decoder = opts.decoder
     names = model.resolve_layers(layers)
     files = [Path(p) for p in paths]
@@ -723,7 +703,7 @@ class Manifest:
     def write(self) -> None:
         """Merge this run's rows into the manifest on disk and rewrite it atomically, under the
         manifest's lock (see the class docs)."""
-        from .fsutil import locked
+        from .files.fsutil import locked
 
         try:
             with locked(self.path.parent):
@@ -739,7 +719,7 @@ class Manifest:
 
 def manifest_key(row: Mapping[str, Any]) -> tuple[str, str]:
     """The order of manifest rows: by input, then output. An ``input`` is written as
-    :func:`~soundnet_cli.runtime.shard.input_key` spells it, so this is the order shards split
+    :func:`~soundnet_cli.shards.partition.input_key` spells it, so this is the order shards split
     inputs in (compared as strings: no path parsing per row). A merge of per-shard manifests
     keeps it."""
     return str(row["input"]), str(row["output"])

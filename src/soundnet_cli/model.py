@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence, cast
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -406,6 +407,52 @@ class Geometry:
         while self.frames(n) < 1:  # guard against padding arithmetic at the boundary
             n += 1
         return n
+
+    def seconds(self, sample_rate: int) -> "TimeAxis":
+        """The layer's time axis in seconds at ``sample_rate`` (see :class:`TimeAxis`)."""
+        return TimeAxis(self.hop / sample_rate, self.receptive_field / sample_rate,
+                        self.first_sample / sample_rate)
+
+
+@dataclass(frozen=True)
+class TimeAxis:
+    """Which seconds a layer's frames cover: the one time axis of the package.
+
+    Frame ``i`` covers ``[offset + i*hop, offset + i*hop + window)`` seconds of the network's
+    input (its receptive field; ``offset`` is negative where zero padding reaches before the
+    start). Every frame-to-seconds question (extract's records, tag steps and events, SVM
+    segments, embedding timestamps, unit segments) is answered here.
+    """
+
+    hop: float
+    window: float
+    offset: float
+
+    def starts(self, count: int, first: int = 0) -> np.ndarray:
+        """``(count,)`` float64 start seconds of frames ``first .. first+count-1``."""
+        return self.offset + self.hop * np.arange(first, first + count, dtype=np.float64)
+
+    def spans(self, count: int, first: int = 0, frames: int = 1) -> np.ndarray:
+        """``(count, 2)`` float64 start and end seconds of runs of ``frames`` consecutive frames
+        beginning at ``first .. first+count-1`` (``frames=1``: each frame's receptive field)."""
+        starts = self.starts(count, first)
+        return np.stack([starts, starts + self.hop * (frames - 1) + self.window], axis=1)
+
+    def centres(self, count: int, first: int = 0) -> np.ndarray:
+        """``(count,)`` float64 centre seconds of frames ``first .. first+count-1`` (may lie
+        slightly outside the input at its ends)."""
+        return self.starts(count, first) + self.window / 2
+
+    def owned(self, count: int, analysed: float) -> np.ndarray:
+        """``(count, 2)`` float64: the seconds each of ``count`` frames stands for on a
+        timeline, one hop around its centre; the first starts at 0 and the last reaches at least
+        ``analysed`` (the length fed to the network), so the frames tile the input."""
+        centres = self.centres(count)
+        bounds = np.stack([centres - self.hop / 2, centres + self.hop / 2], axis=1)
+        if count:
+            bounds[0, 0] = 0.0
+            bounds[-1, 1] = max(bounds[-1, 1], analysed)
+        return bounds
 
 
 @dataclass(frozen=True)
@@ -875,6 +922,10 @@ class SoundNet(nn.Module):
                                  f"{', '.join(str(n) for n in sorted(numbers))})")
             out.extend(n for n in names if n not in out)
         return out
+
+    def time_axis(self, layer: str) -> TimeAxis:
+        """Which seconds the frames of ``layer`` cover (see :class:`TimeAxis`)."""
+        return self.geometry(layer).seconds(self.config.sample_rate)
 
     def geometry(self, layer: str) -> Geometry:
         """Frame geometry of a public layer name (see :class:`Geometry`)."""

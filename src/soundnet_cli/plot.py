@@ -18,7 +18,7 @@ import numpy as np
 
 from .audio import SilentAudioWarning
 from .errors import SoundNetError
-from .fsutil import atomic_path
+from .files.fsutil import atomic_path
 from .tagging.events import DetectOptions, detect, step_intervals
 
 if TYPE_CHECKING:

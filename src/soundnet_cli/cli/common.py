@@ -87,7 +87,7 @@ def gather_inputs(inputs: Optional[list[Path]], files_from: Optional[str]
     """``(inputs to search, roots)``: the positional inputs and their directories, or, with
     ``--files-from``, the positional files followed by the listed paths, the positional
     directories being only the roots that outputs mirror. A usage error when there is no input."""
-    from ..runtime.shard import read_files_from
+    from ..shards.partition import read_files_from
 
     items = list(inputs or [])
     roots = [p for p in items if p.is_dir()]
@@ -99,9 +99,9 @@ def gather_inputs(inputs: Optional[list[Path]], files_from: Optional[str]
 
 
 def choose_shard(option: Optional[str]) -> Any:
-    """The run's :class:`~soundnet_cli.runtime.shard.Shard`: ``--shard`` when given, else the
+    """The run's :class:`~soundnet_cli.shards.partition.Shard`: ``--shard`` when given, else the
     SLURM or torchrun environment, else ``None`` (raises ``UsageError`` for bad values)."""
-    from ..runtime.shard import parse_shard, resolve_shard
+    from ..shards.partition import parse_shard, resolve_shard
 
     return resolve_shard(parse_shard(option) if option is not None else None)
 
@@ -113,7 +113,7 @@ def discover_inputs(inputs: list[Path], roots: list[Path], recursive: bool, shar
 
     Without a shard: every input checked (:func:`~soundnet_cli.audio.find_audio_files`), in the
     order given. With one, the run's list is partitioned first, by path strings alone
-    (:func:`~soundnet_cli.runtime.shard.plan_shard`): directories among ``roots`` are listed (all
+    (:func:`~soundnet_cli.shards.partition.plan_shard`): directories among ``roots`` are listed (all
     shards need the listing) but only this shard's share is then checked file by file, so a
     shard's cost does not grow with other shards' files beyond the string work; ``everyone`` is
     then the run's inputs unchecked (for the output-collision check across shards)."""
@@ -122,8 +122,8 @@ def discover_inputs(inputs: list[Path], roots: list[Path], recursive: bool, shar
     if shard is None:
         found, problems = find_audio_files(inputs, recursive=recursive)
         return found, problems, len(found) + len(problems), found
-    from ..fsutil import scan_dirs
-    from ..runtime.shard import describe, input_key, plan_shard
+    from ..files.fsutil import scan_dirs
+    from ..shards.partition import describe, input_key, plan_shard
 
     dirs = set(roots)
     items: list[Path] = []

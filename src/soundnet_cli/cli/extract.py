@@ -102,7 +102,7 @@ def extract(
     with user_errors(), spooled_stdin(inputs, stdin_name) as (inputs, names):
         from ..errors import OutputError
         from ..extract import Manifest, manifest_format
-        from ..runtime.shard import device_for_rank
+        from ..shards.partition import device_for_rank
         from ..weights.registry import load_model
 
         part = choose_shard(shard)
@@ -129,7 +129,7 @@ def extract(
         status = _shard_status(part, model, layers, pool.value, out_dir, manifest_path, roots,
                                [*files, *(p for p, _ in problems)], total)
         if status is not None:
-            from ..shardstatus import shard_path
+            from ..shards.status import shard_path
 
             manifest_path = shard_path(manifest_path, part)
         book = Manifest(manifest_path, out_dir)
@@ -156,7 +156,7 @@ def _shard_status(part: Any, model: Any, layers: list[str], pool: str, out_dir: 
     if part is None:
         return None
     from ..extract import made_by
-    from ..shardstatus import ShardStatus
+    from ..shards.status import ShardStatus
 
     try:  # relative to OUT when inside it, so a merge from any directory finds it
         where = str(manifest.resolve().relative_to(out_dir.resolve()))

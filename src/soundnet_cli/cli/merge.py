@@ -27,7 +27,7 @@ def merge(
     The shards' tables become the manifest (extract) or the combined tables (tag), byte-identical to a single run's, plus a run.json that says it was merged and whether every shard finished. Reports missing shards, unfinished ones and failed inputs; failed inputs are listed in OUT/rerun.txt for --files-from (with the run's DIRS, so outputs keep their place). Exit code 0 when every shard finished and no input failed, 1 otherwise.
     """
     with user_errors():
-        from ..shardmerge import merge as run_merge
+        from ..shards.merge import merge as run_merge
 
         reports = run_merge(out_dir, partial=partial)
     if json_out:

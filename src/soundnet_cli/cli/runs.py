@@ -18,8 +18,8 @@ from typing import Any, Callable, Mapping
 
 import typer
 
-from ..fsutil import atomic_write_text
-from ..jsonutil import loads as strict_json
+from ..files.fsutil import atomic_write_text
+from ..files.jsonutil import loads as strict_json
 
 SETTINGS_FILE = "run.json"
 #: Options a resumed run may change: where and how it runs, not what it computes.

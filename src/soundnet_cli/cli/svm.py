@@ -131,7 +131,7 @@ def fit_svm_command(
 
     With --shard (or under a SLURM job array or torchrun) only the features of that shard's clips are computed into the cache, and nothing is fitted.
     """
-    from ..svm.protocol import Protocol
+    from ..svm.protocol import SvmProtocol
 
     if out_path is not None and out_path.exists() and not overwrite:
         fail(f"{out_path} exists; pass --overwrite to replace it", EXIT_USAGE)
@@ -141,7 +141,7 @@ def fit_svm_command(
         if part is not None and no_cache:
             raise typer.BadParameter("a shard computes features into the cache for a later "
                                      "fit; drop --no-cache", param_hint="--shard")
-        proto = Protocol(protocol.value, C=c, c_grid=grid, input_scale=input_scale,
+        proto = SvmProtocol(protocol.value, C=c, c_grid=grid, input_scale=input_scale,
                          solver=solver.value, max_iter=max_iter)
         ds = _load(dataset, layout.value, labels, allow_missing, folds, quiet)
         if files_from is not None:
@@ -151,7 +151,7 @@ def fit_svm_command(
         from ..weights.registry import load_model
 
         splits = cv_splits(ds, folds or 5, seed=seed, test_folds=test_fold)  # bad folds fail early
-        from ..runtime.shard import device_for_rank
+        from ..shards.partition import device_for_rank
 
         model = load_model(weights, device_for_rank(device), option="--weights")
         # A network that has seen every test clip fails here, before any feature is computed.
@@ -238,7 +238,7 @@ def _load(root: Optional[Path], layout: str, labels: Optional[Path], allow_missi
 def _only_listed(ds: "Dataset", files_from: str, quiet: bool) -> "Dataset":
     """The clips of ``ds`` that ``--files-from`` lists (matched by resolved path)."""
     from ..errors import DatasetError
-    from ..runtime.shard import read_files_from
+    from ..shards.partition import read_files_from
 
     wanted = {p.resolve() for p in read_files_from(files_from)}
     index = [i for i, p in enumerate(ds.paths) if p.resolve() in wanted]
@@ -257,7 +257,7 @@ def _feature_shard(model: Any, ds: "Dataset", part: Any, layer: str, proto: Any,
                    quiet: bool) -> int:
     """Compute and cache the features of shard ``part``'s clips; the exit code (1 when a clip
     failed). Nothing is fitted."""
-    from ..runtime.shard import describe, input_key, select
+    from ..shards.partition import describe, input_key, select
 
     index = sorted(select(range(len(ds)), part, key=lambda i: input_key(ds.paths[i])))
     sub = ds.subset(index)

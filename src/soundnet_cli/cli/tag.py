@@ -124,7 +124,7 @@ def tag(
     left_out = _left_out(formats, out_dir, quiet)
     failures: list[tuple[str, str]] = []
     with user_errors(), spooled_stdin(inputs, stdin_name) as (inputs, names):
-        from ..runtime.shard import device_for_rank
+        from ..shards.partition import device_for_rank
 
         part = choose_shard(shard)
         inputs, roots = gather_inputs(inputs, files_from)
@@ -289,7 +289,7 @@ def _tag_to_dir(model: Any, files: list[Path], scorers: list, options: "RunOptio
     if part is None:
         _noted(failures, lambda: run.write_settings(inputs, settings, finished=False))
     else:
-        from ..shardstatus import ShardStatus
+        from ..shards.status import ShardStatus
 
         run.run_inputs = found
         shared = {**prov, "formats": list(formats), "roots": [str(r.resolve()) for r in roots]}

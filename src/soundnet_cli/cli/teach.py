@@ -100,7 +100,7 @@ def _run(out_dir, videos, teacher, precomputed, list_file, frame_every, max_seco
         teachers = _teachers(teacher)
         paths, roots, problems = _inputs(videos or [], list_file, recursive, files_from)
         from ..runtime.device import resolve_device
-        from ..runtime.shard import describe, device_for_rank
+        from ..shards.partition import describe, device_for_rank
 
         if part is not None and not quiet:
             err.print(describe(part, len(paths[part.index::part.count]), len(paths)),
@@ -136,7 +136,7 @@ def _inputs(videos: list[Path], list_file: Path | None, recursive: bool,
                   for p in (Path(line.strip()).expanduser() for line in lines if line.strip())]
         roots.append(base)
     if files_from is not None:
-        from ..runtime.shard import read_files_from
+        from ..shards.partition import read_files_from
 
         items += read_files_from(files_from)
     if not items:

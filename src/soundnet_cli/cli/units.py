@@ -97,7 +97,7 @@ def _collection(inputs: Any, files_from: Any, layer: str, which: str, top: int,
 
     from ..errors import SoundNetError
     from ..runtime.options import RunOptions
-    from ..runtime.shard import device_for_rank
+    from ..shards.partition import device_for_rank
     from ..units import find_units, gather, parse_units
     from ..weights.registry import load_model
 

@@ -43,8 +43,8 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE
 from ..errors import TargetsError
-from ..fsutil import atomic_path, atomic_write_text
-from ..jsonutil import loads as strict_json
+from ..files.fsutil import atomic_path, atomic_write_text
+from ..files.jsonutil import loads as strict_json
 
 FORMAT = "soundnet-targets"
 FORMAT_VERSION = 1

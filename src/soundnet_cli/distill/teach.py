@@ -8,7 +8,7 @@ Videos are decoded in worker processes; frames of several videos are batched thr
 (``batch_frames`` per forward pass). Finished clips are skipped on a rerun, so an interrupted run
 resumes; a video that cannot be used (no audio track, no frames, undecodable, shorter than one
 step) is reported and skipped. ``shard=(i, n)`` processes every n-th video of the path-sorted list
-from the i-th (:func:`soundnet_cli.runtime.shard.select`), writing
+from the i-th (:func:`soundnet_cli.shards.partition.select`), writing
 its own index file, so several processes (or machines sharing a file system) can split a
 collection.
 
@@ -32,7 +32,7 @@ import torch
 
 from ..audio import SAMPLE_RATE
 from ..errors import SoundNetError, TargetsError
-from ..jsonutil import loads as strict_json
+from ..files.jsonutil import loads as strict_json
 from .targets import (
     INDEX_FILE,
     IndexWriter,
@@ -170,7 +170,7 @@ def _pending(paths: Sequence[Path], roots: Sequence[Path], out_dir: str | os.Pat
              cfg: TeachConfig, report: Callable[[VideoOutcome], None]) -> list[tuple[str, Path]]:
     """The ``(key, path)`` pairs still to do; finished ones are reported (and indexed if an
     interrupted run wrote the clip but not its index line)."""
-    from ..runtime.shard import Shard, select
+    from ..shards.partition import Shard, select
 
     chosen = list(paths)
     if cfg.shard is not None:  # the partition every command shares (runtime/shard.py)

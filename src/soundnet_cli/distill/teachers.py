@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import TeacherError
-from ..jsonutil import loads as strict_json
+from ..files.jsonutil import loads as strict_json
 from ..weights.checkpoint import file_sha256
 
 #: Teacher (head) names: a letter, then letters, digits, ``_`` or ``-``.

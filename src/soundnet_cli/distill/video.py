@@ -340,6 +340,6 @@ def find_video_files(inputs: Iterable[str | os.PathLike], *,
     Files named explicitly are kept whatever their suffix; directories contribute files whose
     suffix is in :data:`VIDEO_SUFFIXES`, sorted (sub-directories only with ``recursive``).
     """
-    from ..fsutil import find_files
+    from ..files.fsutil import find_files
 
     return find_files(inputs, VIDEO_SUFFIXES, recursive=recursive)

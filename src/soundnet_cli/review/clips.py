@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from ..errors import AudioError, OutputError, SoundNetError, UsageError
-from ..fsutil import atomic_path, atomic_write_text
+from ..files.fsutil import atomic_path, atomic_write_text
 from .rundir import RunDir
 
 MODES = ("top", "random", "balanced")

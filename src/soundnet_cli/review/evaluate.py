@@ -50,7 +50,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import OutputError, SoundNetError, UsageError
-from ..fsutil import atomic_write_text
+from ..files.fsutil import atomic_write_text
 from .rundir import InputRecord, RunDir
 from .truth import Annotation, Truth, Verdict, match_inputs
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fsutil import atomic_write_bytes
+from ..files.fsutil import atomic_write_bytes
 
 #: Picture size in pixels: columns (time) and rows (frequency).
 WIDTH, HEIGHT = 720, 96

@@ -34,7 +34,7 @@ from urllib.parse import quote
 import numpy as np
 
 from ..errors import SoundNetError
-from ..fsutil import atomic_write_text
+from ..files.fsutil import atomic_write_text
 from .rundir import InputRecord, RunDir, open_run
 
 if TYPE_CHECKING:

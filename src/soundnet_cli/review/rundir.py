@@ -87,7 +87,7 @@ class RunDir:
 def open_run(out_dir: str | os.PathLike) -> RunDir:
     """Read the run in ``out_dir`` (see the module docs). Raises :class:`OutputError` when it
     is not a run folder or holds no successful record."""
-    from ..runtime.shard import input_key
+    from ..shards.partition import input_key
 
     out = Path(out_dir)
     if not out.is_dir():

@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..fsutil import atomic_write_text
+from ..files.fsutil import atomic_write_text
 from .clips import Detection
 from .timeinfo import Placement, activity
 

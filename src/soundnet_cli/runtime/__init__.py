@@ -14,3 +14,28 @@ Torch-free modules: :mod:`.options`, :mod:`.decode` and :mod:`.workers` (and thi
 import neither torch nor anything that does, so a command can plan and start decoding before torch
 loads; keep them so. Every other module here imports torch.
 """
+
+from __future__ import annotations
+
+from .. import _lazy_exports
+
+_EXPORTS = {
+    "RunOptions": "options",
+    "BATCH_SIZE": "options",
+    "LONG_FILE_SECONDS": "options",
+    "CHUNK_SECONDS": "options",
+    "iter_activations": "batch",
+    "iter_dataset": "batch",
+    "loop_to": "batch",
+    "ClipResult": "batch",
+    "stream_activations": "stream",
+    "stream_to_npy": "stream",
+    "waveform_activations": "arrays",
+    "Engine": "engine",
+    "DecodePool": "decode",
+    "decode_file": "decode",
+    "resolve_device": "device",
+}
+
+__all__ = list(_EXPORTS)
+__getattr__ = _lazy_exports(__name__, _EXPORTS)

@@ -26,7 +26,7 @@ from ..errors import SoundNetError
 from ..model import SoundNet
 from .decode import DecodedClip, DecodePool, decode_file
 from .engine import Engine
-from .options import MAX_QUEUED_BYTES, UNSET, RunOptions, legacy_options
+from .options import MAX_QUEUED_BYTES, RunOptions
 from .options import MICRO_BATCH_SAMPLES as DEFAULT_MICRO_BATCH_SAMPLES  # noqa: F401 - old name
 from .stream import collect_activations, nonfinite_message
 
@@ -136,15 +136,6 @@ def iter_activations(
     input_scale: float | None = None,
     defer_long: bool = False,
     options: RunOptions | None = None,
-    device: torch.device | str = UNSET,
-    batch_size: int = UNSET,
-    workers: int = UNSET,
-    long_seconds: float | None = UNSET,
-    chunk_seconds: float = UNSET,
-    max_result_bytes: int | None = UNSET,
-    micro_batch_samples: int | None = UNSET,
-    threads: int | None = UNSET,
-    decoder: DecodePool | None = UNSET,
 ) -> Iterator[ClipResult]:
     """Yield activations of ``layers`` for every file in ``paths`` (in input order).
 
@@ -179,21 +170,13 @@ def iter_activations(
         (write such files with :func:`.stream.stream_to_npy`). ``options.decoder`` (processes
         already started on these files, or on a list of which ``paths`` is a subsequence) is
         used if it decodes the same way, otherwise closed; the call consumes it.
-    device, batch_size, workers, threads, decoder
-        Deprecated for one release, like ``long_seconds``, ``chunk_seconds``,
-        ``max_result_bytes`` and ``micro_batch_samples``: the :class:`.options.RunOptions` fields
-        of those names; given explicitly, they override ``options`` (a DeprecationWarning).
 
     Yields
     ------
     ClipResult
         One per path, in input order; failures carry ``error`` and the rest go on.
     """
-    opts = legacy_options(options, "iter_activations", {
-        "device": device, "batch_size": batch_size, "workers": workers,
-        "long_seconds": long_seconds, "chunk_seconds": chunk_seconds,
-        "max_result_bytes": max_result_bytes, "micro_batch_samples": micro_batch_samples,
-        "threads": threads, "decoder": decoder})
+    opts = options if options is not None else RunOptions()
     return _iter_activations(model, paths, layers, opts, min_samples=min_samples, length=length,
                              input_scale=input_scale, defer_long=defer_long)
 

@@ -18,10 +18,9 @@ loads. The defaults below are the only copies.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable
 
 from .workers import auto_workers, device_type, plan_threads
 
@@ -164,26 +163,3 @@ class RunOptions:
         if self.workers > 0:
             return plan_threads(device_type(device), self.workers)
         return None
-
-
-#: Default of a deprecated keyword argument: "not given" (distinct from ``None``, which some of
-#: them gave a meaning).
-UNSET: Any = object()
-
-
-def legacy_options(options: RunOptions | None, function: str,
-                   given: Mapping[str, Any]) -> RunOptions:
-    """``options`` (default :class:`RunOptions`) with the deprecated scheduling keywords a caller
-    of ``function`` passed explicitly mapped onto it (they win), warning once per call.
-
-    ``given`` maps field names to the values passed, :data:`UNSET` for those not passed.
-    """
-    passed = {k: v for k, v in given.items() if v is not UNSET}
-    base = options if options is not None else RunOptions()
-    if not passed:
-        return base
-    names = ", ".join(f"{k}=" for k in passed)
-    warnings.warn(f"{function}({names}) is deprecated and will be removed in the next release; "
-                  "pass options=RunOptions(...) (soundnet_cli.runtime.options) instead",
-                  DeprecationWarning, stacklevel=3)
-    return base.replace(**passed)

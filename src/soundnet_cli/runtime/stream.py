@@ -42,7 +42,7 @@ from ..audio import (
     loudness_warning,
 )
 from ..errors import AudioError, LayerError, MemoryBudgetError
-from ..fsutil import atomic_path
+from ..files.fsutil import atomic_path
 from ..model import SoundNet
 from .engine import Engine, Stage
 from .options import CHUNK_SECONDS, MAX_RESULT_BYTES
@@ -101,14 +101,6 @@ def expected_samples(info: AudioInfo, sample_rate: int) -> int:
     if info.sample_rate == sample_rate:
         return info.frames
     return round(info.frames * sample_rate / info.sample_rate)
-
-
-def frame_times(model: SoundNet, layer: str, start: int, count: int) -> np.ndarray:
-    """Centre of each frame's receptive field in seconds, for frames ``start .. start+count-1``
-    of ``layer`` (``(count,)`` float64; may lie slightly outside the file at its ends)."""
-    g = model.geometry(layer)
-    index = np.arange(start, start + count, dtype=np.float64)
-    return (g.first_sample + index * g.hop + g.receptive_field / 2) / model.config.sample_rate
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ Two protocols (see ``docs/fit-svm.md``):
 
 Both protocols minimise ``LinearSVC``'s one-vs-rest squared-hinge objective; by default with the
 batched Newton solver of :mod:`.solver` (the same unique minimiser, found many times faster than
-liblinear on large problems), or with liblinear itself (``Protocol(solver="liblinear")``).
+liblinear on large problems), or with liblinear itself (``SvmProtocol(solver="liblinear")``).
 
 Pipeline: :func:`extract_features` (network -> cached per-clip activations, a
 :class:`FeatureSet`) -> :func:`cross_validate` (a :class:`~.report.CVReport`) and
@@ -31,29 +31,22 @@ and scoring), :mod:`.report` (cross-validation reports).
 
 from __future__ import annotations
 
-from typing import Any
+from .. import _lazy_exports
 
-# Deprecated: names of the old soundnet_cli.svm module (0.1), now in these submodules.
-_OLD_NAMES = {
-    **dict.fromkeys(("PROTOCOLS", "PAPER_SECONDS", "PAPER_C", "DEFAULT_C_GRID", "SOLVERS",
-                     "SOLVER_MAX_ITER", "Protocol"), "protocol"),
-    **dict.fromkeys(("FeatureSet", "model_fingerprint", "feature_key", "extract_features"),
-                    "features"),
-    **dict.fromkeys(("inner_splits", "fit_svm", "cross_validate"), "fit"),
-    **dict.fromkeys(("FeatureCache", "FeatureKey", "default_cache_dir"), "cache"),
-    **dict.fromkeys(("SvmModel", "paper_clip_scores", "pooled_scores", "pooled_stats",
-                     "window_frames"), "model"),
-    **dict.fromkeys(("CVReport", "FoldResult"), "report"),
+_EXPORTS = {
+    "SvmProtocol": "protocol",
+    "PROTOCOLS": "protocol",
+    "SOLVERS": "protocol",
+    "FeatureSet": "features",
+    "extract_features": "features",
+    "FeatureCache": "cache",
+    "default_cache_dir": "cache",
+    "fit_svm": "fit",
+    "cross_validate": "fit",
+    "SvmModel": "model",
+    "CVReport": "report",
+    "FoldResult": "report",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _OLD_NAMES:
-        import importlib
-        import warnings
-
-        new = f"{__name__}.{_OLD_NAMES[name]}"
-        warnings.warn(f"{__name__}.{name} moved to {new}.{name}; import it from there",
-                      DeprecationWarning, stacklevel=2)
-        return getattr(importlib.import_module(new), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = list(_EXPORTS)
+__getattr__ = _lazy_exports(__name__, _EXPORTS)

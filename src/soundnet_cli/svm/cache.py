@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fsutil import atomic_path, atomic_write_text
+from ..files.fsutil import atomic_path, atomic_write_text
 
 #: Bumped when the meaning of a cached array changes; old entries are then ignored.
 CACHE_VERSION = 1

@@ -14,13 +14,12 @@ import numpy as np
 
 from ..datasets import Dataset
 from ..errors import DatasetError, SvmError
-from ..runtime.options import UNSET, RunOptions, legacy_options
+from ..runtime.options import RunOptions
 from .cache import FeatureCache, FeatureKey, default_cache_dir
 from .model import pooled_stats, window_frames
-from .protocol import PAPER_SECONDS, Protocol
+from .protocol import PAPER_SECONDS, SvmProtocol
 
 if TYPE_CHECKING:
-    import torch
 
     from ..model import SoundNet
 
@@ -79,7 +78,7 @@ def model_fingerprint(model: "SoundNet") -> str:
     return model.fingerprint
 
 
-def feature_key(model: "SoundNet", layer: str, protocol: Protocol) -> FeatureKey:
+def feature_key(model: "SoundNet", layer: str, protocol: SvmProtocol) -> FeatureKey:
     """The cache key of ``layer``'s features under ``protocol`` for ``model``."""
     from ..runtime.batch import required_samples
 
@@ -96,15 +95,12 @@ def extract_features(
     model: "SoundNet",
     dataset: Dataset,
     layers: Sequence[str | int],
-    protocol: Protocol,
+    protocol: SvmProtocol,
     *,
     cache_dir: str | os.PathLike | None = None,
     use_cache: bool = True,
     progress: Callable[[int], None] | None = None,
     options: RunOptions | None = None,
-    device: "torch.device | str" = UNSET,
-    batch_size: int = UNSET,
-    workers: int = UNSET,
 ) -> dict[str, FeatureSet]:
     """Activations of ``layers`` for every clip of ``dataset``, through the cache.
 
@@ -124,17 +120,13 @@ def extract_features(
     options
         Scheduling of the forward passes (:class:`~soundnet_cli.runtime.options.RunOptions`;
         the features do not depend on it).
-    device, batch_size, workers
-        Deprecated for one release: the ``RunOptions`` fields of those names (given explicitly,
-        they override ``options``, with a DeprecationWarning).
 
     Returns
     -------
     dict
         ``{layer name: FeatureSet}``; raises :class:`DatasetError` if no clip decoded.
     """
-    opts = legacy_options(options, "extract_features",
-                          {"device": device, "batch_size": batch_size, "workers": workers})
+    opts = options if options is not None else RunOptions()
     names = model.resolve_layers(layers)
     keys = {n: feature_key(model, n, protocol) for n in names}
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()

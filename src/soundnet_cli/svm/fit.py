@@ -17,7 +17,7 @@ from ..datasets import Dataset, Split, cv_splits
 from ..errors import DatasetError
 from .features import FeatureSet
 from .model import SvmModel, paper_clip_scores, pooled_scores
-from .protocol import Protocol
+from .protocol import SvmProtocol
 from .report import CVReport, FoldResult, SkippedFold
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ class _Fit:
     c_scores: dict[float, float] = field(default_factory=dict)
 
 
-def _linear_svc(X: np.ndarray, y: np.ndarray, n_classes: int, C: float, protocol: Protocol, *,
+def _linear_svc(X: np.ndarray, y: np.ndarray, n_classes: int, C: float, protocol: SvmProtocol, *,
                 dual: bool | str, seed: int) -> tuple[np.ndarray, np.ndarray, bool]:
     """Fit one-vs-rest squared-hinge SVMs with ``protocol``'s solver; coefficients
     ``(n_classes, dims)`` and intercepts for all ``n_classes``, and whether it converged."""
@@ -78,7 +78,7 @@ def _paper_instances(inputs: np.ndarray, labels: np.ndarray, w: int) -> tuple[np
     return X, np.repeat(labels, steps)
 
 
-def _fit_arrays(inputs: np.ndarray, labels: np.ndarray, n_classes: int, protocol: Protocol,
+def _fit_arrays(inputs: np.ndarray, labels: np.ndarray, n_classes: int, protocol: SvmProtocol,
                 window: int, inner: list[Split] | None, seed: int) -> _Fit:
     if protocol.name == "paper":
         X, y = _paper_instances(inputs, labels, window)
@@ -104,7 +104,7 @@ def _fit_arrays(inputs: np.ndarray, labels: np.ndarray, n_classes: int, protocol
     return fit
 
 
-def _fit_pooled(X: np.ndarray, y: np.ndarray, n_classes: int, C: float, protocol: Protocol,
+def _fit_pooled(X: np.ndarray, y: np.ndarray, n_classes: int, C: float, protocol: SvmProtocol,
                 seed: int) -> _Fit:
     mean = X.mean(axis=0, dtype=np.float64)
     scale = X.std(axis=0, dtype=np.float64)
@@ -133,7 +133,7 @@ def inner_splits(dataset: Dataset, seed: int = 0) -> list[Split]:
 
 def fit_svm(
     features: FeatureSet,
-    protocol: Protocol,
+    protocol: SvmProtocol,
     *,
     index: Sequence[int] | np.ndarray | None = None,
     seed: int = 0,
@@ -154,7 +154,7 @@ def fit_svm(
     return _to_model(features, protocol, fit, {**(info or {}), "clips": int(len(idx))})
 
 
-def _to_model(features: FeatureSet, protocol: Protocol, fit: _Fit,
+def _to_model(features: FeatureSet, protocol: SvmProtocol, fit: _Fit,
               info: dict[str, Any]) -> SvmModel:
     key = features.key
     return SvmModel(
@@ -174,7 +174,7 @@ def _to_model(features: FeatureSet, protocol: Protocol, fit: _Fit,
 
 
 def _run_fold(inputs: np.ndarray, labels: np.ndarray, n_classes: int, split: Split,
-              inner: list[Split] | None, protocol: Protocol, window: int,
+              inner: list[Split] | None, protocol: SvmProtocol, window: int,
               seed: int) -> FoldResult:
     start = time.perf_counter()
     fit = _fit_arrays(inputs[split.train], labels[split.train], n_classes, protocol, window,
@@ -200,7 +200,7 @@ def _run_fold(inputs: np.ndarray, labels: np.ndarray, n_classes: int, split: Spl
 
 def cross_validate(
     features: FeatureSet,
-    protocol: Protocol,
+    protocol: SvmProtocol,
     splits: Sequence[Split] | None = None,
     *,
     n_folds: int = 5,

@@ -21,13 +21,16 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import SvmError
-from ..fsutil import atomic_path
-from ..jsonutil import loads as strict_json
+from ..files.fsutil import atomic_path
+from ..files.jsonutil import loads as strict_json
+
+if TYPE_CHECKING:
+    from ..model import TimeAxis
 
 FORMAT_NAME = "soundnet-cli-svm"
 FORMAT_VERSION = 1
@@ -177,15 +180,19 @@ class SvmModel:
         """The class with the highest clip-level score."""
         return self.classes[int(np.argmax(self.clip_scores(activations)))]
 
+    @property
+    def axis(self) -> "TimeAxis":
+        """The layer's time axis (:class:`~soundnet_cli.model.TimeAxis`), from :attr:`geometry`."""
+        from ..model import TimeAxis
+
+        g, rate = self.geometry, self.geometry["sample_rate"]
+        return TimeAxis(g["hop"] / rate, g["receptive_field"] / rate, g["first_sample"] / rate)
+
     def step_times(self, steps: int) -> tuple[np.ndarray, np.ndarray]:
         """Start and end seconds ``(steps,)`` of each step window on the network's input
         (clipped at 0 where the receptive field reaches into the padding)."""
-        g = self.geometry
-        i = np.arange(steps)
-        start = g["first_sample"] + i * g["hop"]
-        end = g["first_sample"] + (i + self.window - 1) * g["hop"] + g["receptive_field"]
-        rate = float(g["sample_rate"])
-        return np.maximum(start, 0) / rate, np.maximum(end, 0) / rate
+        spans = np.maximum(self.axis.spans(steps, frames=self.window), 0.0)
+        return spans[:, 0], spans[:, 1]
 
     def segments(self, step_scores: np.ndarray, seconds: float) -> list[dict[str, Any]]:
         """Runs of consecutive steps with the same best class, as non-overlapping segments.
@@ -196,11 +203,9 @@ class SvmModel:
         """
         if len(step_scores) == 0:
             return []
-        starts, ends = self.step_times(len(step_scores))
-        g = self.geometry
-        centre = (g["first_sample"] + np.arange(len(step_scores)) * g["hop"]
-                  + ((self.window - 1) * g["hop"] + g["receptive_field"]) / 2) / g["sample_rate"]
-        half = g["hop"] / g["sample_rate"] / 2
+        axis = self.axis
+        centre = axis.spans(len(step_scores), frames=self.window).mean(axis=1)
+        half = axis.hop / 2
         best = step_scores.argmax(axis=1)
         out: list[dict[str, Any]] = []
         i = 0

@@ -1,5 +1,5 @@
 """The two SVM protocols (``paper``, ``pooled``; see :mod:`soundnet_cli.svm`) and their settings:
-:class:`Protocol` says how features become SVM instances, how C is set and which solver fits."""
+:class:`SvmProtocol` says how features become SVM instances, how C is set and which solver fits."""
 
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ PAPER_C = 0.01
 #: larger C rarely wins and liblinear crawls without converging (measured on ESC-50:
 #: ``benchmarks/RESULTS.md``).
 DEFAULT_C_GRID = (0.0001, 0.001, 0.01, 0.1)
-#: Solvers of the SVM objective (see :class:`Protocol`) and their default iteration limits.
+#: Solvers of the SVM objective (see :class:`SvmProtocol`) and their default iteration limits.
 SOLVERS = ("newton", "liblinear")
 SOLVER_MAX_ITER = {"newton": 50, "liblinear": 2000}
 
 
 @dataclass(frozen=True)
-class Protocol:
+class SvmProtocol:
     """How features become SVM instances and how C is set.
 
     Attributes

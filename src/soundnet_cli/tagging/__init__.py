@@ -10,3 +10,35 @@ Modules: :mod:`.scoring` (scorers: the network's softmax heads and a fitted SVM;
 and their JSON/CSV rows), :mod:`.events` (thresholds, event detection), :mod:`.outputs` (result
 files and tables). Plots live in :mod:`soundnet_cli.plot`, shared with ``fit-svm --plot``.
 """
+
+from __future__ import annotations
+
+from .. import _lazy_exports
+
+_EXPORTS = {
+    "tag_files": "scoring",
+    "head_scorers": "scoring",
+    "score_clip": "scoring",
+    "Scorer": "scoring",
+    "SoftmaxHead": "scoring",
+    "PooledHead": "scoring",
+    "SvmScorer": "scoring",
+    "TagResult": "scoring",
+    "HeadScores": "scoring",
+    "Label": "scoring",
+    "result_to_json": "scoring",
+    "DetectOptions": "events",
+    "Event": "events",
+    "HeadDetections": "events",
+    "detect": "events",
+    "MIN_AUDIO_SECONDS": "events",
+    "TagRun": "outputs",
+    "tag_to_files": "outputs",
+    "write_combined": "outputs",
+    "TagResults": "table",
+    "ScoreFile": "scorefile",
+    "read_scores": "scorefile",
+}
+
+__all__ = list(_EXPORTS)
+__getattr__ = _lazy_exports(__name__, _EXPORTS)

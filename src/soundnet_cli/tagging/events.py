@@ -194,13 +194,7 @@ def _allowed(head: "HeadScores", options: DetectOptions) -> set[int] | None:
 def step_intervals(head: "HeadScores", duration: float, analysed: float) -> np.ndarray:
     """``(steps, 2)`` seconds each step stands for on the event timeline (module docs), clipped
     to ``[0, duration]``; ``analysed`` is the length fed to the network (tiling)."""
-    n = head.steps
-    centres = head.offset + head.hop * np.arange(n, dtype=np.float64) + head.window / 2
-    bounds = np.stack([centres - head.hop / 2, centres + head.hop / 2], axis=1)
-    if n:
-        bounds[0, 0] = 0.0
-        bounds[-1, 1] = max(bounds[-1, 1], analysed)
-    return np.clip(bounds, 0.0, duration)
+    return np.clip(head.axis.owned(head.steps, analysed), 0.0, duration)
 
 
 def find_events(head: "HeadScores", steps: Sequence[Sequence["Label"]], duration: float,

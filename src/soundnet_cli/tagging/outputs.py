@@ -3,7 +3,7 @@
 Layout
 ------
 Every input gives, at its path relative to the directory it was found in (the same helper as
-``extract``: :func:`~soundnet_cli.fsutil.mirrored_output`), with its audio suffix replaced:
+``extract``: :func:`~soundnet_cli.files.fsutil.mirrored_output`), with its audio suffix replaced:
 
 =============  =========================  ==================================================
 format         per input                  combined, in ``DIR`` (merged from the records)
@@ -39,7 +39,7 @@ complete after a resumed run too.
 
 One folder, one set of settings
 -------------------------------
-``DIR/tag.json`` (:data:`RECORD_NAME`, a :class:`~soundnet_cli.runrecord.RunRecord`) records what
+``DIR/tag.json`` (:data:`RECORD_NAME`, a :class:`~soundnet_cli.files.runrecord.RunRecord`) records what
 made the folder's results: the ``settings_id`` and the values it hashes. :meth:`TagRun.claim`
 checks it under the folder's lock before anything is written; a run with another network or
 other settings is refused (:class:`~soundnet_cli.errors.OutputError` naming every difference),
@@ -63,21 +63,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from ..errors import OutputError, SoundNetError
-from ..fsutil import (
+from ..files.fsutil import (
     atomic_path,
     atomic_write_text,
     collision_candidates,
     mirrored_output,
     outside_message,
 )
-from ..jsonutil import loads as strict_json
+from ..files.jsonutil import loads as strict_json
 from .events import NO_CONFIDENT_LABEL, DetectOptions
 from .scoring import CSV_COLUMNS, TAG_SCHEMA_VERSION, TagResult, doc_csv_rows, result_to_json
 
 if TYPE_CHECKING:
     from ..model import SoundNet
     from ..runtime.options import RunOptions
-    from ..runtime.shard import Shard
+    from ..shards.partition import Shard
     from .scoring import Scorer
 
 #: Formats ``--format`` accepts; ``all`` means every one whose package is installed.
@@ -327,7 +327,7 @@ class TagRun:
         """Claim ``out_dir`` for this run's settings (see "One folder, one set of settings" in
         the module docs); raises :class:`OutputError` when it holds results of other settings or
         cannot be written. Called by :func:`tag_to_files`; calling it again does nothing."""
-        from ..runrecord import RunRecord
+        from ..files.runrecord import RunRecord
 
         if self._claimed:
             return
@@ -485,11 +485,11 @@ class TagRun:
 
     def combine(self, files: Sequence[Path]) -> dict[str, Path]:
         """Rebuild the combined tables from the records of ``files``, sorted by
-        :func:`~soundnet_cli.runtime.shard.input_key`; failed inputs of this run appear in
+        :func:`~soundnet_cli.shards.partition.input_key`; failed inputs of this run appear in
         ``tags.jsonl`` as ``"ok": false`` lines. A sharded run (``shard``) writes only its
         part, ``tags.shard-I-of-N.jsonl``, for ``soundnet merge``. Written under the folder's
         lock, so concurrent runs into one folder write their tables one after the other."""
-        from ..fsutil import locked
+        from ..files.fsutil import locked
 
         try:
             with locked(self.out_dir):
@@ -499,7 +499,7 @@ class TagRun:
                               f"{_reason(e)}") from e
 
     def _combine(self, files: Sequence[Path]) -> dict[str, Path]:
-        from ..runtime.shard import select
+        from ..shards.partition import select
 
         ordered = select(files, None)
         if self.shard is not None:
@@ -673,7 +673,7 @@ def write_combined(fmt: str, path: Path, docs: Iterable[dict[str, Any]]) -> None
     and ``"ok": false`` lines for failed inputs) to ``path`` atomically, streaming.
 
     The one writer of combined tables: ``tag --out`` and ``soundnet merge`` both call it with
-    the records in :func:`~soundnet_cli.runtime.shard.input_key` order, so a merged table is
+    the records in :func:`~soundnet_cli.shards.partition.input_key` order, so a merged table is
     byte-identical to one run's. Raises :class:`OutputError` when it cannot be written.
     """
     try:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import OutputError
-from ..fsutil import atomic_write_bytes
+from ..files.fsutil import atomic_write_bytes
 
 if TYPE_CHECKING:
     from .scoring import TagResult

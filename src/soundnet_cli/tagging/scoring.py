@@ -30,15 +30,13 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple, Protocol,
 import numpy as np
 
 from ..errors import SoundNetError
-from ..runtime.options import UNSET, RunOptions, legacy_options
+from ..runtime.options import RunOptions
 from .events import MIN_AUDIO_SECONDS
 
 if TYPE_CHECKING:
-    import torch
 
-    from ..model import Geometry, SoundNet
+    from ..model import Geometry, SoundNet, TimeAxis
     from ..runtime.batch import ClipResult
-    from ..runtime.decode import DecodePool
     from .events import DetectOptions
 
 #: Version of the JSON/CSV tagging schema below; bumped on any incompatible change (2: labels
@@ -115,9 +113,14 @@ class HeadScores:
 
     def segments(self, length: float) -> np.ndarray:
         """``(steps, 2)`` float64 start and end seconds of each step, clipped to ``[0, length]``."""
-        starts = self.offset + self.hop * np.arange(self.steps, dtype=np.float64)
-        bounds = np.stack([starts, starts + self.window], axis=1)
-        return np.clip(bounds, 0.0, length)
+        return np.clip(self.axis.spans(self.steps), 0.0, length)
+
+    @property
+    def axis(self) -> "TimeAxis":
+        """The steps' time axis (:class:`~soundnet_cli.model.TimeAxis`)."""
+        from ..model import TimeAxis
+
+        return TimeAxis(self.hop, self.window, self.offset)
 
 
 @dataclass
@@ -206,8 +209,8 @@ class Timing(TypedDict):
 
 def step_timing(geometry: Geometry, sample_rate: int) -> Timing:
     """``hop``, ``window`` and ``offset`` in seconds of a layer's frames (see module docs)."""
-    return {"hop": geometry.hop / sample_rate, "window": geometry.receptive_field / sample_rate,
-            "offset": geometry.first_sample / sample_rate}
+    axis = geometry.seconds(sample_rate)
+    return {"hop": axis.hop, "window": axis.window, "offset": axis.offset}
 
 
 @dataclass(frozen=True)
@@ -340,12 +343,6 @@ def tag_files(
     *,
     scorers: Sequence[Scorer] | None = None,
     options: RunOptions | None = None,
-    device: "torch.device | str" = UNSET,
-    batch_size: int = UNSET,
-    workers: int = UNSET,
-    long_seconds: float | None = UNSET,
-    chunk_seconds: float = UNSET,
-    decoder: "DecodePool | None" = UNSET,
 ) -> Iterator[TagResult]:
     """Score every file with every scorer, in input order.
 
@@ -363,9 +360,6 @@ def tag_files(
         (:class:`~soundnet_cli.runtime.options.RunOptions`; results do not depend on it). Files
         longer than ``options.long_seconds`` are streamed, never decoded whole; only the heads'
         small activations are held (a 3-hour file: ~20 MB for SoundNet-8).
-    device, batch_size, workers, long_seconds, chunk_seconds, decoder
-        Deprecated for one release: the ``RunOptions`` fields of those names (given explicitly,
-        they override ``options``, with a DeprecationWarning).
 
     Yields
     ------
@@ -374,9 +368,7 @@ def tag_files(
     """
     from ..runtime.batch import iter_activations
 
-    opts = legacy_options(options, "tag_files", {
-        "device": device, "batch_size": batch_size, "workers": workers,
-        "long_seconds": long_seconds, "chunk_seconds": chunk_seconds, "decoder": decoder})
+    opts = options if options is not None else RunOptions()
     scorers, layers, tile_to, scale = prepare_scorers(model, scorers)
     for clip in iter_activations(model, paths, layers, min_samples=tile_to or None,
                                  input_scale=scale, options=opts):

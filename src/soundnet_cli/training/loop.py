@@ -40,8 +40,8 @@ import torch
 from torch import nn
 
 from ..errors import SoundNetError
-from ..fsutil import atomic_path
-from ..jsonutil import loads as strict_json
+from ..files.fsutil import atomic_path
+from ..files.jsonutil import loads as strict_json
 from ..model import SoundNet
 from ..weights.checkpoint import save_checkpoint
 

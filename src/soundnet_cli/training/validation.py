@@ -22,7 +22,7 @@ import numpy as np
 
 from ..datasets import Dataset, duplicate_clips
 from ..errors import DatasetError
-from ..fsutil import atomic_write_text
+from ..files.fsutil import atomic_write_text
 
 #: ``--val-fraction`` when not given, for a dataset without folds that is large enough.
 AUTO_FRACTION = 0.2

@@ -78,9 +78,7 @@ class Explanation:
 
 
 def _centres(model: SoundNet, layer: str, first: int, count: int) -> np.ndarray:
-    from ..runtime.stream import frame_times
-
-    return frame_times(model, layer, first, count)
+    return model.time_axis(layer).centres(count, first)
 
 
 def explain(model: SoundNet, path: str | os.PathLike, layer: str | int, top: int = 5, *,

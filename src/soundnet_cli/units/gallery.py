@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..fsutil import atomic_write_text
+from ..files.fsutil import atomic_write_text
 from .report import UnitEntry
 
 PAGE_NAME = "index.html"

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from ..errors import SoundNetError
-from ..fsutil import atomic_path, atomic_write_text
+from ..files.fsutil import atomic_path, atomic_write_text
 from .describe import Hint, head_probabilities, hint_window, read_window, thumbnail_png, unit_hint
 from .top import Segment
 

@@ -6,7 +6,7 @@ values and frames, per-unit sums) under ``OUT/scan/``, at the input's path relat
 atomically. A rerun with the same network, layer and ``per_recording`` loads these instead of
 decoding the recording again, so an interrupted run resumes, another ``--top``/``--units``
 costs no network pass, and shards (each scanning its share) fill one folder.
-``OUT/scan/scan.json`` (a :class:`~soundnet_cli.runrecord.RunRecord`) records what made them;
+``OUT/scan/scan.json`` (a :class:`~soundnet_cli.files.runrecord.RunRecord`) records what made them;
 another network or layer setting into the same folder stops with an error before anything is
 computed.
 
@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 import numpy as np
 
 from ..errors import OutputError, SoundNetError
-from ..fsutil import atomic_path, mirrored_output
-from ..runrecord import RunRecord
+from ..files.fsutil import atomic_path, mirrored_output
+from ..files.runrecord import RunRecord
 from .peaks import Peaks, RecordingPeaks
 
 if TYPE_CHECKING:

@@ -100,7 +100,7 @@ class UnitTops:
         length centred on it (moved to stay inside the recording where it can); both are clipped
         to the recording.
         """
-        g = model.geometry(layer)
+        axis = model.time_axis(layer)
         rate = model.config.sample_rate
         out: dict[int, list[Segment]] = {}
         for u in units:
@@ -111,8 +111,8 @@ class UnitTops:
                     break
                 frame = int(self.frames[rank, u])
                 duration = self.samples[f] / rate
-                centre = (g.first_sample + frame * g.hop + g.receptive_field / 2) / rate
-                width = g.receptive_field / rate if seconds is None else seconds
+                centre = float(axis.centres(1, frame)[0])
+                width = axis.window if seconds is None else seconds
                 start, end = _window(centre, width, duration, shift=seconds is not None)
                 segs.append(Segment(u, rank + 1, self.paths[f], round(start, 4), round(end, 4),
                                     float(self.values[rank, u]),

@@ -11,27 +11,29 @@
 
 The embedded network itself is data, not code: ``soundnet_cli/assets`` (``weights/`` in the
 repository).
-
-Until 0.2.0 :mod:`.registry` was the module ``soundnet_cli.weights``; its names still resolve
-here for one release, with a DeprecationWarning.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from .. import _lazy_exports
 
-_SUBMODULES = {"registry", "checkpoint", "download", "convert", "formats"}
+_EXPORTS = {
+    "load_model": "registry",
+    "resolve_weights": "registry",
+    "list_networks": "registry",
+    "download_network": "registry",
+    "read_header": "registry",
+    "embedded_weights_dir": "registry",
+    "save_checkpoint": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "load_model_file": "checkpoint",
+    "weights_fingerprint": "checkpoint",
+    "file_sha256": "checkpoint",
+    "import_network": "convert",
+    "ImportResult": "convert",
+    "export_network": "export",
+    "ExportResult": "export",
+}
 
-
-def __getattr__(name: str) -> Any:
-    # Deprecated: the names of the old soundnet_cli.weights module (moved to .registry in 0.2.0).
-    if not name.startswith("__") and name not in _SUBMODULES:
-        import warnings
-
-        from . import registry
-
-        if hasattr(registry, name):
-            warnings.warn(f"soundnet_cli.weights.{name} moved to soundnet_cli.weights.registry."
-                          f"{name}; import it from there", DeprecationWarning, stacklevel=2)
-            return getattr(registry, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = list(_EXPORTS)
+__getattr__ = _lazy_exports(__name__, _EXPORTS)

@@ -28,8 +28,8 @@ from typing import Any, Callable, Mapping
 import torch
 
 from ..errors import WeightsError
-from ..fsutil import atomic_path
-from ..jsonutil import loads as strict_json
+from ..files.fsutil import atomic_path
+from ..files.jsonutil import loads as strict_json
 from ..model import SoundNet, SoundNetConfig
 
 FORMAT_NAME = "soundnet-cli"

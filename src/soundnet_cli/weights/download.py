@@ -25,8 +25,8 @@ from typing import Any, Callable, Iterator
 from urllib.parse import urlparse
 
 from ..errors import DownloadError
-from ..fsutil import atomic_write_text
-from ..jsonutil import loads as strict_json
+from ..files.fsutil import atomic_write_text
+from ..files.jsonutil import loads as strict_json
 
 #: ``progress(file name, bytes done, total bytes or None)``, called as a transfer advances.
 ProgressFn = Callable[[str, int, "int | None"], None]

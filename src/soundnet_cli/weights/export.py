@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ..errors import LayerError, OutputError, SoundNetError
-from ..fsutil import atomic_path
+from ..files.fsutil import atomic_path
 from ..model import SoundNet
 
 FORMATS = ("onnx", "torchscript")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DownloadError, WeightsError
-from ..jsonutil import loads as strict_json
+from ..files.jsonutil import loads as strict_json
 from .download import ProgressFn, RemoteFile
 
 if TYPE_CHECKING:

@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from .errors import OutputError
-from .fsutil import atomic_path, atomic_write_text, names_inside
-from .jsonutil import loads as strict_json
-from .runtime.shard import Shard
-from .shardstatus import STATUS_GLOB, StatusFile, shard_path
+from ..errors import OutputError
+from ..files.fsutil import atomic_path, atomic_write_text, names_inside
+from ..files.jsonutil import loads as strict_json
+from .partition import Shard
+from .status import STATUS_GLOB, StatusFile, shard_path
 
 RERUN_FILE = "rerun.txt"
 _NAME = re.compile(r"^status\.shard-(\d+)-of-(\d+)\.jsonl$")
@@ -203,7 +203,7 @@ def _write_rerun(report: MergeReport) -> None:
 
 
 def _merge_extract(out: Path, files: list[StatusFile], partial: bool) -> MergeReport:
-    from .extract import manifest_key, read_manifest, write_manifest
+    from ..extract import manifest_key, read_manifest, write_manifest
 
     target = out / files[0].header["settings"]["manifest"]  # relative to OUT, or absolute
     report, usable = _survey(out, files, lambda s: shard_path(target, s))
@@ -285,7 +285,7 @@ def _bad_table(path: Path, line: int, why: str) -> OutputError:
 
 
 def _merge_tag(out: Path, files: list[StatusFile], partial: bool) -> MergeReport:
-    from .tagging.outputs import COMBINED_NAMES, RUN_FILE, TagRun, write_combined
+    from ..tagging.outputs import COMBINED_NAMES, RUN_FILE, TagRun, write_combined
 
     report, usable = _survey(out, files, lambda s: out / f"tags.{s.name}.jsonl")
     settings = report.settings
@@ -322,7 +322,7 @@ def _merge_tag(out: Path, files: list[StatusFile], partial: bool) -> MergeReport
             tmp.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         report.written["run"] = out / RUN_FILE
         if "html" in run.formats:  # the review page reads the records written above
-            from .review.page import write_page
+            from ..review.page import write_page
 
             report.written["html"] = write_page(out, provenance=provenance).path
     _write_rerun(report)

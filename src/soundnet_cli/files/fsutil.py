@@ -173,7 +173,7 @@ def same_stem_names(directory: Path) -> frozenset[str]:
 
 @functools.lru_cache(maxsize=1024)
 def _same_stems(directory: str, mtime_ns: int) -> frozenset[str]:
-    from .audio import AUDIO_SUFFIXES
+    from ..audio import AUDIO_SUFFIXES
 
     by_stem: dict[str, list[str]] = {}
     try:

@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import OutputError
+from ..errors import OutputError
 from .fsutil import atomic_write_text
 from .jsonutil import loads as strict_json
 

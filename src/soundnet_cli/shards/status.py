@@ -28,10 +28,10 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from .errors import OutputError
-from .fsutil import atomic_path
-from .jsonutil import loads as strict_json
-from .runtime.shard import Shard, input_key
+from ..errors import OutputError
+from ..files.fsutil import atomic_path
+from ..files.jsonutil import loads as strict_json
+from .partition import Shard, input_key
 
 STATUS_VERSION = 1
 STATUS_GLOB = "status.shard-*-of-*.jsonl"
