@@ -53,6 +53,24 @@ def test_help_does_not_import_torch():
         assert proc.returncode == 0 and "Usage" in proc.stdout
 
 
+def test_a_command_loads_no_other_commands_module():
+    """``soundnet tag --help`` imports cli.tag and nothing of the other commands."""
+    from soundnet_cli.cli import COMMANDS
+
+    code = ("import sys\nsys.argv = ['soundnet', 'tag', '--help']\n"
+            "from soundnet_cli.cli import app\n"
+            "try:\n    app()\nexcept SystemExit:\n    pass\n"
+            "sys.stderr.write('CLI=' + ','.join(sorted(m for m in sys.modules "
+            "if m.startswith('soundnet_cli.cli.'))))\n")
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    loaded = {m.rsplit(".", 1)[1] for m in proc.stderr.rsplit("CLI=", 1)[1].split(",")}
+    others = {module for name, (module, _) in COMMANDS.items() if name != "tag"}
+    assert "tag" in loaded and not loaded & others, loaded
+
+
 def test_every_option_has_help_and_completion_is_on(run):
     import typer.main
 

@@ -1,7 +1,9 @@
 """The ``soundnet`` command: a thin Typer shell over the library.
 
-Each command group lives in its own module here and is registered below. Command modules import
-torch and the heavy library modules inside the command bodies, so ``soundnet --help`` stays fast.
+Each command lives in its own module here, named in :data:`COMMANDS` and imported only when that
+command runs (or a help page lists it): ``soundnet tag`` loads no other command's module. Command
+modules import torch and the heavy library modules inside the command bodies, so ``--help``
+stays fast.
 
 Exit codes: 0 when everything went well, 1 when any input failed (the rest are still processed and
 the failures listed at the end) or the work could not be done, 2 for usage errors.
@@ -9,8 +11,9 @@ the failures listed at the end) or the work could not be done, 2 for usage error
 
 from __future__ import annotations
 
+import importlib
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
 # OpenMP threads that spin at barriers waste the cores when decoding workers or other processes
 # share them (measured: benchmarks/RESULTS.md). Only effective before torch is imported, which
@@ -18,28 +21,57 @@ from typing import Annotated
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
+from typer.core import TyperGroup
 
 from .._version import __version__
-from . import clips as _clips
-from . import detections as _detections
-from . import distill as _distill
-from . import evaluate as _evaluate
-from . import extract as _extract
-from . import merge as _merge
-from . import review as _review
-from . import svm as _svm
-from . import tag as _tag
-from . import teach as _teach
-from . import train as _train
-from . import units as _units
-from . import weights as _weights
 from .common import doc
 from .helptypes import tidy_help_types
 
 tidy_help_types()
 
+#: command -> (module in this package, its command function or Typer app), in the order help
+#: lists them.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "tag": ("tag", "tag"),
+    "extract": ("extract", "extract"),
+    "train": ("train", "train"),
+    "teach": ("teach", "teach"),
+    "distill": ("distill", "distill"),
+    "fit-svm": ("svm", "fit_svm_command"),
+    "merge": ("merge", "merge"),
+    "review": ("review", "review"),
+    "clips": ("clips", "clips"),
+    "evaluate": ("evaluate", "evaluate"),
+    "detections": ("detections", "detections"),
+    "units": ("units", "units"),
+    "weights": ("weights", "app"),
+}
+
+
+class _Commands(TyperGroup):
+    """The root group: builds a command from its module on first use (:data:`COMMANDS`)."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module, attr = COMMANDS[cmd_name]
+            target = getattr(importlib.import_module(f".{module}", __name__), attr)
+            holder = typer.Typer(add_completion=False)  # built as the eager app built it
+            holder.callback()(lambda: None)
+            if isinstance(target, typer.Typer):
+                holder.add_typer(target, name=cmd_name)
+            else:
+                holder.command(cmd_name)(target)
+            command = typer.main.get_group(holder).commands[cmd_name]
+            self.commands[cmd_name] = command
+        return self.commands.get(cmd_name)
+
+
 app = typer.Typer(
     name="soundnet",
+    cls=_Commands,
     help="SoundNet for environmental sound: tag sounds, extract features, fit SVMs, train.",
     epilog=f"Reference pages (formats, options, examples): {doc()}",
     no_args_is_help=True,
@@ -80,22 +112,6 @@ def _bytes_as_named() -> None:
                 reconfigure(errors="surrogateescape")
             except (ValueError, OSError):  # a stream that cannot change (closed, detached)
                 pass
-
-
-# Command groups register themselves here, one line each.
-app.command("tag")(_tag.tag)
-app.command("extract")(_extract.extract)
-app.command("train")(_train.train)
-app.command("teach")(_teach.teach)
-app.command("distill")(_distill.distill)
-app.add_typer(_weights.app, name="weights")
-app.command("fit-svm")(_svm.fit_svm_command)
-app.command("merge")(_merge.merge)
-app.command("review")(_review.review)
-app.command("clips")(_clips.clips)
-app.command("evaluate")(_evaluate.evaluate)
-app.command("detections")(_detections.detections)
-app.command("units")(_units.units)
 
 
 def main() -> None:
