@@ -20,53 +20,44 @@ from typing import Any, Callable, Mapping
 from ._version import __version__
 
 
-def _lazy_exports(package: str, exports: Mapping[str, str]) -> Callable[[str], Any]:
-    """A module ``__getattr__`` for ``package`` that imports ``exports[name]`` (a submodule,
-    relative to ``package``) on first use of ``name``: a package's public face without
-    importing torch or any other heavy module before a name is used."""
+def _lazy_exports(package: str, exports: Mapping[str, str]
+                  ) -> tuple[Callable[[str], Any], list[str]]:
+    """A package's public face without importing torch or any other heavy module up front.
+
+    ``exports`` maps a submodule (relative to ``package``) to the names it gives, separated by
+    spaces. Returns the module ``__getattr__`` that imports a name's submodule on its first use,
+    and ``__all__``.
+    """
+    where = {name: module for module, names in exports.items() for name in names.split()}
 
     def __getattr__(name: str) -> Any:
-        if name in exports:
-            return getattr(importlib.import_module(f".{exports[name]}", package), name)
+        if name in where:
+            return getattr(importlib.import_module(f".{where[name]}", package), name)
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
-    return __getattr__
+    return __getattr__, list(where)
+
 
 _EXPORTS = {
-    "load": "api",
-    "Network": "api",
-    "tag_files": "api",
-    "TaggedFiles": "api",
-    "TagResults": "tagging.table",
-    "load_audio": "audio",
-    "audio_info": "audio",
-    "SAMPLE_RATE": "audio",
-    "SoundNet": "model",
-    "SoundNetConfig": "model",
-    "make_config": "model",
-    "load_model": "weights.registry",
-    "resolve_weights": "weights.registry",
-    "list_networks": "weights.registry",
-    "download_network": "weights.registry",
-    "import_network": "weights.convert",
-    "save_checkpoint": "weights.checkpoint",
-    "load_checkpoint": "weights.checkpoint",
-    "iter_activations": "runtime.batch",
-    "RunOptions": "runtime.options",
-    "extract_files": "extract",
-    "stream_activations": "runtime.stream",
-    "stream_to_npy": "runtime.stream",
-    "load_dataset": "datasets",
-    "cv_splits": "datasets",
-    "SvmProtocol": "svm.protocol",
-    "extract_features": "svm.features",
-    "fit_svm": "svm.fit",
-    "cross_validate": "svm.fit",
-    "SvmModel": "svm.model",
-    "resolve_device": "runtime.device",
-    "SoundNetError": "errors",
+    "api": "load Network tag_files TaggedFiles",
+    "tagging.table": "TagResults",
+    "audio": "load_audio audio_info SAMPLE_RATE",
+    "model": "SoundNet SoundNetConfig make_config",
+    "weights.registry": "load_model resolve_weights list_networks download_network",
+    "weights.convert": "import_network",
+    "weights.checkpoint": "save_checkpoint load_checkpoint",
+    "runtime.batch": "iter_activations",
+    "runtime.options": "RunOptions",
+    "extract": "extract_files",
+    "runtime.stream": "stream_activations stream_to_npy",
+    "datasets": "load_dataset cv_splits",
+    "svm.protocol": "SvmProtocol",
+    "svm.features": "extract_features",
+    "svm.fit": "fit_svm cross_validate",
+    "svm.model": "SvmModel",
+    "runtime.device": "resolve_device",
+    "errors": "SoundNetError",
 }
 
-__all__ = ["__version__", *_EXPORTS]
-
-__getattr__ = _lazy_exports(__name__, _EXPORTS)
+__getattr__, _names = _lazy_exports(__name__, _EXPORTS)
+__all__ = ["__version__", *_names]

@@ -12,14 +12,8 @@ from __future__ import annotations
 from .. import _lazy_exports
 
 _EXPORTS = {
-    "TeachConfig": "teach",
-    "TeachSummary": "teach",
-    "teach": "teach",
-    "import_precomputed": "teach",
-    "DistillConfig": "student",
-    "distill": "student",
-    "evaluate_targets": "student",
+    "teach": "TeachConfig TeachSummary teach import_precomputed",
+    "student": "DistillConfig distill evaluate_targets",
 }
 
-__all__ = list(_EXPORTS)
-__getattr__ = _lazy_exports(__name__, _EXPORTS)
+__getattr__, __all__ = _lazy_exports(__name__, _EXPORTS)

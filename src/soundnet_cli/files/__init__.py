@@ -14,14 +14,9 @@ from __future__ import annotations
 from .. import _lazy_exports
 
 _EXPORTS = {
-    "atomic_path": "fsutil",
-    "atomic_write_bytes": "fsutil",
-    "atomic_write_text": "fsutil",
-    "locked": "fsutil",
-    "find_files": "fsutil",
-    "loads": "jsonutil",
-    "RunRecord": "runrecord",
+    "fsutil": "atomic_path atomic_write_bytes atomic_write_text locked find_files",
+    "jsonutil": "loads",
+    "runrecord": "RunRecord",
 }
 
-__all__ = list(_EXPORTS)
-__getattr__ = _lazy_exports(__name__, _EXPORTS)
+__getattr__, __all__ = _lazy_exports(__name__, _EXPORTS)

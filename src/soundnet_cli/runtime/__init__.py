@@ -20,22 +20,13 @@ from __future__ import annotations
 from .. import _lazy_exports
 
 _EXPORTS = {
-    "RunOptions": "options",
-    "BATCH_SIZE": "options",
-    "LONG_FILE_SECONDS": "options",
-    "CHUNK_SECONDS": "options",
-    "iter_activations": "batch",
-    "iter_dataset": "batch",
-    "loop_to": "batch",
-    "ClipResult": "batch",
-    "stream_activations": "stream",
-    "stream_to_npy": "stream",
-    "waveform_activations": "arrays",
-    "Engine": "engine",
-    "DecodePool": "decode",
-    "decode_file": "decode",
-    "resolve_device": "device",
+    "options": "RunOptions BATCH_SIZE LONG_FILE_SECONDS CHUNK_SECONDS",
+    "batch": "iter_activations iter_dataset loop_to ClipResult",
+    "stream": "stream_activations stream_to_npy",
+    "arrays": "waveform_activations",
+    "engine": "Engine",
+    "decode": "DecodePool decode_file",
+    "device": "resolve_device",
 }
 
-__all__ = list(_EXPORTS)
-__getattr__ = _lazy_exports(__name__, _EXPORTS)
+__getattr__, __all__ = _lazy_exports(__name__, _EXPORTS)

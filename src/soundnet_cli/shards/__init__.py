@@ -12,18 +12,9 @@ from __future__ import annotations
 from .. import _lazy_exports
 
 _EXPORTS = {
-    "Shard": "partition",
-    "parse_shard": "partition",
-    "resolve_shard": "partition",
-    "select": "partition",
-    "plan_shard": "partition",
-    "read_files_from": "partition",
-    "ShardStatus": "status",
-    "StatusFile": "status",
-    "status_path": "status",
-    "MergeReport": "merge",
-    "merge": "merge",
+    "partition": "Shard parse_shard resolve_shard select plan_shard read_files_from",
+    "status": "ShardStatus StatusFile status_path",
+    "merge": "MergeReport merge",
 }
 
-__all__ = list(_EXPORTS)
-__getattr__ = _lazy_exports(__name__, _EXPORTS)
+__getattr__, __all__ = _lazy_exports(__name__, _EXPORTS)

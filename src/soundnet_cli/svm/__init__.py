@@ -34,19 +34,12 @@ from __future__ import annotations
 from .. import _lazy_exports
 
 _EXPORTS = {
-    "SvmProtocol": "protocol",
-    "PROTOCOLS": "protocol",
-    "SOLVERS": "protocol",
-    "FeatureSet": "features",
-    "extract_features": "features",
-    "FeatureCache": "cache",
-    "default_cache_dir": "cache",
-    "fit_svm": "fit",
-    "cross_validate": "fit",
-    "SvmModel": "model",
-    "CVReport": "report",
-    "FoldResult": "report",
+    "protocol": "SvmProtocol PROTOCOLS SOLVERS",
+    "features": "FeatureSet extract_features",
+    "cache": "FeatureCache default_cache_dir",
+    "fit": "fit_svm cross_validate",
+    "model": "SvmModel",
+    "report": "CVReport FoldResult",
 }
 
-__all__ = list(_EXPORTS)
-__getattr__ = _lazy_exports(__name__, _EXPORTS)
+__getattr__, __all__ = _lazy_exports(__name__, _EXPORTS)

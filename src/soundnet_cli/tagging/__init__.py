@@ -16,29 +16,11 @@ from __future__ import annotations
 from .. import _lazy_exports
 
 _EXPORTS = {
-    "tag_files": "scoring",
-    "head_scorers": "scoring",
-    "score_clip": "scoring",
-    "Scorer": "scoring",
-    "SoftmaxHead": "scoring",
-    "PooledHead": "scoring",
-    "SvmScorer": "scoring",
-    "TagResult": "scoring",
-    "HeadScores": "scoring",
-    "Label": "scoring",
-    "result_to_json": "scoring",
-    "DetectOptions": "events",
-    "Event": "events",
-    "HeadDetections": "events",
-    "detect": "events",
-    "MIN_AUDIO_SECONDS": "events",
-    "TagRun": "outputs",
-    "tag_to_files": "outputs",
-    "write_combined": "outputs",
-    "TagResults": "table",
-    "ScoreFile": "scorefile",
-    "read_scores": "scorefile",
+    "scoring": "tag_files head_scorers score_clip Scorer SoftmaxHead PooledHead SvmScorer TagResult HeadScores Label result_to_json",
+    "events": "DetectOptions Event HeadDetections detect MIN_AUDIO_SECONDS",
+    "outputs": "TagRun tag_to_files write_combined",
+    "table": "TagResults",
+    "scorefile": "ScoreFile read_scores",
 }
 
-__all__ = list(_EXPORTS)
-__getattr__ = _lazy_exports(__name__, _EXPORTS)
+__getattr__, __all__ = _lazy_exports(__name__, _EXPORTS)

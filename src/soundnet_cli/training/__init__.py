@@ -10,14 +10,8 @@ from __future__ import annotations
 from .. import _lazy_exports
 
 _EXPORTS = {
-    "LoopConfig": "loop",
-    "Task": "loop",
-    "EpochReport": "loop",
-    "fit": "loop",
-    "TrainConfig": "supervised",
-    "AugmentConfig": "supervised",
-    "train_supervised": "supervised",
+    "loop": "LoopConfig Task EpochReport fit",
+    "supervised": "TrainConfig AugmentConfig train_supervised",
 }
 
-__all__ = list(_EXPORTS)
-__getattr__ = _lazy_exports(__name__, _EXPORTS)
+__getattr__, __all__ = _lazy_exports(__name__, _EXPORTS)

@@ -18,22 +18,10 @@ from __future__ import annotations
 from .. import _lazy_exports
 
 _EXPORTS = {
-    "load_model": "registry",
-    "resolve_weights": "registry",
-    "list_networks": "registry",
-    "download_network": "registry",
-    "read_header": "registry",
-    "embedded_weights_dir": "registry",
-    "save_checkpoint": "checkpoint",
-    "load_checkpoint": "checkpoint",
-    "load_model_file": "checkpoint",
-    "weights_fingerprint": "checkpoint",
-    "file_sha256": "checkpoint",
-    "import_network": "convert",
-    "ImportResult": "convert",
-    "export_network": "export",
-    "ExportResult": "export",
+    "registry": "load_model resolve_weights list_networks download_network read_header embedded_weights_dir",
+    "checkpoint": "save_checkpoint load_checkpoint load_model_file weights_fingerprint file_sha256",
+    "convert": "import_network ImportResult",
+    "export": "export_network ExportResult",
 }
 
-__all__ = list(_EXPORTS)
-__getattr__ = _lazy_exports(__name__, _EXPORTS)
+__getattr__, __all__ = _lazy_exports(__name__, _EXPORTS)
