@@ -481,6 +481,7 @@ def test_cli_table_output(data_root, checkpoint, tmp_path):
     # stderr is not a terminal here: cross-validation logs a line per fold as it finishes.
     assert [line.split(":")[0] for line in r.stderr.splitlines() if ": accuracy " in line] == [
         "split 1/3", "split 2/3", "split 3/3"]
+    assert "cross-validation (folds)" not in r.stderr  # the lines, not also the bar's last frame
 
 
 def test_cli_reports_undecodable_clips_and_exits_1(data_root, checkpoint, tmp_path):

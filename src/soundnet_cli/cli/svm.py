@@ -322,7 +322,8 @@ def _cross_validate(features: "FeatureSet", proto: Any, folds: Optional[int], se
     splits = exclude_seen(cv_splits(ds, folds or 5, seed=seed, test_folds=test_folds),
                           seen_mask(provenance, ds), allow_seen=allow_seen, dataset=ds)
     started = time.perf_counter()
-    with make_progress(quiet) as progress:
+    # On a terminal a bar; otherwise one line per fold (below), not the bar's last frame too.
+    with make_progress(quiet or not err.is_terminal) as progress:
         task = progress.add_task("cross-validation (folds)",
                                  total=sum(s.test.size > 0 for s in splits), audio="", rate="")
 
