@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .audio import SAMPLE_RATE
-from .errors import LayerError, WeightsError
+from ..audio import SAMPLE_RATE
+from ..errors import LayerError, WeightsError
 
 
 @dataclass(frozen=True)
