@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from soundnet_cli.errors import LayerError
-from soundnet_cli import model as model_mod
-from soundnet_cli.model import SoundNet, make_config, min_tag_samples
+from soundnet_cli.model import SoundNet, kernels, make_config, min_tag_samples
 
 from conftest import make_tiny_model, synth, tiny_config
 
@@ -241,13 +240,13 @@ def test_max_first_is_torch_max_with_first_index_on_ties(size):
     g = torch.Generator().manual_seed(0)
     v = torch.randint(0, 3, (50, 7, size), generator=g).double()  # many ties
     v[0, 0] = 1.0  # all equal
-    values, index = model_mod.max_first(v)
+    values, index = kernels.max_first(v)
     assert index.dtype == torch.uint8
     torch.testing.assert_close(values, v.max(-1).values, rtol=0, atol=0)
     first = (v == v.max(-1, keepdim=True).values).double().argmax(-1)  # first True
     assert torch.equal(index.long(), first)
     x = torch.randn(3, 5, 8, generator=g)
-    assert torch.equal(model_mod.max_first(x)[1].long(), x.max(-1).indices)
+    assert torch.equal(kernels.max_first(x)[1].long(), x.max(-1).indices)
 
 
 def test_fast_training_paths_run_on_cpu_only(monkeypatch) -> None:
