@@ -2,7 +2,10 @@
 
 - :mod:`.loop`: the Task protocol and :func:`~.loop.fit` (optimiser, schedule, validation, metrics
   log, atomic checkpoints, exact resume, seeds, DDP), shared with :mod:`soundnet_cli.distill`.
-- :mod:`.supervised`: ``soundnet train`` (a labelled dataset, crops, gain, between-class mixing).
+- :mod:`.supervised`: ``soundnet train`` (a labelled dataset); :mod:`.augment`: how it makes
+  examples (crops, gain, time-scale, between-class mixing).
+- :mod:`.batches`: which examples each rank trains on in an epoch, in which batches (every task's
+  rule); :mod:`.validation`: ``--val-fraction`` splits; :mod:`.freeze`: ``--train-layers``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ _EXPORTS = {
     "EpochReport": "loop",
     "fit": "loop",
     "TrainConfig": "supervised",
-    "AugmentConfig": "supervised",
+    "AugmentConfig": "augment",
     "train_supervised": "supervised",
 }
 
