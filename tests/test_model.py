@@ -3,6 +3,10 @@ layer addressing (soundnet_cli.model)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -268,3 +272,23 @@ def test_fast_training_paths_run_on_cpu_only(monkeypatch) -> None:
     meta = model.to("meta")
     out = meta(torch.randn(2, need, device="meta"))
     assert calls == [] and all(t.device.type == "meta" for t in out.values())
+
+
+def test_the_face_exports_resolve_and_config_and_geometry_need_no_torch() -> None:
+    """``soundnet_cli.model`` exports lazily: its config and geometry import without torch, and
+    the training kernels load on the first training-mode pass on CPU, never for inference."""
+    import soundnet_cli.model as face
+
+    assert not [n for n in face.__all__ if not hasattr(face, n)]
+    code = ("import sys\n"
+            "from soundnet_cli.model import Layers, TimeAxis, make_config, min_tag_samples\n"
+            "assert 'torch' not in sys.modules, 'torch'\n"
+            "from soundnet_cli.model import SoundNet\n"
+            "import torch\n"
+            "net = SoundNet(make_config(width=1 / 16)).eval()\n"
+            "net(torch.zeros(1, min_tag_samples(net)))\n"
+            "assert 'soundnet_cli.model.kernels' not in sys.modules, 'eval'\n"
+            "net.train()(torch.zeros(2, min_tag_samples(net)))\n"
+            "assert 'soundnet_cli.model.kernels' in sys.modules, 'train'\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
