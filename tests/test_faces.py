@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-FACES = ["soundnet_cli", "soundnet_cli.runtime", "soundnet_cli.weights", "soundnet_cli.svm",
+FACES = ["soundnet_cli", "soundnet_cli.model", "soundnet_cli.runtime", "soundnet_cli.weights", "soundnet_cli.svm",
          "soundnet_cli.training", "soundnet_cli.distill", "soundnet_cli.tagging",
          "soundnet_cli.shards", "soundnet_cli.files", "soundnet_cli.review",
          "soundnet_cli.units"]

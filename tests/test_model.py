@@ -3,13 +3,16 @@ layer addressing (soundnet_cli.model)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from soundnet_cli.errors import LayerError
-from soundnet_cli import model as model_mod
-from soundnet_cli.model import SoundNet, make_config, min_tag_samples
+from soundnet_cli.model import SoundNet, kernels, make_config, min_tag_samples
 
 from conftest import make_tiny_model, synth, tiny_config
 
@@ -241,13 +244,13 @@ def test_max_first_is_torch_max_with_first_index_on_ties(size):
     g = torch.Generator().manual_seed(0)
     v = torch.randint(0, 3, (50, 7, size), generator=g).double()  # many ties
     v[0, 0] = 1.0  # all equal
-    values, index = model_mod.max_first(v)
+    values, index = kernels.max_first(v)
     assert index.dtype == torch.uint8
     torch.testing.assert_close(values, v.max(-1).values, rtol=0, atol=0)
     first = (v == v.max(-1, keepdim=True).values).double().argmax(-1)  # first True
     assert torch.equal(index.long(), first)
     x = torch.randn(3, 5, 8, generator=g)
-    assert torch.equal(model_mod.max_first(x)[1].long(), x.max(-1).indices)
+    assert torch.equal(kernels.max_first(x)[1].long(), x.max(-1).indices)
 
 
 def test_fast_training_paths_run_on_cpu_only(monkeypatch) -> None:
@@ -269,3 +272,23 @@ def test_fast_training_paths_run_on_cpu_only(monkeypatch) -> None:
     meta = model.to("meta")
     out = meta(torch.randn(2, need, device="meta"))
     assert calls == [] and all(t.device.type == "meta" for t in out.values())
+
+
+def test_the_face_exports_resolve_and_config_and_geometry_need_no_torch() -> None:
+    """``soundnet_cli.model`` exports lazily: its config and geometry import without torch, and
+    the training kernels load on the first training-mode pass on CPU, never for inference."""
+    import soundnet_cli.model as face
+
+    assert not [n for n in face.__all__ if not hasattr(face, n)]
+    code = ("import sys\n"
+            "from soundnet_cli.model import Layers, TimeAxis, make_config, min_tag_samples\n"
+            "assert 'torch' not in sys.modules, 'torch'\n"
+            "from soundnet_cli.model import SoundNet\n"
+            "import torch\n"
+            "net = SoundNet(make_config(width=1 / 16)).eval()\n"
+            "net(torch.zeros(1, min_tag_samples(net)))\n"
+            "assert 'soundnet_cli.model.kernels' not in sys.modules, 'eval'\n"
+            "net.train()(torch.zeros(2, min_tag_samples(net)))\n"
+            "assert 'soundnet_cli.model.kernels' in sys.modules, 'train'\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)

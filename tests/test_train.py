@@ -22,8 +22,8 @@ from soundnet_cli.cli import app
 from soundnet_cli.datasets import load_dataset
 from soundnet_cli.errors import DatasetError, SoundNetError
 from soundnet_cli.runtime.batch import tile
-from soundnet_cli.training.supervised import (AugmentConfig, SupervisedTask, TrainConfig, bc_mix, circular,
-                                             crop, prefetched, split, train_supervised)
+from soundnet_cli.training.augment import AugmentConfig, bc_mix, circular, crop
+from soundnet_cli.training.supervised import SupervisedTask, TrainConfig, split, train_supervised
 from soundnet_cli.training.loop import LoopConfig
 
 RATE = 22_050
@@ -319,25 +319,6 @@ def test_crop_equals_cutting_the_tiled_clip(length, samples, tile_n):
     for start in range(0, 3 * length):
         np.testing.assert_array_equal(circular(wave, start, samples),
                                       np.tile(wave, -(-(start + samples) // length) + 1)[start:start + samples])
-
-
-def test_prefetched_batches_are_made_in_order_and_raise_errors():
-    assert list(prefetched(lambda i: i * i, list(range(5)))) == [0, 1, 4, 9, 16]
-    assert list(prefetched(lambda i: i, [3])) == [3] and list(prefetched(lambda i: i, [])) == []
-
-    def bad(i: int) -> int:
-        if i == 2:
-            raise ValueError("clip 2")
-        return i
-
-    got = []
-    with pytest.raises(ValueError, match="clip 2"):
-        for v in prefetched(bad, [0, 1, 2, 3]):
-            got.append(v)
-    assert got == [0, 1]
-    it = prefetched(lambda i: i, list(range(10)))
-    assert next(it) == 0
-    it.close()  # closing early waits for the one item in flight and returns
 
 
 @pytest.mark.parametrize("name", ["adamw", "adam", "sgd"])

@@ -44,6 +44,8 @@ import torch.nn.functional as F
 from ..errors import TargetsError
 from ..model import ORIGINAL_HEAD_GEOMETRY, ORIGINAL_HEAD_SKIP_LAST, HeadSpec, SoundNet, make_config
 from ..provenance import RECORD_KEY, training_record
+from ..runtime.batch import iter_dataset
+from ..training.batches import batch_count, epoch_batches
 from ..training.loop import (
     EpochReport,
     LoopConfig,
@@ -223,26 +225,24 @@ class DistillTask:
 
     # -- training -------------------------------------------------------------------------------
     def num_batches(self, world: int) -> int:
-        n = len(self.train) // world
-        full = n // self.batch_size
-        return full if full > 0 else int(n > 0)
+        return batch_count(len(self.train), self.batch_size, world)
 
     def order(self, epoch: int, rank: int, world: int) -> np.ndarray:
-        """This rank's clip indices for ``epoch`` (the same permutation on every rank)."""
-        perm = np.random.default_rng([self.seed, epoch, 0]).permutation(len(self.train))
-        n = len(self.train) // world
-        return perm[rank * n : (rank + 1) * n][: self.num_batches(world) * self.batch_size]
+        """This rank's clip indices for ``epoch``, those of its batches in order (see
+        :mod:`soundnet_cli.training.batches`)."""
+        chunks = epoch_batches(self.seed, epoch, len(self.train), self.batch_size, rank, world)
+        return np.concatenate(chunks) if chunks else np.array([], dtype=np.int64)
 
     def batches(self, epoch: int, rank: int, world: int) -> Iterator[Any]:
-        dataset = _Examples(self, epoch, self.order(epoch, rank, world))
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_size=self.batch_size, shuffle=False, drop_last=False,
-            num_workers=self.cfg.workers if len(dataset) > self.batch_size else 0,
-            collate_fn=_collate,
-        )
-        for batch in loader:
-            if isinstance(batch, _Failed):  # raised here, with the clip's message, not as a
-                raise TargetsError(batch.message)  # worker's traceback
+        """Batches ``(x (batch, clip_samples), {teacher: (batch, clip_steps, classes)})``, each
+        read and stacked whole in one of ``cfg.workers`` loading processes (with more than one
+        batch; :func:`~soundnet_cli.runtime.batch.iter_dataset`), in order. A clip that cannot
+        be read raises :class:`TargetsError` here, with its message."""
+        chunks = epoch_batches(self.seed, epoch, len(self.train), self.batch_size, rank, world)
+        workers = self.cfg.workers if len(chunks) > 1 else 0
+        for batch in iter_dataset(_Batches(self, epoch, chunks), workers=workers, prefetch=2):
+            if isinstance(batch, _Failed):  # raised here, not as a worker's traceback
+                raise TargetsError(batch.message)
             yield batch
 
     def loss(self, model: torch.nn.Module, batch: Any,
@@ -260,18 +260,22 @@ class DistillTask:
         return {f"val_{k}": v for k, v in evaluate_clips(model, self, self.val, device).items()}
 
 
-class _Examples(torch.utils.data.Dataset):
-    def __init__(self, task: DistillTask, epoch: int, indices: np.ndarray) -> None:
-        self.task, self.epoch, self.indices = task, epoch, indices
+class _Batches(torch.utils.data.Dataset):
+    """Batch ``b`` of an epoch: the examples of ``chunks[b]`` stacked (``default_collate``), or
+    the first clip's failure as a value (a loading process hands it back, see :class:`_Failed`)."""
+
+    def __init__(self, task: DistillTask, epoch: int, chunks: Sequence[np.ndarray]) -> None:
+        self.task, self.epoch, self.chunks = task, epoch, chunks
 
     def __len__(self) -> int:
-        return len(self.indices)
+        return len(self.chunks)
 
-    def __getitem__(self, j: int) -> Any:
+    def __getitem__(self, b: int) -> Any:
         try:
-            return self.task.example(self.epoch, int(self.indices[j]))
-        except TargetsError as e:  # handed to the main process as a value (see _collate)
+            items = [self.task.example(self.epoch, int(i)) for i in self.chunks[b]]
+        except TargetsError as e:
             return _Failed(str(e))
+        return torch.utils.data.default_collate(items)
 
 
 @dataclass(frozen=True)
@@ -279,13 +283,6 @@ class _Failed:
     """A clip that could not be read, carried out of a loading process."""
 
     message: str
-
-
-def _collate(items: list[Any]) -> Any:
-    failed = next((x for x in items if isinstance(x, _Failed)), None)
-    if failed is not None:
-        return failed
-    return torch.utils.data.default_collate(items)
 
 
 def _fit_length(x: np.ndarray, n: int) -> np.ndarray:

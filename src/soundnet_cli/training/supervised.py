@@ -1,15 +1,10 @@
 """Supervised training on a labelled dataset (``soundnet train``).
 
 From scratch (``arch``) or fine-tuned from any checkpoint (``init``, its heads replaced by one head
-of the dataset's classes). Waveforms are decoded once into memory; every training example is then
-made on the fly, deterministically from ``(seed, epoch, index)``:
-
-1. the clip is tiled ``tile`` times and a random window of ``clip_seconds`` is cropped (the original
-   fine-tuning recipe: tile 3x, crop 5 s; for 5 s clips a random circular shift);
-2. a random gain of up to +-``gain_db`` dB;
-3. between-class mixing (Tokozume et al., "BC learning", 2018): with probability ``mix_prob`` the
-   example is mixed with one of another class, ratio ``r ~ U(0, 1)``, sound-pressure aware
-   (BC+), and the target is the mixed label distribution ``r*y1 + (1-r)*y2``.
+of the dataset's classes). Waveforms are decoded once into memory (:func:`decode_all`, in the
+runtime's decoding processes); every training example is then made on the fly, deterministically
+from ``(seed, epoch, index)``: cropped, gain-changed and mixed between classes as
+:mod:`.augment` says.
 
 The loss is the cross-entropy against the (soft) target at every output step, averaged.
 Validation reads whole clips (tiled up to ``clip_seconds`` when shorter): clip probabilities are the
@@ -20,10 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -36,7 +30,11 @@ from ..provenance import RECORD_KEY, dataset_record, exclude_seen, seen_mask
 from ..runtime.batch import iter_decoded, tile
 from ..runtime.engine import Engine
 from ..runtime.options import MICRO_BATCH_SAMPLES
+from ..runtime.stream import prefetched
+from ..runtime.workers import available_cores
 from ..weights.checkpoint import load_checkpoint, save_checkpoint
+from .augment import AugmentConfig, bc_mix, crop, stretched_crop
+from .batches import batch_count, epoch_batches, rank_order
 from .freeze import freeze
 from .loop import (
     METRICS_FILE,
@@ -49,23 +47,6 @@ from .loop import (
     run_finished,
 )
 from .validation import resolve_val_fraction, stratified_split, write_split
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """On-the-fly augmentation of training examples (see the module docstring)."""
-
-    clip_seconds: float = 5.0
-    tile: int = 3
-    random_crop: bool = True
-    gain_db: float = 6.0
-    mix_prob: float = 1.0  # 0 disables between-class mixing
-    #: Time-scale (speed and pitch together, by resampling) by a factor log-uniform in
-    #: [1/stretch, stretch] (EnvNet's "scale augmentation"); 1 disables it.
-    stretch: float = 1.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @loop_options_hint
@@ -93,62 +74,6 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-# ---------------------------------------------------------------------------------------------
-# Examples
-
-
-def db_gain(x: np.ndarray, frame: int = 2048) -> float:
-    """Peak frame RMS level in dB (floored at -80 dB), for sound-pressure-aware mixing."""
-    n = max(1, x.shape[0] // frame)
-    frames = x[: n * frame].reshape(n, -1) if x.shape[0] >= frame else x[None, :]
-    power = float((frames.astype(np.float64) ** 2).mean(axis=1).max())
-    return max(-80.0, 10.0 * np.log10(power + 1e-12))
-
-
-def bc_mix(x1: np.ndarray, x2: np.ndarray, r: float) -> np.ndarray:
-    """BC+ mixing of two equal-length examples with label ratio ``r`` (weight of ``x1``)."""
-    g1, g2 = db_gain(x1), db_gain(x2)
-    r = min(max(r, 1e-6), 1 - 1e-6)
-    p = 1.0 / (1.0 + 10 ** ((g1 - g2) / 20.0) * (1.0 - r) / r)
-    return ((p * x1 + (1.0 - p) * x2) / np.sqrt(p**2 + (1.0 - p) ** 2)).astype(np.float32)
-
-
-def crop(wave: np.ndarray, samples: int, aug: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
-    """Tile ``aug.tile`` times (at least up to ``samples``) and cut ``samples`` at a random start.
-
-    The tiled clip is never built: it is ``wave`` repeated, so the crop is copied from ``wave``
-    circularly (:func:`circular`), the same samples with the same random start.
-    """
-    tiled = wave.shape[0] * max(1, aug.tile)
-    tiled *= max(1, -(-samples // tiled))  # :func:`tile`'s length
-    start = int(rng.integers(0, tiled - samples + 1)) if aug.random_crop else 0
-    return circular(wave, start, samples)
-
-
-def circular(wave: np.ndarray, start: int, samples: int) -> np.ndarray:
-    """Samples ``start .. start + samples - 1`` of ``wave (n,)`` repeated forever: index ``i``
-    reads ``wave[i % n]`` (a view when no wrap is needed; never written to)."""
-    n = wave.shape[0]
-    head = wave[start % n : start % n + samples]
-    if head.shape[0] == samples:
-        return head
-    full, rest = divmod(samples - head.shape[0], n)
-    return np.concatenate([head, *([wave] * full), wave[:rest]])
-
-
-def stretched_crop(wave: np.ndarray, samples: int, aug: AugmentConfig,
-                   rng: np.random.Generator) -> np.ndarray:
-    """A random crop of ``samples * f`` samples resampled to ``samples`` (soxr, quick quality),
-    ``f`` log-uniform in ``[1/aug.stretch, aug.stretch]``: the sound played ``f`` times faster."""
-    import soxr
-
-    f = float(np.exp(rng.uniform(-np.log(aug.stretch), np.log(aug.stretch))))
-    length = max(2, int(round(samples * f)))
-    seg = crop(wave, length, aug, rng)
-    out = soxr.resample(seg, length, samples, quality="QQ").astype(np.float32, copy=False)
-    return tile(out, samples)[:samples]
-
-
 class SupervisedTask:
     """Training and validation data for :func:`training.fit` (a :class:`training.Task`)."""
 
@@ -164,19 +89,12 @@ class SupervisedTask:
         self.by_class = [np.flatnonzero(self.train_labels == c) for c in range(classes)]
 
     # -- training -------------------------------------------------------------------------------
-    def _per_rank(self, world: int) -> int:
-        return len(self.train_waves) // world
-
     def num_batches(self, world: int) -> int:
-        n = self._per_rank(world)
-        full = n // self.batch_size
-        return full if full > 0 else int(n > 0)
+        return batch_count(len(self.train_waves), self.batch_size, world)
 
     def order(self, epoch: int, rank: int, world: int) -> np.ndarray:
-        """This rank's example indices for ``epoch`` (same permutation on every rank)."""
-        perm = np.random.default_rng([self.seed, epoch, 0]).permutation(len(self.train_waves))
-        n = self._per_rank(world)
-        return perm[rank * n : (rank + 1) * n]
+        """This rank's example indices for ``epoch`` (see :func:`.batches.rank_order`)."""
+        return rank_order(self.seed, epoch, len(self.train_waves), rank, world)
 
     def example(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         """One augmented example ``(samples,)`` and its target distribution ``(classes,)``."""
@@ -207,15 +125,16 @@ class SupervisedTask:
     def batches(self, epoch: int, rank: int, world: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches ``(batch, samples)`` float32 waveforms and ``(batch, classes)`` targets. When
         torch's threads leave a core free, each is made in a background thread while the caller
-        trains on the one before (see :func:`prefetched`); the same batches either way. (With
-        every core running torch, the extra thread only stalls its parallel regions.)"""
-        idx = self.order(epoch, rank, world)
-        chunks = [idx[b * self.batch_size : (b + 1) * self.batch_size]
-                  for b in range(self.num_batches(world))]
-        make = lambda chunk: self.batch(epoch, chunk)  # noqa: E731
-        yield from prefetched(make, chunks) if _spare_core() else map(make, chunks)
+        trains on the one before (:func:`~soundnet_cli.runtime.stream.prefetched`); the same
+        batches either way (examples are functions of ``(seed, epoch, index)``, whatever the
+        order they are made in). With every core running torch, the extra thread only stalls
+        its parallel regions."""
+        chunks = epoch_batches(self.seed, epoch, len(self.train_waves), self.batch_size, rank,
+                               world)
+        made = (self.batch(epoch, chunk) for chunk in chunks)
+        yield from prefetched(made, depth=1) if _spare_core() else made
 
-    def batch(self, epoch: int, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, epoch: int, indices: Iterable[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """The examples of ``indices`` (see :meth:`example`) stacked into tensors."""
         xs, ys = zip(*(self.example(epoch, int(i)) for i in indices))
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
@@ -241,30 +160,7 @@ class SupervisedTask:
 
 def _spare_core() -> bool:
     """Whether torch's intra-op threads leave one of this process's CPUs free."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return torch.get_num_threads() < cpus
-
-
-def prefetched(make: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[Any]:
-    """``make(item)`` for each of ``items`` in order, ``make`` of the next item running in one
-    background thread while the caller works on the current result: example making (numpy,
-    which releases the GIL for its copies and arithmetic) overlaps the training step instead of
-    leaving a core idle between steps. ``make`` must not depend on the order of calls (examples
-    are functions of ``(seed, epoch, index)``); its exceptions are raised here. Closing the
-    iterator early waits for the item being made, at most one."""
-    if len(items) < 2:
-        yield from map(make, items)
-        return
-    with ThreadPoolExecutor(1, thread_name_prefix="soundnet-examples") as pool:
-        future = pool.submit(make, items[0])
-        for item in items[1:]:
-            current = future.result()
-            future = pool.submit(make, item)
-            yield current
-        yield future.result()
+    return torch.get_num_threads() < available_cores()
 
 
 def predict_clips(model: SoundNet, waves: Sequence[np.ndarray], min_samples: int,
