@@ -21,16 +21,14 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..errors import SvmError
 from ..files.fsutil import atomic_path
 from ..files.jsonutil import loads as strict_json
-
-if TYPE_CHECKING:
-    from ..model import TimeAxis
+from ..model.geometry import TimeAxis
 
 FORMAT_NAME = "soundnet-cli-svm"
 FORMAT_VERSION = 1
@@ -181,10 +179,8 @@ class SvmModel:
         return self.classes[int(np.argmax(self.clip_scores(activations)))]
 
     @property
-    def axis(self) -> "TimeAxis":
+    def axis(self) -> TimeAxis:
         """The layer's time axis (:class:`~soundnet_cli.model.TimeAxis`), from :attr:`geometry`."""
-        from ..model import TimeAxis
-
         g, rate = self.geometry, self.geometry["sample_rate"]
         return TimeAxis(g["hop"] / rate, g["receptive_field"] / rate, g["first_sample"] / rate)
 
