@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import OutputError
-from ..tagging.outputs import RECORD_SUFFIX, RUN_FILE, VIEW_SUFFIXES
+from ..tagging.layout import RECORD_SUFFIX, RUN_FILE, VIEW_SUFFIXES
 
 
 @dataclass(frozen=True)
