@@ -135,7 +135,7 @@ class TagRun:
     out_dir
         Output directory (created).
     formats
-        From :func:`parse_formats`.
+        From :func:`~.layout.parse_formats`.
     roots
         Input directories: outputs mirror the tree below them.
     provenance

@@ -95,7 +95,7 @@ def audacity_labels(doc: dict[str, Any]) -> str:
 
 
 def csv_table(docs: Iterable[dict[str, Any]]) -> str:
-    """The long CSV (:data:`CSV_COLUMNS`, header first) of some records."""
+    """The long CSV (:data:`~.schema.CSV_COLUMNS`, header first) of some records."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -187,7 +187,7 @@ _COMBINERS = {"jsonl": _write_jsonl, "csv": _write_csv, "raven": _write_raven,
 
 
 def write_combined(fmt: str, path: Path, docs: Iterable[dict[str, Any]]) -> None:
-    """Write the combined table ``fmt`` (a key of :data:`COMBINED_NAMES`) of ``docs`` (records,
+    """Write the combined table ``fmt`` (a key of :data:`~.layout.COMBINED_NAMES`) of ``docs`` (records,
     and ``"ok": false`` lines for failed inputs) to ``path`` atomically, streaming.
 
     The one writer of combined tables: ``tag --out`` and ``soundnet merge`` both call it with
