@@ -92,3 +92,11 @@ def formats_left_out(spec: str) -> dict[str, str]:
 def record_path(source: Path, roots: Sequence[Path], out_dir: Path) -> Path:
     """Where the record of ``source`` goes (see the module docs)."""
     return mirrored_output(source, list(roots), out_dir, RECORD_SUFFIX)
+
+
+def view_paths(source: Path, roots: Sequence[Path], out_dir: Path,
+               formats: Sequence[str]) -> dict[str, Path]:
+    """Where the per-input views of ``formats`` of ``source`` go, by format (formats without a
+    per-input file are left out)."""
+    return {f: mirrored_output(source, list(roots), out_dir, VIEW_SUFFIXES[f])
+            for f in formats if f in VIEW_SUFFIXES}

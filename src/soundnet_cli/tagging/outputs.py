@@ -42,12 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from ..errors import OutputError
-from ..files.fsutil import (
-    atomic_write_text,
-    collision_candidates,
-    mirrored_output,
-    outside_message,
-)
+from ..files.fsutil import atomic_write_text, collision_candidates, outside_message
 from ..files.jsonutil import loads as strict_json
 from .events import DetectOptions
 from .layout import (
@@ -56,8 +51,8 @@ from .layout import (
     RECORD_SUFFIX,
     RESULT_VIEWS,
     RUN_FILE,
-    VIEW_SUFFIXES,
     record_path,
+    view_paths,
 )
 from .results import TagResult
 from .schema import TAG_SCHEMA_VERSION, result_to_json
@@ -215,8 +210,7 @@ class TagRun:
         return record_path(source, self.roots, self.out_dir)
 
     def view_paths(self, source: Path) -> dict[str, Path]:
-        return {f: mirrored_output(source, self.roots, self.out_dir, VIEW_SUFFIXES[f])
-                for f in self.formats if f in VIEW_SUFFIXES}
+        return view_paths(source, self.roots, self.out_dir, self.formats)
 
     def collisions(self, files: Sequence[Path]) -> dict[Path, str]:
         """Inputs whose record path is an earlier input's (``a.wav`` and ``a.flac`` side by
