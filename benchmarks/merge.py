@@ -10,7 +10,7 @@ ESC-50 clips, which gives the real status header (network, settings), ``extract.
 real row (a manifest row, or a tag record); the inputs are then renamed
 ``/data/site-NNN/rec-NNNNNNN.wav`` and every shard's files are written with the real writers
 (:class:`soundnet_cli.shards.status.ShardStatus`, :func:`soundnet_cli.extract.write_manifest`,
-:func:`soundnet_cli.tagging.outputs.write_combined`), each row a copy of the real one under its
+:func:`soundnet_cli.tagging.views.write_combined`), each row a copy of the real one under its
 own input name, split as ``--shard I/N`` splits them. No audio or feature file exists for the
 generated names: the merge reads only status files and tables. Example::
 
@@ -34,7 +34,7 @@ from _bench import ESC50_AUDIO, load, run, self_rss_mib, soundnet  # noqa: E402
 from soundnet_cli.extract import read_manifest, write_manifest  # noqa: E402
 from soundnet_cli.shards.partition import Shard, select  # noqa: E402
 from soundnet_cli.shards.status import ShardStatus, StatusFile, shard_path, status_path  # noqa: E402
-from soundnet_cli.tagging.outputs import write_combined  # noqa: E402
+from soundnet_cli.tagging.views import write_combined  # noqa: E402
 
 TEMPLATE_CLIPS = 4
 

@@ -18,7 +18,7 @@ import soundfile as sf
 from conftest import synth
 from soundnet_cli.tagging.events import DetectOptions
 from soundnet_cli.tagging.outputs import TagRun
-from soundnet_cli.tagging.scoring import HeadScores, TagResult
+from soundnet_cli.tagging import HeadScores, TagResult
 
 LABELS = ("dog", "rain", "bird")
 RATE = 22_050

@@ -18,7 +18,7 @@ from conftest import synth
 from soundnet_cli.api import Network
 from soundnet_cli.errors import AudioError, LayerError, SoundNetError, UsageError
 from soundnet_cli.runtime.options import RunOptions
-from soundnet_cli.tagging.scoring import CSV_COLUMNS
+from soundnet_cli.tagging import CSV_COLUMNS
 
 
 @pytest.fixture
@@ -220,7 +220,8 @@ class _ScaledScorer:
         self.input_scale = input_scale
 
     def score(self, activations, geometry, sample_rate):
-        from soundnet_cli.tagging.scoring import HeadScores, step_timing
+        from soundnet_cli.tagging import HeadScores
+        from soundnet_cli.tagging.scoring import step_timing
 
         total = activations.sum(axis=1, keepdims=True)  # every channel, some may be all zero
         return HeadScores(self.name, self.labels, np.hstack([total, -total]).astype(np.float32),

@@ -17,7 +17,7 @@ from soundnet_cli.tagging.events import (
     step_intervals,
 )
 from soundnet_cli.errors import SoundNetError
-from soundnet_cli.tagging.scoring import HeadScores, TagResult, result_csv_rows, result_to_json
+from soundnet_cli.tagging import HeadScores, TagResult, result_csv_rows, result_to_json
 
 
 def _head(scores, probabilities=True, name="h") -> HeadScores:

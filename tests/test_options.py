@@ -25,7 +25,7 @@ from soundnet_cli.runtime.batch import iter_activations
 from soundnet_cli.runtime.options import LONG_FILE_SECONDS, RunOptions
 from soundnet_cli.svm.features import extract_features
 from soundnet_cli.svm.protocol import SvmProtocol
-from soundnet_cli.tagging.scoring import result_to_json, tag_files
+from soundnet_cli.tagging import result_to_json, tag_files
 
 pytestmark = pytest.mark.filterwarnings("ignore::soundnet_cli.audio.SilentAudioWarning")
 

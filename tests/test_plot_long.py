@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from soundnet_cli.tagging.events import DetectOptions
-from soundnet_cli.tagging.scoring import HeadScores, TagResult
+from soundnet_cli.tagging import HeadScores, TagResult
 
 pytest.importorskip("matplotlib")
 

@@ -40,7 +40,7 @@ def test_load_model_errors_speak_of_load_model(tmp_path, monkeypatch):
 def test_a_missing_head_names_the_heads_there(tmp_path):
     import numpy as np
 
-    from soundnet_cli.tagging.scoring import HeadScores, TagResult
+    from soundnet_cli.tagging import HeadScores, TagResult
 
     result = TagResult(tmp_path / "a.wav", heads=[HeadScores("classes", ("a", "b"),
                                                                np.full((1, 2), 0.5), True, 1.0,

@@ -705,6 +705,7 @@ def test_tag_out_refuses_a_folder_of_an_older_run_with_other_settings(
 def test_tag_out_full_disk_names_every_input_and_prints_the_summary(
         tmp_path, write_audio, tiny_checkpoint, run, monkeypatch):
     import soundnet_cli.tagging.outputs as outputs
+    import soundnet_cli.tagging.views as views
 
     paths = [write_audio(f"d/{i}.wav", 0.5, freq=300 + 100 * i) for i in range(4)]
     real = outputs.atomic_write_text
@@ -718,7 +719,7 @@ def test_tag_out_full_disk_names_every_input_and_prints_the_summary(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(outputs, "atomic_write_text", full)
-    monkeypatch.setitem(outputs._COMBINERS, "jsonl", full_table)
+    monkeypatch.setitem(views._COMBINERS, "jsonl", full_table)
     r = run("tag", tmp_path / "d", "--out", tmp_path / "o", "--weights", tiny_checkpoint,
             "--workers", "0")
     assert r.exit_code == 1 and "Traceback" not in r.output

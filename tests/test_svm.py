@@ -28,7 +28,7 @@ from soundnet_cli.svm.features import extract_features
 from soundnet_cli.svm.fit import cross_validate, fit_svm, inner_splits
 from soundnet_cli.svm.model import SvmModel, paper_windows, window_frames
 from soundnet_cli.svm.protocol import SvmProtocol
-from soundnet_cli.tagging.scoring import SvmScorer, result_to_json, tag_files
+from soundnet_cli.tagging import SvmScorer, result_to_json, tag_files
 
 RATE = 22_050
 CLASSES = ("clicks", "high", "low", "noise")

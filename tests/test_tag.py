@@ -13,8 +13,9 @@ import torch
 from soundnet_cli.audio import load_audio
 from soundnet_cli.model import Geometry
 from soundnet_cli.runtime.options import RunOptions
-from soundnet_cli.tagging.scoring import (CSV_COLUMNS, TAG_SCHEMA_VERSION, HeadScores, head_scorers,
-                              result_csv_rows, result_to_json, softmax, step_timing, tag_files)
+from soundnet_cli.tagging import (CSV_COLUMNS, TAG_SCHEMA_VERSION, HeadScores, head_scorers,
+                                  result_csv_rows, result_to_json, tag_files)
+from soundnet_cli.tagging.scoring import softmax, step_timing
 
 
 def _logits(model, path, head):

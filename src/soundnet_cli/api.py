@@ -360,7 +360,8 @@ def _tag_to_dir(paths: Any, out: Path, *, weights: Any, device: str, formats: An
                 batch_size: int, workers: int | None, network: Network | None) -> TaggedFiles:
     """The non-sharded body of ``soundnet tag --out`` (``cli/tag.py``), without progress."""
     from .audio import find_audio_files
-    from .tagging.outputs import TagRun, parse_formats, provenance, tag_to_files
+    from .tagging.layout import parse_formats
+    from .tagging.outputs import TagRun, provenance, tag_to_files
 
     inputs = [Path(p) for p in ([paths] if _is_path(paths) else paths)]
     if not inputs:

@@ -23,7 +23,7 @@ from .tagging.events import DetectOptions, detect, step_intervals
 
 if TYPE_CHECKING:
     from .svm.report import CVReport
-    from .tagging.scoring import TagResult
+    from .tagging.results import TagResult
 
 #: Files longer than this (seconds) are read in blocks for the spectrogram, never whole.
 WHOLE_FILE_SECONDS = 600.0

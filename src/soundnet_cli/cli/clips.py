@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from .common import QuietOpt, doc, err, report_failures, user_errors, warn
-from .detections import MetaOpt, TimeFromNameOpt, TzOpt
+from .detections import MetaOpt, TimeFromNameOpt, TzOpt, placed_detections
 
 
 class Mode(str, Enum):
@@ -64,17 +64,11 @@ def clips(
     One line per class goes to stdout: how many clips were cut of how many detections.
     Deterministic: the same run, options and --seed give the same clips.
     """
-    from ..review.clips import choose, cut_clips, detections
-    from ..review.rundir import open_run
-    from ..review.timeinfo import Placement
+    from ..review.clips import choose, cut_clips
 
-    wanted = None if not classes else [c.strip() for v in classes for c in v.split(",")
-                                       if c.strip()]
     with user_errors():
-        placement = Placement.from_options(time_from_name, tz, meta)
-        run = open_run(run_dir)
-        placement.cwd = Path(str(run.settings.get("cwd") or Path.cwd()))
-        found = detections(run, classes=wanted, head=head, min_conf=min_conf)
+        _, placement, found = placed_detections(run_dir, classes, head, min_conf,
+                                                time_from_name, tz, meta)
         chosen = choose(found, per_class, mode.value, seed)
         report = cut_clips(chosen, out_dir, margin=margin, fmt=fmt.value, overwrite=overwrite,
                            extra=lambda d: placement.row(d.source, d.start, d.end))

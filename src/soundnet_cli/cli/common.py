@@ -81,6 +81,20 @@ FilesFromOpt = Annotated[Optional[str], typer.Option(
     "DIR gets the output it gets when DIR is searched), so `DIR --files-from OUT/rerun.txt` "
     "redoes just those files.")]
 
+# Options of the training commands (train, distill); each command gives its own default.
+EpochsOpt = Annotated[int, typer.Option(min=1, help="Passes over the training clips.")]
+TrainBatchOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1,
+                                            help="Clips per optimisation step.")]
+WidthOpt = Annotated[float, typer.Option(hidden=True, help="Channel width multiplier.")]
+RunDirOpt = Annotated[Path, typer.Option(help="Where state, metrics and per-epoch checkpoints go.")]
+HalfOpt = Annotated[bool, typer.Option(help="Store the final checkpoint in float16.")]
+ResumeOpt = Annotated[bool, typer.Option(
+    help="Continue the run in --run-dir exactly, with the options stored in RUN_DIR/run.json "
+    "(other options may only change the device, workers and output file).")]
+RestartOpt = Annotated[bool, typer.Option(
+    "--overwrite", help="Start the run in --run-dir again, deleting the files an earlier "
+    "run wrote there.")]
+
 
 def gather_inputs(inputs: Optional[list[Path]], files_from: Optional[str]
                   ) -> tuple[list[Path], list[Path]]:

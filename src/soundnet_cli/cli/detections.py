@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from .common import QuietOpt, doc, err, user_errors, warn
+
+if TYPE_CHECKING:
+    from ..review.clips import Detection
+    from ..review.rundir import RunDir
+    from ..review.timeinfo import Placement
 
 TimeFromNameOpt = Annotated[Optional[str], typer.Option(
     "--time-from-name", metavar="auto|audiomoth|song-meter|PATTERN", show_default=False,
@@ -54,18 +59,11 @@ def detections(
     """
     import importlib.util
 
-    from ..review.clips import detections as find
-    from ..review.rundir import open_run
     from ..review.tables import write_tables
-    from ..review.timeinfo import Placement
 
-    wanted = None if not classes else [c.strip() for v in classes for c in v.split(",")
-                                       if c.strip()]
     with user_errors():
-        placement = Placement.from_options(time_from_name, tz, meta)
-        run = open_run(run_dir)
-        placement.cwd = Path(str(run.settings.get("cwd") or Path.cwd()))
-        found = find(run, classes=wanted, head=head, min_conf=min_conf)
+        run, placement, found = placed_detections(run_dir, classes, head, min_conf,
+                                                  time_from_name, tz, meta)
         plot = plot and importlib.util.find_spec("matplotlib") is not None
         written = write_tables(found, placement, out_dir or run.out_dir / "detections",
                                plot=plot)
@@ -85,3 +83,21 @@ def detections(
 
 
 detections.__doc__ = f"{detections.__doc__}\n\n    Reference: {doc('review.md')}\n"
+
+
+def placed_detections(run_dir: Path, classes: Optional[list[str]], head: Optional[str],
+                      min_conf: float, time_from_name: Optional[str], tz: Optional[str],
+                      meta: Optional[Path]) -> tuple[RunDir, Placement, list[Detection]]:
+    """The run in ``run_dir``, where and when its recordings were made (``--time-from-name``,
+    ``--tz``, ``--meta``) and its events chosen by ``--class`` (repeated or comma-separated),
+    ``--head`` and ``--min-conf``: what ``detections`` and ``clips`` start from."""
+    from ..review.clips import detections as find
+    from ..review.rundir import open_run
+    from ..review.timeinfo import Placement
+
+    wanted = None if not classes else [c.strip() for v in classes for c in v.split(",")
+                                       if c.strip()]
+    placement = Placement.from_options(time_from_name, tz, meta)
+    run = open_run(run_dir)
+    placement.cwd = run.cwd
+    return run, placement, find(run, classes=wanted, head=head, min_conf=min_conf)

@@ -10,7 +10,20 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DeviceOpt, QuietOpt, err, out, user_errors
+from .common import (
+    DeviceOpt,
+    EpochsOpt,
+    HalfOpt,
+    QuietOpt,
+    RestartOpt,
+    ResumeOpt,
+    RunDirOpt,
+    TrainBatchOpt,
+    WidthOpt,
+    err,
+    out,
+    user_errors,
+)
 from .runs import resume_hint, save_settings, settle
 from .train import Arch, Optim, Schedule
 
@@ -54,9 +67,8 @@ def distill(
         help="Hold out this fraction of clips (by key hash) for validation.")] = 0.0,
     val_targets: Annotated[Optional[Path], typer.Option(
         help="Validate on another targets directory instead.", show_default=False)] = None,
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training clips.")] = 10,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1,
-                                            help="Clips per optimisation step.")] = 64,
+    epochs: EpochsOpt = 10,
+    batch_size: TrainBatchOpt = 64,
     lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
     optimizer: Annotated[Optim, typer.Option(help="adam (the original), adamw or sgd.")] = Optim.adam,
     weight_decay: Annotated[float, typer.Option(help="Weight decay.")] = 0.0,
@@ -67,19 +79,14 @@ def distill(
         min=0, help="Batches to recompute BatchNorm statistics after each epoch (0: running "
         "averages only).")] = 16,
     seed: Annotated[int, typer.Option(help="Seed of the initial weights, shuffling and crops.")] = 0,
-    width: Annotated[float, typer.Option(hidden=True, help="Channel width multiplier.")] = 1.0,
-    run_dir: Annotated[Path, typer.Option(
-        help="Where state, metrics and per-epoch checkpoints go.")] = Path("runs/distill"),
+    width: WidthOpt = 1.0,
+    run_dir: RunDirOpt = Path("runs/distill"),
     out_path: Annotated[Optional[Path], typer.Option(
         "--out", "-o", help="Final checkpoint (default: RUN_DIR/model.safetensors).",
         show_default=False)] = None,
-    half: Annotated[bool, typer.Option(help="Store the final checkpoint in float16.")] = False,
-    resume: Annotated[bool, typer.Option(
-        help="Continue the run in --run-dir exactly, with the options stored in RUN_DIR/run.json "
-        "(other options may only change the device, workers and output file).")] = False,
-    overwrite: Annotated[bool, typer.Option(
-        "--overwrite", help="Start the run in --run-dir again, deleting the files an earlier "
-        "run wrote there.")] = False,
+    half: HalfOpt = False,
+    resume: ResumeOpt = False,
+    overwrite: RestartOpt = False,
     workers: Annotated[int, typer.Option("--workers", "-j", min=0,
                                          help="Data loading processes.")] = 2,
     device: DeviceOpt = "auto",

@@ -35,7 +35,7 @@ from .stdin import NO_STDIN, StdinNameOpt, StdinNames, spooled_stdin
 
 if TYPE_CHECKING:
     from ..tagging.events import DetectOptions
-    from ..tagging.scoring import TagResult
+    from ..tagging.results import TagResult
 
 #: With more files than this, the table output becomes one line per file (see --summary).
 SUMMARY_AFTER = 5
@@ -135,7 +135,8 @@ def tag(
         decoder = early_decoder(weights, device, _not_done(files, roots, out_dir, overwrite),
                                 workers, LONG_FILE_SECONDS)
 
-        from ..tagging.scoring import TagResult, head_scorers
+        from ..tagging.results import TagResult
+        from ..tagging.scoring import head_scorers
         from ..weights.registry import load_model
 
         model = load_model(weights, device, option="--weights")
@@ -188,7 +189,7 @@ def _formats(spec: str, plot: bool, out_dir: Optional[Path]) -> tuple[str, ...]:
                                      param_hint="--out")
         return ()
     try:
-        from ..tagging.outputs import parse_formats
+        from ..tagging.layout import parse_formats
 
         return parse_formats(spec + (",png" if plot else ""))
     except SoundNetError as e:
@@ -231,7 +232,7 @@ def _not_done(files: list[Path], roots: list[Path], out_dir: Optional[Path],
     settings are checked once the network is loaded)."""
     if out_dir is None or overwrite:
         return files
-    from ..tagging.outputs import record_path
+    from ..tagging.layout import record_path
 
     return [f for f in files if not record_path(f, roots, out_dir).exists()]
 
@@ -380,7 +381,7 @@ def _emitter(fmt: str, top_k: int, segments: bool, detect: "DetectOptions"):
     if fmt == "json":
         import json
 
-        from ..tagging.scoring import result_to_json
+        from ..tagging.schema import result_to_json
 
         def emit_json(result: "TagResult") -> None:
             doc = result_to_json(result, top_k, segments, detect)
@@ -391,7 +392,7 @@ def _emitter(fmt: str, top_k: int, segments: bool, detect: "DetectOptions"):
     if fmt == "csv":
         import csv
 
-        from ..tagging.scoring import CSV_COLUMNS, result_csv_rows
+        from ..tagging.schema import CSV_COLUMNS, result_csv_rows
 
         writer: Any = None
 
@@ -482,7 +483,7 @@ def _left_out(spec: str, out_dir: Optional[Path], quiet: bool) -> dict[str, str]
     before any work."""
     if out_dir is None:
         return {}
-    from ..tagging.outputs import formats_left_out
+    from ..tagging.layout import formats_left_out
 
     left_out = formats_left_out(spec)
     for fmt, install in left_out.items():

@@ -10,7 +10,21 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DeviceOpt, QuietOpt, doc, err, out, user_errors
+from .common import (
+    DeviceOpt,
+    EpochsOpt,
+    HalfOpt,
+    QuietOpt,
+    RestartOpt,
+    ResumeOpt,
+    RunDirOpt,
+    TrainBatchOpt,
+    WidthOpt,
+    doc,
+    err,
+    out,
+    user_errors,
+)
 from .runs import resume_hint, save_settings, settle
 
 
@@ -56,9 +70,8 @@ def train(
     train_layers: Annotated[Optional[str], typer.Option(
         "--train-layers", metavar="LAYERS", help="Train only these trunk layers and the head, "
         "e.g. conv7 or conv6,conv7 (needs --init).")] = None,
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training clips.")] = 100,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1,
-                                            help="Clips per optimisation step.")] = 32,
+    epochs: EpochsOpt = 100,
+    batch_size: TrainBatchOpt = 32,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
     optimizer: Annotated[Optim, typer.Option(help="adamw, adam or sgd (Nesterov momentum 0.9).")] = Optim.adamw,
     weight_decay: Annotated[float, typer.Option(help="Weight decay of the optimiser.")] = 1e-4,
@@ -75,17 +88,13 @@ def train(
                                            "a factor in [1/S, S], e.g. 1.25 (1: off).")] = 1.0,
     precise_bn: Annotated[int, typer.Option(min=0, help="After each epoch, recompute BatchNorm "
                                             "statistics over this many training batches (0: off).")] = 0,
-    width: Annotated[float, typer.Option(hidden=True, help="Channel width multiplier.")] = 1.0,
-    run_dir: Annotated[Path, typer.Option(help="Where state, metrics and per-epoch checkpoints go.")] = Path("runs/train"),
+    width: WidthOpt = 1.0,
+    run_dir: RunDirOpt = Path("runs/train"),
     out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Final checkpoint "
                                                      "(default: RUN_DIR/model.safetensors).")] = None,
-    half: Annotated[bool, typer.Option(help="Store the final checkpoint in float16.")] = False,
-    resume: Annotated[bool, typer.Option(
-        help="Continue the run in --run-dir exactly, with the options stored in RUN_DIR/run.json "
-        "(other options may only change the device, workers and output file).")] = False,
-    overwrite: Annotated[bool, typer.Option(
-        "--overwrite", help="Start the run in --run-dir again, deleting the files an earlier "
-        "run wrote there.")] = False,
+    half: HalfOpt = False,
+    resume: ResumeOpt = False,
+    overwrite: RestartOpt = False,
     allow_seen: Annotated[bool, typer.Option(
         "--allow-seen", help="Validate also on clips the --init network was trained on (its "
         "training-data record; excluded by default); the validation figures are then "

@@ -10,13 +10,17 @@
 Every one reads the run through :func:`open_run` (records, files, audio).
 """
 
-from .clips import choose, cut_clips, detections
-from .evaluate import EvalOptions, EvalReport, evaluate_run, write_report
-from .page import write_page
-from .rundir import InputRecord, RunDir, open_run
-from .timeinfo import Placement, start_from_name
-from .truth import read_truth
+from __future__ import annotations
 
-__all__ = ["EvalOptions", "EvalReport", "InputRecord", "Placement", "RunDir", "choose",
-           "cut_clips", "detections", "evaluate_run", "open_run", "read_truth",
-           "start_from_name", "write_page", "write_report"]
+from .. import _lazy_exports
+
+_EXPORTS = {
+    "page": "write_page",
+    "clips": "choose cut_clips detections",
+    "evaluate": "EvalOptions EvalReport evaluate_run write_report",
+    "rundir": "InputRecord RunDir open_run",
+    "timeinfo": "Placement start_from_name",
+    "truth": "read_truth",
+}
+
+__getattr__, __all__ = _lazy_exports(__name__, _EXPORTS)

@@ -89,7 +89,7 @@ def write_page(out_dir: str | os.PathLike, *, margin: float = DEFAULT_MARGIN,
     run = open_run(out_dir)
     report = PageReport(run.out_dir / PAGE_NAME, len(run.inputs))
     if placement is not None and placement.cwd is None:  # relative inputs: where tag ran
-        placement.cwd = Path(str(run.settings.get("cwd") or Path.cwd()))
+        placement.cwd = run.cwd
     items = []
     for item in run.inputs:
         row = _item(run, item, spectrograms, copy_audio, report)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import OutputError
-from ..tagging.outputs import RECORD_SUFFIX, RUN_FILE, VIEW_SUFFIXES
+from ..tagging.layout import RECORD_SUFFIX, RUN_FILE, VIEW_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,12 @@ class RunDir:
     def settings_id(self) -> str | None:
         return self.settings.get("settings_id")
 
+    @property
+    def cwd(self) -> Path:
+        """The directory ``tag`` ran in (its relative input paths are relative to it); the
+        current directory when ``run.json`` does not say."""
+        return Path(str(self.settings.get("cwd") or os.getcwd()))
+
     def head_labels(self) -> dict[str, list[str]]:
         """Labels each head reported anywhere in the run (clip labels or events), sorted."""
         seen: dict[str, set[str]] = {}
@@ -94,7 +100,7 @@ def open_run(out_dir: str | os.PathLike) -> RunDir:
         raise OutputError(f"{out}: no such directory")
     settings = _settings(out)
     run = RunDir(out, settings)
-    cwd = Path(str(settings.get("cwd") or os.getcwd()))
+    cwd = run.cwd
     wanted = settings.get("settings_id")
     for path in sorted(out.rglob("*" + RECORD_SUFFIX)):
         doc = _read_json(path)

@@ -14,7 +14,7 @@ formats, ...). Then:
 The join is a streaming k-way merge: every per-shard table is sorted by input path, as one run's
 tables are, so memory stays flat in the number of rows, and rows go through the same writers as
 one run's (:func:`~soundnet_cli.extract.write_manifest`,
-:func:`~soundnet_cli.tagging.outputs.write_combined`): the merged files are byte-identical to those of a
+:func:`~soundnet_cli.tagging.views.write_combined`): the merged files are byte-identical to those of a
 single run over the same inputs.
 
 A shard whose status file is missing is *missing*; one that started but did not finish is
@@ -285,7 +285,9 @@ def _bad_table(path: Path, line: int, why: str) -> OutputError:
 
 
 def _merge_tag(out: Path, files: list[StatusFile], partial: bool) -> MergeReport:
-    from ..tagging.outputs import COMBINED_NAMES, RUN_FILE, TagRun, write_combined
+    from ..tagging.layout import COMBINED_NAMES, RUN_FILE
+    from ..tagging.outputs import TagRun
+    from ..tagging.views import write_combined
 
     report, usable = _survey(out, files, lambda s: out / f"tags.{s.name}.jsonl")
     settings = report.settings

@@ -1,4 +1,4 @@
-"""Detections: which labels of a :class:`~soundnet_cli.tag.TagResult` to trust, and events.
+"""Detections: which labels of a :class:`~.results.TagResult` to trust, and events.
 
 A tag result holds every head's scores for every label; this module decides what is reported:
 
@@ -42,9 +42,10 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import numpy as np
 
 from ..errors import SoundNetError, UsageError
+from .results import Label
 
 if TYPE_CHECKING:
-    from .scoring import HeadScores, Label, TagResult
+    from .results import HeadScores, TagResult
 
 #: Default threshold of softmax heads. Chosen from the abstention measurement on the embedded
 #: network (benchmarks/abstention.py, benchmarks/RESULTS.md "Abstention").
@@ -175,8 +176,6 @@ def kept_labels(head: "HeadScores", options: DetectOptions, top_k: int,
                 step: int | None = None) -> list["Label"]:
     """The best ``top_k`` labels of the clip (``step=None``) or one step that pass the class
     filter and the head's threshold, best first."""
-    from .scoring import Label
-
     row = head.clip_scores if step is None else head.scores[step]
     allowed = _allowed(head, options)
     order = [j for j in np.argsort(-row, kind="stable") if allowed is None or j in allowed]

@@ -2,28 +2,9 @@
 
 Layout
 ------
-Every input gives, at its path relative to the directory it was found in (the same helper as
-``extract``: :func:`~soundnet_cli.files.fsutil.mirrored_output`), with its audio suffix replaced:
-
-=============  =========================  ==================================================
-format         per input                  combined, in ``DIR`` (merged from the records)
-=============  =========================  ==================================================
-(always)       ``a/b.tags.json``          ``run.json`` (the run's full settings)
-``jsonl``      (the record)               ``tags.jsonl``: one record per line
-``csv``        ``a/b.tags.csv``           ``tags.csv``: the long table of every file
-``raven``      ``a/b.selections.txt``     ``selections.txt``: one table, ``Begin Path`` column
-``audacity``   ``a/b.labels.txt``         (none: a label track belongs to one audio file)
-``parquet``    (none)                     ``tags.parquet`` (needs pyarrow)
-``png``        ``a/b.tags.png``           (none; needs matplotlib)
-``scores``     ``a/b.scores.npz``         (none: every step's score of every label, for
-                                          ``soundnet evaluate`` and the review page)
-``html``       (none)                     ``review.html`` and ``review/`` (the review page,
-                                          :mod:`soundnet_cli.review.page`)
-=============  =========================  ==================================================
-
-The record ``b.tags.json`` is the file's result (the ``--json`` document of
-:func:`~soundnet_cli.tag.result_to_json` with its provenance and the input's size and time) and
-the other text files are views of it. It is written last, atomically like every file here, so
+The folder's files and their names are :mod:`.layout`'s. The record ``b.tags.json`` is the
+file's result (the ``--json`` document of :func:`~.schema.result_to_json` with its provenance and
+the input's size and time) and the other text files are views of it (:mod:`.views`). It is written last, atomically like every file here, so
 its presence marks the input as done.
 
 Resume
@@ -52,90 +33,36 @@ second run) share the folder; the combined tables are written under the lock.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
-import io
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
-from ..errors import OutputError, SoundNetError
-from ..files.fsutil import (
-    atomic_path,
-    atomic_write_text,
-    collision_candidates,
-    mirrored_output,
-    outside_message,
-)
+from ..errors import OutputError
+from ..files.fsutil import atomic_write_text, collision_candidates, outside_message
 from ..files.jsonutil import loads as strict_json
-from .events import NO_CONFIDENT_LABEL, DetectOptions
-from .scoring import CSV_COLUMNS, TAG_SCHEMA_VERSION, TagResult, doc_csv_rows, result_to_json
+from .events import DetectOptions
+from .layout import (
+    COMBINED_NAMES,
+    RECORD_NAME,
+    RECORD_SUFFIX,
+    RESULT_VIEWS,
+    RUN_FILE,
+    record_path,
+    view_paths,
+)
+from .results import TagResult
+from .schema import TAG_SCHEMA_VERSION, result_to_json
+from .views import TEXT_VIEWS, write_combined
 
 if TYPE_CHECKING:
     from ..model import SoundNet
     from ..runtime.options import RunOptions
     from ..shards.partition import Shard
     from .scoring import Scorer
-
-#: Formats ``--format`` accepts; ``all`` means every one whose package is installed.
-FORMATS = ("jsonl", "csv", "raven", "audacity", "parquet", "png", "scores", "html")
-RECORD_SUFFIX = ".tags.json"
-VIEW_SUFFIXES = {"csv": ".tags.csv", "raven": ".selections.txt", "audacity": ".labels.txt",
-                 "png": ".tags.png", "scores": ".scores.npz"}
-#: Per-input files made from the result itself, not from its record: missing, they are recomputed.
-RESULT_VIEWS = ("png", "scores")
-COMBINED_NAMES = {"jsonl": "tags.jsonl", "csv": "tags.csv", "raven": "selections.txt",
-                  "parquet": "tags.parquet"}
-RUN_FILE = "run.json"
-#: The folder's record of what made its results (see "One folder, one set of settings").
-RECORD_NAME = "tag.json"
-#: Raven Pro's required selection-table columns, then ours (annotation columns to Raven).
-RAVEN_COLUMNS = ("Selection", "View", "Channel", "Begin Time (s)", "End Time (s)",
-                 "Low Freq (Hz)", "High Freq (Hz)", "Head", "Label", "Max Score", "Mean Score",
-                 "Steps", "Network", "Fingerprint", "Settings ID", "soundnet-cli")
-#: Extra leading columns of the combined (multi-file) Raven table.
-RAVEN_FILE_COLUMNS = ("Begin Path", "Begin File", "File Offset (s)")
-_PACKAGES = {"parquet": "pyarrow", "png": "matplotlib"}
-
-
-def parse_formats(spec: str) -> tuple[str, ...]:
-    """``--format`` value (comma-separated, or ``all``) as a tuple in :data:`FORMATS` order.
-
-    ``all`` leaves out formats whose package is missing; naming such a format explicitly raises
-    :class:`SoundNetError` saying what to install.
-    """
-    import importlib.util
-
-    names = {n.strip().lower() for n in spec.split(",") if n.strip()}
-    if not names:
-        raise SoundNetError("--format: no format given; choose from " + ", ".join(FORMATS))
-    if "all" in names:
-        return tuple(f for f in FORMATS
-                     if f not in _PACKAGES or importlib.util.find_spec(_PACKAGES[f]) is not None)
-    unknown = sorted(names - set(FORMATS))
-    if unknown:
-        raise SoundNetError(f"--format: unknown {', '.join(unknown)}; choose from "
-                            f"{', '.join(FORMATS)} or all")
-    for name in names & set(_PACKAGES):
-        if importlib.util.find_spec(_PACKAGES[name]) is None:
-            extra = "plot" if name == "png" else name
-            raise SoundNetError(f"--format {name} needs {_PACKAGES[name]}: "
-                                f"pip install 'soundnet-cli[{extra}]'")
-    return tuple(f for f in FORMATS if f in names)
-
-
-def formats_left_out(spec: str) -> dict[str, str]:
-    """The formats ``--format all`` (``spec``) leaves out because their package is missing:
-    ``{format: what to install}`` (empty when ``spec`` does not say ``all``)."""
-    import importlib.util
-
-    if "all" not in {n.strip().lower() for n in spec.split(",")}:
-        return {}
-    return {f: f"pip install 'soundnet-cli[{'plot' if f == 'png' else f}]'"
-            for f, package in _PACKAGES.items() if importlib.util.find_spec(package) is None}
 
 
 def provenance(model: "SoundNet", scorers: Sequence["Scorer"], *, top_k: int, segments: bool,
@@ -176,91 +103,6 @@ def _scorer_info(scorer: "Scorer") -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Views of one record
-
-
-def _label_text(doc: dict[str, Any], head: str, label: str, score: float | None) -> str:
-    text = label if score is None else f"{label} {score:.2f}"
-    return f"{head}: {text}" if len(doc["heads"]) > 1 else text
-
-
-def _selections(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any] | None, float, float]]:
-    """``(head, event or None, start, end)`` of one record: its events, or one whole-file
-    selection saying :data:`NO_CONFIDENT_LABEL` for a head without any."""
-    for head in doc["heads"]:
-        events = head.get("events") or []
-        for ev in events:
-            yield head["name"], ev, ev["start"], ev["end"]
-        if not events:
-            yield head["name"], None, 0.0, doc["duration"]
-
-
-def raven_rows(doc: dict[str, Any], first: int = 1) -> list[dict[str, Any]]:
-    """Raven Pro selection-table rows (:data:`RAVEN_COLUMNS`) of one record, numbered from
-    ``first``: one selection per event, in the spectrogram view, channel 1, over the full band
-    SoundNet hears (0 Hz to the Nyquist frequency)."""
-    prov = doc.get("provenance", {})
-    net = prov.get("network", {})
-    nyquist = net.get("sample_rate", 22_050) / 2
-    rows = []
-    for n, (head, ev, start, end) in enumerate(_selections(doc), first):
-        rows.append({
-            "Selection": n, "View": "Spectrogram 1", "Channel": 1,
-            "Begin Time (s)": f"{start:.4f}", "End Time (s)": f"{end:.4f}",
-            "Low Freq (Hz)": "0.0", "High Freq (Hz)": f"{nyquist:.1f}", "Head": head,
-            "Label": NO_CONFIDENT_LABEL if ev is None else ev["label"],
-            "Max Score": "" if ev is None else f"{ev['max_score']:.6f}",
-            "Mean Score": "" if ev is None else f"{ev['mean_score']:.6f}",
-            "Steps": "" if ev is None else ev["steps"], "Network": net.get("name", ""),
-            "Fingerprint": net.get("fingerprint", ""), "Settings ID": prov.get("settings_id", ""),
-            "soundnet-cli": prov.get("soundnet_cli", "")})
-    return rows
-
-
-def _tsv(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(columns), delimiter="\t", lineterminator="\n",
-                            quoting=csv.QUOTE_NONE, escapechar="\\")
-    writer.writeheader()
-    writer.writerows({k: _tsv_cell(v) for k, v in r.items()} for r in rows)
-    return buf.getvalue()
-
-
-def _tsv_cell(value: Any) -> Any:
-    return value.replace("\t", " ").replace("\n", " ") if isinstance(value, str) else value
-
-
-def raven_table(doc: dict[str, Any]) -> str:
-    """One input's Raven selection table (tab-separated, header row first)."""
-    return _tsv(RAVEN_COLUMNS, raven_rows(doc))
-
-
-def audacity_labels(doc: dict[str, Any]) -> str:
-    """One input's Audacity label track: ``start<TAB>end<TAB>label`` lines, seconds with six
-    decimals, the label being ``name score`` (``head: name score`` with several heads)."""
-    lines = []
-    for head, ev, start, end in _selections(doc):
-        text = (NO_CONFIDENT_LABEL if ev is None
-                else _label_text(doc, head, ev["label"], ev["max_score"]))
-        lines.append(f"{start:.6f}\t{end:.6f}\t{_tsv_cell(text)}\n")
-    return "".join(lines)
-
-
-def csv_table(docs: Iterable[dict[str, Any]]) -> str:
-    """The long CSV (:data:`CSV_COLUMNS`, header first) of some records."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for doc in docs:
-        writer.writerows(doc_csv_rows(doc))
-    return buf.getvalue()
-
-
-_TEXT_VIEWS = {"csv": lambda doc: csv_table([doc]), "raven": raven_table,
-               "audacity": audacity_labels}
-
-
-# ---------------------------------------------------------------------------------------------
 # A run into one directory
 
 
@@ -288,13 +130,13 @@ class TagRun:
     out_dir
         Output directory (created).
     formats
-        From :func:`parse_formats`.
+        From :func:`~.layout.parse_formats`.
     roots
         Input directories: outputs mirror the tree below them.
     provenance
         From :func:`provenance`; its ``settings_id`` decides what counts as done.
     top_k, segments, detect
-        What each record holds (see :func:`~soundnet_cli.tag.result_to_json`).
+        What each record holds (see :func:`~.schema.result_to_json`).
     overwrite
         Recompute every input, done or not.
     shard
@@ -368,8 +210,7 @@ class TagRun:
         return record_path(source, self.roots, self.out_dir)
 
     def view_paths(self, source: Path) -> dict[str, Path]:
-        return {f: mirrored_output(source, self.roots, self.out_dir, VIEW_SUFFIXES[f])
-                for f in self.formats if f in VIEW_SUFFIXES}
+        return view_paths(source, self.roots, self.out_dir, self.formats)
 
     def collisions(self, files: Sequence[Path]) -> dict[Path, str]:
         """Inputs whose record path is an earlier input's (``a.wav`` and ``a.flac`` side by
@@ -410,7 +251,7 @@ class TagRun:
             return None
         for fmt, path in views.items():
             if fmt not in RESULT_VIEWS and not path.exists():
-                atomic_write_text(path, _TEXT_VIEWS[fmt](doc))
+                atomic_write_text(path, TEXT_VIEWS[fmt](doc))
         return doc
 
     def valid_record(self, source: Path) -> dict[str, Any] | None:
@@ -459,7 +300,7 @@ class TagRun:
 
                     write_scores(path, result, self.provenance)
                 else:
-                    atomic_write_text(path, _TEXT_VIEWS[fmt](doc))
+                    atomic_write_text(path, TEXT_VIEWS[fmt](doc))
                 outcome.files.append(path)
             record = self.record_path(source)
             atomic_write_text(record, json.dumps(doc, allow_nan=False) + "\n")
@@ -533,11 +374,6 @@ class TagRun:
                        "provenance": self.provenance}
 
 
-def record_path(source: Path, roots: Sequence[Path], out_dir: Path) -> Path:
-    """Where the record of ``source`` goes (see the module docs)."""
-    return mirrored_output(source, list(roots), out_dir, RECORD_SUFFIX)
-
-
 def _same_file(recorded: Any, source: Path) -> bool:
     """Whether a record's ``path`` names ``source`` (a hand-edited one does not count as done,
     so it is recomputed and never carried into the tables)."""
@@ -558,137 +394,13 @@ def _reason(e: BaseException) -> str:
     return str(getattr(e, "strerror", None) or e)
 
 
-#: Rows per row group of ``tags.parquet`` (the writer streams; a merge writes the same groups).
-PARQUET_ROWS = 65_536
-
-
-def _write_jsonl(path: Path, docs: Iterable[dict[str, Any]]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", errors="surrogateescape",
-                                        newline="") as f:
-        for d in docs:
-            f.write(json.dumps(d, allow_nan=False) + "\n")
-
-
-def _write_csv(path: Path, docs: Iterable[dict[str, Any]]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", errors="surrogateescape",
-                                        newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for doc in docs:
-            if doc.get("ok"):
-                writer.writerows(doc_csv_rows(doc))
-
-
-def _write_raven(path: Path, docs: Iterable[dict[str, Any]]) -> None:
-    """One Raven table for the whole run, as for a file sequence: ``Begin Time (s)`` counts from
-    the start of the first file, ``File Offset (s)`` from the start of each selection's file."""
-    offset, n = 0.0, 1
-    columns = (*RAVEN_COLUMNS[:7], *RAVEN_FILE_COLUMNS, *RAVEN_COLUMNS[7:])
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", errors="surrogateescape",
-                                        newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(columns), delimiter="\t", lineterminator="\n",
-                                quoting=csv.QUOTE_NONE, escapechar="\\")
-        writer.writeheader()
-        for doc in docs:
-            if not doc.get("ok"):
-                continue
-            for row in raven_rows(doc, n):
-                begin, end = float(row["Begin Time (s)"]), float(row["End Time (s)"])
-                row.update({"Begin Path": str(Path(doc["path"]).resolve()),
-                            "Begin File": Path(doc["path"]).name,
-                            "File Offset (s)": f"{begin:.4f}",
-                            "Begin Time (s)": f"{offset + begin:.4f}",
-                            "End Time (s)": f"{offset + end:.4f}"})
-                writer.writerow({k: _tsv_cell(v) for k, v in row.items()})
-                n += 1
-            offset += float(doc["duration"])
-
-
-def _write_parquet(path: Path, docs: Iterable[dict[str, Any]]) -> None:
-    """The long table as Parquet, :data:`PARQUET_ROWS` rows per row group (memory bounded by
-    one group); the run's provenance is in the schema metadata (``soundnet_provenance``, JSON)."""
-    import itertools
-
-    import pyarrow.parquet as pq
-
-    it = iter(docs)
-    first = next(it, None)
-    schema = arrow_schema((first or {}).get("provenance", {}))
-
-    def table(rows: list[dict[str, Any]]) -> Any:
-        return arrow_table(rows, schema)
-
-    rows = (r for d in itertools.chain([first] if first else [], it) if d.get("ok")
-            for r in doc_csv_rows(d))
-    with atomic_path(path) as tmp:
-        with pq.ParquetWriter(tmp, schema) as writer:
-            batch = list(itertools.islice(rows, PARQUET_ROWS))
-            writer.write_table(table(batch))
-            while True:
-                batch = list(itertools.islice(rows, PARQUET_ROWS))
-                if not batch:
-                    break
-                writer.write_table(table(batch))
-
-
-#: Column types of the long table in Arrow and pandas (the others are strings; empty cells of the
-#: CSV are nulls).
-NUMERIC_COLUMNS = {"step": "int32", "rank": "int32", "index": "int32", "schema_version": "int32",
-                   "start": "float64", "end": "float64", "score": "float64",
-                   "mean_score": "float64"}
-
-
-def arrow_schema(provenance: dict[str, Any] | None = None) -> Any:
-    """The Arrow schema of the long table (:data:`CSV_COLUMNS`, :data:`NUMERIC_COLUMNS`), with
-    ``provenance`` as JSON in its ``soundnet_provenance`` metadata. Needs pyarrow."""
-    import pyarrow as pa
-
-    fields = [pa.field(col, getattr(pa, NUMERIC_COLUMNS.get(col, "string"))())
-              for col in CSV_COLUMNS]
-    return pa.schema(fields, metadata={"soundnet_provenance": json.dumps(provenance or {})})
-
-
-def arrow_table(rows: Sequence[dict[str, Any]], schema: Any) -> Any:
-    """Long-table rows (dicts of :data:`CSV_COLUMNS`, ``""`` for empty cells) as a
-    ``pyarrow.Table`` of ``schema`` (:func:`arrow_schema`)."""
-    import pyarrow as pa
-
-    def cell(value: Any) -> Any:
-        if value == "":
-            return None
-        if isinstance(value, str):  # Arrow strings are UTF-8: a non-UTF-8 name gets U+FFFD
-            return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        return value
-
-    arrays = [pa.array([cell(r[f.name]) for r in rows], type=f.type) for f in schema]
-    return pa.Table.from_arrays(arrays, schema=schema)
-
-
-_COMBINERS = {"jsonl": _write_jsonl, "csv": _write_csv, "raven": _write_raven,
-              "parquet": _write_parquet}
-
-
-def write_combined(fmt: str, path: Path, docs: Iterable[dict[str, Any]]) -> None:
-    """Write the combined table ``fmt`` (a key of :data:`COMBINED_NAMES`) of ``docs`` (records,
-    and ``"ok": false`` lines for failed inputs) to ``path`` atomically, streaming.
-
-    The one writer of combined tables: ``tag --out`` and ``soundnet merge`` both call it with
-    the records in :func:`~soundnet_cli.shards.partition.input_key` order, so a merged table is
-    byte-identical to one run's. Raises :class:`OutputError` when it cannot be written.
-    """
-    try:
-        _COMBINERS[fmt](path, docs)
-    except OSError as e:
-        raise OutputError(f"{path}: cannot write the combined table: {_reason(e)}") from e
-
-
 def tag_to_files(model: "SoundNet", paths: Sequence[str | os.PathLike], run: TagRun, *,
                  scorers: Sequence["Scorer"] | None = None,
                  options: "RunOptions | None" = None) -> Iterator[TagOutcome]:
     """Tag ``paths`` into ``run``'s directory: done inputs are skipped without decoding, the
     others computed and written; yields one :class:`TagOutcome` per input (skipped ones first,
     then collisions, then the computed ones in input order). ``options`` (scheduling) go to
-    :func:`~soundnet_cli.tag.tag_files`. Call ``run.combine(paths)`` afterwards for the tables.
+    :func:`~.scoring.tag_files`. Call ``run.combine(paths)`` afterwards for the tables.
     """
     from .scoring import tag_files
 

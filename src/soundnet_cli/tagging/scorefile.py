@@ -33,9 +33,11 @@ import numpy as np
 
 from ..errors import OutputError
 from ..files.fsutil import atomic_write_bytes
+from .events import step_intervals
+from .layout import RECORD_SUFFIX, VIEW_SUFFIXES
 
 if TYPE_CHECKING:
-    from .scoring import TagResult
+    from .results import TagResult
 
 SCORES_VERSION = 1
 
@@ -87,8 +89,6 @@ class ScoreFile:
 def write_scores(path: str | os.PathLike, result: "TagResult",
                  provenance: dict[str, Any] | None = None) -> None:
     """Write ``result``'s per-step scores to ``path`` (``.npz``) atomically."""
-    from .events import step_intervals
-
     meta = {"version": SCORES_VERSION, "path": str(result.path), "duration": result.duration,
             "analysed_duration": result.analysed_duration,
             "heads": [{"name": h.name, "probabilities": h.probabilities} for h in result.heads],
@@ -125,6 +125,4 @@ def read_scores(path: str | os.PathLike) -> ScoreFile:
 
 def scores_path(record: Path) -> Path:
     """The scores file beside a record (``a/b.tags.json`` -> ``a/b.scores.npz``)."""
-    from .outputs import RECORD_SUFFIX, VIEW_SUFFIXES
-
     return record.with_name(record.name[: -len(RECORD_SUFFIX)] + VIEW_SUFFIXES["scores"])

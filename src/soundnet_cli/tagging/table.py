@@ -1,11 +1,11 @@
 """Tag results as a table: :class:`TagResults`, what :meth:`soundnet_cli.Network.tag` returns.
 
-The table is the long CSV of ``soundnet tag --csv`` (:data:`~.scoring.CSV_COLUMNS`, one row per
+The table is the long CSV of ``soundnet tag --csv`` (:data:`~.schema.CSV_COLUMNS`, one row per
 input, head, scope, step and rank), built by the same function
-(:func:`~.scoring.result_csv_rows`), so ``to_pandas()`` and ``to_arrow()`` hold the rows and
+(:func:`~.schema.result_csv_rows`), so ``to_pandas()`` and ``to_arrow()`` hold the rows and
 values ``soundnet tag --csv`` prints for the same input and options. Empty CSV cells are nulls
 (``NaN``/``<NA>`` in pandas, null in Arrow); numeric columns are typed as in ``tags.parquet``
-(:data:`~.outputs.NUMERIC_COLUMNS`). pandas and pyarrow are optional: each method imports its own.
+(:data:`~.schema.NUMERIC_COLUMNS`). pandas and pyarrow are optional: each method imports its own.
 """
 
 from __future__ import annotations
@@ -16,12 +16,20 @@ from typing import Any, Iterator, Sequence
 
 from ..errors import SoundNetError
 from .events import DetectOptions
-from .scoring import CSV_COLUMNS, TagResult, result_csv_rows, result_to_json
+from .results import TagResult
+from .schema import (
+    CSV_COLUMNS,
+    NUMERIC_COLUMNS,
+    arrow_schema,
+    arrow_table,
+    result_csv_rows,
+    result_to_json,
+)
 
 
 @dataclass
 class TagResults(Sequence[TagResult]):
-    """The :class:`~.scoring.TagResult` of every input, in input order, with the options that
+    """The :class:`~.results.TagResult` of every input, in input order, with the options that
     decide which labels are reported.
 
     A sequence: ``results[0].head("objects").top_k(3)``, ``len(results)``, iteration. Inputs
@@ -73,7 +81,7 @@ class TagResults(Sequence[TagResult]):
                 for r in self.results]
 
     def rows(self) -> list[dict[str, Any]]:
-        """The long table as dicts of :data:`~.scoring.CSV_COLUMNS` (``""`` for empty cells),
+        """The long table as dicts of :data:`~.schema.CSV_COLUMNS` (``""`` for empty cells),
         exactly the rows of ``soundnet tag --csv``."""
         return [row for r in self.results
                 for row in result_csv_rows(r, self.top_k, self.segments, self.detect,
@@ -83,19 +91,16 @@ class TagResults(Sequence[TagResult]):
         """The long table as a ``pyarrow.Table`` (the schema of ``tags.parquet``, provenance in
         its metadata). Needs pyarrow (``pip install 'soundnet-cli[parquet]'``)."""
         _need("pyarrow", "parquet")
-        from .outputs import arrow_schema, arrow_table
-
         return arrow_table(self.rows(), arrow_schema(self.provenance))
 
     def to_pandas(self) -> Any:
-        """The long table as a ``pandas.DataFrame``: columns :data:`~.scoring.CSV_COLUMNS`,
+        """The long table as a ``pandas.DataFrame``: columns :data:`~.schema.CSV_COLUMNS`,
         nullable ``Int32`` for ``step``/``rank``/``index``/``schema_version``, ``float64`` for
         ``start``/``end``/``score``/``mean_score`` (``NaN`` where the CSV cell is empty), strings
         elsewhere. Needs pandas."""
         _need("pandas", "pandas")
         import pandas as pd
 
-        from .outputs import NUMERIC_COLUMNS
 
         rows = self.rows()
         data: dict[str, Any] = {}

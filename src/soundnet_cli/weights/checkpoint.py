@@ -31,8 +31,8 @@ from ..errors import WeightsError
 from ..files.fsutil import atomic_path
 from ..files.jsonutil import loads as strict_json
 from ..model import SoundNet, SoundNetConfig
+from .formats.detect import FORMAT_NAME, detect_format
 
-FORMAT_NAME = "soundnet-cli"
 #: Bumped whenever the layout changes; loaders migrate older versions.
 FORMAT_VERSION = 1
 #: Most tensors and header bytes a checkpoint may declare (SoundNet-8 with three heads has about
@@ -219,8 +219,6 @@ def _check_header_size(path: Path) -> None:
 def _not_a_checkpoint(path: Path, e: Exception) -> str:
     """What to say about a file safetensors cannot open: another weights format gets the
     command that converts it."""
-    from .formats.source import detect_format
-
     try:
         kind = detect_format(path)
     except WeightsError:

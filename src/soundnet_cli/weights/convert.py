@@ -25,13 +25,13 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..errors import SoundNetWarning, WeightsError
+from .formats.detect import detect_format
 from .formats.geometry import check_geometry
 from .formats.source import (
     FORMATS,
     BatchNormParams,
     ConvParams,
     SourceNetwork,
-    detect_format,
     read_source,
 )
 

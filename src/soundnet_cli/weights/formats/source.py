@@ -33,6 +33,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ...errors import WeightsError
+from .detect import detect_format
 from .geometry import check_geometry
 
 FORMATS = ("auto", "torch7", "zip", "npy", "torch", "safetensors", "soundnet-cli")
@@ -122,62 +123,6 @@ def _vector(a: Any, n: int, what: str) -> np.ndarray | None:
 def natural_key(text: str) -> list[Any]:
     """Sort key that orders ``conv2`` before ``conv10`` and ``conv8`` before ``conv8_2``."""
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
-
-
-# ---------------------------------------------------------------------------------------------
-# Format detection
-
-
-def detect_format(path: str | os.PathLike) -> str:
-    """Guess a weights file's format from its first bytes (and, for zips, its members)."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except OSError as e:
-        raise WeightsError(f"{path}: cannot read: {e}") from e
-    if head.startswith(b"\x93NUMPY"):
-        return "npy"
-    if head.startswith(b"PK\x03\x04"):
-        from .safeload import ZIP_ERRORS
-
-        try:
-            with zipfile.ZipFile(path) as z:
-                names = z.namelist()
-        except ZIP_ERRORS as e:
-            raise WeightsError(f"{path}: corrupt zip file: {e}") from e
-        if any(n.endswith(".t7") for n in names):
-            return "zip"
-        if any(n.endswith("data.pkl") for n in names):
-            return "torch"
-        if path.suffix == ".npz":
-            return "npy"
-        raise WeightsError(f"{path}: a zip archive with neither .t7 networks nor a PyTorch file")
-    # safetensors before pickles: a header length whose lowest byte is 0x80 (the pickle opcode
-    # PROTO) is still safetensors when its JSON header follows.
-    if len(head) >= 9 and head[8:9] == b"{":
-        size = int.from_bytes(head[:8], "little")
-        if 0 < size < 100_000_000:
-            return _safetensors_kind(path)
-    if head[:1] == b"\x80":  # a pickle: PyTorch's legacy (pre-1.6) serialisation
-        return "torch"
-    if int.from_bytes(head[:4], "little") in (3, 4):  # Torch7: a table or a Torch object
-        return "torch7"
-    raise WeightsError(f"{path}: unknown weights format (expected a Torch7 .t7, the release .zip, "
-                       "a .npy/.npz dict, a PyTorch state dict or safetensors)")
-
-
-def _safetensors_kind(path: Path) -> str:
-    from ..checkpoint import FORMAT_NAME
-
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="numpy") as f:
-            meta = f.metadata() or {}
-    except Exception as e:
-        raise WeightsError(f"{path}: corrupt safetensors file: {e}") from e
-    return "soundnet-cli" if meta.get("format") == FORMAT_NAME else "safetensors"
 
 
 # ---------------------------------------------------------------------------------------------
