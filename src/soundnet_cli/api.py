@@ -153,7 +153,7 @@ class Network:
             256 channels. Audio shorter than the layer needs is tiled (repeated) first.
         timestamps : numpy.ndarray
             ``(frames,)`` float64 seconds: the centre of each frame's receptive field
-            (``(first_sample + i * hop + receptive_field / 2) / 22050``).
+            (``SoundNet.time_axis(layer).centres``).
 
         Raises
         ------

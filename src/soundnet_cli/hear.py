@@ -100,10 +100,8 @@ class HearModel(nn.Module):
         return engine.forward(x)[layer]
 
     def frame_centres(self, layer: str, frames: int) -> np.ndarray:
-        """``(frames,)`` float64 samples: the centre of each frame's receptive field."""
-        g = self.network.geometry(layer)
-        return g.first_sample + np.arange(frames, dtype=np.float64) * g.hop + \
-            g.receptive_field / 2
+        """``(frames,)`` float64 seconds: the centre of each frame's receptive field."""
+        return self.network.time_axis(layer).centres(frames)
 
 
 def load_model(model_file_path: str | os.PathLike = "", *,
@@ -143,14 +141,14 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: HearModel
     """
     acts = model.activations(audio, model.timestamp_layer)
     centres = model.frame_centres(model.timestamp_layer, acts.shape[-1])
-    n = audio.shape[1]
+    n = audio.shape[1] / model.sample_rate  # seconds
     keep = np.flatnonzero((centres >= 0) & (centres <= n))
     if not keep.size:  # a sound shorter than one hop: the frame nearest its middle, clipped
         keep = np.array([int(np.argmin(np.abs(centres - n / 2)))])
         centres = np.clip(centres, 0, n)
     index = torch.as_tensor(keep, dtype=torch.long, device=acts.device)
     emb = acts.index_select(2, index).transpose(1, 2)
-    ms = torch.as_tensor(centres[keep] * 1000.0 / model.sample_rate, dtype=torch.float32)
+    ms = torch.as_tensor(centres[keep] * 1000.0, dtype=torch.float32)
     stamps = ms.expand(audio.shape[0], -1)
     return emb.clone().to(audio.device), stamps.clone().to(audio.device)
 

@@ -91,6 +91,12 @@ class TimeAxis:
         slightly outside the input at its ends)."""
         return self.starts(count, first) + self.window / 2
 
+    def runs(self, frames: int, stride: int = 1) -> "TimeAxis":
+        """The axis of runs of ``frames`` consecutive frames taken every ``stride`` frames (the
+        steps of a pooled head or an SVM window): run ``i`` covers frames ``i*stride ..
+        i*stride + frames - 1``."""
+        return TimeAxis(self.hop * stride, self.window + (frames - 1) * self.hop, self.offset)
+
     def owned(self, count: int, analysed: float) -> np.ndarray:
         """``(count, 2)`` float64: the seconds each of ``count`` frames stands for on a
         timeline, one hop around its centre; the first starts at 0 and the last reaches at least

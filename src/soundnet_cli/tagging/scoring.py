@@ -22,6 +22,7 @@ per-step softmax distributions, itself a distribution).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence, TypedDict
@@ -137,11 +138,10 @@ class PooledHead:
         x = torch.from_numpy(np.ascontiguousarray(activations.T))[None]
         with torch.inference_mode():
             logits = self.model.pooled_logits(self.name, x)[0].T.numpy()
-        timing = step_timing(geometry, sample_rate)
-        timing["hop"] *= spec.stride
-        timing["window"] += (min(spec.window, activations.shape[0]) - 1) * geometry.hop / sample_rate
-        return HeadScores(self.name, self.labels, softmax(logits, axis=1), True, **timing,
-                          default_min_conf=self.min_conf)
+        axis = geometry.seconds(sample_rate).runs(min(spec.window, activations.shape[0]),
+                                                  spec.stride)
+        return HeadScores(self.name, self.labels, softmax(logits, axis=1), True,
+                          **dataclasses.asdict(axis), default_min_conf=self.min_conf)
 
 
 @dataclass(frozen=True)
@@ -181,10 +181,9 @@ class SvmScorer:
     def score(self, activations: np.ndarray, geometry: Geometry, sample_rate: int) -> HeadScores:
         steps, clip = self.svm.decision_steps(activations)
         frames = activations.shape[0] - steps.shape[0] + 1  # frames one step reads
-        timing = step_timing(geometry, sample_rate)
-        timing["window"] += (frames - 1) * timing["hop"]
+        axis = geometry.seconds(sample_rate).runs(frames)
         return HeadScores(self.name, self.labels, np.asarray(steps, dtype=np.float32), False,
-                          clip=np.asarray(clip, dtype=np.float32), **timing)
+                          clip=np.asarray(clip, dtype=np.float32), **dataclasses.asdict(axis))
 
 
 def head_scorers(model: SoundNet, heads: Sequence[str] | None = None

@@ -129,12 +129,11 @@ def find_units(model: SoundNet, paths: Sequence[str | Path], layer: str | int,
 
 def _settings(model: SoundNet, layer: str, units: str, top: int, per_recording: int,
               segment_seconds: float | None, recordings: int) -> dict[str, Any]:
-    g = model.geometry(layer)
-    rate = model.config.sample_rate
-    segment = (f"receptive field ({g.receptive_field / rate:.3f} s)" if segment_seconds is None
+    axis = model.time_axis(layer)
+    segment = (f"receptive field ({axis.window:.3f} s)" if segment_seconds is None
                else f"{segment_seconds:g} s around the peak")
     return {"layer": layer, "network": model.source or "(in memory)",
             "fingerprint": model.fingerprint, "units_selected": units, "top": top,
             "per_recording": per_recording, "segment": segment,
-            "hop_seconds": g.hop / rate, "window_seconds": g.receptive_field / rate,
+            "hop_seconds": axis.hop, "window_seconds": axis.window,
             "recordings": recordings, "heads": list(model.config.head_names)}
