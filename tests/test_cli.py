@@ -37,16 +37,24 @@ def test_help_lists_the_commands(run):
     assert "tag" in result.stdout and "extract" in result.stdout
 
 
-def test_help_does_not_import_torch():
-    code = ("import sys\nsys.argv = ['soundnet', '--help']\nfrom soundnet_cli.cli import app\n"
+def _after_cli(argv: list[str], report: str) -> str:
+    """Run the CLI with ``argv`` in a fresh interpreter, then the expression ``report`` (over
+    ``sys.modules``); return what it wrote after the marker."""
+    code = (f"import sys\nsys.argv = {['soundnet', *argv]!r}\nfrom soundnet_cli.cli import app\n"
             "try:\n    app()\nexcept SystemExit:\n    pass\n"
-            "heavy = [m for m in ('torch', 'numpy', 'soundfile', 'soxr') if m in sys.modules]\n"
-            "sys.stderr.write('HEAVY=' + ','.join(heavy))\n")
+            f"sys.stderr.write('REPORT=' + {report})\n")
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert "HEAVY=" in proc.stderr and proc.stderr.rsplit("HEAVY=", 1)[1] == ""
+    return proc.stderr.rsplit("REPORT=", 1)[1]
+
+
+def test_help_does_not_import_torch():
+    heavy = _after_cli(["--help"], "','.join(m for m in ('torch', 'numpy', 'soundfile', 'soxr') "
+                                   "if m in sys.modules)")
+    assert heavy == ""
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
     for command in ("tag", "extract"):
         proc = subprocess.run([sys.executable, "-m", "soundnet_cli", command, "--help"],
                               capture_output=True, text=True, env=env, timeout=60)
@@ -57,17 +65,10 @@ def test_a_command_loads_no_other_commands_module():
     """``soundnet tag --help`` imports cli.tag and nothing of the other commands."""
     from soundnet_cli.cli import COMMANDS
 
-    code = ("import sys\nsys.argv = ['soundnet', 'tag', '--help']\n"
-            "from soundnet_cli.cli import app\n"
-            "try:\n    app()\nexcept SystemExit:\n    pass\n"
-            "sys.stderr.write('CLI=' + ','.join(sorted(m for m in sys.modules "
-            "if m.startswith('soundnet_cli.cli.'))))\n")
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    loaded = {m.rsplit(".", 1)[1] for m in proc.stderr.rsplit("CLI=", 1)[1].split(",")}
-    others = {module for name, (module, _) in COMMANDS.items() if name != "tag"}
+    report = _after_cli(["tag", "--help"], "','.join(sorted(m for m in sys.modules "
+                                           "if m.startswith('soundnet_cli.cli.')))")
+    loaded = {m.rsplit(".", 1)[1] for m in report.split(",")}
+    others = {spec.partition(":")[0] for name, spec in COMMANDS.items() if name != "tag"}
     assert "tag" in loaded and not loaded & others, loaded
 
 

@@ -23,8 +23,9 @@ FLOORS = {
     "shards.status": 1,
     "weights": 2,
     "runtime": 3,
-    "tagging": 4, "svm": 4, "extract": 4, "units": 4, "training": 4, "distill": 4, "plot": 4,
-    "review": 5, "shards": 5, "api": 5, "hear": 5,
+    "tagging": 4, "review": 4, "svm": 4, "extract": 4, "units": 4, "training": 4, "distill": 4,
+    "plot": 4,
+    "shards": 5, "api": 5, "hear": 5,
     "cli": 6, "__main__": 6,
 }
 

@@ -29,22 +29,12 @@ from .helptypes import tidy_help_types
 
 tidy_help_types()
 
-#: command -> (module in this package, its command function or Typer app), in the order help
-#: lists them.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "tag": ("tag", "tag"),
-    "extract": ("extract", "extract"),
-    "train": ("train", "train"),
-    "teach": ("teach", "teach"),
-    "distill": ("distill", "distill"),
-    "fit-svm": ("svm", "fit_svm_command"),
-    "merge": ("merge", "merge"),
-    "review": ("review", "review"),
-    "clips": ("clips", "clips"),
-    "evaluate": ("evaluate", "evaluate"),
-    "detections": ("detections", "detections"),
-    "units": ("units", "units"),
-    "weights": ("weights", "app"),
+#: command -> "module" in this package whose function of the same name is the command, or
+#: "module:attribute" (a function, or a Typer app of subcommands); in the order help lists them.
+COMMANDS: dict[str, str] = {
+    "tag": "tag", "extract": "extract", "train": "train", "teach": "teach", "distill": "distill",
+    "fit-svm": "svm:fit_svm_command", "merge": "merge", "review": "review", "clips": "clips",
+    "evaluate": "evaluate", "detections": "detections", "units": "units", "weights": "weights:app",
 }
 
 
@@ -56,7 +46,8 @@ class _Commands(TyperGroup):
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name not in self.commands and cmd_name in COMMANDS:
-            module, attr = COMMANDS[cmd_name]
+            module, _, attr = COMMANDS[cmd_name].partition(":")
+            attr = attr or module
             target = getattr(importlib.import_module(f".{module}", __name__), attr)
             holder = typer.Typer(add_completion=False)  # built as the eager app built it
             holder.callback()(lambda: None)
