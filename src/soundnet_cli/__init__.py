@@ -63,7 +63,7 @@ _EXPORTS = {
     "fit_svm": "svm.fit",
     "cross_validate": "svm.fit",
     "SvmModel": "svm.model",
-    "resolve_device": "runtime.device",
+    "resolve_device": "device",
     "SoundNetError": "errors",
 }
 

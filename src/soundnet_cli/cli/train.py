@@ -134,7 +134,7 @@ def _run(dataset, labels, layout, arch, init, new_head, val_fold, train_folds, v
          quiet) -> None:
     options = dict(locals())  # as given (or restored by --resume), for RUN_DIR/run.json
     from ..datasets import load_dataset
-    from ..runtime.device import resolve_device
+    from ..device import resolve_device
     from ..training.loop import LoopConfig, check_run_dir, dist_info, run_finished
     from ..training.supervised import AugmentConfig, TrainConfig, export, train_supervised
     from ..training.validation import resolve_val_fraction

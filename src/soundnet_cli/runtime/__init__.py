@@ -7,8 +7,9 @@
 - :mod:`.workers`: how many decoding processes and torch threads a run uses.
 - :mod:`.batch`: :func:`~.batch.iter_activations`, the batched, in-order pipeline over files.
 - :mod:`.stream`: exact chunked inference for long recordings, and the streaming ``.npy`` writer.
-- :mod:`.engine`: the fused inference forward pass both run on.
-- :mod:`.device`: ``--device`` resolution; :mod:`.allocator`: glibc malloc settings.
+- :mod:`.engine`: the fused inference forward pass both run on (devices are resolved by
+  :func:`soundnet_cli.device.resolve_device`).
+- :mod:`.allocator`: glibc malloc settings.
 
 Torch-free modules: :mod:`.options`, :mod:`.decode` and :mod:`.workers` (and this ``__init__``)
 import neither torch nor anything that does, so a command can plan and start decoding before torch
@@ -34,7 +35,6 @@ _EXPORTS = {
     "Engine": "engine",
     "DecodePool": "decode",
     "decode_file": "decode",
-    "resolve_device": "device",
 }
 
 __all__ = list(_EXPORTS)

@@ -1,17 +1,11 @@
 """How many decoding processes and torch threads a run uses, planned without importing torch.
 
 Torch-free (like :mod:`.decode`): a command plans its workers and may start decoding
-(:func:`early_decoder`) before torch loads. :func:`configure_threads` imports torch only when
+(:func:`.run.early_decoder`) before torch loads. :func:`configure_threads` imports torch only when
 called. :meth:`.options.RunOptions.plan` applies this plan, for the CLI and library callers alike.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .decode import DecodePool
 
 
 def available_cores() -> int:
@@ -90,28 +84,3 @@ def guess_device_type(device: str) -> str:
     if name == "auto":
         return "cuda" if os.path.exists("/dev/nvidiactl") else "cpu"
     return name.split(":", 1)[0]
-
-
-def early_decoder(weights: str | None, device: str, files: list[Path], requested: int | None,
-                  long_seconds: float | None, max_bytes: int | None = None) -> DecodePool | None:
-    """Start decoding ``files`` now, before torch is imported (see :mod:`.decode`), or return
-    ``None`` when there is nothing to gain (one file, ``--workers 0``) or the checkpoint's sample
-    rate cannot be read without torch (the normal path then reports any problem).
-
-    ``long_seconds`` and ``max_bytes`` (default :data:`.options.MAX_QUEUED_BYTES`) are those of
-    the :class:`.options.RunOptions` the run will use; pass the pool to it as ``decoder``."""
-    from ..errors import SoundNetError
-    from ..weights.registry import read_header, resolve_weights
-    from .decode import DecodePool
-
-    if len(files) < 2:
-        return None
-    try:
-        rate = int(read_header(resolve_weights(weights))["config"]["sample_rate"])
-    except (SoundNetError, KeyError, TypeError, ValueError):
-        return None
-    workers = auto_workers(device, len(files), requested)
-    if workers < 1:
-        return None
-    return DecodePool(files, rate, workers=workers, long_seconds=long_seconds, nice=DECODE_NICE,
-                      **({} if max_bytes is None else {"max_bytes": max_bytes}))
