@@ -267,92 +267,51 @@ def _tag_to_dir(run: "FileRun", scorers: list, emit: Callable[["TagResult"], Non
                 detect: "DetectOptions", settings: dict[str, Any],
                 failures: list[tuple[str, str]], names: StdinNames = NO_STDIN
                 ) -> list[tuple[str, str]]:
-    """Tag ``run``'s files into ``out_dir``; ``failures`` (found before) come back with this
-    run's added. A shard of the run keeps a status file and writes its table instead of run.json
-    and the combined tables."""
-    from ..tagging.outputs import TagRun, provenance
+    """Tag ``run``'s files into ``out_dir`` (:class:`~soundnet_cli.api.DirTagging`);
+    ``failures`` (found before) come back with this run's added. A shard of the run keeps a
+    status file and writes its table instead of run.json and the combined tables."""
+    from ..api import DirTagging
 
-    model, files, part = run.network, run.files, run.shard
-    prov = provenance(model, scorers, top_k=top_k, segments=segments, detect=detect)
-    book = TagRun(out_dir, formats, roots=run.roots, provenance=prov, top_k=top_k,
-                  segments=segments, detect=detect, overwrite=settings["overwrite"], shard=part)
-    book.shown = names.path
-    book.claim()  # before anything is written: refuses a folder of other settings
-    status: Any = contextlib.nullcontext()
-    if part is None:
-        _noted(failures, lambda: book.write_settings(run.inputs, settings, finished=False))
-    else:
-        from ..shards.status import ShardStatus
-
-        book.run_inputs = run.everyone
-        shared = {**prov, "formats": list(formats),
-                  "roots": [str(r.resolve()) for r in run.roots]}
-        status = ShardStatus(out_dir, part, "tag", shared,
-                             [*files, *(Path(p) for p, _ in failures if p)], run.total)
-    with status:
-        if part is not None:
+    job = DirTagging(run, out_dir, formats, scorers, top_k=top_k, segments=segments,
+                     detect=detect, settings=settings, failures=failures, shown=names.path)
+    job.start()  # before anything is written: refuses a folder of other settings
+    status = job.shard_status() if run.shard is not None else None
+    with status or contextlib.nullcontext():
+        if status is not None:
             status.record_failures(failures)
-        counts = _tag_inputs(model, files, book, scorers, run.options, emit, quiet, failures,
-                             status if part is not None else None)
-        if "html" in formats and part is None and not quiet:
+        with AudioProgress("tagging", len(run.files), quiet) as progress:
+            for outcome in job.tag(run.options.replace(on_audio=progress.audio)):
+                _tagged(outcome, progress, status, job.book.shown, emit, quiet)
+        if "html" in formats and run.shard is None and not quiet:
             err.print(f"writing the review page ({out_dir / 'review.html'}); new spectrograms "
                       "decode their input once", highlight=False, soft_wrap=True)
-        # A table that cannot be written (a full disk) is one more failure: the inputs that
-        # failed before it are still listed, and the summary printed.
-        tables = _noted(failures, lambda: book.combine(files)) or {}
-    if part is None:
-        _noted(failures, lambda: book.write_settings(
-            run.inputs, settings, finished=True, tagged=counts[0], skipped=counts[1],
-            failed=len(failures)))
+        tables = job.combine()
+    done = job.finish()
     if not quiet:
         where = ", ".join(str(p) for p in tables.values()) or str(out_dir)
         missing = sorted(set(settings.get("formats_left_out", ())))
-        err.print(f"{counts[0]} file(s) tagged, {counts[1]} skipped (already done) "
+        err.print(f"{done.tagged} file(s) tagged, {done.skipped} skipped (already done) "
                   f"({', '.join(formats)}"
                   + (f"; not written: {', '.join(missing)}, their packages are missing" if missing
                      else "")
                   + f"); results: {where}", highlight=False, soft_wrap=True)
-    return failures
+    return done.failures
 
 
-def _noted(failures: list[tuple[str, str]], action: Callable[[], Any]) -> Any:
-    """``action()``, or ``None`` with its :class:`OutputError` added to ``failures``."""
-    from ..errors import OutputError
-
-    try:
-        return action()
-    except OutputError as e:
-        failures.append(("", str(e)))
-        return None
-
-
-def _tag_inputs(model: Any, files: list[Path], run: Any, scorers: list, options: "RunOptions",
-                emit: Callable[["TagResult"], None], quiet: bool,
-                failures: list[tuple[str, str]], status: Any) -> tuple[int, int]:
-    """Tag ``files`` into ``run``; failures are appended, outcomes recorded in ``status``.
-    Returns ``(written, skipped)``."""
-    from ..tagging.outputs import tag_to_files
-
-    written = skipped = 0
-    with AudioProgress("tagging", len(files), quiet) as progress:
-        for outcome in tag_to_files(model, files, run, scorers=scorers,
-                                    options=options.replace(on_audio=progress.audio)):
-            result = outcome.result
-            progress.advance(result.duration if result is not None else 0.0)
-            skipped += outcome.skipped
-            if not outcome.ok:
-                failures.append((str(outcome.path), outcome.error or "failed"))
-            if status is not None:
-                status.record(outcome.path, "skipped" if outcome.skipped else
-                              "ok" if outcome.ok else "failed", outcome.error)
-            if result is None:
-                continue
-            written += outcome.ok
-            shown = str(run.shown(result.path))  # standard input's copy: its name
-            for message in result.warnings:
-                warn(message.replace(str(result.path), shown), quiet)
-            emit(result)
-    return written, skipped
+def _tagged(outcome: Any, progress: AudioProgress, status: Any, shown: Callable[[Path], Path],
+            emit: Callable[["TagResult"], None], quiet: bool) -> None:
+    """Show one input's outcome: progress, its status line, warnings, the result."""
+    result = outcome.result
+    progress.advance(result.duration if result is not None else 0.0)
+    if status is not None:
+        status.record(outcome.path, "skipped" if outcome.skipped else
+                      "ok" if outcome.ok else "failed", outcome.error)
+    if result is None:
+        return
+    where = str(shown(result.path))  # standard input's copy: its name
+    for message in result.warnings:
+        warn(message.replace(str(result.path), where), quiet)
+    emit(result)
 
 
 def _svm_scorers(path: Path, model: Any) -> list:
