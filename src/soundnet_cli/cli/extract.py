@@ -105,7 +105,7 @@ def extract(
     failures: list[tuple[str, str]] = []
     with user_errors(), spooled_stdin(inputs, stdin_name) as (inputs, names):
         from ..errors import OutputError
-        from ..extract import Manifest, manifest_format
+        from ..files.manifest import Manifest, manifest_format
         from ..runtime.run import start_run
 
         part = choose_shard(shard)
