@@ -327,7 +327,7 @@ def test_tag_decodes_early_with_the_same_results(run, tiny_checkpoint, audio_dir
 
 def test_early_decoder_plan(tiny_checkpoint, audio_dir, tmp_path):
     from soundnet_cli.runtime.run import early_decoder
-    from soundnet_cli.runtime.workers import guess_device_type
+    from soundnet_cli.runtime.options import guess_device_type
 
     files = sorted(p for p in audio_dir.rglob("*") if p.is_file())
     assert early_decoder(str(tiny_checkpoint), "cpu", files[:1], None, 60.0) is None
@@ -347,7 +347,7 @@ def test_extract_without_default_weights(run, audio_dir, tmp_path, monkeypatch):
 
 
 def test_configure_threads_leaves_cores_to_the_decoders(monkeypatch):
-    from soundnet_cli.runtime.workers import configure_threads
+    from soundnet_cli.runtime.options import configure_threads
 
     calls = []
     monkeypatch.setattr(torch, "set_num_threads", calls.append)

@@ -1,5 +1,5 @@
 """What every command shares: option types, consoles, progress, error reporting, exit codes
-(worker and thread planning lives in :mod:`soundnet_cli.runtime.workers`)."""
+(worker and thread planning lives in :mod:`soundnet_cli.runtime.options`)."""
 
 from __future__ import annotations
 

@@ -20,8 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from ..shards.partition import Shard, describe, device_for_rank, input_key, plan_shard
-from .options import BATCH_SIZE, CHUNK_SECONDS, LONG_FILE_SECONDS, RunOptions
-from .workers import DECODE_NICE, auto_workers
+from .options import (
+    BATCH_SIZE,
+    CHUNK_SECONDS,
+    DECODE_NICE,
+    LONG_FILE_SECONDS,
+    RunOptions,
+    auto_workers,
+)
 
 if TYPE_CHECKING:
     from ..model import SoundNet

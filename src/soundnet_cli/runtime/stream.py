@@ -41,7 +41,6 @@ from ..audio import (
     loudness_warning,
 )
 from ..errors import AudioError, LayerError, MemoryBudgetError
-from ..files.npyio import NpySink
 from ..model import SoundNet
 from .engine import Engine, Stage
 from .options import CHUNK_SECONDS, MAX_RESULT_BYTES
@@ -473,6 +472,8 @@ def stream_to_npy(
             raise LayerError(f"{key!r} names several layers ({', '.join(names)}); give one "
                              f"output path per layer")
         targets[names[0]] = Path(out)
+    from ..files.npyio import NpySink  # only here: tagging never writes .npy files
+
     engine = engine or Engine(model, list(targets), device)
     with NpySink(targets, engine.channels) as sink:
         for chunk in stream_activations(model, path, list(targets), chunk_seconds=chunk_seconds,
