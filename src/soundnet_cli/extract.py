@@ -59,12 +59,9 @@ from .files.fsutil import collision_candidates, mirrored_output, outside_message
 from .files.manifest import ExtractRecord
 from .files.npyio import NpySink, npy_shape, save_array
 from .files.runrecord import RunRecord
-from .runtime.options import (
-    RunOptions,
-)
+from .runtime.options import RunOptions
 
 if TYPE_CHECKING:
-
     from .model import SoundNet
 
 POOLS = ("none", "mean", "max", "meanmax")

@@ -17,7 +17,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, Sequence, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence, cast
 
 import numpy as np
 import torch
@@ -25,10 +25,12 @@ import torch
 from ..errors import SoundNetError
 from ..model import SoundNet
 from .decode import DecodedClip, DecodePool, decode_file
-from .engine import Engine
+from .engine import Engine, nonfinite_message
 from .options import MAX_QUEUED_BYTES, RunOptions
 from .options import MICRO_BATCH_SAMPLES as DEFAULT_MICRO_BATCH_SAMPLES  # noqa: F401 - old name
-from .stream import LayerChunk, collect_activations, nonfinite_message, stream_activations
+
+if TYPE_CHECKING:
+    from .stream import LayerChunk
 
 #: How many batches ahead decoded clips are held while looking for equal-length partners.
 LOOKAHEAD_BATCHES = 4
@@ -267,6 +269,8 @@ def _streamed(model: SoundNet, engine: Engine, clip: DecodedClip, opts: dict,
               on_audio: Callable[[Path, float], None] | None = None) -> ClipResult:
     """Compute a long file in chunks (reporting each to ``on_audio``); errors become an error
     result."""
+    from .stream import collect_activations  # only for long files
+
     on_block = None if on_audio is None else _seconds_of(on_audio, clip.path, engine.sample_rate)
     with _caught_warnings() as caught:
         try:
@@ -312,6 +316,8 @@ def stream_into(model: SoundNet, path: Path, layers: Sequence[str], sink: FrameS
     warnings collected and its failure (unreadable, too short, a write that failed) reported, not
     raised, so the run goes on with the next file.
     """
+    from .stream import stream_activations
+
     opts = options if options is not None else RunOptions()
     engines = {} if engines is None else engines
     device = opts.device if opts.device is not None else next(model.parameters()).device

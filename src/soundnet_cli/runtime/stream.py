@@ -42,7 +42,7 @@ from ..audio import (
 )
 from ..errors import AudioError, LayerError, MemoryBudgetError
 from ..model import SoundNet
-from .engine import Engine, Stage
+from .engine import Engine, Stage, nonfinite_message
 from .options import CHUNK_SECONDS, MAX_RESULT_BYTES
 from .options import LONG_FILE_SECONDS as LONG_FILE_SECONDS  # re-exported; defaults: .options
 
@@ -174,12 +174,6 @@ def _push(streams: list[_StageStream], block: np.ndarray, last: bool, engine: En
             if x.shape[-1] == 0 and not last:
                 break  # nothing new downstream until more input arrives
     return ready
-
-
-def nonfinite_message(name: str, layer: str, peak: float) -> str:
-    """Why a file failed whose ``layer`` activations came out NaN or infinite."""
-    return (f"{name}: {layer} activations are not finite (NaN or infinite); the audio peaks at "
-            f"{peak:.3g} (full scale is 1.0), too large for the network: normalise the file")
 
 
 def run_stream(engine: Engine, blocks: Iterable[np.ndarray], *, name: str = "<stream>",
