@@ -78,7 +78,7 @@ class RunInputs:
 
     @property
     def note(self) -> str:
-        """``shard 1/4 (--shard): 250 of 1000 input(s)``."""
+        """``shard 1/4: 250 of 1000 input(s)`` (what a shard takes of the run)."""
         return describe(self.shard, len(self.files) + len(self.problems), self.total)
 
 
