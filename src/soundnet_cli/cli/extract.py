@@ -148,7 +148,7 @@ def extract(
 
 def _shard_status(run: "FileRun", layers: list[str], pool: str, out_dir: Path,
                   manifest: Path) -> "ShardStatus":
-    """The status file of a sharded run (entered: written with every input pending)."""
+    """The status file of a sharded run (entering it writes every input as pending)."""
     from ..extract import made_by
     from ..shards.status import ShardStatus
 
