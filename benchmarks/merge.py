@@ -9,7 +9,7 @@ How ``OUT`` is made: one real shard (``--shard 0/SHARDS``) of the real command r
 ESC-50 clips, which gives the real status header (network, settings), ``extract.json`` and one
 real row (a manifest row, or a tag record); the inputs are then renamed
 ``/data/site-NNN/rec-NNNNNNN.wav`` and every shard's files are written with the real writers
-(:class:`soundnet_cli.shards.status.ShardStatus`, :func:`soundnet_cli.extract.write_manifest`,
+(:class:`soundnet_cli.shards.status.ShardStatus`, :func:`soundnet_cli.files.manifest.write_manifest`,
 :func:`soundnet_cli.tagging.views.write_combined`), each row a copy of the real one under its
 own input name, split as ``--shard I/N`` splits them. No audio or feature file exists for the
 generated names: the merge reads only status files and tables. Example::
@@ -31,7 +31,7 @@ from typing import Any, Iterator
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench import ESC50_AUDIO, load, run, self_rss_mib, soundnet  # noqa: E402
 
-from soundnet_cli.extract import read_manifest, write_manifest  # noqa: E402
+from soundnet_cli.files.manifest import read_manifest, write_manifest  # noqa: E402
 from soundnet_cli.shards.partition import Shard, select  # noqa: E402
 from soundnet_cli.shards.status import ShardStatus, StatusFile, shard_path, status_path  # noqa: E402
 from soundnet_cli.tagging.views import write_combined  # noqa: E402

@@ -295,7 +295,7 @@ def test_extract_decodes_early_with_the_same_outputs(run, tiny_checkpoint, audio
                                                      monkeypatch):
     """Decoding processes started before the network loads give what in-process decoding gives,
     and a rerun that only needs some files hands just those to the network."""
-    from soundnet_cli.runtime import workers as common
+    from soundnet_cli.runtime import run as common
     from soundnet_cli.runtime.decode import DecodePool
 
     started: list[DecodePool] = []
@@ -307,7 +307,6 @@ def test_extract_decodes_early_with_the_same_outputs(run, tiny_checkpoint, audio
         return pool
 
     monkeypatch.setattr(common, "early_decoder", spy)
-    monkeypatch.setattr("soundnet_cli.cli.extract.early_decoder", spy)
     early, inline = tmp_path / "early", tmp_path / "inline"
     result = run("extract", audio_dir, "-r", "-w", tiny_checkpoint, "-o", early, "-l", "conv4",
                  "-l", "pool5", "-q")
@@ -330,11 +329,11 @@ def test_extract_decodes_early_with_the_same_outputs(run, tiny_checkpoint, audio
 
 
 def test_tag_decodes_early_with_the_same_results(run, tiny_checkpoint, audio_dir, monkeypatch):
-    from soundnet_cli.runtime import workers as common
+    from soundnet_cli.runtime import run as common
 
     started = []
     real = common.early_decoder
-    monkeypatch.setattr("soundnet_cli.cli.tag.early_decoder",
+    monkeypatch.setattr(common, "early_decoder",
                         lambda *a, **k: started.append(real(*a, **k)) or started[-1])
     early = run("tag", audio_dir, "-r", "-w", tiny_checkpoint, "--json", "--segments", "-q")
     inline = run("tag", audio_dir, "-r", "-w", tiny_checkpoint, "--json", "--segments", "-q",
@@ -346,7 +345,8 @@ def test_tag_decodes_early_with_the_same_results(run, tiny_checkpoint, audio_dir
 
 
 def test_early_decoder_plan(tiny_checkpoint, audio_dir, tmp_path):
-    from soundnet_cli.runtime.workers import early_decoder, guess_device_type
+    from soundnet_cli.runtime.run import early_decoder
+    from soundnet_cli.runtime.options import guess_device_type
 
     files = sorted(p for p in audio_dir.rglob("*") if p.is_file())
     assert early_decoder(str(tiny_checkpoint), "cpu", files[:1], None, 60.0) is None
@@ -366,7 +366,7 @@ def test_extract_without_default_weights(run, audio_dir, tmp_path, monkeypatch):
 
 
 def test_configure_threads_leaves_cores_to_the_decoders(monkeypatch):
-    from soundnet_cli.runtime.workers import configure_threads
+    from soundnet_cli.runtime.options import configure_threads
 
     calls = []
     monkeypatch.setattr(torch, "set_num_threads", calls.append)

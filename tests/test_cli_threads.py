@@ -29,7 +29,7 @@ def test_auto_workers_plan(monkeypatch) -> None:
     decodes in the main process; a GPU leaves one core to the main process; a choice wins."""
     import torch
 
-    from soundnet_cli.runtime import workers as common
+    from soundnet_cli.runtime import options as common
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
     for cores, files, device, want in [(2, 100, cpu, 2), (4, 100, cpu, 2), (16, 100, cpu, 8),
@@ -45,7 +45,7 @@ def test_auto_workers_plan(monkeypatch) -> None:
 def test_threads_are_the_cores_the_workers_leave(monkeypatch) -> None:
     import torch
 
-    from soundnet_cli.runtime import workers as common
+    from soundnet_cli.runtime import options as common
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(common, "available_cores", lambda: 4)

@@ -19,7 +19,8 @@ from soundnet_cli.runtime import stream as streaming_mod
 from soundnet_cli.cli import app
 from soundnet_cli.errors import OutputError
 from soundnet_cli.runtime.options import RunOptions
-from soundnet_cli.extract import (MANIFEST_COLUMNS, Manifest, extract_files, output_paths,
+from soundnet_cli.files.manifest import MANIFEST_COLUMNS, Manifest
+from soundnet_cli.extract import (extract_files, output_paths,
                                   pool_frames)
 from soundnet_cli.runtime.batch import iter_activations
 
@@ -377,7 +378,9 @@ def test_an_interrupted_long_file_leaves_nothing_and_a_rerun_finishes(tiny_model
                                                                       tmp_path, monkeypatch):
     root, files = long_tree
     out = tmp_path / "out"
-    real_append = streaming_mod.NpyStreamWriter.append
+    from soundnet_cli.files.npyio import NpyStreamWriter
+
+    real_append = NpyStreamWriter.append
     calls = []
 
     def dying_append(self, rows):
@@ -386,7 +389,7 @@ def test_an_interrupted_long_file_leaves_nothing_and_a_rerun_finishes(tiny_model
             raise KeyboardInterrupt
         real_append(self, rows)
 
-    monkeypatch.setattr(streaming_mod.NpyStreamWriter, "append", dying_append)
+    monkeypatch.setattr(NpyStreamWriter, "append", dying_append)
     with pytest.raises(KeyboardInterrupt):
         _run(tiny_model, files[:1], root, out, **LONG)
     monkeypatch.undo()

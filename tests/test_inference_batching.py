@@ -157,8 +157,8 @@ def test_threads_setting_is_restored(model, mixed) -> None:
 
 
 def test_workers_leave_their_cores_to_decoding(model, mixed, monkeypatch) -> None:
-    """The CLI's plan (runtime.workers.plan_threads), for library callers too."""
-    from soundnet_cli.runtime import workers
+    """The CLI's plan (runtime.options.plan_threads), for library callers too."""
+    from soundnet_cli.runtime import options as workers
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(workers, "available_cores", lambda: 3)

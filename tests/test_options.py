@@ -20,7 +20,7 @@ import torch
 from soundnet_cli.datasets import Dataset
 from soundnet_cli.extract import extract_files
 from soundnet_cli.runtime import options as options_module
-from soundnet_cli.runtime import workers as workers_module
+from soundnet_cli.runtime import options as workers_module
 from soundnet_cli.runtime.batch import iter_activations
 from soundnet_cli.runtime.options import LONG_FILE_SECONDS, RunOptions
 from soundnet_cli.svm.features import extract_features

@@ -41,7 +41,8 @@ from soundnet_cli.errors import (
     TargetsError,
     WeightsError,
 )
-from soundnet_cli.extract import ExtractRecord, Manifest, extract_files
+from soundnet_cli.extract import extract_files
+from soundnet_cli.files.manifest import ExtractRecord, Manifest
 from soundnet_cli.files.fsutil import find_files, remove_stale_parts
 from soundnet_cli.svm.cache import FeatureCache, FeatureKey
 from soundnet_cli.svm.model import SvmModel
@@ -249,7 +250,7 @@ def test_full_disk_still_lists_failures_and_summary(write_audio, tiny_checkpoint
     monkeypatch.setattr(extract, "save_array",
                         lambda path, array: full() if path.name.startswith("b.") else
                         real(path, array))
-    monkeypatch.setattr(extract, "write_manifest", full)  # the manifest writer
+    monkeypatch.setattr("soundnet_cli.files.manifest.write_manifest", full)  # the manifest writer
     r = run("extract", tmp_path / "d", "--out", tmp_path / "o", "--weights", tiny_checkpoint,
             "--layer", "conv3", "--workers", "0")
     assert r.exit_code == 1

@@ -17,8 +17,8 @@ from soundnet_cli.runtime import stream as streaming
 from soundnet_cli.audio import SilentAudioWarning, iter_audio_blocks, load_audio
 from soundnet_cli.runtime.engine import Engine
 from soundnet_cli.errors import AudioError, LayerError, MemoryBudgetError
+from soundnet_cli.files.npyio import NpyStreamWriter
 from soundnet_cli.runtime.stream import (
-    NpyStreamWriter,
     collect_activations,
     is_long,
     prefetched,

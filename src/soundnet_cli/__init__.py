@@ -48,6 +48,7 @@ _EXPORTS = {
     "weights.checkpoint": "save_checkpoint load_checkpoint",
     "runtime.batch": "iter_activations",
     "runtime.options": "RunOptions",
+    "runtime.run": "start_run",
     "extract": "extract_files",
     "runtime.stream": "stream_activations stream_to_npy",
     "datasets": "load_dataset cv_splits",
@@ -55,7 +56,7 @@ _EXPORTS = {
     "svm.features": "extract_features",
     "svm.fit": "fit_svm cross_validate",
     "svm.model": "SvmModel",
-    "runtime.device": "resolve_device",
+    "device": "resolve_device",
     "errors": "SoundNetError",
 }
 

@@ -22,18 +22,21 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .errors import AudioError, UsageError
+from .errors import AudioError, OutputError, UsageError
 from .runtime.options import BATCH_SIZE, RunOptions
 
 if TYPE_CHECKING:
     import torch
 
     from .model import SoundNet
+    from .runtime.run import FileRun
+    from .shards.status import ShardStatus
     from .tagging.events import DetectOptions
+    from .tagging.outputs import TagOutcome
     from .tagging.scoring import Scorer
     from .tagging.table import TagResults
 
@@ -358,45 +361,118 @@ def _tag_to_dir(paths: Any, out: Path, *, weights: Any, device: str, formats: An
                 min_conf: float | None, classes: Any, segments: bool, merge: bool,
                 min_gap: float, plot: bool, overwrite: bool, recursive: bool, svm: Any,
                 batch_size: int, workers: int | None, network: Network | None) -> TaggedFiles:
-    """The non-sharded body of ``soundnet tag --out`` (``cli/tag.py``), without progress."""
-    from .audio import find_audio_files
+    """``soundnet tag --out`` without a shard (``cli/tag.py``), without progress."""
+    from .runtime.run import start_run
     from .tagging.layout import parse_formats
-    from .tagging.outputs import TagRun, provenance, tag_to_files
+    from .tagging.scoring import prepare_scorers
 
     inputs = [Path(p) for p in ([paths] if _is_path(paths) else paths)]
     if not inputs:
         raise UsageError("tag_files: no inputs given")
     spec = formats if isinstance(formats, str) else ",".join(formats)
     chosen = parse_formats(spec + (",png" if plot else ""))
-    roots = [p for p in inputs if p.is_dir()]
-    files, problems = find_audio_files(inputs, recursive=recursive)
-    net = network if network is not None else load(weights, device)
-    model = net.model
+    run = start_run(inputs, recursive=recursive, weights=weights, device=device,
+                    network=None if network is None else network.model, workers=workers,
+                    batch_size=batch_size, option="load_model")
+    model = run.network
     scorers = _svm_scorers(svm, model) if svm is not None else None
-    from .tagging.scoring import prepare_scorers
-
     scorers = prepare_scorers(model, scorers)[0]
     detect = detect_options(scorers, min_conf, classes, merge, min_gap)
-    options = RunOptions.plan(net.device, len(files), workers=workers, batch_size=batch_size)
-    failures = [(str(p), message) for p, message in problems]
-    if not files and not problems:
-        failures.append(("", "no audio files found in " + ", ".join(map(str, inputs))))
-    settings = {"batch_size": batch_size, "workers": options.workers,
-                "device": str(options.device), "recursive": recursive, "overwrite": overwrite}
-    prov = provenance(model, scorers, top_k=top_k, segments=segments, detect=detect)
-    run = TagRun(out, chosen, roots=roots, provenance=prov, top_k=top_k, segments=segments,
-                 detect=detect, overwrite=overwrite)
-    run.write_settings(inputs, settings, finished=False)
-    written = skipped = 0
-    for outcome in tag_to_files(model, files, run, scorers=scorers, options=options):
-        skipped += outcome.skipped
-        written += outcome.ok and outcome.result is not None
-        if not outcome.ok:
-            failures.append((str(outcome.path), outcome.error or "failed"))
-    tables = run.combine(files)
-    run.write_settings(inputs, settings, finished=True, tagged=written, skipped=skipped,
-                       failed=len(failures))
-    return TaggedFiles(out, written, skipped, failures, tables)
+    settings = {"batch_size": batch_size, "workers": run.options.workers,
+                "device": str(run.options.device), "recursive": recursive, "overwrite": overwrite}
+    job = DirTagging(run, out, chosen, scorers, top_k=top_k, segments=segments, detect=detect,
+                     settings=settings, failures=run.failures())
+    job.start()
+    for _ in job.tag(run.options):
+        pass
+    job.combine()
+    return job.finish()
+
+
+class DirTagging:
+    """``soundnet tag --out``'s steps on a started run (:func:`~.runtime.run.start_run`), for
+    :func:`tag_files` and the command alike: :meth:`start` claims ``out`` and writes ``run.json``
+    (a shard: nothing), :meth:`tag` tags the files (skipping those done), :meth:`combine` writes
+    the combined tables (a shard: its own table), :meth:`finish` completes ``run.json``.
+
+    ``failures`` (``(path, message)``: inputs that failed before the work) gets every failure
+    added, tables and ``run.json`` that cannot be written (:class:`~.errors.OutputError`)
+    included, so one full disk still lists every failed input. ``shown`` gives the path results
+    show for an input (the CLI's standard input: its name).
+    """
+
+    def __init__(self, run: "FileRun", out: str | os.PathLike, formats: Sequence[str],
+                 scorers: Sequence["Scorer"], *, top_k: int, segments: bool,
+                 detect: "DetectOptions", settings: dict[str, Any],
+                 failures: list[tuple[str, str]],
+                 shown: Callable[[Path], Path] | None = None) -> None:
+        from .tagging.outputs import TagRun, provenance
+
+        self.run, self.out, self.formats = run, Path(out), tuple(formats)
+        self.scorers, self.settings, self.failures = list(scorers), settings, failures
+        self.provenance = provenance(run.network, scorers, top_k=top_k, segments=segments,
+                                     detect=detect)
+        self.book = TagRun(self.out, self.formats, roots=run.roots, provenance=self.provenance,
+                           top_k=top_k, segments=segments, detect=detect,
+                           overwrite=settings["overwrite"], shard=run.shard)
+        if shown is not None:
+            self.book.shown = shown
+        if run.shard is not None:
+            self.book.run_inputs = run.everyone
+        self.tagged = self.skipped = 0
+        self.tables: dict[str, Path] = {}
+
+    def start(self) -> None:
+        """Claim ``out`` (:class:`~.errors.OutputError` when it holds results of other settings)
+        and, without a shard, write ``run.json`` as unfinished."""
+        self.book.claim()
+        if self.run.shard is None:
+            self._noted(lambda: self.book.write_settings(self.run.inputs, self.settings,
+                                                         finished=False))
+
+    def shard_status(self) -> "ShardStatus":
+        """The status file of this shard of the run (enter it to write it)."""
+        from .shards.status import ShardStatus
+
+        assert self.run.shard is not None
+        shared = {**self.provenance, "formats": list(self.formats),
+                  "roots": [str(r.resolve()) for r in self.run.roots]}
+        inputs = [*self.run.files, *(Path(p) for p, _ in self.failures if p)]
+        return ShardStatus(self.out, self.run.shard, "tag", shared, inputs, self.run.total)
+
+    def tag(self, options: RunOptions) -> Iterator["TagOutcome"]:
+        """Tag the run's files (done ones skipped), counting and collecting failures."""
+        from .tagging.outputs import tag_to_files
+
+        for outcome in tag_to_files(self.run.network, self.run.files, self.book,
+                                    scorers=self.scorers, options=options):
+            self.skipped += outcome.skipped
+            if not outcome.ok:
+                self.failures.append((str(outcome.path), outcome.error or "failed"))
+            if outcome.result is not None:
+                self.tagged += outcome.ok
+            yield outcome
+
+    def combine(self) -> dict[str, Path]:
+        """Write the combined tables (a shard: its own table); ``{format: path}``."""
+        self.tables = self._noted(lambda: self.book.combine(self.run.files)) or {}
+        return self.tables
+
+    def finish(self) -> TaggedFiles:
+        """Complete ``run.json`` (without a shard) and say what was done."""
+        if self.run.shard is None:
+            self._noted(lambda: self.book.write_settings(
+                self.run.inputs, self.settings, finished=True, tagged=self.tagged,
+                skipped=self.skipped, failed=len(self.failures)))
+        return TaggedFiles(self.out, self.tagged, self.skipped, self.failures, self.tables)
+
+    def _noted(self, action: Callable[[], Any]) -> Any:
+        """``action()``, or ``None`` with its :class:`OutputError` added to the failures."""
+        try:
+            return action()
+        except OutputError as e:
+            self.failures.append(("", str(e)))
+            return None
 
 
 def _svm_scorers(path: str | os.PathLike, model: "SoundNet") -> list:
@@ -406,4 +482,5 @@ def _svm_scorers(path: str | os.PathLike, model: "SoundNet") -> list:
     return [SvmScorer(SvmModel.load(Path(path), expected_fingerprint=model.fingerprint))]
 
 
-__all__ = ["DEFAULT_LAYER", "Network", "TaggedFiles", "detect_options", "load", "tag_files"]
+__all__ = ["DEFAULT_LAYER", "DirTagging", "Network", "TaggedFiles", "detect_options", "load",
+           "tag_files"]

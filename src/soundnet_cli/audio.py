@@ -22,6 +22,8 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from .errors import AudioError, SoundNetWarning
+from .files.fsutil import AUDIO_SUFFIXES as AUDIO_SUFFIXES  # the suffixes a folder search takes
+from .files.fsutil import file_kind, find_files
 
 #: SoundNet's sample rate in Hz. Every hop and window in seconds is derived from it.
 SAMPLE_RATE = 22_050
@@ -31,17 +33,6 @@ SILENCE_PEAK = 1e-5
 #: a little, but 20 dB above it is a broken or mis-scaled file (huge values overflow the network
 #: to non-finite activations, which then fail the file).
 LOUD_PEAK = 10.0
-#: Suffixes treated as audio when a directory is expanded (lower case): libsndfile's formats,
-#: then containers FFmpeg decodes (phone recordings, videos: their first audio track).
-AUDIO_SUFFIXES = frozenset(
-    {
-        ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
-        ".au", ".snd", ".caf", ".w64", ".rf64", ".sd2", ".voc", ".wve", ".mat", ".htk",
-        ".pvf", ".xi", ".sds", ".avr", ".nist", ".sph", ".ircam", ".sf", ".paf", ".mpc",
-        ".m4a", ".m4b", ".aac", ".mp4", ".m4v", ".mov", ".webm", ".mkv", ".mka", ".wma",
-        ".3gp", ".amr",
-    }
-)
 
 
 class SilentAudioWarning(SoundNetWarning):
@@ -100,8 +91,6 @@ def _check_path(path: Path) -> None:
     """Refuse what decoding must not open: missing, unreadable and non-regular files (opening a
     FIFO blocks until a writer appears; a device never ends)."""
     import stat
-
-    from .files.fsutil import file_kind
 
     try:
         mode = path.stat().st_mode
@@ -430,8 +419,6 @@ def find_audio_files(
     for inputs that do not exist or are not regular files, and directories that cannot be listed
     (see :func:`.fsutil.find_files`). Duplicates are dropped, order kept.
     """
-    from .files.fsutil import find_files
-
     return find_files(inputs, AUDIO_SUFFIXES, recursive=recursive)
 
 

@@ -30,62 +30,41 @@ with ``overwrite``. The record is written before the first output of a new layer
 
 Long files
 ----------
-Files whose header says they last more than ``long_seconds`` are never decoded whole: they are
-streamed in ``chunk_seconds`` blocks (:mod:`.runtime.stream`, the same frames as the whole-file pass).
-Unpooled layers are appended to their ``.npy`` as the frames arrive
-(:func:`.runtime.stream.stream_to_npy`); pooled outputs keep running sums and maxima per channel. Memory
-is bounded by the chunk, whatever the file's length.
+Files whose header says they last more than ``long_seconds`` are never decoded whole: the runtime
+streams them in ``chunk_seconds`` blocks (:func:`.runtime.batch.stream_into`, the same frames as
+the whole-file pass) into a sink per file: unpooled layers are appended to their ``.npy`` as the
+frames arrive (:class:`.files.npyio.NpySink`); pooled outputs keep running sums and maxima per
+channel. Memory is bounded by the chunk, whatever the file's length.
 
-Manifest
---------
-:class:`Manifest` keeps one row per output file (CSV or JSON Lines, chosen by suffix), columns
-:data:`MANIFEST_COLUMNS`, sorted by input path then output (:func:`manifest_key`); reruns merge
-into it, so after a resumed run it lists every output. A shard of a many-shard run writes its
-own (``manifest.shard-I-of-N.csv``); ``soundnet merge`` joins them with the same writer
-(:func:`write_manifest`), into the file one run would have written.
+Writing
+-------
+``.npy`` files are written by :mod:`.files.npyio`; the manifest, one row per output
+(:class:`~.files.manifest.ExtractRecord`), by :mod:`.files.manifest`.
 """
 
 from __future__ import annotations
 
 import collections
-import csv
 import hashlib
-import io
-import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence, TypedDict
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence, TypedDict
 
 import numpy as np
 
 from .errors import OutputError, SoundNetError
-from .files.fsutil import (
-    atomic_path,
-    collision_candidates,
-    mirrored_output,
-    names_inside,
-    outside_message,
-)
-from .files.jsonutil import loads as strict_json
+from .files.fsutil import collision_candidates, mirrored_output, outside_message
+from .files.manifest import ExtractRecord
+from .files.npyio import NpySink, npy_shape, save_array
 from .files.runrecord import RunRecord
-from .runtime.options import (
-    RunOptions,
-)
+from .runtime.options import RunOptions
 
 if TYPE_CHECKING:
-    import torch
-
     from .model import SoundNet
 
 POOLS = ("none", "mean", "max", "meanmax")
-#: Manifest columns, in order. JSON Lines rows carry the same keys plus ``shape``.
-MANIFEST_COLUMNS = (
-    "input", "output", "layer", "pool", "frames", "channels", "hop_seconds", "window_seconds",
-    "offset_seconds", "duration_seconds", "tiled_to_seconds",
-)
-MANIFEST_SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 #: The record of what made the outputs, in the output directory (see "What made them").
 RECORD_NAME = "extract.json"
 #: Version of what an output array holds (bumped if the computation of the values changes).
@@ -122,53 +101,6 @@ def output_paths(source: Path, roots: Sequence[Path], out_dir: Path, layers: Seq
     """``{layer: output path}`` of one input (see the module docs for the naming scheme)."""
     return {name: mirrored_output(source, list(roots), out_dir, output_suffix(name, pool))
             for name in layers}
-
-
-def save_array(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` as ``.npy`` atomically (temporary file, then rename)."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:  # a file object: np.save(path) would append ".npy" to tmp
-            np.save(_Writes(f), array, allow_pickle=False)
-
-
-class _Writes:
-    """Only a file's ``write``: NumPy then writes in buffered pieces through Python, whose
-    OSError carries the system's reason (``No space left on device``), instead of ``tofile``,
-    whose error on a full disk says only how many bytes were written."""
-
-    def __init__(self, f: Any) -> None:
-        self.write = f.write
-
-
-def npy_shape(path: Path) -> tuple[int, ...]:
-    """The shape of a ``.npy`` file, reading only its header (memory-mapped, no data read)."""
-    return tuple(int(n) for n in np.load(path, mmap_mode="r", allow_pickle=False).shape)
-
-
-@dataclass
-class ExtractRecord:
-    """One output file: a manifest row (seconds are at the model's sample rate).
-
-    ``tiled_to_seconds`` is 0.0 when the clip was long enough, the tiled length when it was
-    repeated to reach what the requested layers need, and ``None`` when unknown (an output
-    skipped on a rerun that the manifest did not list). ``skipped``: it existed already.
-    """
-
-    input: str
-    output: str
-    layer: str
-    pool: str
-    frames: int
-    channels: int
-    hop_seconds: float
-    window_seconds: float
-    offset_seconds: float
-    duration_seconds: float | None
-    tiled_to_seconds: float | None
-    skipped: bool = False
-
-    def row(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in MANIFEST_COLUMNS}
 
 
 @dataclass
@@ -407,8 +339,6 @@ def extract_files(
         another network or settings, or unrecorded ones without ``overwrite``
         (:func:`claim_outputs`).
     """
-    from .runtime.batch import thread_limit
-
     if pool not in POOLS:
         raise ValueError(f"unknown pool {pool!r}; choose from {', '.join(POOLS)}")
     opts = options if options is not None else RunOptions()
@@ -438,22 +368,14 @@ def extract_files(
     # they are streamed after the short ones.
     deferred: list[Path] = []
     yield from _compute(model, run, plan, pool, deferred, opts)
-    engines: dict[tuple[str, ...], Any] = {}
+    engines: dict[tuple[str, ...], Any] = {}  # the runtime's engines, one per set of layers
     for path in deferred:
         try:
             duration = _stream_duration(model, path)
         except SoundNetError as e:
             yield FileOutcome(path, error=str(e))
             continue
-        with thread_limit(opts.thread_count(_model_device(model, opts))):
-            outcome = _stream_file(model, path, duration, plan, pool, engines,
-                                   device=opts.device, chunk_seconds=opts.chunk_seconds,
-                                   on_audio=opts.on_audio)
-        yield outcome
-
-
-def _model_device(model: SoundNet, opts: RunOptions) -> Any:
-    return opts.device if opts.device is not None else next(model.parameters()).device
+        yield _stream_file(model, path, duration, plan, pool, engines, opts)
 
 
 def _compute(model: SoundNet, run: list[Path], plan: _Plan, pool: str, deferred: list[Path],
@@ -526,54 +448,31 @@ def _stream_duration(model: SoundNet, path: Path) -> float:
 
 
 def _stream_file(model: SoundNet, path: Path, duration: float, plan: _Plan, pool: str,
-                 engines: dict[tuple[str, ...], Any], *, device: "torch.device | str | None",
-                 chunk_seconds: float,
-                 on_audio: Callable[[Path, float], None] | None = None) -> FileOutcome:
-    """Compute the missing outputs of one long file chunk by chunk, never decoding it whole.
-
-    Unpooled layers are appended to their ``.npy`` files as frames arrive
-    (:func:`.runtime.stream.stream_to_npy`: atomic, nothing left behind on failure); pooled ones keep
-    a running float64 sum and a running max per channel. ``duration`` is the decoded length the
-    header implies (:func:`.runtime.stream.expected_samples`).
+                 engines: dict[tuple[str, ...], Any], options: RunOptions) -> FileOutcome:
+    """Compute the missing outputs of one long file chunk by chunk, never decoding it whole:
+    the runtime streams it (:func:`.runtime.batch.stream_into`) into ``.npy`` files that grow as
+    frames arrive (:class:`.files.npyio.NpySink`: atomic, nothing left behind on failure), or,
+    pooled, into running float64 sums and maxima per channel (:class:`_PoolSink`). ``duration``
+    is the decoded length the header implies (:func:`.runtime.stream.expected_samples`).
     """
-    import warnings
-
-    from .errors import SoundNetError
-    from .runtime.engine import Engine
+    from .runtime.batch import stream_into
 
     outcome = _skipped_outcome(model, path, plan, pool, duration)
     if not outcome.ok:
         return outcome
     layers = list(plan.todo[path])
     targets = {name: plan.outputs[path][name] for name in layers}
-    key = tuple(layers)
-    rate = model.config.sample_rate
-    on_block = None if on_audio is None else (lambda n: on_audio(path, n / rate))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            if key not in engines:
-                engines[key] = Engine(model, layers, device)
-            if pool == "none":
-                from .runtime.stream import stream_to_npy
-
-                shapes = stream_to_npy(model, path, targets, chunk_seconds=chunk_seconds,
-                                       on_block=on_block,
-                                       engine=engines[key])
-            else:
-                shapes = _stream_pooled(model, path, targets, pool, engines[key], chunk_seconds,
-                                        on_block)
-        except SoundNetError as e:
-            outcome.error = str(e)
-        except OSError as e:
-            outcome.error = f"{path}: cannot write its outputs: {e.strerror or e}"
-    outcome.warnings += [str(w.message) for w in caught]
-    if outcome.error is not None:
+    channels = {name: model.channels(name) for name in layers}
+    sink = NpySink(targets, channels) if pool == "none" else _PoolSink(targets, channels, pool)
+    report = stream_into(model, path, layers, sink, options=options, engines=engines)
+    outcome.warnings += report.warnings
+    if report.error is not None:
+        outcome.error = report.error
         return outcome
     for name in layers:
-        frames, channels = shapes[name]
+        frames, width = sink.shapes[name]
         outcome.records.append(ExtractRecord(
-            str(path), str(targets[name]), name, pool, int(frames), int(channels),
+            str(path), str(targets[name]), name, pool, int(frames), int(width),
             **_timing(model, name), duration_seconds=duration, tiled_to_seconds=0.0))
     return outcome
 
@@ -598,24 +497,30 @@ class _RunningPool:
                 "meanmax": np.concatenate([mean, peak], axis=1)}[pool]
 
 
-def _stream_pooled(model: SoundNet, path: Path, targets: dict[str, Path], pool: str, engine: Any,
-                   chunk_seconds: float, on_block: Callable[[int], None] | None = None
-                   ) -> dict[str, tuple[int, int]]:
-    """Pooled outputs of one long file from running accumulators; ``{layer: shape}`` written."""
-    from .runtime.stream import stream_activations
+class _PoolSink:
+    """A long file's pooled outputs: running pools per layer while the frames arrive, each
+    pooled array written (:func:`.files.npyio.save_array`) once the stream ended well."""
 
-    acc = {name: _RunningPool(engine.channels[name]) for name in targets}
-    for chunk in stream_activations(model, path, list(targets), chunk_seconds=chunk_seconds,
-                                    engine=engine, on_block=on_block):
-        acc[chunk.layer].add(chunk.data)
-    shapes = {}
-    for name, out in targets.items():
-        if acc[name].frames == 0:  # the stream checks lengths; this would be a bug, not bad input
-            raise RuntimeError(f"{path}: no frames of {name} were computed")
-        array = acc[name].result(pool)
-        save_array(out, array)
-        shapes[name] = (int(array.shape[0]), int(array.shape[1]))
-    return shapes
+    def __init__(self, targets: dict[str, Path], channels: dict[str, int], pool: str) -> None:
+        self.targets, self.pool = targets, pool
+        self.acc = {name: _RunningPool(channels[name]) for name in targets}
+        self.shapes: dict[str, tuple[int, int]] = {}
+
+    def __enter__(self) -> "_PoolSink":
+        return self
+
+    def add(self, chunk: Any) -> None:
+        self.acc[chunk.layer].add(chunk.data)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            return
+        for name, out in self.targets.items():
+            if self.acc[name].frames == 0:  # the stream checks lengths: a bug, not bad input
+                raise RuntimeError(f"{out}: no frames of {name} were computed")
+            array = self.acc[name].result(self.pool)
+            save_array(out, array)
+            self.shapes[name] = (int(array.shape[0]), int(array.shape[1]))
 
 
 def _start_outcome(model: SoundNet, clip: Any, plan: _Plan, pool: str) -> FileOutcome:
@@ -649,122 +554,3 @@ def _write_layers(model: SoundNet, clip: Any, layers: list[str], plan: _Plan, po
             str(clip.path), str(out), name, pool, int(array.shape[0]), int(array.shape[1]),
             **_timing(model, name), duration_seconds=clip.duration,
             tiled_to_seconds=clip.tiled_to))
-
-
-# ---------------------------------------------------------------------------------------------
-# Manifest
-
-
-class Manifest:
-    """The manifest file: one row per output, merged across runs, written atomically.
-
-    ``path``'s suffix picks the format: ``.csv`` (header row :data:`MANIFEST_COLUMNS`) or
-    ``.jsonl``/``.ndjson`` (one JSON object per line, the same keys plus ``shape``).
-
-    Several runs may share one manifest (two ``extract`` runs into one ``--out``): :meth:`write`
-    holds a lock (``<manifest>.lock``), reads the file again and merges this run's rows into what
-    is there, so no run's rows are lost, whatever the order the runs finish in. The lock is an
-    advisory ``flock`` on the manifest's directory.
-    """
-
-    def __init__(self, path: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> None:
-        self.path = Path(path)
-        #: Rows read back whose output is not inside this folder are dropped (hand-edited).
-        self.out_dir = out_dir
-        self.format = manifest_format(self.path)
-        self.rows: dict[str, dict[str, Any]] = {}
-        self._mine: dict[str, dict[str, Any]] = {}  # rows this run added or replaced
-        if self.path.exists():
-            self.rows.update(self._load())
-
-    def _load(self) -> dict[str, dict[str, Any]]:
-        rows: dict[str, dict[str, Any]] = {}
-        try:
-            text = self.path.read_text(encoding="utf-8", errors="surrogateescape")
-            if self.format == "csv":
-                found = list(csv.DictReader(io.StringIO(text)))
-            else:
-                found = [strict_json(line) for line in text.splitlines() if line.strip()]
-            for row in found:
-                if self.out_dir is None or names_inside(self.out_dir, str(row["output"])):
-                    rows[str(row["output"])] = row
-        except (OSError, ValueError, KeyError, TypeError, csv.Error) as e:
-            raise OutputError(f"{self.path}: cannot read the existing manifest ({e}); "
-                              "move it away or pass another --manifest") from e
-        return rows
-
-    def update(self, records: Sequence[ExtractRecord]) -> None:
-        """Add or replace rows; a skipped output keeps the row an earlier run wrote for it."""
-        for r in records:
-            if r.skipped and r.output in self.rows:
-                continue
-            self.rows[r.output] = self._mine[r.output] = r.row()
-
-    def write(self) -> None:
-        """Merge this run's rows into the manifest on disk and rewrite it atomically, under the
-        manifest's lock (see the class docs)."""
-        from .files.fsutil import locked
-
-        try:
-            with locked(self.path.parent):
-                if self.path.exists():
-                    self.rows = {**self._load(), **self._mine}
-                self._write()
-        except OSError as e:
-            raise OutputError(f"{self.path}: cannot write the manifest: {e.strerror or e}") from e
-
-    def _write(self) -> None:
-        write_manifest(self.path, sorted(self.rows.values(), key=manifest_key))
-
-
-def manifest_key(row: Mapping[str, Any]) -> tuple[str, str]:
-    """The order of manifest rows: by input, then output. An ``input`` is written as
-    :func:`~soundnet_cli.shards.partition.input_key` spells it, so this is the order shards split
-    inputs in (compared as strings: no path parsing per row). A merge of per-shard manifests
-    keeps it."""
-    return str(row["input"]), str(row["output"])
-
-
-def write_manifest(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> None:
-    """Write manifest ``rows`` (in the order given: :func:`manifest_key` for a whole manifest)
-    to ``path`` atomically, streaming; the format follows the suffix (:func:`manifest_format`).
-
-    The one writer of manifests: ``extract`` and ``soundnet merge`` both use it, so a merged
-    manifest is byte-identical to one run's. Values read back from a CSV manifest (strings) are
-    written unchanged."""
-    path = Path(path)
-    fmt = manifest_format(path)
-    # surrogateescape: a file name that is not UTF-8 is written with the bytes the OS spells it
-    # with (as `find` prints it), and read back so (read_manifest, Manifest).
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", errors="surrogateescape",
-                                        newline="") as f:
-        if fmt == "csv":
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(MANIFEST_COLUMNS)
-            writer.writerows([row.get(k) for k in MANIFEST_COLUMNS] for row in rows)  # None: ""
-        else:
-            for row in rows:
-                doc = {k: row.get(k) for k in MANIFEST_COLUMNS}
-                doc["shape"] = [doc["frames"], doc["channels"]]
-                f.write(json.dumps(doc) + "\n")
-
-
-def read_manifest(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
-    """The rows of a manifest file, streamed (CSV values as strings, JSON Lines as parsed)."""
-    path = Path(path)
-    fmt = manifest_format(path)
-    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
-        if fmt == "csv":
-            yield from csv.DictReader(f)
-        else:
-            for line in f:
-                if line.strip():
-                    yield strict_json(line)
-
-
-def manifest_format(path: Path) -> str:
-    """``csv`` or ``jsonl`` from a manifest path's suffix; :class:`OutputError` otherwise."""
-    fmt = MANIFEST_SUFFIXES.get(path.suffix.lower())
-    if fmt is None:
-        raise OutputError(f"manifest {path}: unknown format; use a .csv or .jsonl file name")
-    return fmt

@@ -1,5 +1,5 @@
 """What every command shares: option types, consoles, progress, error reporting, exit codes
-(worker and thread planning lives in :mod:`soundnet_cli.runtime.workers`)."""
+(worker and thread planning lives in :mod:`soundnet_cli.runtime.options`)."""
 
 from __future__ import annotations
 
@@ -122,41 +122,24 @@ def choose_shard(option: Optional[str]) -> Any:
 
 def discover_inputs(inputs: list[Path], roots: list[Path], recursive: bool, shard: Any,
                     quiet: bool) -> tuple[list[Path], list[tuple[Path, str]], int, list[Path]]:
-    """``(files, problems, total, everyone)``: this shard's audio files and problems (missing
-    files, unreadable folders), the number of inputs of the whole run, and the whole run's inputs.
+    """``(files, problems, total, everyone)`` of
+    :func:`~soundnet_cli.runtime.run.find_inputs`, saying on stderr which share a shard takes
+    (for commands that start their runs their own way; ``tag`` and ``extract`` call
+    :func:`~soundnet_cli.runtime.run.start_run`)."""
+    from ..runtime.run import find_inputs
 
-    Without a shard: every input checked (:func:`~soundnet_cli.audio.find_audio_files`), in the
-    order given. With one, the run's list is partitioned first, by path strings alone
-    (:func:`~soundnet_cli.shards.partition.plan_shard`): directories among ``roots`` are listed (all
-    shards need the listing) but only this shard's share is then checked file by file, so a
-    shard's cost does not grow with other shards' files beyond the string work; ``everyone`` is
-    then the run's inputs unchecked (for the output-collision check across shards)."""
-    from ..audio import AUDIO_SUFFIXES, find_audio_files
+    found = find_inputs(inputs, roots=roots, recursive=recursive, shard=shard)
+    say = notes(quiet)
+    if shard is not None and say is not None:
+        say(found.note)
+    return found.files, found.problems, found.total, found.everyone
 
-    if shard is None:
-        found, problems = find_audio_files(inputs, recursive=recursive)
-        return found, problems, len(found) + len(problems), found
-    from ..files.fsutil import scan_dirs
-    from ..shards.partition import describe, input_key, plan_shard
 
-    dirs = set(roots)
-    items: list[Path] = []
-    listing: list[tuple[Path, str]] = []
-    for p in inputs:
-        if p in dirs:
-            found, trouble = scan_dirs([p], AUDIO_SUFFIXES, recursive=recursive)
-            items += found
-            listing += trouble
-        else:
-            items.append(p)
-    everyone, share, share_problems = plan_shard(items, listing, shard)
-    files, problems = find_audio_files(share, recursive=recursive)
-    problems = sorted([*share_problems, *problems], key=lambda item: input_key(item[0]))
-    total = len(everyone) + len(listing)
-    if not quiet:
-        err.print(describe(shard, len(files) + len(problems), total), highlight=False,
-                  soft_wrap=True)
-    return files, problems, total, everyone
+def notes(quiet: bool) -> Callable[[str], None] | None:
+    """A function printing a line to stderr as it is (``None`` with ``quiet``)."""
+    if quiet:
+        return None
+    return lambda text: err.print(text, highlight=False, soft_wrap=True)
 
 
 def doc(name: str = "") -> str:

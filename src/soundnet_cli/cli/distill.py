@@ -110,9 +110,9 @@ def _run(targets, teacher, arch, init, clip_seconds, crop, kl_weight, kl_reducti
          weight_decay, schedule, warmup, grad_clip, precise_bn, seed, width, run_dir, out_path,
          half, resume, overwrite, workers, device, quiet) -> None:
     options = dict(locals())  # as given (or restored by --resume), for RUN_DIR/run.json
+    from ..device import resolve_device
     from ..distill.student import DistillConfig
     from ..distill.student import distill as run_distill
-    from ..runtime.device import resolve_device
     from ..training.loop import LoopConfig, check_run_dir, dist_info
     from ..training.supervised import export
     from .progress import TrainingProgress

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from ..runtime.options import BATCH_SIZE, CHUNK_SECONDS, LONG_FILE_SECONDS, RunOptions
-from ..runtime.workers import early_decoder
+from ..runtime.options import BATCH_SIZE, CHUNK_SECONDS, LONG_FILE_SECONDS
 from .common import (
     AudioProgress,
     BatchOpt,
@@ -22,14 +22,18 @@ from .common import (
     WeightsOpt,
     WorkersOpt,
     choose_shard,
-    discover_inputs,
     err,
     gather_inputs,
+    notes,
     report_failures,
     user_errors,
     warn,
 )
 from .stdin import NO_STDIN, StdinNameOpt, StdinNames, spooled_stdin
+
+if TYPE_CHECKING:
+    from ..runtime.run import FileRun
+    from ..shards.status import ShardStatus
 
 
 class Pool(str, Enum):
@@ -101,9 +105,8 @@ def extract(
     failures: list[tuple[str, str]] = []
     with user_errors(), spooled_stdin(inputs, stdin_name) as (inputs, names):
         from ..errors import OutputError
-        from ..extract import Manifest, manifest_format
-        from ..shards.partition import device_for_rank
-        from ..weights.registry import load_model
+        from ..files.manifest import Manifest, manifest_format
+        from ..runtime.run import start_run
 
         part = choose_shard(shard)
         inputs, roots = gather_inputs(inputs, files_from)
@@ -112,36 +115,29 @@ def extract(
             manifest_format(manifest_path)
         except OutputError as e:
             raise typer.BadParameter(str(e), param_hint="--manifest") from None
-        files, problems, total, found = discover_inputs(inputs, roots, recursive, part, quiet)
-        device = device_for_rank(device)
-        # Decoding starts before torch loads (~1.5 s), so the network finds work waiting.
-        decoder = early_decoder(weights, device, files, workers, long_seconds)
-        model = load_model(weights, device, option="--weights")
-        layers = model.resolve_layers(layer)
-        options = RunOptions.plan(next(model.parameters()).device, len(files), workers=workers,
-                                  decoder=decoder, batch_size=batch_size,
-                                  long_seconds=long_seconds, chunk_seconds=chunk_seconds)
-        failures += [(str(p), message) for p, message in problems]
-        if not found and not problems and not inputs:
-            failures.append(("", f"--files-from {files_from}: the list is empty"))
-        elif not found and not problems:
-            failures.append(("", "no audio files found in " + ", ".join(map(str, inputs))))
-        status = _shard_status(part, model, layers, pool.value, out_dir, manifest_path, roots,
-                               [*files, *(p for p, _ in problems)], total)
-        if status is not None:
+        run = start_run(inputs, roots=roots, recursive=recursive, shard=part, weights=weights,
+                        device=device, workers=workers, batch_size=batch_size,
+                        long_seconds=long_seconds, chunk_seconds=chunk_seconds,
+                        say=notes(quiet), option="--weights")
+        layers = run.network.resolve_layers(layer)
+        failures += run.failures(files_from)
+        status: Any = contextlib.nullcontext()
+        if part is not None:
             from ..shards.status import shard_path
 
+            status = _shard_status(run, layers, pool.value, out_dir, manifest_path)
             manifest_path = shard_path(manifest_path, part)
-        book = Manifest(manifest_path, out_dir)
-        if names and not overwrite:  # what came down the pipe cannot be checked: recompute it
-            from ..extract import output_paths
+        with status:
+            book = Manifest(manifest_path, out_dir)
+            if names and not overwrite:  # what came down the pipe cannot be checked: redo it
+                from ..extract import output_paths
 
-            assert names.spooled is not None
-            for old in output_paths(names.spooled, roots, out_dir, layers, pool.value).values():
-                old.unlink(missing_ok=True)
-        counts = _run(model, files, layers, out_dir, roots, pool.value, overwrite, options,
-                      quiet, book, failures, status, decoder, manifest_path,
-                      found if part is not None else None, names)
+                assert names.spooled is not None
+                for old in output_paths(names.spooled, roots, out_dir, layers,
+                                        pool.value).values():
+                    old.unlink(missing_ok=True)
+            counts = _run(run, layers, out_dir, pool.value, overwrite, quiet, book, failures,
+                          status if part is not None else None, manifest_path, names)
         if not quiet:
             err.print(f"{counts[0]} file(s) written, {counts[1]} existing skipped "
                       f"({', '.join(layers)}, pool {pool.value}); manifest: {manifest_path}",
@@ -150,11 +146,9 @@ def extract(
     raise typer.Exit(report_failures(failures, quiet))
 
 
-def _shard_status(part: Any, model: Any, layers: list[str], pool: str, out_dir: Path,
-                  manifest: Path, roots: list[Path], inputs: list[Path], total: int) -> Any:
-    """The status file of a sharded run (``None`` without a shard), started."""
-    if part is None:
-        return None
+def _shard_status(run: "FileRun", layers: list[str], pool: str, out_dir: Path,
+                  manifest: Path) -> "ShardStatus":
+    """The status file of a sharded run (entering it writes every input as pending)."""
     from ..extract import made_by
     from ..shards.status import ShardStatus
 
@@ -163,35 +157,31 @@ def _shard_status(part: Any, model: Any, layers: list[str], pool: str, out_dir: 
     except ValueError:
         where = str(manifest.resolve())
     settings = {"layers": layers, "pool": pool, "manifest": where,
-                "roots": [str(r.resolve()) for r in roots],
-                "made_by": {n: made_by(model, n) for n in layers}}
-    status = ShardStatus(out_dir, part, "extract", settings, inputs, total)
-    status.start()
-    return status
+                "roots": [str(r.resolve()) for r in run.roots],
+                "made_by": {n: made_by(run.network, n) for n in layers}}
+    assert run.shard is not None
+    return ShardStatus(out_dir, run.shard, "extract", settings,
+                       [*run.files, *(p for p, _ in run.problems)], run.total)
 
 
-def _run(model: Any, files: list[Path], layers: list[str], out_dir: Path, roots: list[Path],
-         pool: str, overwrite: bool, options: RunOptions, quiet: bool, book: Any,
-         failures: list[tuple[str, str]], status: Any, decoder: Any,
-         manifest_path: Path, run_inputs: list[Path] | None,
-         names: StdinNames = NO_STDIN) -> tuple[int, int]:
-    """Extract ``files`` into ``out_dir``, filling ``book``, ``failures`` and ``status``;
-    returns ``(written, skipped)`` output counts. ``run_inputs``: every shard's inputs."""
+def _run(run: "FileRun", layers: list[str], out_dir: Path, pool: str, overwrite: bool,
+         quiet: bool, book: Any, failures: list[tuple[str, str]], status: Any,
+         manifest_path: Path, names: StdinNames = NO_STDIN) -> tuple[int, int]:
+    """Extract ``run``'s files into ``out_dir``, filling ``book``, ``failures`` and ``status``;
+    returns ``(written, skipped)`` output counts."""
     from ..errors import OutputError
     from ..extract import extract_files
 
     written = skipped = 0
-    finished = False
     if status is not None:
-        for path, message in failures:
-            if path:
-                status.record(path, "failed", message)
+        status.record_failures(failures)
     try:
-        with AudioProgress("extracting", len(files), quiet) as progress:
+        with AudioProgress("extracting", len(run.files), quiet) as progress:
             for outcome in extract_files(
-                model, files, layers, out_dir, roots=roots,
-                pool=pool, overwrite=overwrite, run_inputs=run_inputs,
-                options=options.replace(on_audio=progress.audio),
+                run.network, run.files, layers, out_dir, roots=run.roots,
+                pool=pool, overwrite=overwrite,
+                run_inputs=run.everyone if run.shard is not None else None,
+                options=run.options.replace(on_audio=progress.audio),
             ):
                 progress.advance(outcome.duration)
                 if names and outcome.path == names.spooled:
@@ -206,18 +196,16 @@ def _run(model: Any, files: list[Path], layers: list[str], out_dir: Path, roots:
                                   "ok" if outcome.ok else "failed", outcome.error)
                 for message in outcome.warnings:
                     warn(names.text(message), quiet)
-        finished = True
     finally:
-        if decoder is not None:
-            decoder.close()
+        if run.decoder is not None:
+            run.decoder.close()
         if book.rows or status is not None:
             try:
                 book.write()
             except OutputError as e:  # a full disk: still list every failure and the summary
                 failures.append((str(manifest_path), str(e)))
-                finished = False
-        if status is not None:
-            status.finish() if finished else status.stop()
+                if status is not None:
+                    status.unfinished()
     return written, skipped
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
 
 import typer
 
-from ..runtime.options import BATCH_SIZE, LONG_FILE_SECONDS, RunOptions
-from ..runtime.workers import early_decoder
+from ..runtime.options import BATCH_SIZE
 from .common import (
     AudioProgress,
     BatchOpt,
@@ -22,10 +22,10 @@ from .common import (
     WeightsOpt,
     WorkersOpt,
     choose_shard,
-    discover_inputs,
     doc,
     err,
     gather_inputs,
+    notes,
     out,
     report_failures,
     user_errors,
@@ -34,6 +34,8 @@ from .common import (
 from .stdin import NO_STDIN, StdinNameOpt, StdinNames, spooled_stdin
 
 if TYPE_CHECKING:
+    from ..runtime.options import RunOptions
+    from ..runtime.run import FileRun
     from ..tagging.events import DetectOptions
     from ..tagging.results import TagResult
 
@@ -124,31 +126,23 @@ def tag(
     left_out = _left_out(formats, out_dir, quiet)
     failures: list[tuple[str, str]] = []
     with user_errors(), spooled_stdin(inputs, stdin_name) as (inputs, names):
-        from ..shards.partition import device_for_rank
+        from ..runtime.run import start_run
 
         part = choose_shard(shard)
         inputs, roots = gather_inputs(inputs, files_from)
-        files, problems, total, found = discover_inputs(inputs, roots, recursive, part, quiet)
-        device = device_for_rank(device)
         detect = _detect_options(min_conf, merge, min_gap)
-        # Decoding starts before torch loads (~1.5 s), so the network finds work waiting.
-        decoder = early_decoder(weights, device, _not_done(files, roots, out_dir, overwrite),
-                                workers, LONG_FILE_SECONDS)
+        run = start_run(inputs, roots=roots, recursive=recursive, shard=part, weights=weights,
+                        device=device, workers=workers, batch_size=batch_size,
+                        todo=lambda found: _not_done(found.files, roots, out_dir, overwrite),
+                        say=notes(quiet), option="--weights")
 
         from ..tagging.results import TagResult
         from ..tagging.scoring import head_scorers
-        from ..weights.registry import load_model
 
-        model = load_model(weights, device, option="--weights")
+        model, files, options = run.network, run.files, run.options
         scorers = _svm_scorers(svm, model) if svm is not None else head_scorers(model)
         detect = _with_classes(detect, classes, scorers)
-        options = RunOptions.plan(next(model.parameters()).device, len(files), workers=workers,
-                                  decoder=decoder, batch_size=batch_size)
-        failures += [(str(p), message) for p, message in problems]
-        if not found and not problems and not inputs:
-            failures.append(("", f"--files-from {files_from}: the list is empty"))
-        elif not found and not problems:
-            failures.append(("", "no audio files found in " + ", ".join(map(str, inputs))))
+        failures += run.failures(files_from)
         fmt = "json" if json_out else "csv" if csv_out else "table"
         many = summary if summary is not None else (out_dir is not None
                                                      or len(files) > SUMMARY_AFTER)
@@ -168,9 +162,8 @@ def tag(
                 settings["shard"] = part.to_dict()
             if left_out:
                 settings["formats_left_out"] = sorted(left_out)
-            failures = _tag_to_dir(model, files, scorers, options, emit, quiet, out_dir,
-                                   chosen, roots, top_k, segments, detect, settings, inputs,
-                                   failures, part, found, total, names)
+            failures = _tag_to_dir(run, scorers, emit, quiet, out_dir, chosen, top_k, segments,
+                                   detect, settings, failures, names)
         failures = [(names.text(p), names.text(m)) for p, m in failures]
     raise typer.Exit(report_failures(failures, quiet))
 
@@ -270,102 +263,56 @@ def _tag_to_stdout(model: Any, files: list[Path], scorers: list, options: "RunOp
     return failures
 
 
-def _tag_to_dir(model: Any, files: list[Path], scorers: list, options: "RunOptions",
-                emit: Callable[["TagResult"], None], quiet: bool, out_dir: Path,
-                formats: tuple[str, ...], roots: list[Path], top_k: int, segments: bool,
-                detect: "DetectOptions", settings: dict[str, Any], inputs: list[Path],
-                failures: list[tuple[str, str]], part: Any, found: list[Path],
-                total: int, names: StdinNames = NO_STDIN) -> list[tuple[str, str]]:
-    """Tag ``files`` into ``out_dir``; ``failures`` (found before) come back with this run's
-    added. A shard (``part``) of the run over ``found`` keeps a status file and writes its table
-    instead of run.json and the combined tables."""
-    from ..tagging.outputs import TagRun, provenance
+def _tag_to_dir(run: "FileRun", scorers: list, emit: Callable[["TagResult"], None], quiet: bool,
+                out_dir: Path, formats: tuple[str, ...], top_k: int, segments: bool,
+                detect: "DetectOptions", settings: dict[str, Any],
+                failures: list[tuple[str, str]], names: StdinNames = NO_STDIN
+                ) -> list[tuple[str, str]]:
+    """Tag ``run``'s files into ``out_dir`` (:class:`~soundnet_cli.api.DirTagging`);
+    ``failures`` (found before) come back with this run's added. A shard of the run keeps a
+    status file and writes its table instead of run.json and the combined tables."""
+    from ..api import DirTagging
 
-    prov = provenance(model, scorers, top_k=top_k, segments=segments, detect=detect)
-    run = TagRun(out_dir, formats, roots=roots, provenance=prov, top_k=top_k,
-                 segments=segments, detect=detect, overwrite=settings["overwrite"], shard=part)
-    run.shown = names.path
-    run.claim()  # before anything is written: refuses a folder of other settings
-    status = None
-    if part is None:
-        _noted(failures, lambda: run.write_settings(inputs, settings, finished=False))
-    else:
-        from ..shards.status import ShardStatus
-
-        run.run_inputs = found
-        shared = {**prov, "formats": list(formats), "roots": [str(r.resolve()) for r in roots]}
-        status = ShardStatus(out_dir, part, "tag", shared,
-                             [*files, *(Path(p) for p, _ in failures if p)], total)
-        status.start()
-        for path, message in failures:
-            if path:
-                status.record(path, "failed", message)
-    finished = False
-    try:
-        counts = _tag_inputs(model, files, run, scorers, options, emit, quiet, failures, status)
-        if "html" in formats and part is None and not quiet:
+    job = DirTagging(run, out_dir, formats, scorers, top_k=top_k, segments=segments,
+                     detect=detect, settings=settings, failures=failures, shown=names.path)
+    job.start()  # before anything is written: refuses a folder of other settings
+    status = job.shard_status() if run.shard is not None else None
+    with status or contextlib.nullcontext():
+        if status is not None:
+            status.record_failures(failures)
+        with AudioProgress("tagging", len(run.files), quiet) as progress:
+            for outcome in job.tag(run.options.replace(on_audio=progress.audio)):
+                _tagged(outcome, progress, status, job.book.shown, emit, quiet)
+        if "html" in formats and run.shard is None and not quiet:
             err.print(f"writing the review page ({out_dir / 'review.html'}); new spectrograms "
                       "decode their input once", highlight=False, soft_wrap=True)
-        # A table that cannot be written (a full disk) is one more failure: the inputs that
-        # failed before it are still listed, and the summary printed.
-        tables = _noted(failures, lambda: run.combine(files)) or {}
-        finished = True
-    finally:
-        if status is not None:
-            status.finish() if finished else status.stop()
-    if part is None:
-        _noted(failures, lambda: run.write_settings(
-            inputs, settings, finished=True, tagged=counts[0], skipped=counts[1],
-            failed=len(failures)))
+        tables = job.combine()
+    done = job.finish()
     if not quiet:
         where = ", ".join(str(p) for p in tables.values()) or str(out_dir)
         missing = sorted(set(settings.get("formats_left_out", ())))
-        err.print(f"{counts[0]} file(s) tagged, {counts[1]} skipped (already done) "
+        err.print(f"{done.tagged} file(s) tagged, {done.skipped} skipped (already done) "
                   f"({', '.join(formats)}"
                   + (f"; not written: {', '.join(missing)}, their packages are missing" if missing
                      else "")
                   + f"); results: {where}", highlight=False, soft_wrap=True)
-    return failures
+    return done.failures
 
 
-def _noted(failures: list[tuple[str, str]], action: Callable[[], Any]) -> Any:
-    """``action()``, or ``None`` with its :class:`OutputError` added to ``failures``."""
-    from ..errors import OutputError
-
-    try:
-        return action()
-    except OutputError as e:
-        failures.append(("", str(e)))
-        return None
-
-
-def _tag_inputs(model: Any, files: list[Path], run: Any, scorers: list, options: "RunOptions",
-                emit: Callable[["TagResult"], None], quiet: bool,
-                failures: list[tuple[str, str]], status: Any) -> tuple[int, int]:
-    """Tag ``files`` into ``run``; failures are appended, outcomes recorded in ``status``.
-    Returns ``(written, skipped)``."""
-    from ..tagging.outputs import tag_to_files
-
-    written = skipped = 0
-    with AudioProgress("tagging", len(files), quiet) as progress:
-        for outcome in tag_to_files(model, files, run, scorers=scorers,
-                                    options=options.replace(on_audio=progress.audio)):
-            result = outcome.result
-            progress.advance(result.duration if result is not None else 0.0)
-            skipped += outcome.skipped
-            if not outcome.ok:
-                failures.append((str(outcome.path), outcome.error or "failed"))
-            if status is not None:
-                status.record(outcome.path, "skipped" if outcome.skipped else
-                              "ok" if outcome.ok else "failed", outcome.error)
-            if result is None:
-                continue
-            written += outcome.ok
-            shown = str(run.shown(result.path))  # standard input's copy: its name
-            for message in result.warnings:
-                warn(message.replace(str(result.path), shown), quiet)
-            emit(result)
-    return written, skipped
+def _tagged(outcome: Any, progress: AudioProgress, status: Any, shown: Callable[[Path], Path],
+            emit: Callable[["TagResult"], None], quiet: bool) -> None:
+    """Show one input's outcome: progress, its status line, warnings, the result."""
+    result = outcome.result
+    progress.advance(result.duration if result is not None else 0.0)
+    if status is not None:
+        status.record(outcome.path, "skipped" if outcome.skipped else
+                      "ok" if outcome.ok else "failed", outcome.error)
+    if result is None:
+        return
+    where = str(shown(result.path))  # standard input's copy: its name
+    for message in result.warnings:
+        warn(message.replace(str(result.path), where), quiet)
+    emit(result)
 
 
 def _svm_scorers(path: Path, model: Any) -> list:

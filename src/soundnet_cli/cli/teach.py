@@ -99,7 +99,7 @@ def _run(out_dir, videos, teacher, precomputed, list_file, frame_every, max_seco
     else:
         teachers = _teachers(teacher)
         paths, roots, problems = _inputs(videos or [], list_file, recursive, files_from)
-        from ..runtime.device import resolve_device
+        from ..device import resolve_device
         from ..shards.partition import describe, device_for_rank
 
         if part is not None and not quiet:

@@ -143,7 +143,7 @@ def _run(dataset, labels, layout, arch, init, new_head, val_fold, train_folds, v
          quiet) -> None:
     options = dict(locals())  # as given (or restored by --resume), for RUN_DIR/run.json
     from ..datasets import load_dataset
-    from ..runtime.device import resolve_device
+    from ..device import resolve_device
     from ..training.augment import AugmentConfig
     from ..training.loop import LoopConfig, check_run_dir, dist_info, run_finished
     from ..training.supervised import TrainConfig, export, train_supervised

@@ -4,7 +4,9 @@ reader, and the run records that say which network and settings made an output f
 - :mod:`.fsutil`: atomic writes (``.part`` + rename), stale-part cleanup, folder locks, mirrored
   output paths, finding input files;
 - :mod:`.jsonutil`: the one strict JSON reader for files read back (no NaN, no RecursionError);
-- :mod:`.runrecord`: ``OUT/extract.json`` and ``OUT/tag.json``.
+- :mod:`.runrecord`: ``OUT/extract.json`` and ``OUT/tag.json``;
+- :mod:`.npyio`: ``.npy`` outputs, whole or appended as a long file streams;
+- :mod:`.manifest`: ``extract``'s manifest (CSV or JSON Lines), one row per output.
 
 Torch-free.
 """
@@ -17,6 +19,8 @@ _EXPORTS = {
     "fsutil": "atomic_path atomic_write_bytes atomic_write_text locked find_files",
     "jsonutil": "loads",
     "runrecord": "RunRecord",
+    "npyio": "save_array NpyStreamWriter NpySink",
+    "manifest": "Manifest ExtractRecord read_manifest write_manifest",
 }
 
 __getattr__, __all__ = _lazy_exports(__name__, _EXPORTS)

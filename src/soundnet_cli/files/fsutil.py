@@ -22,6 +22,18 @@ from typing import Collection, Iterable, Iterator, Sequence
 
 _PART = re.compile(r"\.pid(\d+)\.[^.]+\.part$")
 
+#: Suffixes treated as audio when a directory is expanded (lower case): libsndfile's formats,
+#: then containers FFmpeg decodes (phone recordings, videos: their first audio track).
+AUDIO_SUFFIXES = frozenset(
+    {
+        ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
+        ".au", ".snd", ".caf", ".w64", ".rf64", ".sd2", ".voc", ".wve", ".mat", ".htk",
+        ".pvf", ".xi", ".sds", ".avr", ".nist", ".sph", ".ircam", ".sf", ".paf", ".mpc",
+        ".m4a", ".m4b", ".aac", ".mp4", ".m4v", ".mov", ".webm", ".mkv", ".mka", ".wma",
+        ".3gp", ".amr",
+    }
+)
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -173,8 +185,6 @@ def same_stem_names(directory: Path) -> frozenset[str]:
 
 @functools.lru_cache(maxsize=1024)
 def _same_stems(directory: str, mtime_ns: int) -> frozenset[str]:
-    from ..audio import AUDIO_SUFFIXES
-
     by_stem: dict[str, list[str]] = {}
     try:
         with os.scandir(directory) as it:

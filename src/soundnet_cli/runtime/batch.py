@@ -17,7 +17,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence, cast
 
 import numpy as np
 import torch
@@ -25,10 +25,12 @@ import torch
 from ..errors import SoundNetError
 from ..model import SoundNet
 from .decode import DecodedClip, DecodePool, decode_file
-from .engine import Engine
+from .engine import Engine, nonfinite_message
 from .options import MAX_QUEUED_BYTES, RunOptions
 from .options import MICRO_BATCH_SAMPLES as DEFAULT_MICRO_BATCH_SAMPLES  # noqa: F401 - old name
-from .stream import collect_activations, nonfinite_message
+
+if TYPE_CHECKING:
+    from .stream import LayerChunk
 
 #: How many batches ahead decoded clips are held while looking for equal-length partners.
 LOOKAHEAD_BATCHES = 4
@@ -267,9 +269,10 @@ def _streamed(model: SoundNet, engine: Engine, clip: DecodedClip, opts: dict,
               on_audio: Callable[[Path, float], None] | None = None) -> ClipResult:
     """Compute a long file in chunks (reporting each to ``on_audio``); errors become an error
     result."""
+    from .stream import collect_activations  # only for long files
+
     on_block = None if on_audio is None else _seconds_of(on_audio, clip.path, engine.sample_rate)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with _caught_warnings() as caught:
         try:
             got = collect_activations(model, clip.path, engine.layers, engine=engine,
                                       on_block=on_block, **opts)
@@ -277,6 +280,75 @@ def _streamed(model: SoundNet, engine: Engine, clip: DecodedClip, opts: dict,
             return ClipResult(clip.index, clip.path, None, error=str(e), streamed=True)
     return ClipResult(clip.index, clip.path, got.activations, duration=got.duration,
                       warnings=[str(w.message) for w in caught], streamed=True)
+
+
+class FrameSink(Protocol):
+    """Where a long file's frames go as they are computed (``extract``: ``.npy`` files,
+    :class:`~soundnet_cli.files.npyio.NpySink`, or running pools).
+
+    A context manager, entered before the first frame and left without an exception only when
+    every frame arrived (it may then keep what it made, and should discard it otherwise);
+    :meth:`add` takes each layer's runs of frames in order (:class:`.stream.LayerChunk`).
+    """
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any: ...
+
+    def add(self, chunk: LayerChunk) -> None: ...
+
+
+@dataclass
+class StreamReport:
+    """How streaming one file into a sink went: its warnings (silence, loudness), and the
+    error that stopped it (``None``: every frame reached the sink)."""
+
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def stream_into(model: SoundNet, path: Path, layers: Sequence[str], sink: FrameSink, *,
+                options: RunOptions | None = None,
+                engines: dict[tuple[str, ...], Engine] | None = None) -> StreamReport:
+    """Stream one (long) file's ``layers`` into ``sink`` chunk by chunk, never decoding it whole,
+    as a run does: with ``options``' device, threads, chunk length and progress (``on_audio``),
+    one :class:`.engine.Engine` per set of layers (kept in ``engines`` across files), the file's
+    warnings collected and its failure (unreadable, too short, a write that failed) reported, not
+    raised, so the run goes on with the next file.
+    """
+    from .stream import stream_activations
+
+    opts = options if options is not None else RunOptions()
+    engines = {} if engines is None else engines
+    device = opts.device if opts.device is not None else next(model.parameters()).device
+    rate = model.config.sample_rate
+    on_audio = opts.on_audio
+    on_block = None if on_audio is None else _seconds_of(on_audio, path, rate)
+    report = StreamReport()
+    with thread_limit(opts.thread_count(device)), _caught_warnings() as caught:
+        try:
+            key = tuple(layers)
+            if key not in engines:
+                engines[key] = Engine(model, list(layers), opts.device)
+            with sink:
+                for chunk in stream_activations(model, path, list(layers), engine=engines[key],
+                                                chunk_seconds=opts.chunk_seconds,
+                                                on_block=on_block):
+                    sink.add(chunk)
+        except SoundNetError as e:
+            report.error = str(e)
+        except OSError as e:
+            report.error = f"{path}: cannot write its outputs: {e.strerror or e}"
+    report.warnings = [str(w.message) for w in caught]
+    return report
+
+
+@contextlib.contextmanager
+def _caught_warnings() -> Iterator[list[warnings.WarningMessage]]:
+    """Collect every warning raised in the body (a file's, reported with its result)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield caught
 
 
 def _seconds_of(on_audio: Callable[[Path, float], None], path: Path,

@@ -339,3 +339,9 @@ def _heads_stage(model: SoundNet, names: list[str], channels: int,
     return Stage(tuple(names), tuple(c.out_channels for c in convs), channels, k, s, p,
                  lambda x: conv1d(x, weight, bias, s),
                  weight_bytes=weight.numel() * weight.element_size(), head=True, skip_last=skip)
+
+
+def nonfinite_message(name: str, layer: str, peak: float) -> str:
+    """Why a file failed whose ``layer`` activations came out NaN or infinite."""
+    return (f"{name}: {layer} activations are not finite (NaN or infinite); the audio peaks at "
+            f"{peak:.3g} (full scale is 1.0), too large for the network: normalise the file")

@@ -9,10 +9,12 @@ clips are tiled or looped to, the input scale) is not here; it stays an explicit
 which all take ``options: RunOptions | None``.
 
 :meth:`RunOptions.plan` is how the CLI chooses decoding processes and threads for a device and a
-number of inputs (:mod:`.workers`); a library caller that wants the CLI's scheduling calls it too.
+number of inputs (:func:`auto_workers`, :func:`plan_threads`); a library caller that wants the
+CLI's scheduling calls it too.
 
-Torch-free (like :mod:`.decode` and :mod:`.workers`): the CLI builds its options before torch
-loads. The defaults below are the only copies.
+Torch-free (like :mod:`.decode`): the CLI builds its options, and may start decoding
+(:func:`.run.early_decoder`), before torch loads; :func:`configure_threads` imports torch only
+when called. The defaults below are the only copies.
 """
 
 from __future__ import annotations
@@ -21,8 +23,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
-
-from .workers import auto_workers, device_type, plan_threads
 
 if TYPE_CHECKING:
     import torch
@@ -66,7 +66,7 @@ class RunOptions:
         Decoding processes (0: decode in the calling process).
     threads
         Torch intra-op threads while the network runs (restored afterwards). ``None``: with
-        ``workers`` on a CPU, the cores the workers leave (:func:`.workers.plan_threads`),
+        ``workers`` on a CPU, the cores the workers leave (:func:`plan_threads`),
         otherwise torch's own setting.
     long_seconds
         Files whose header says they last longer, in seconds, are streamed in ``chunk_seconds``
@@ -84,7 +84,7 @@ class RunOptions:
         Bound on decoded audio waiting for the network in the decoding processes' queues, bytes.
     decoder
         Decoding processes already started on the inputs (:class:`.decode.DecodePool`, e.g. by
-        :func:`.workers.early_decoder` before torch loaded), used instead of starting ``workers``
+        :func:`.run.early_decoder` before torch loaded), used instead of starting ``workers``
         new ones when they decode the same way (sample rate, long-file threshold); consumed by
         the first call that is given them. Not compared, not shown.
     on_audio
@@ -134,12 +134,12 @@ class RunOptions:
         inputs
             How many files the run decodes.
         workers
-            Decoding processes; ``None``: :func:`.workers.auto_workers` (half the cores on a CPU,
+            Decoding processes; ``None``: :func:`auto_workers` (half the cores on a CPU,
             at least 2, at most 8 and never more than the files; all but one core on a GPU; none
             for a single file). Ignored when ``decoder`` is given: its processes are the workers.
         threads
             Torch threads; ``None``: on a CPU, the cores the workers leave, at least one, unless
-            ``OMP_NUM_THREADS`` is set (:func:`.workers.plan_threads`).
+            ``OMP_NUM_THREADS`` is set (:func:`plan_threads`).
         decoder
             Decoding processes already started on the inputs (see :attr:`decoder`).
         **fields
@@ -163,3 +163,85 @@ class RunOptions:
         if self.workers > 0:
             return plan_threads(device_type(device), self.workers)
         return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The plan: how many decoding processes and torch threads
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def auto_workers(device: object, files: int, requested: int | None = None) -> int:
+    """Decoding processes for ``files`` inputs: ``requested`` if given, else a plan.
+
+    On CPU, decoding and resampling cost about what the forward pass to conv5 plus writing costs,
+    so half the cores decode and the rest run torch. At least two workers even on 2 cores: the
+    stages wait on each other, and a third process fills those gaps (both measured:
+    ``benchmarks/RESULTS.md``). On a GPU the forward pass is cheap, so all but one core decode.
+    One file: decode in the main process.
+    """
+    if requested is not None:
+        return requested
+    if files <= 1:
+        return 0
+    cores = available_cores()
+    if device_type(device) != "cpu":
+        return max(1, min(8, cores - 1))
+    return min(8, max(2, cores // 2), files)
+
+
+def plan_threads(device: object, workers: int) -> int | None:
+    """Torch threads for a run with ``workers`` decoding processes: on CPU, the cores the workers
+    leave free (at least one); ``None`` (torch's own setting) on other devices or when
+    ``OMP_NUM_THREADS`` is set (the user's choice wins).
+
+    Oversubscribing cores makes torch's OpenMP threads spin-wait on each other: a forward pass with
+    more threads than free cores runs far slower (``benchmarks/RESULTS.md``).
+    """
+    import os
+
+    if device_type(device) != "cpu" or os.environ.get("OMP_NUM_THREADS"):
+        return None
+    return max(1, available_cores() - workers)
+
+
+def configure_threads(device: object, workers: int) -> None:
+    """Set torch's threads (for the whole process) to :func:`plan_threads`, when it has a plan."""
+    threads = plan_threads(device, workers)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def device_type(device: object) -> str:
+    """``"cpu"``, ``"cuda"``, ... of a ``torch.device`` or a ``--device`` string (``auto`` is
+    guessed without torch, see :func:`guess_device_type`); ``None`` is ``"cpu"``."""
+    if isinstance(device, str):
+        return guess_device_type(device)
+    return str(getattr(device, "type", "cpu"))
+
+
+#: Niceness of the decoding processes: the network's process, which waits on them, keeps its core
+#: when there are more processes than cores (measured: ``benchmarks/RESULTS.md``).
+DECODE_NICE = 10
+
+
+def guess_device_type(device: str) -> str:
+    """The device type a ``--device`` value will resolve to, guessed without importing torch
+    (``auto`` is ``cuda`` where an NVIDIA driver is present). Only used to plan decoding
+    processes before torch loads; the network's real device is resolved later."""
+    import os
+
+    name = device.strip().lower()
+    if name == "auto":
+        return "cuda" if os.path.exists("/dev/nvidiactl") else "cpu"
+    return name.split(":", 1)[0]

@@ -13,21 +13,20 @@ Entry points:
 
 - :func:`stream_activations` yields ``(layer, start_frame, (frames, channels))`` pieces;
 - :func:`collect_activations` assembles whole arrays in memory, within a byte budget;
-- :func:`stream_to_npy` writes each layer to a ``.npy`` file incrementally and atomically;
+- :func:`stream_to_npy` writes each layer to a ``.npy`` file incrementally and atomically
+  (:class:`~soundnet_cli.files.npyio.NpySink`);
 - :func:`is_long` is the policy :func:`.batch.iter_activations` uses to route a file here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import queue
-import struct
 import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence, TypeVar
+from typing import Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -42,9 +41,8 @@ from ..audio import (
     loudness_warning,
 )
 from ..errors import AudioError, LayerError, MemoryBudgetError
-from ..files.fsutil import atomic_path
 from ..model import SoundNet
-from .engine import Engine, Stage
+from .engine import Engine, Stage, nonfinite_message
 from .options import CHUNK_SECONDS, MAX_RESULT_BYTES
 from .options import LONG_FILE_SECONDS as LONG_FILE_SECONDS  # re-exported; defaults: .options
 
@@ -176,12 +174,6 @@ def _push(streams: list[_StageStream], block: np.ndarray, last: bool, engine: En
             if x.shape[-1] == 0 and not last:
                 break  # nothing new downstream until more input arrives
     return ready
-
-
-def nonfinite_message(name: str, layer: str, peak: float) -> str:
-    """Why a file failed whose ``layer`` activations came out NaN or infinite."""
-    return (f"{name}: {layer} activations are not finite (NaN or infinite); the audio peaks at "
-            f"{peak:.3g} (full scale is 1.0), too large for the network: normalise the file")
 
 
 def run_stream(engine: Engine, blocks: Iterable[np.ndarray], *, name: str = "<stream>",
@@ -442,73 +434,6 @@ def _grown(a: np.ndarray, rows: int) -> np.ndarray:
     return bigger
 
 
-#: Bytes of the .npy header :class:`NpyStreamWriter` writes: fixed, so that the final shape can
-#: be written over the provisional one in place (a multiple of 64, as the format recommends).
-_NPY_HEADER_BYTES = 128
-
-
-class NpyStreamWriter:
-    """Append ``(frames, channels)`` rows to a ``.npy`` file whose length is not known in advance.
-
-    The file is written under a temporary name beside ``path`` and renamed over it by
-    :meth:`close` (:func:`.fsutil.atomic_path`), after its header has been rewritten with the
-    final shape; an error or interruption leaves no file at ``path``. Use as a context manager::
-
-        with NpyStreamWriter("out.npy", channels=256) as w:
-            for rows in ...:
-                w.append(rows)
-    """
-
-    def __init__(self, path: str | os.PathLike, channels: int, dtype: np.dtype | str = "<f4") -> None:
-        self.path = Path(path)
-        self.channels = int(channels)
-        self.dtype = np.dtype(dtype)
-        self.rows = 0
-        self._stack = contextlib.ExitStack()
-        self._file: BinaryIO | None = None
-
-    def __enter__(self) -> "NpyStreamWriter":
-        tmp = self._stack.enter_context(atomic_path(self.path))
-        self._file = self._stack.enter_context(open(tmp, "wb"))
-        self._file.write(self._header(0))
-        return self
-
-    @property
-    def _out(self) -> BinaryIO:
-        assert self._file is not None, "NpyStreamWriter is used as a context manager"
-        return self._file
-
-    def append(self, rows: np.ndarray) -> None:
-        """Append ``(n, channels)`` rows (converted to the writer's dtype)."""
-        rows = np.ascontiguousarray(rows, dtype=self.dtype)
-        if rows.ndim != 2 or rows.shape[1] != self.channels:
-            raise ValueError(f"expected (n, {self.channels}) rows, got {rows.shape}")
-        self._out.write(rows.data)
-        self.rows += rows.shape[0]
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if exc_type is None:
-                self._out.seek(0)
-                self._out.write(self._header(self.rows))
-                self._out.flush()
-        finally:
-            # Closes the file, then renames it into place (or removes it after an error).
-            self._stack.__exit__(exc_type, exc, tb)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (self.rows, self.channels)
-
-    def _header(self, rows: int) -> bytes:
-        text = "{'descr': %r, 'fortran_order': False, 'shape': (%d, %d), }" % (
-            np.lib.format.dtype_to_descr(self.dtype), rows, self.channels)
-        room = _NPY_HEADER_BYTES - 10  # magic (6) + version (2) + header length (2)
-        text = text.ljust(room - 1) + "\n"
-        assert len(text) == room, "npy header overflow"
-        return b"\x93NUMPY\x01\x00" + struct.pack("<H", room) + text.encode("latin1")
-
-
 def stream_to_npy(
     model: SoundNet,
     path: str | os.PathLike,
@@ -541,12 +466,12 @@ def stream_to_npy(
             raise LayerError(f"{key!r} names several layers ({', '.join(names)}); give one "
                              f"output path per layer")
         targets[names[0]] = Path(out)
+    from ..files.npyio import NpySink  # only here: tagging never writes .npy files
+
     engine = engine or Engine(model, list(targets), device)
-    with contextlib.ExitStack() as stack:
-        writers = {n: stack.enter_context(NpyStreamWriter(p, engine.channels[n]))
-                   for n, p in targets.items()}
+    with NpySink(targets, engine.channels) as sink:
         for chunk in stream_activations(model, path, list(targets), chunk_seconds=chunk_seconds,
                                         resample_quality=resample_quality, engine=engine,
                                         on_block=on_block):
-            writers[chunk.layer].append(chunk.data)
-        return {n: w.shape for n, w in writers.items()}
+            sink.add(chunk)
+    return sink.shapes

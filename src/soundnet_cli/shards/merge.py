@@ -13,7 +13,7 @@ formats, ...). Then:
 
 The join is a streaming k-way merge: every per-shard table is sorted by input path, as one run's
 tables are, so memory stays flat in the number of rows, and rows go through the same writers as
-one run's (:func:`~soundnet_cli.extract.write_manifest`,
+one run's (:func:`~soundnet_cli.files.manifest.write_manifest`,
 :func:`~soundnet_cli.tagging.views.write_combined`): the merged files are byte-identical to those of a
 single run over the same inputs.
 
@@ -203,7 +203,7 @@ def _write_rerun(report: MergeReport) -> None:
 
 
 def _merge_extract(out: Path, files: list[StatusFile], partial: bool) -> MergeReport:
-    from ..extract import manifest_key, read_manifest, write_manifest
+    from ..files.manifest import manifest_key, read_manifest, write_manifest
 
     target = out / files[0].header["settings"]["manifest"]  # relative to OUT, or absolute
     report, usable = _survey(out, files, lambda s: shard_path(target, s))

@@ -26,7 +26,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from ..errors import OutputError
 from ..files.fsutil import atomic_path
@@ -72,6 +72,14 @@ class ShardStatus:
         This shard's inputs (already selected).
     total
         Inputs of the whole run before sharding.
+
+    Use as a context manager: entering writes the file with every input pending (:meth:`start`);
+    leaving writes the outcomes, with the ``finished`` line when the body ran to its end
+    (:meth:`finish`), without it after an exception or :meth:`unfinished` (:meth:`stop`)::
+
+        with ShardStatus(out, shard, "extract", settings, inputs, total) as status:
+            for path, outcome, error in work():
+                status.record(path, outcome, error)
     """
 
     def __init__(self, out_dir: str | os.PathLike, shard: Shard, command: str,
@@ -85,6 +93,29 @@ class ShardStatus:
                        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         self.outcomes: dict[str, dict[str, Any]] = {
             input_key(p): {"input": input_key(p), "outcome": "pending"} for p in inputs}
+        self._complete = True
+
+    def __enter__(self) -> "ShardStatus":
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None and self._complete:
+            self.finish()
+        else:
+            self.stop()
+
+    def unfinished(self) -> None:
+        """End without the ``finished`` line though no exception stopped the body (an output
+        the merge needs, such as the shard's manifest, could not be written)."""
+        self._complete = False
+
+    def record_failures(self, failures: Iterable[tuple[str | os.PathLike, str]]) -> None:
+        """Record ``(path, message)`` failures found before the work (missing inputs, ...) as
+        ``failed``; entries without a path (messages about the whole run) are not inputs."""
+        for path, message in failures:
+            if path:
+                self.record(path, "failed", message)
 
     def start(self) -> Path:
         """Write the file with every input pending (the shard is running)."""

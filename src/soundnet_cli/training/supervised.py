@@ -31,7 +31,7 @@ from ..runtime.batch import iter_decoded, tile
 from ..runtime.engine import Engine
 from ..runtime.options import MICRO_BATCH_SAMPLES
 from ..runtime.stream import prefetched
-from ..runtime.workers import available_cores
+from ..runtime.options import available_cores
 from ..weights.checkpoint import load_checkpoint, save_checkpoint
 from .augment import AugmentConfig, bc_mix, crop, stretched_crop
 from .batches import batch_count, epoch_batches, rank_order

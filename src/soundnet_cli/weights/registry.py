@@ -188,7 +188,7 @@ def load_model(
     ``--weights``)."""
     import torch
 
-    from ..runtime.device import resolve_device
+    from ..device import resolve_device
     from .checkpoint import load_model_file
 
     model = load_model_file(resolve_weights(spec, cache_dir, option=option))

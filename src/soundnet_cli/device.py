@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from ..errors import DeviceError
+from .errors import DeviceError
 
 if TYPE_CHECKING:  # torch is imported lazily so that `soundnet --help` stays fast
     import torch
