@@ -29,9 +29,8 @@ from ..model import SoundNet, classifier_head, make_config
 from ..provenance import RECORD_KEY, dataset_record, exclude_seen, seen_mask
 from ..runtime.batch import iter_decoded, tile
 from ..runtime.engine import Engine
-from ..runtime.options import MICRO_BATCH_SAMPLES
+from ..runtime.options import MICRO_BATCH_SAMPLES, available_cores
 from ..runtime.stream import prefetched
-from ..runtime.options import available_cores
 from ..weights.checkpoint import load_checkpoint, save_checkpoint
 from .augment import AugmentConfig, bc_mix, crop, stretched_crop
 from .batches import batch_count, epoch_batches, rank_order
