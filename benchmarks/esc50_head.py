@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO / "src"))
 from soundnet_cli.audio import load_audio  # noqa: E402
 from soundnet_cli.datasets import load_dataset  # noqa: E402
 from soundnet_cli.model import PooledHeadSpec, min_tag_samples, pooled_stats  # noqa: E402
-from soundnet_cli.runtime.batch import loop_to  # noqa: E402
+from soundnet_cli.audio import loop_to  # noqa: E402
 from soundnet_cli.runtime.engine import Engine  # noqa: E402
 from soundnet_cli.weights.checkpoint import load_model_file  # noqa: E402
 

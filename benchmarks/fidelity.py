@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from soundnet_cli.audio import load_audio  # noqa: E402
-from soundnet_cli.runtime.batch import loop_to  # noqa: E402
+from soundnet_cli.audio import loop_to  # noqa: E402
 from soundnet_cli.runtime.engine import Engine  # noqa: E402
 from soundnet_cli.weights.formats.safeload import load_npy  # noqa: E402
 from soundnet_cli.weights.registry import load_model  # noqa: E402

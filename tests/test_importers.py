@@ -30,7 +30,7 @@ from soundnet_cli.weights.checkpoint import load_checkpoint
 from soundnet_cli.errors import SoundNetWarning, WeightsError
 from soundnet_cli.weights.convert import (build_network, detect_format, import_network, label_files,
                                     read_labels)
-from soundnet_cli.runtime.batch import tile
+from soundnet_cli.audio import tile
 from soundnet_cli.model import ORIGINAL_HEAD_SKIP_LAST, SoundNet, make_config, min_tag_samples, original_heads
 
 TOL = 1e-5

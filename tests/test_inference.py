@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from soundnet_cli.audio import load_audio
-from soundnet_cli.runtime.batch import iter_activations, required_samples, tile
+from soundnet_cli.runtime.batch import iter_activations, required_samples
+from soundnet_cli.audio import tile
 from soundnet_cli.runtime.options import RunOptions
 
 

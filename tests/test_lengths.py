@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 
 from soundnet_cli.audio import load_audio
-from soundnet_cli.runtime.batch import loop_to
+from soundnet_cli.audio import loop_to
 from soundnet_cli.tagging.scoring import tag_files
 from soundnet_cli.weights.registry import default_weights_path, load_model
 

@@ -21,7 +21,7 @@ from soundnet_cli.weights.checkpoint import load_checkpoint
 from soundnet_cli.cli import app
 from soundnet_cli.datasets import load_dataset
 from soundnet_cli.errors import DatasetError, SoundNetError
-from soundnet_cli.runtime.batch import tile
+from soundnet_cli.audio import tile
 from soundnet_cli.training.augment import AugmentConfig, bc_mix, circular, crop
 from soundnet_cli.training.supervised import SupervisedTask, TrainConfig, split, train_supervised
 from soundnet_cli.training.loop import LoopConfig

@@ -326,7 +326,7 @@ def test_cli_explain_table_and_png(collection: Path, tmp_path: Path, checkpoint:
 
 
 def test_hints_use_head_steps_inside_the_window() -> None:
-    from soundnet_cli.runtime.batch import tile
+    from soundnet_cli.audio import tile
     from soundnet_cli.tagging.scoring import softmax
     from soundnet_cli.units.describe import head_probabilities, interior_samples
 

@@ -430,3 +430,17 @@ def _reason(e: BaseException, path: str | os.PathLike | None = None) -> str:
     if path is not None and "does not exist" in text and Path(path).is_file():
         return "corrupt or unsupported audio data (libsndfile cannot open it)"
     return text
+
+
+def tile(waveform: np.ndarray, min_samples: int) -> np.ndarray:
+    """Repeat ``waveform`` ``(samples,)`` circularly until it has at least ``min_samples``."""
+    if waveform.shape[0] >= min_samples:
+        return waveform
+    reps = -(-min_samples // waveform.shape[0])
+    return np.tile(waveform, reps)
+
+
+def loop_to(waveform: np.ndarray, samples: int) -> np.ndarray:
+    """Repeat ``waveform`` ``(samples,)`` circularly and cut it to exactly ``samples`` samples
+    (longer inputs keep their first ``samples``)."""
+    return tile(waveform, samples)[:samples]

@@ -26,7 +26,7 @@ from .. import _lazy_exports
 _EXPORTS = {
     "options": "RunOptions BATCH_SIZE LONG_FILE_SECONDS CHUNK_SECONDS",
     "run": "start_run FileRun",
-    "batch": "iter_activations iter_dataset loop_to ClipResult",
+    "batch": "iter_activations iter_dataset ClipResult",
     "stream": "stream_activations stream_to_npy",
     "arrays": "waveform_activations",
     "engine": "Engine",

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence, c
 import numpy as np
 import torch
 
+from ..audio import loop_to
 from ..errors import SoundNetError
 from ..model import SoundNet
 from .decode import DecodedClip, DecodePool, decode_file
@@ -107,20 +108,6 @@ def iter_dataset(dataset: torch.utils.data.Dataset, *, workers: int = 0,
 
 def _identity(x):
     return x
-
-
-def tile(waveform: np.ndarray, min_samples: int) -> np.ndarray:
-    """Repeat ``waveform`` ``(samples,)`` circularly until it has at least ``min_samples``."""
-    if waveform.shape[0] >= min_samples:
-        return waveform
-    reps = -(-min_samples // waveform.shape[0])
-    return np.tile(waveform, reps)
-
-
-def loop_to(waveform: np.ndarray, samples: int) -> np.ndarray:
-    """Repeat ``waveform`` ``(samples,)`` circularly and cut it to exactly ``samples`` samples
-    (longer inputs keep their first ``samples``)."""
-    return tile(waveform, samples)[:samples]
 
 
 def required_samples(model: SoundNet, layers: Sequence[str]) -> int:

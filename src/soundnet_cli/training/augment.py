@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..runtime.batch import tile
+from ..audio import tile
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..audio import tile
 from ..datasets import Dataset, Split, check_leakage, readable_label
 from ..errors import DatasetError, SoundNetError
 from ..model import SoundNet, classifier_head, make_config
 from ..provenance import RECORD_KEY, dataset_record, exclude_seen, seen_mask
-from ..runtime.batch import iter_decoded, tile
+from ..runtime.batch import iter_decoded
 from ..runtime.engine import Engine
 from ..runtime.options import MICRO_BATCH_SAMPLES, available_cores
 from ..runtime.stream import prefetched

@@ -83,8 +83,8 @@ def head_probabilities(model: SoundNet, waveform: np.ndarray) -> dict[str, np.nd
     the sound."""
     import torch
 
+    from ..audio import tile
     from ..model import min_tag_samples
-    from ..runtime.batch import tile
     from ..tagging.scoring import softmax
     from .scan import valid_range
 

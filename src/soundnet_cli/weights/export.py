@@ -206,8 +206,7 @@ def _write(wrapper: FixedWindow, path: Path, fmt: str, samples: int, names: list
 def _check_inputs(net: SoundNet, samples: int, files: Sequence[str | os.PathLike],
                   seed: int) -> dict[str, np.ndarray]:
     """``{name: (1, samples) float32}``: noise, and real audio (files) or a synthetic signal."""
-    from ..audio import load_audio
-    from ..runtime.batch import loop_to
+    from ..audio import load_audio, loop_to
 
     rate = net.config.sample_rate
     noise = np.random.default_rng(seed).uniform(-1, 1, samples).astype(np.float32)
