@@ -11,7 +11,7 @@ from conftest import make_tiny_model
 
 from soundnet_cli.runtime import batch as inference
 from soundnet_cli.runtime import decode as decoding
-from soundnet_cli.audio import load_audio
+from soundnet_cli.audio import load_audio, tile
 from soundnet_cli.runtime.engine import Engine
 from soundnet_cli.runtime.batch import iter_activations
 from soundnet_cli.runtime.options import RunOptions
@@ -25,7 +25,7 @@ def model():
 
 
 def reference(model, path: Path, layers, min_samples: int = 0) -> dict[str, np.ndarray]:
-    wave = inference.tile(load_audio(path), max(min_samples, 1))
+    wave = tile(load_audio(path), max(min_samples, 1))
     with torch.no_grad():
         out = model.features(torch.from_numpy(wave)[None], layers)
     return {n: t[0].T.numpy() for n, t in out.items()}

@@ -19,7 +19,7 @@ MAX_TOP_MODULES = 12
 #: matching prefix decides.
 FLOORS = {
     "_version": 0, "errors": 0, "files": 0,
-    "audio": 1, "datasets": 1, "provenance": 1, "model": 1, "shards.partition": 1,
+    "audio": 1, "datasets": 1, "provenance": 1, "model": 1, "device": 1, "shards.partition": 1,
     "shards.status": 1,
     "weights": 2,
     "runtime": 3,
