@@ -14,11 +14,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from soundnet_cli.tagging.events import DetectOptions
+from soundnet_cli.tagging import DetectOptions
 from soundnet_cli.plot import save_tag_plot
-from soundnet_cli.tagging.scoring import head_scorers, tag_files
-from soundnet_cli.tagging.outputs import provenance
-from soundnet_cli.weights.registry import load_model
+from soundnet_cli.tagging import head_scorers, provenance, tag_files
+from soundnet_cli.weights import load_model
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE.parent / "examples"

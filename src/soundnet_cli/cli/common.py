@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 from typing import Annotated, Any, Callable, Iterator, NoReturn, Optional
 
@@ -221,17 +220,11 @@ def report_failures(failures: list[tuple[str, str]], quiet: bool = False) -> int
     return EXIT_FAILED
 
 
-def available_cpus() -> int:
-    """CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def check_workers(workers: int | None, quiet: bool) -> None:
     """One warning when ``--workers`` asks for more processes than there are CPUs."""
-    cpus = available_cpus()
+    from ..runtime import options
+
+    cpus = options.available_cores()
     if workers is not None and workers > cpus:
         warn(f"--workers {workers}: more decoding processes than this machine's {cpus} CPUs; "
              f"they share them (--workers {cpus} decodes as fast with less memory)", quiet)

@@ -12,8 +12,11 @@ from __future__ import annotations
 from .. import _lazy_exports
 
 _EXPORTS = {
-    "teach": "TeachConfig TeachSummary teach import_precomputed",
+    "teach": "TeachConfig TeachSummary import_precomputed",
     "student": "DistillConfig distill evaluate_targets",
+    "targets": "read_header read_index read_clip_probs read_clip_audio",
+    "teachers": "Teacher ImageTeacher",
+    "video": "find_video_files",
 }
 
 __getattr__, __all__ = _lazy_exports(__name__, _EXPORTS)

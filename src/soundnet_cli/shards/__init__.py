@@ -14,7 +14,7 @@ from .. import _lazy_exports
 _EXPORTS = {
     "partition": "Shard parse_shard resolve_shard select plan_shard read_files_from",
     "status": "ShardStatus StatusFile status_path",
-    "merge": "MergeReport merge",
+    "merge": "MergeReport",
 }
 
 __getattr__, __all__ = _lazy_exports(__name__, _EXPORTS)

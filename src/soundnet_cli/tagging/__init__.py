@@ -26,7 +26,7 @@ _EXPORTS = {
     "results": "TagResult HeadScores Label",
     "schema": "result_to_json result_csv_rows CSV_COLUMNS TAG_SCHEMA_VERSION",
     "events": "DetectOptions Event HeadDetections detect MIN_AUDIO_SECONDS",
-    "outputs": "TagRun tag_to_files",
+    "outputs": "TagRun tag_to_files provenance",
     "views": "write_combined",
     "table": "TagResults",
     "scorefile": "ScoreFile read_scores",

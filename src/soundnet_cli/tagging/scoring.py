@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence, TypedDict
+from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -79,20 +79,6 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     return (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)
 
 
-class Timing(TypedDict):
-    """Seconds of a layer's frames: ``hop``, ``window`` (receptive field) and ``offset``."""
-
-    hop: float
-    window: float
-    offset: float
-
-
-def step_timing(geometry: Geometry, sample_rate: int) -> Timing:
-    """``hop``, ``window`` and ``offset`` in seconds of a layer's frames (see module docs)."""
-    axis = geometry.seconds(sample_rate)
-    return {"hop": axis.hop, "window": axis.window, "offset": axis.offset}
-
-
 @dataclass(frozen=True)
 class SoftmaxHead:
     """Scores one of the network's own heads: a softmax over its labels at every step.
@@ -112,7 +98,8 @@ class SoftmaxHead:
 
     def score(self, activations: np.ndarray, geometry: Geometry, sample_rate: int) -> HeadScores:
         return HeadScores(self.name, self.labels, softmax(activations, axis=1), True,
-                          **step_timing(geometry, sample_rate), default_min_conf=self.min_conf)
+                          **dataclasses.asdict(geometry.seconds(sample_rate)),
+                          default_min_conf=self.min_conf)
 
 
 @dataclass(frozen=True)
