@@ -32,10 +32,10 @@ import numpy as np
 import soundfile as sf
 
 from soundnet_cli.datasets import load_dataset, readable_label
-from soundnet_cli.runtime.options import RunOptions
-from soundnet_cli.tagging.events import MIN_AUDIO_SECONDS
-from soundnet_cli.tagging.scoring import tag_files
-from soundnet_cli.weights.registry import load_model
+from soundnet_cli.runtime import RunOptions
+from soundnet_cli.tagging import MIN_AUDIO_SECONDS
+from soundnet_cli.tagging import tag_files
+from soundnet_cli.weights import load_model
 
 RATE = 22_050
 THRESHOLDS = (0.0, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)

@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO / "src"))
 from soundnet_cli.audio import load_audio  # noqa: E402
 from soundnet_cli.datasets import load_dataset  # noqa: E402
 from soundnet_cli.audio import loop_to  # noqa: E402
-from soundnet_cli.weights.checkpoint import load_model_file  # noqa: E402
+from soundnet_cli.weights import load_model_file  # noqa: E402
 
 LENGTHS = (10, 10.5, 11, 12, 13, 14, 15, 16, 17, 18, 20, 24, 30, 40)
 REFERENCE = 60.0

@@ -26,9 +26,9 @@ import numpy as np
 from soundnet_cli.datasets import Split, load_dataset, readable_label
 from soundnet_cli.errors import DatasetError
 from soundnet_cli.provenance import exclude_seen, seen_mask
-from soundnet_cli.runtime.options import RunOptions
-from soundnet_cli.tagging.scoring import tag_files
-from soundnet_cli.weights.registry import load_model
+from soundnet_cli.runtime import RunOptions
+from soundnet_cli.tagging import tag_files
+from soundnet_cli.weights import load_model
 
 
 def main() -> None:

@@ -43,8 +43,8 @@ from soundnet_cli.audio import load_audio  # noqa: E402
 from soundnet_cli.datasets import load_dataset  # noqa: E402
 from soundnet_cli.model import PooledHeadSpec, min_tag_samples, pooled_stats  # noqa: E402
 from soundnet_cli.audio import loop_to  # noqa: E402
-from soundnet_cli.runtime.engine import Engine  # noqa: E402
-from soundnet_cli.weights.checkpoint import load_model_file  # noqa: E402
+from soundnet_cli.runtime import Engine  # noqa: E402
+from soundnet_cli.weights import load_model_file  # noqa: E402
 
 LAYER, WINDOW, STRIDE = "pool5", 32, 8
 TRAIN_SECONDS = 20.0

@@ -31,11 +31,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from soundnet_cli.weights.checkpoint import load_model_file, weights_fingerprint  # noqa: E402
+from soundnet_cli.weights import load_model_file, weights_fingerprint  # noqa: E402
 from soundnet_cli.datasets import cv_splits, load_dataset  # noqa: E402
 from soundnet_cli.errors import DatasetError  # noqa: E402
 from soundnet_cli.provenance import exclude_seen, seen_mask  # noqa: E402
-from soundnet_cli.runtime.options import RunOptions  # noqa: E402
+from soundnet_cli.runtime import RunOptions  # noqa: E402
 from soundnet_cli.model import SoundNet, make_config  # noqa: E402
 from soundnet_cli import SvmProtocol, cross_validate, extract_features  # noqa: E402
 

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from soundnet_cli.audio import find_audio_files, load_audio  # noqa: E402
-from soundnet_cli.weights.checkpoint import save_checkpoint  # noqa: E402
+from soundnet_cli.weights import save_checkpoint  # noqa: E402
 from soundnet_cli.model import SoundNet, make_config  # noqa: E402
 
 DATA_CANDIDATES = (ROOT / ".." / "shared" / "data" / "esc50" / "audio",

@@ -31,9 +31,9 @@ sys.path.insert(0, str(REPO / "src"))
 
 from soundnet_cli.audio import load_audio  # noqa: E402
 from soundnet_cli.audio import loop_to  # noqa: E402
-from soundnet_cli.runtime.engine import Engine  # noqa: E402
+from soundnet_cli.runtime import Engine  # noqa: E402
 from soundnet_cli.weights.formats.safeload import load_npy  # noqa: E402
-from soundnet_cli.weights.registry import load_model  # noqa: E402
+from soundnet_cli.weights import load_model  # noqa: E402
 
 #: (layer, stride, padding, pool after) as SOUNDNET.md's SoundNet-8 table.
 TRUNK = (("conv1", 2, 32, 8), ("conv2", 2, 16, 8), ("conv3", 2, 8, 0), ("conv4", 2, 4, 0),

@@ -78,7 +78,7 @@ def tiny_checkpoint(path: Path) -> Path:
     """The tests' tiny random network (tests/conftest.py) as a checkpoint."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from conftest import make_tiny_model
-    from soundnet_cli.weights.checkpoint import save_checkpoint
+    from soundnet_cli.weights import save_checkpoint
 
     if not path.is_file():
         save_checkpoint(make_tiny_model(), path, provenance={"made_by": "benchmarks/load.py"})

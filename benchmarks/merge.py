@@ -31,10 +31,10 @@ from typing import Any, Iterator
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench import ESC50_AUDIO, load, run, self_rss_mib, soundnet  # noqa: E402
 
-from soundnet_cli.files.manifest import read_manifest, write_manifest  # noqa: E402
-from soundnet_cli.shards.partition import Shard, select  # noqa: E402
+from soundnet_cli.files import read_manifest, write_manifest  # noqa: E402
+from soundnet_cli.shards import Shard, select  # noqa: E402
 from soundnet_cli.shards.status import ShardStatus, StatusFile, shard_path, status_path  # noqa: E402
-from soundnet_cli.tagging.views import write_combined  # noqa: E402
+from soundnet_cli.tagging import write_combined  # noqa: E402
 
 TEMPLATE_CLIPS = 4
 

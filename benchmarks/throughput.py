@@ -53,12 +53,12 @@ import soundfile as sf
 import torch
 
 from soundnet_cli.audio import SAMPLE_RATE, load_audio, prepare_waveform
-from soundnet_cli.runtime.decode import DecodePool, decode_file
-from soundnet_cli.runtime.engine import Engine
-from soundnet_cli.runtime.batch import iter_activations, iter_dataset
-from soundnet_cli.runtime.options import RunOptions
+from soundnet_cli.runtime import DecodePool, decode_file
+from soundnet_cli.runtime import Engine
+from soundnet_cli.runtime import iter_activations, iter_dataset
+from soundnet_cli.runtime import RunOptions
 from soundnet_cli.model import SoundNet, make_config
-from soundnet_cli.runtime.stream import LONG_FILE_SECONDS, stream_to_npy
+from soundnet_cli.runtime import LONG_FILE_SECONDS, stream_to_npy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench import LONG_RATE, write_looped_ogg  # noqa: E402

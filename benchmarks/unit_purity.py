@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from soundnet_cli.runtime.options import RunOptions
+from soundnet_cli.runtime import RunOptions
 from soundnet_cli.units import UnitTops, gather
-from soundnet_cli.weights.registry import load_model
+from soundnet_cli.weights import load_model
 
 
 def esc50_clips(root: Path, folds: list[int], per_class: int | None) -> tuple[list[Path], list[str]]:

@@ -30,9 +30,9 @@ sys.path.insert(0, str(REPO / "src"))
 
 from soundnet_cli.model import PooledHeadSpec, SoundNet  # noqa: E402
 from soundnet_cli.provenance import RECORD_KEY, clip_fingerprints, training_record  # noqa: E402
-from soundnet_cli.tagging.scoring import tag_files  # noqa: E402
-from soundnet_cli.weights.checkpoint import file_sha256, save_checkpoint  # noqa: E402
-from soundnet_cli.weights.convert import import_network  # noqa: E402
+from soundnet_cli.tagging import tag_files  # noqa: E402
+from soundnet_cli.weights import file_sha256, save_checkpoint  # noqa: E402
+from soundnet_cli.weights import import_network  # noqa: E402
 
 NPY_SHA256 = "7bef691761d00a23b027751bb8e7bdadc603a03f3bbec5574e7cd54c98a850c5"
 SDIST_SHA256 = "3c9beec2ae14bc0cc80ce48688b07927ccd2466a9725459915b2dbf1aca916bc"
@@ -77,7 +77,7 @@ def check_half(model: SoundNet, clips: list[Path], out: Path) -> dict:
     """Top-5 labels of every head with float32 and float16 conv heads, on ``clips``."""
     half = out.with_suffix(".half-check.safetensors")
     save_checkpoint(model, half, half="heads")
-    from soundnet_cli.weights.checkpoint import load_model_file
+    from soundnet_cli.weights import load_model_file
 
     other = load_model_file(half)
     half.unlink()

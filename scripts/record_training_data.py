@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from soundnet_cli.datasets import load_dataset  # noqa: E402
-from soundnet_cli.files.fsutil import atomic_path  # noqa: E402
+from soundnet_cli.files import atomic_path  # noqa: E402
 from soundnet_cli.provenance import RECORD_KEY, dataset_record  # noqa: E402
 from soundnet_cli.weights.checkpoint import (  # noqa: E402
     file_sha256,

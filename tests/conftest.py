@@ -1,43 +1,18 @@
-"""Shared fixtures: a tiny random network, its checkpoint, and generated audio."""
+"""Shared fixtures: a tiny random network, its checkpoint, generated audio, the CLI, a
+headless browser. Helper functions live in ``tests/helpers`` (``from helpers import ...``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
-from soundnet_cli.weights.checkpoint import save_checkpoint
-from soundnet_cli.model import HeadSpec, SoundNet, make_config, original_heads
-
-#: Channel width of the tiny test networks (SoundNet-8 geometry, 1/16 of the channels).
-TINY_WIDTH = 1 / 16
-
-
-def tiny_config(arch: str = "soundnet8", heads=None):
-    """SoundNet geometry with few channels and small heads, for fast tests."""
-    if heads is None:
-        k, s, p = (8, 2, 0) if arch == "soundnet8" else (16, 12, 4)
-        heads = (
-            HeadSpec("objects", tuple(f"obj{i}" for i in range(7)), k, s, p),
-            HeadSpec("scenes", tuple(f"scene{i}" for i in range(5)), k, s, p),
-        )
-    return make_config(arch, heads, width=TINY_WIDTH)
-
-
-def make_tiny_model(arch: str = "soundnet8", seed: int = 0, heads=None) -> SoundNet:
-    """A deterministic random tiny network in eval mode with non-trivial BN statistics."""
-    torch.manual_seed(seed)
-    model = SoundNet(tiny_config(arch, heads))
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm1d):
-            m.running_mean.normal_(0, 0.1, generator=g)
-            m.running_var.uniform_(0.5, 2.0, generator=g)
-    return model.eval()
+from helpers import make_tiny_model, synth
+from helpers.browser import browser  # noqa: F401  (the fixture)
+from soundnet_cli.model import SoundNet
+from soundnet_cli.weights import save_checkpoint
 
 
 @pytest.fixture
@@ -52,29 +27,6 @@ def tiny_checkpoint(tmp_path: Path, tiny_model: SoundNet) -> Path:
     return path
 
 
-def synth(seconds: float, rate: int = 22_050, kind: str = "tone", channels: int = 1,
-          seed: int = 0, freq: float = 440.0) -> np.ndarray:
-    """Generated audio ``(samples, channels)`` float32: tone, noise, clicks or silence."""
-    n = int(round(seconds * rate))
-    t = np.arange(n) / rate
-    rng = np.random.default_rng(seed)
-    if kind == "tone":
-        x = 0.5 * np.sin(2 * np.pi * freq * t)
-    elif kind == "noise":
-        x = 0.3 * rng.standard_normal(n)
-    elif kind == "clicks":
-        x = np.zeros(n)
-        x[:: max(1, rate // 8)] = 0.9
-    elif kind == "silence":
-        x = np.zeros(n)
-    else:
-        raise ValueError(kind)
-    x = np.repeat(x[:, None], channels, axis=1)
-    if channels > 1:
-        x[:, 1:] *= 0.5
-    return x.astype(np.float32)
-
-
 @pytest.fixture
 def write_audio(tmp_path: Path) -> Callable[..., Path]:
     """``write_audio(name, seconds, rate=22050, kind="tone", channels=1, subtype=None)`` -> path."""
@@ -87,9 +39,6 @@ def write_audio(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return _write
-
-
-__all__ = ["make_tiny_model", "tiny_config", "synth", "original_heads"]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import csv
 import io
 import json
@@ -14,10 +16,10 @@ import soundfile as sf
 import torch
 
 import soundnet_cli
-from conftest import synth
+from helpers import synth
 from soundnet_cli.api import Network
 from soundnet_cli.errors import AudioError, LayerError, SoundNetError, UsageError
-from soundnet_cli.runtime.options import RunOptions
+from soundnet_cli.runtime import RunOptions
 from soundnet_cli.tagging import CSV_COLUMNS
 
 
@@ -221,11 +223,10 @@ class _ScaledScorer:
 
     def score(self, activations, geometry, sample_rate):
         from soundnet_cli.tagging import HeadScores
-        from soundnet_cli.tagging.scoring import step_timing
 
         total = activations.sum(axis=1, keepdims=True)  # every channel, some may be all zero
         return HeadScores(self.name, self.labels, np.hstack([total, -total]).astype(np.float32),
-                          False, **step_timing(geometry, sample_rate))
+                          False, **dataclasses.asdict(geometry.seconds(sample_rate)))
 
 
 def test_scorers_at_another_input_scale_see_arrays_as_files(net, tmp_path):

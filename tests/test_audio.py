@@ -14,7 +14,7 @@ from soundnet_cli.audio import (SAMPLE_RATE, SilentAudioWarning, audio_info, fin
                                 iter_audio_blocks, load_audio, prepare_waveform)
 from soundnet_cli.errors import AudioError
 
-from conftest import synth
+from helpers import synth
 
 
 @pytest.mark.parametrize("rate", [8_000, 16_000, 22_050, 44_100, 48_000, 96_000])
@@ -182,7 +182,7 @@ FFMPEG_CASES = {
 
 
 def _encoded(tmp_path: Path, suffix: str, seconds: float = 2.0, channels: int = 1) -> Path:
-    from avworld import write_video
+    from helpers.avworld import write_video
 
     codec, rate, video, bit_rate = FFMPEG_CASES[suffix]
     t = np.arange(int(seconds * rate)) / rate
@@ -229,7 +229,7 @@ def test_ffmpeg_errors_name_the_file(tmp_path):
     with pytest.raises(AudioError, match="phone.m4a: cannot decode"):
         load_audio(junk)
     silent_video = tmp_path / "mute.mp4"
-    from avworld import write_video
+    from helpers.avworld import write_video
 
     write_video(silent_video, [0], 1.0, audio=None)
     with pytest.raises(AudioError, match="mute.mp4: cannot decode.*no audio track"):

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from conftest import make_tiny_model, synth
+from helpers import make_tiny_model, synth
 from soundnet_cli.model import HeadSpec
 from soundnet_cli.weights import registry
-from soundnet_cli.weights.checkpoint import save_checkpoint
+from soundnet_cli.weights import save_checkpoint
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "api.md"
 #: Shell lines of the page that are not soundnet commands (they need other projects' tools).

@@ -18,11 +18,11 @@ from soundnet_cli.runtime import decode as decoding_mod
 from soundnet_cli.runtime import stream as streaming_mod
 from soundnet_cli.cli import app
 from soundnet_cli.errors import OutputError
-from soundnet_cli.runtime.options import RunOptions
+from soundnet_cli.runtime import RunOptions
 from soundnet_cli.files.manifest import MANIFEST_COLUMNS, Manifest
 from soundnet_cli.extract import (extract_files, output_paths,
                                   pool_frames)
-from soundnet_cli.runtime.batch import iter_activations
+from soundnet_cli.runtime import iter_activations
 
 
 @pytest.fixture
@@ -378,7 +378,7 @@ def test_an_interrupted_long_file_leaves_nothing_and_a_rerun_finishes(tiny_model
                                                                       tmp_path, monkeypatch):
     root, files = long_tree
     out = tmp_path / "out"
-    from soundnet_cli.files.npyio import NpyStreamWriter
+    from soundnet_cli.files import NpyStreamWriter
 
     real_append = NpyStreamWriter.append
     calls = []
@@ -430,7 +430,7 @@ def test_cli_extract_streams_long_files(tiny_checkpoint, long_tree, tmp_path, no
 
 def test_outputs_of_another_network_are_never_taken_as_done(tiny_model, tree, tmp_path):
     """A rerun with other weights used to skip every file as existing: now it stops first."""
-    from conftest import make_tiny_model
+    from helpers import make_tiny_model
 
     root, files = tree
     out = tmp_path / "out"
@@ -455,7 +455,7 @@ def test_an_input_scale_or_head_change_is_another_maker(tiny_model, tree, tmp_pa
 
     import torch
 
-    from conftest import make_tiny_model
+    from helpers import make_tiny_model
     from soundnet_cli.model import SoundNet
 
     root, files = tree

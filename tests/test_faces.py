@@ -7,6 +7,7 @@ import importlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,18 @@ def test_every_exported_name_resolves(name: str) -> None:
     face = importlib.import_module(name)
     missing = [n for n in face.__all__ if not hasattr(face, n)]
     assert not missing, f"{name} exports names it cannot give: {missing}"
+
+
+@pytest.mark.parametrize("name", [f for f in FACES if f != "soundnet_cli.units"])
+def test_no_exported_name_is_also_a_submodule(name: str) -> None:
+    """A lazy face cannot give a function named like a submodule: once the submodule is
+    imported, the package attribute is the module (``from soundnet_cli.shards import merge``
+    would be the module ``shards.merge``). Such functions are imported from their module."""
+    face = importlib.import_module(name)
+    package = Path(face.__file__).parent
+    submodules = {p.stem for p in package.glob("*.py")} | {p.name for p in package.iterdir()
+                                                          if (p / "__init__.py").exists()}
+    assert not set(face.__all__) & submodules
 
 
 def test_unknown_names_are_attribute_errors() -> None:

@@ -166,9 +166,9 @@ import json, os, resource, sys, traceback
 kind, extra, paths = sys.argv[1], sys.argv[2:4], sys.argv[4:]
 import numpy as np, torch
 from soundnet_cli.errors import SoundNetError
-from soundnet_cli.weights.checkpoint import load_checkpoint
-from soundnet_cli.weights.convert import import_network
-from soundnet_cli.svm.model import SvmModel
+from soundnet_cli.weights import load_checkpoint
+from soundnet_cli.weights import import_network
+from soundnet_cli.svm import SvmModel
 from soundnet_cli.svm.cache import FeatureCache, FeatureKey
 from soundnet_cli.datasets import cv_splits, load_dataset
 from soundnet_cli.distill.student import DistillConfig, DistillTask, open_targets
@@ -286,8 +286,8 @@ def test_fuzz_checkpoint(tmp_path, tiny_checkpoint):
 
 
 def test_fuzz_torch7_and_zip(tmp_path):
-    from conftest import tiny_config
-    from torch7_writer import Storage, Tensor, original_t7_bytes, write_t7
+    from helpers import tiny_config
+    from helpers.torch7_writer import Storage, Tensor, original_t7_bytes, write_t7
 
     valid = tmp_path / "valid.t7"
     valid.write_bytes(original_t7_bytes(tiny_config()))
@@ -336,9 +336,9 @@ def _npy_header(descr: str, shape: str) -> bytes:
 
 
 def test_fuzz_svm_file(tmp_path):
-    from test_reliability import _svm
+    from helpers import tiny_svm
 
-    valid = _svm().save(tmp_path / "valid.npz")
+    valid = tiny_svm().save(tmp_path / "valid.npz")
     evil = io.BytesIO()
     np.savez(evil, meta=np.array([Payload(tmp_path / "EXECUTED")], dtype=object))
     counts = _fuzz(tmp_path, "svm", valid, valid.read_bytes(), _fuzz_count(),
@@ -384,9 +384,9 @@ def test_fuzz_dataset_csv(tmp_path, write_audio):
 
 
 def test_fuzz_targets(tmp_path):
-    from test_reliability import _targets
+    from helpers import tiny_targets
 
-    root = _targets(tmp_path)
+    root = tiny_targets(tmp_path)
     marker = tmp_path / "EXECUTED"
     header, index = root / "targets.json", root / "index.jsonl"
     originals = {header: header.read_bytes(), index: index.read_bytes()}
@@ -659,7 +659,7 @@ def test_memory_of_many_empty_tensors_and_a_compressible_t7(tmp_path):
     """#22.5: what a file declares never costs more memory than its size plus a constant: a
     safetensors header listing 200,000 empty tensors, and a release zip whose .t7 declares a
     250 MiB storage of low-entropy bytes (about 30x compressible)."""
-    from torch7_writer import Storage, write_t7
+    from helpers.torch7_writer import Storage, write_t7
 
     header = {f"t{i:06d}": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}
               for i in range(200_000)}

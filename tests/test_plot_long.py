@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from soundnet_cli.tagging.events import DetectOptions
+from soundnet_cli.tagging import DetectOptions
 from soundnet_cli.tagging import HeadScores, TagResult
 
 pytest.importorskip("matplotlib")

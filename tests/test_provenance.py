@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import make_tiny_model, synth
+from helpers import make_tiny_model, synth
 from soundnet_cli.datasets import Split, cv_splits, load_dataset
 from soundnet_cli.errors import DatasetError, WeightsError
 from soundnet_cli.provenance import (

@@ -25,14 +25,10 @@ from safetensors.torch import save_file
 
 from soundnet_cli.audio import AUDIO_SUFFIXES, LoudAudioWarning, audio_info, load_audio
 from soundnet_cli.datasets import cv_splits, load_dataset
-from soundnet_cli.distill.targets import (
-    TargetsHeader,
-    TeacherInfo,
-    init_collection,
+from soundnet_cli.distill import (
     read_clip_probs,
     read_header,
     read_index,
-    write_clip,
 )
 from soundnet_cli.errors import (
     AudioError,
@@ -42,12 +38,13 @@ from soundnet_cli.errors import (
     WeightsError,
 )
 from soundnet_cli.extract import extract_files
-from soundnet_cli.files.manifest import ExtractRecord, Manifest
+from soundnet_cli.files import ExtractRecord, Manifest
 from soundnet_cli.files.fsutil import find_files, remove_stale_parts
 from soundnet_cli.svm.cache import FeatureCache, FeatureKey
-from soundnet_cli.svm.model import SvmModel
-from soundnet_cli.tagging.scoring import tag_files
-from soundnet_cli.weights.checkpoint import load_checkpoint
+from soundnet_cli.svm import SvmModel
+from soundnet_cli.tagging import tag_files
+from soundnet_cli.weights import load_checkpoint
+from helpers import tiny_svm, tiny_targets
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -151,7 +148,7 @@ def test_huge_samples_fail_the_file_in_tag_and_extract(huge, write_audio, tiny_m
 
 
 def test_huge_samples_fail_a_streamed_file(huge, tiny_model, tmp_path):
-    from soundnet_cli.runtime.options import RunOptions
+    from soundnet_cli.runtime import RunOptions
 
     outs = list(extract_files(tiny_model, [huge], ["conv3"], tmp_path / "o",
                               options=RunOptions(long_seconds=0.1, chunk_seconds=0.25)))
@@ -285,7 +282,7 @@ def test_sigterm_is_handled_like_ctrl_c():
 
 
 def test_stale_part_files_of_dead_writers_are_removed(tmp_path):
-    from soundnet_cli.files.fsutil import atomic_write_text
+    from soundnet_cli.files import atomic_write_text
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
@@ -354,7 +351,7 @@ def test_nan_input_scale_on_import_is_refused(tiny_checkpoint, tmp_path, run):
 
 
 def test_pt_file_given_as_weights_gets_the_import_hint(tiny_model, tmp_path):
-    from soundnet_cli.weights.registry import load_model
+    from soundnet_cli.weights import load_model
 
     torch.save(tiny_model.state_dict(), tmp_path / "foo.pt")
     with pytest.raises(WeightsError, match="soundnet weights import .*foo.pt"):
@@ -368,7 +365,7 @@ def test_torch7_stride_zero_view_is_refused(tmp_path):
     import io
 
     from soundnet_cli.weights.formats.torch7 import read_t7
-    from torch7_writer import Storage, Tensor, write_t7
+    from helpers.torch7_writer import Storage, Tensor, write_t7
 
     buf = io.BytesIO()
     write_t7(Tensor(Storage(np.zeros(1, np.float32)), 0, (10**8,), (0,)), buf)
@@ -403,15 +400,8 @@ def test_zip_bomb_member_is_refused_before_reading(tmp_path):
 # -- 11. SVM model files ---------------------------------------------------------------------------
 
 
-def _svm(channels: int = 3) -> SvmModel:
-    k, d = 2, 2 * channels
-    return SvmModel(("a", "b"), "conv2", "pooled", "f" * 64, 256.0, None, 1000, 2, channels,
-                    {"hop": 4, "receptive_field": 64, "first_sample": -32, "sample_rate": 22_050},
-                    0.1, np.ones((k, d)), np.zeros(k), np.zeros(d), np.ones(d))
-
-
 def _svm_with(tmp_path: Path, **meta) -> Path:
-    path = _svm().save(tmp_path / "m.npz")
+    path = tiny_svm().save(tmp_path / "m.npz")
     with np.load(path) as z:
         arrays = {k: z[k] for k in z.files}
     m = json.loads(str(arrays["meta"][()]))
@@ -435,7 +425,7 @@ def test_bad_svm_headers_are_refused(tmp_path, meta, message):
 
 
 def test_truncated_and_text_svm_files_are_refused(tmp_path):
-    path = _svm().save(tmp_path / "m.npz")
+    path = tiny_svm().save(tmp_path / "m.npz")
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(SvmError, match="m.npz: not a soundnet-cli SVM model"):
@@ -513,7 +503,7 @@ def test_csv_paths_outside_the_dataset_are_listed(tmp_path, write_audio):
 
 
 def test_train_exits_1_after_skipping_an_undecodable_file(tmp_path, run):
-    from test_train import make_dataset
+    from helpers import make_dataset
 
     root = make_dataset(tmp_path / "ds", per_class=2, seconds=1.0, folds=2)
     (root / "audio" / "1-00-A-0.wav").write_bytes(b"not audio at all")
@@ -528,16 +518,6 @@ def test_train_exits_1_after_skipping_an_undecodable_file(tmp_path, run):
 # -- 15. distill targets ---------------------------------------------------------------------------------
 
 
-def _targets(tmp_path: Path) -> Path:
-    root = tmp_path / "t"
-    header = TargetsHeader((TeacherInfo("colours", ("r", "g", "b")),), 1.0, 4.0)
-    init_collection(root, header)
-    entry = write_clip(root, header, "a.mp4", np.zeros(22_050 * 2, np.float32),
-                       {"colours": np.full((2, 3), 1 / 3, np.float32)})
-    (root / "index.jsonl").write_text(entry.to_json() + "\n")
-    return root
-
-
 @pytest.mark.parametrize("edit,message", [
     (lambda h: [h], "not an object"),
     (lambda h: {**h, "teachers": [{"name": "colours", "labels": "rgb"}]}, "labels"),
@@ -546,7 +526,7 @@ def _targets(tmp_path: Path) -> Path:
     (lambda h: {**h, "format_version": "1"}, "bad format_version"),
 ])
 def test_malformed_targets_headers_are_refused(tmp_path, edit, message):
-    root = _targets(tmp_path)
+    root = tiny_targets(tmp_path)
     header = json.loads((root / "targets.json").read_text())
     (root / "targets.json").write_text(json.dumps(edit(header)))
     with pytest.raises(TargetsError, match=message):
@@ -554,7 +534,7 @@ def test_malformed_targets_headers_are_refused(tmp_path, edit, message):
 
 
 def test_malformed_index_lines_are_refused(tmp_path):
-    root = _targets(tmp_path)
+    root = tiny_targets(tmp_path)
     line = json.loads((root / "index.jsonl").read_text())
     (root / "index.jsonl").write_text(json.dumps({**line, "steps": 1e9}) + "\n")
     with pytest.raises(TargetsError, match="index.jsonl:1: malformed"):
@@ -578,7 +558,7 @@ def test_bad_clip_probabilities_are_refused(tmp_path, probs, message):
 
     from soundnet_cli.distill.targets import clip_paths
 
-    root = _targets(tmp_path)
+    root = tiny_targets(tmp_path)
     header = read_header(root)
     save_np({"probs.colours": probs}, str(clip_paths(root, "a.mp4")[0]))
     with pytest.raises(TargetsError, match=message):
@@ -588,7 +568,7 @@ def test_bad_clip_probabilities_are_refused(tmp_path, probs, message):
 def test_a_clip_read_error_in_a_loader_is_a_clean_error(tmp_path):
     from soundnet_cli.distill.student import DistillConfig, DistillTask, open_targets
 
-    root = _targets(tmp_path)
+    root = tiny_targets(tmp_path)
     header, refs = open_targets(root)
     task = DistillTask(refs, [], header, ("colours",), DistillConfig(clip_seconds=2.0, workers=0),
                        1, 0)
@@ -632,10 +612,10 @@ def test_batching_changes_activations_by_at_most_the_documented_tolerance(tiny_m
                                                                            write_audio):
     """docs/reliability.md: batch composition may change float32 results by at most 1e-5
     relative to the layer's largest value (summation order); this bounds it."""
-    from soundnet_cli.runtime.batch import iter_activations
+    from soundnet_cli.runtime import iter_activations
 
     paths = [write_audio(f"{i}.wav", 1.0, kind="noise", seed=i) for i in range(4)]
-    from soundnet_cli.runtime.options import RunOptions
+    from soundnet_cli.runtime import RunOptions
 
     def run(batch_size: int) -> list:
         return [r.activations["conv5"] for r in iter_activations(
@@ -907,7 +887,7 @@ def test_tag_out_of_a_non_utf8_name_writes_every_view(tmp_path, tiny_checkpoint,
 @pytest.mark.parametrize("seconds", [0.2, 2.0])
 def test_teach_skips_videos_of_mostly_silence(tmp_path, seconds):
     pytest.importorskip("av")
-    from avworld import class_sound, write_video
+    from helpers.avworld import class_sound, write_video
     from soundnet_cli.distill.video import FrameSampling, decode_video
     from soundnet_cli.errors import VideoError
 
@@ -1086,7 +1066,7 @@ def test_an_mp4_with_garbled_metadata_is_read(tmp_path, tiny_checkpoint, run):
     """A bit flip in an MP4's metadata (its encoder tag) is not a UTF-8 error: the tags are
     read with replacement characters and the audio decodes."""
     pytest.importorskip("av")
-    from avworld import class_sound, write_video
+    from helpers.avworld import class_sound, write_video
     from soundnet_cli.distill.video import FrameSampling, decode_video
 
     path = write_video(tmp_path / "v.mp4", [0], 2.0, audio=class_sound(0, 2.0, 22_050, 1))
@@ -1099,7 +1079,6 @@ def test_an_mp4_with_garbled_metadata_is_read(tmp_path, tiny_checkpoint, run):
     doc = json.loads(r.stdout)
     assert doc["ok"] and r.exit_code == 0, doc.get("error")
     assert decode_video(path, FrameSampling(step_seconds=1.0)).steps == 2
-
 
 
 @pytest.mark.parametrize("value", ["nan", "inf"])

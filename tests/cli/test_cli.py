@@ -15,8 +15,9 @@ import torch
 
 from soundnet_cli import __version__
 from soundnet_cli.weights import registry as weights
+from helpers import ROOT
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = ROOT / "src"
 
 
 @pytest.fixture
@@ -250,8 +251,8 @@ def test_extract_without_out_writes_to_features_in_the_current_folder(run, tiny_
 
 def test_extract_into_a_folder_made_by_other_weights_stops(run, tiny_checkpoint, audio_dir,
                                                          tmp_path):
-    from conftest import make_tiny_model
-    from soundnet_cli.weights.checkpoint import save_checkpoint
+    from helpers import make_tiny_model
+    from soundnet_cli.weights import save_checkpoint
 
     other = save_checkpoint(make_tiny_model(seed=3), tmp_path / "other.safetensors")
     out = tmp_path / "out"
@@ -266,7 +267,7 @@ def test_extract_into_a_folder_made_by_other_weights_stops(run, tiny_checkpoint,
 def test_tag_a_video_and_extract_phone_audio(run, tiny_checkpoint, tmp_path):
     """m4a, aac, mp4 ... decode through FFmpeg and are found in directories."""
     pytest.importorskip("av")
-    from avworld import class_sound, write_video
+    from helpers.avworld import class_sound, write_video
 
     folder = tmp_path / "mixed"
     write_video(folder / "movie.mp4", [0], 3.0, audio=class_sound(0, 3.0, 22_050, 0))
@@ -296,7 +297,7 @@ def test_extract_decodes_early_with_the_same_outputs(run, tiny_checkpoint, audio
     """Decoding processes started before the network loads give what in-process decoding gives,
     and a rerun that only needs some files hands just those to the network."""
     from soundnet_cli.runtime import run as common
-    from soundnet_cli.runtime.decode import DecodePool
+    from soundnet_cli.runtime import DecodePool
 
     started: list[DecodePool] = []
     real = common.early_decoder

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from conftest import synth
+from helpers import synth
 from soundnet_cli.cli import app
 
 

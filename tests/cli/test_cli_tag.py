@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import synth
+from helpers import synth
 
 HAS_PLOT = importlib.util.find_spec("matplotlib") is not None
 HAS_PARQUET = importlib.util.find_spec("pyarrow") is not None
@@ -42,7 +42,7 @@ def collection(tmp_path) -> tuple[Path, list[str]]:
     sf.write(str(root / "d.mp3"), x, 22_050, format="MP3")
     names = ["a", "b", "c", "d"]
     if importlib.util.find_spec("av") is not None:
-        from avworld import write_video
+        from helpers.avworld import write_video
 
         write_video(root / "e.m4a", None, 4.0, audio=x[: 4 * 22_050], video=False)
         write_video(root / "f.mp4", [0, 1], 4.0, audio=x[: 4 * 22_050])

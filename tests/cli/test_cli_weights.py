@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_config
-from test_download import FileServer, fake_release
-from torch7_writer import original_t7_bytes
+from helpers import tiny_config
+from helpers.server import FileServer, fake_release
+from helpers.torch7_writer import original_t7_bytes
 
 from soundnet_cli.errors import SoundNetWarning
-from soundnet_cli.weights.registry import load_model, resolve_weights
+from soundnet_cli.weights import load_model, resolve_weights
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def test_import_then_use_by_name(run, cache, t7, label_paths, tmp_path):
 
 
 def test_import_warns_loudly_about_missing_batchnorm(run, cache, tmp_path):
-    from test_importers import flat_state_dict, original_params
+    from helpers.torch7_writer import flat_state_dict, original_params
 
     config = tiny_config()
     path = tmp_path / "port.pth"
@@ -99,8 +99,8 @@ def test_import_refuses_shapes_that_do_not_fit(run, cache, tmp_path):
     bad = config.with_heads([h.__class__(h.name, h.labels, 7, h.stride, h.padding)
                              for h in config.heads])
     path = tmp_path / "odd.t7"
-    from test_importers import original_params
-    from torch7_writer import soundnet_module, write_t7
+    from helpers.torch7_writer import original_params
+    from helpers.torch7_writer import soundnet_module, write_t7
 
     params = original_params(config)
     for h in config.heads:

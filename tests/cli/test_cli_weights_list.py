@@ -7,9 +7,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from conftest import make_tiny_model
+from helpers import make_tiny_model
 from soundnet_cli.model import HeadSpec
-from soundnet_cli.weights.checkpoint import save_checkpoint
+from soundnet_cli.weights import save_checkpoint
 from soundnet_cli.weights.registry import NetworkEntry
 
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import dataclasses
 import re
 import shlex
-from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
-ROOT = Path(__file__).parents[1]
+ROOT = ROOT
 
 
 def test_a_loop_option_given_to_a_run_config_says_where_it_goes():
-    from soundnet_cli.distill.student import DistillConfig
-    from soundnet_cli.training.supervised import TrainConfig
+    from soundnet_cli.distill import DistillConfig
+    from soundnet_cli.training import TrainConfig
 
     for cls in (DistillConfig, TrainConfig):
         with pytest.raises(TypeError, match=rf"{cls.__name__} has no epochs: it belongs to its "
@@ -129,14 +129,15 @@ def test_teach_with_more_workers_than_cpus_says_so_once(tmp_path, monkeypatch):
     pytest.importorskip("av")
     from typer.testing import CliRunner
 
-    from avworld import write_colour_teacher
-    from soundnet_cli.cli import app, common
-    from test_teach import movie
+    from helpers.avworld import write_colour_teacher
+    from helpers.avworld import movie
+    from soundnet_cli.cli import app
+    from soundnet_cli.runtime import options
 
     spec = write_colour_teacher(tmp_path / "teacher")
     for name in ("a.mp4", "b.mp4", "c.mp4"):
         movie(tmp_path, name, [3], 2.0)
-    monkeypatch.setattr(common, "available_cpus", lambda: 2)
+    monkeypatch.setattr(options, "available_cores", lambda: 2)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = CliRunner().invoke(app, ["teach", str(tmp_path / "videos"), "--teacher",
@@ -171,10 +172,10 @@ def test_segment_rows_follow_each_other(tmp_path, write_audio):
 
     from typer.testing import CliRunner
 
-    from conftest import make_tiny_model
+    from helpers import make_tiny_model
     from soundnet_cli.cli import app
     from soundnet_cli.model import HeadSpec
-    from soundnet_cli.weights.checkpoint import save_checkpoint
+    from soundnet_cli.weights import save_checkpoint
 
     # a head on conv7 (kernel 1, as the embedded network's): receptive fields start before 0 s
     model = make_tiny_model(heads=(HeadSpec("classes", ("a", "b", "c"), 1, 1, 0),))

@@ -11,9 +11,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from avworld import CLASS_NAMES, class_sound
-from conftest import TINY_WIDTH
-from soundnet_cli.weights.checkpoint import load_checkpoint, load_model_file
+from helpers.avworld import CLASS_NAMES, class_sound
+from helpers import TINY_WIDTH
+from soundnet_cli.weights import load_checkpoint, load_model_file
 from soundnet_cli.cli import app
 from soundnet_cli.distill.student import (ORIGINAL_LOOP, DistillConfig, DistillTask, distill,
                                   distill_loss, evaluate_targets, is_validation, match_steps,
@@ -230,7 +230,7 @@ def test_student_learns_to_hear_what_the_teacher_sees(tmp_path: Path):
     distillation from audio alone, the student agrees with the teacher on >= 90 % of held-out
     videos (other recordings, other noise)."""
     pytest.importorskip("av")
-    from avworld import make_world, write_colour_teacher
+    from helpers.avworld import make_world, write_colour_teacher
 
     runner = CliRunner()
     make_world(tmp_path / "train", 8, seconds=3.0, seed=0, short_every=5)
@@ -262,7 +262,7 @@ def test_student_learns_to_hear_what_the_teacher_sees(tmp_path: Path):
     print(result)
     assert result["agreement"] >= 0.9, result
     # from audio alone, the tagged label name is the teacher's: one held-out blue video
-    from soundnet_cli.distill.targets import read_clip_audio
+    from soundnet_cli.distill import read_clip_audio
 
     wave = torch.from_numpy(read_clip_audio(tmp_path / "targets_held_out", "blue_000.mp4"))
     with torch.inference_mode():

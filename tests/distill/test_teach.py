@@ -12,14 +12,16 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from avworld import CLASS_NAMES, class_sound, write_colour_teacher, write_video
+from helpers.avworld import CLASS_NAMES, class_sound, write_colour_teacher
 from soundnet_cli.cli import app
 from soundnet_cli.errors import TargetsError, VideoError
 from soundnet_cli.distill.targets import (clip_paths, read_clip_audio, read_clip_entry, read_clip_probs,
                                   read_header, read_index)
-from soundnet_cli.distill.teach import TeachConfig, import_precomputed, teach
+from soundnet_cli.distill import TeachConfig, import_precomputed
+from soundnet_cli.distill.teach import teach
 from soundnet_cli.distill.teachers import load_teacher
 from soundnet_cli.distill.video import FrameSampling, count_steps, decode_video
+from helpers.avworld import movie
 
 pytest.importorskip("av")  # videos are written and read with PyAV
 
@@ -30,11 +32,6 @@ ONE_S = TeachConfig(step_seconds=1.0, max_seconds=4.0, workers=0)
 @pytest.fixture
 def colours(tmp_path: Path):
     return load_teacher(str(write_colour_teacher(tmp_path / "teacher")))
-
-
-def movie(tmp_path: Path, name: str, classes, seconds: float, **kw) -> Path:
-    kw.setdefault("audio", class_sound(0, seconds, kw.get("rate", RATE), 1))
-    return write_video(tmp_path / "videos" / name, classes, seconds, **kw)
 
 
 def test_one_frame_per_step_from_the_middle_of_the_step(tmp_path: Path, colours):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from avworld import CLASS_NAMES, COLOURS, colour_teacher_script, write_colour_teacher
+from helpers.avworld import CLASS_NAMES, COLOURS, colour_teacher_script, write_colour_teacher
 from soundnet_cli.errors import TeacherError
 from soundnet_cli.distill.teachers import (ImageTeacher, check_teachers, load_teacher, read_labels,
                                    torchvision_teacher, unique_labels)

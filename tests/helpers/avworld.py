@@ -7,6 +7,7 @@ the sound. Everything is generated: videos of a few seconds, 64x64 frames at a f
 
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
@@ -145,7 +146,6 @@ def colour_teacher_script():
 
 def write_colour_teacher(root: Path, name: str = "colours") -> Path:
     """Save the colour teacher as TorchScript + labels + teacher spec JSON; returns the JSON."""
-    import json
 
     root.mkdir(parents=True, exist_ok=True)
     colour_teacher_script().save(str(root / "colours.pt"))
@@ -155,3 +155,12 @@ def write_colour_teacher(root: Path, name: str = "colours") -> Path:
     path = root / "colours.json"
     path.write_text(json.dumps(spec))
     return path
+
+
+#: Audio rate of :func:`movie`'s soundtracks.
+RATE = 22_050
+
+
+def movie(tmp_path: Path, name: str, classes, seconds: float, **kw) -> Path:
+    kw.setdefault("audio", class_sound(0, seconds, kw.get("rate", RATE), 1))
+    return write_video(tmp_path / "videos" / name, classes, seconds, **kw)

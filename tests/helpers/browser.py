@@ -1,6 +1,6 @@
 """A real headless browser for page tests: Debian's Chromium driven by Selenium.
 
-Use as a fixture (``from browser import browser``, then a ``browser`` argument). It yields a
+The ``browser`` fixture (registered in ``tests/conftest.py``: take a ``browser`` argument). It yields a
 headless Chrome ``WebDriver`` whose console log is readable with ``driver.get_log("browser")``,
 and skips the test, saying why, when Selenium, Chromium or chromedriver are missing. The driver
 path is given explicitly, so Selenium never downloads a browser or a driver.

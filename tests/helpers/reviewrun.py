@@ -15,10 +15,10 @@ from typing import Mapping, Sequence
 import numpy as np
 import soundfile as sf
 
-from conftest import synth
-from soundnet_cli.tagging.events import DetectOptions
-from soundnet_cli.tagging.outputs import TagRun
+from helpers import synth
 from soundnet_cli.tagging import HeadScores, TagResult
+from soundnet_cli.tagging import DetectOptions
+from soundnet_cli.tagging import TagRun
 
 LABELS = ("dog", "rain", "bird")
 RATE = 22_050

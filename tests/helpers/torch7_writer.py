@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import numpy as np
+import torch
 
 _STORAGE = {np.dtype(np.float32): "torch.FloatStorage", np.dtype(np.float64): "torch.DoubleStorage",
             np.dtype(np.int64): "torch.LongStorage"}
@@ -231,3 +232,30 @@ def original_t7_bytes(config, seed: int = 0, **kw) -> bytes:
     buf = io.BytesIO()
     write_t7(soundnet_module(original_params(config, seed), config, **kw), buf)
     return buf.getvalue()
+
+
+def flat_state_dict(params, config, bn: str = "real") -> dict[str, torch.Tensor]:
+    """Another port's naming: convN/batchnormN modules, heads conv8_objs/conv8_scns.
+    ``bn``: "real", "default" (the port that drops the statistics) or "none"."""
+    sd = {}
+    for i, c in enumerate(config.convs, 1):
+        p = params[c.name]
+        sd[f"conv{i}.weight"] = torch.from_numpy(p["weight"])
+        sd[f"conv{i}.bias"] = torch.from_numpy(p["bias"])
+        if bn == "none":
+            continue
+        n = c.out_channels
+        real = bn == "real"
+        sd[f"batchnorm{i}.weight"] = torch.from_numpy(p["bn_weight"]) if real else torch.ones(n)
+        sd[f"batchnorm{i}.bias"] = torch.from_numpy(p["bn_bias"]) if real else torch.zeros(n)
+        sd[f"batchnorm{i}.running_mean"] = \
+            torch.from_numpy(p["running_mean"]) if real else torch.zeros(n)
+        sd[f"batchnorm{i}.running_var"] = \
+            torch.from_numpy(p["running_var"]) if real else torch.ones(n)
+        sd[f"batchnorm{i}.num_batches_tracked"] = torch.tensor(0)
+    objs, scns = config.heads
+    sd["conv8_objs.weight"] = torch.from_numpy(params[objs.name]["weight"])
+    sd["conv8_objs.bias"] = torch.from_numpy(params[objs.name]["bias"])
+    sd["conv8_scns.weight"] = torch.from_numpy(params[scns.name]["weight"])
+    sd["conv8_scns.bias"] = torch.from_numpy(params[scns.name]["bias"])
+    return sd

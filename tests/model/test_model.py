@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from soundnet_cli.errors import LayerError
 from soundnet_cli.model import SoundNet, kernels, make_config, min_tag_samples
 
-from conftest import make_tiny_model, synth, tiny_config
+from helpers import make_tiny_model, synth, tiny_config
 
 #: SOUNDNET.md's SoundNet-8 table, retyped on purpose (the test must not read the preset):
 #: name -> (kind, kernel, stride, padding, module number, hop, frames at 5/10/20 s).

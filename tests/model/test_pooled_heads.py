@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_tiny_model, tiny_config
+from helpers import make_tiny_model, tiny_config
 from soundnet_cli.errors import WeightsError
 from soundnet_cli.model import PooledHeadSpec, SoundNet, SoundNetConfig
-from soundnet_cli.tagging.scoring import PooledHead, head_scorers, tag_files
-from soundnet_cli.weights.checkpoint import load_checkpoint, save_checkpoint
+from soundnet_cli.tagging import PooledHead, head_scorers, tag_files
+from soundnet_cli.weights import load_checkpoint, save_checkpoint
 
 LABELS = ("dog", "rain", "siren")
 

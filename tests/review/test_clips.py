@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from reviewrun import RATE, make_run, scores_with
-from soundnet_cli.review.clips import choose, detections
-from soundnet_cli.review.rundir import open_run
+from helpers.reviewrun import RATE, make_run, scores_with
+from soundnet_cli.review import choose, detections
+from soundnet_cli.review import open_run
 
 
 def _rows(path: Path) -> list[dict]:

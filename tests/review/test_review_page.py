@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from browser import browser  # noqa: F401  (the fixture)
-from reviewrun import make_run, scores_with
+from helpers.reviewrun import make_run, scores_with
 from soundnet_cli.review.images import png_bytes, spectrogram_image
 from soundnet_cli.review.page import render, write_page
 

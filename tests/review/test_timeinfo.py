@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reviewrun import make_run, scores_with
+from helpers.reviewrun import make_run, scores_with
 from soundnet_cli.errors import SoundNetError, UsageError
 from soundnet_cli.review.timeinfo import iso, parse_tz, read_meta, start_from_name
 

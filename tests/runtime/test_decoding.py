@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from soundnet_cli.runtime import decode as decoding
-from soundnet_cli.runtime.decode import DecodePool, decode_file
+from soundnet_cli.runtime import DecodePool, decode_file
 
 RATE = 22_050
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_model
+from helpers import make_tiny_model
 
-from soundnet_cli.runtime.engine import Engine
+from soundnet_cli.runtime import Engine
 from soundnet_cli.errors import LayerError
 
 #: Agreement required, relative to each layer's activation scale (the issue's 1e-4 bound).

@@ -9,7 +9,7 @@ import torch
 from soundnet_cli.audio import load_audio
 from soundnet_cli.runtime.batch import iter_activations, required_samples
 from soundnet_cli.audio import tile
-from soundnet_cli.runtime.options import RunOptions
+from soundnet_cli.runtime import RunOptions
 
 
 @pytest.fixture

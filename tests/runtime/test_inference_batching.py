@@ -7,14 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_model
+from helpers import make_tiny_model
 
-from soundnet_cli.runtime import batch as inference
 from soundnet_cli.runtime import decode as decoding
 from soundnet_cli.audio import load_audio, tile
-from soundnet_cli.runtime.engine import Engine
-from soundnet_cli.runtime.batch import iter_activations
-from soundnet_cli.runtime.options import RunOptions
+from soundnet_cli.runtime import Engine
+from soundnet_cli.runtime import iter_activations
+from soundnet_cli.runtime import RunOptions
 
 TOL = 1e-4
 

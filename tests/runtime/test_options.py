@@ -21,10 +21,10 @@ from soundnet_cli.datasets import Dataset
 from soundnet_cli.extract import extract_files
 from soundnet_cli.runtime import options as options_module
 from soundnet_cli.runtime import options as workers_module
-from soundnet_cli.runtime.batch import iter_activations
-from soundnet_cli.runtime.options import LONG_FILE_SECONDS, RunOptions
-from soundnet_cli.svm.features import extract_features
-from soundnet_cli.svm.protocol import SvmProtocol
+from soundnet_cli.runtime import iter_activations
+from soundnet_cli.runtime import LONG_FILE_SECONDS, RunOptions
+from soundnet_cli.svm import extract_features
+from soundnet_cli.svm import SvmProtocol
 from soundnet_cli.tagging import result_to_json, tag_files
 
 pytestmark = pytest.mark.filterwarnings("ignore::soundnet_cli.audio.SilentAudioWarning")

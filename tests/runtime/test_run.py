@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from soundnet_cli.errors import WeightsError
-from soundnet_cli.files.npyio import NpySink
+from soundnet_cli.files import NpySink
 from soundnet_cli.runtime.batch import stream_into
-from soundnet_cli.runtime.options import RunOptions
+from soundnet_cli.runtime import RunOptions
 from soundnet_cli.runtime.run import find_inputs, start_run
-from soundnet_cli.runtime.stream import stream_to_npy
-from soundnet_cli.shards.partition import Shard
-from soundnet_cli.shards.status import ShardStatus
+from soundnet_cli.runtime import stream_to_npy
+from soundnet_cli.shards import Shard
+from soundnet_cli.shards import ShardStatus
 
 
 def test_start_run_lists_starts_and_loads(tiny_checkpoint, write_audio, tmp_path):

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import make_tiny_model
+from helpers import make_tiny_model
 
 from soundnet_cli import audio
 from soundnet_cli.runtime import stream as streaming
 from soundnet_cli.audio import SilentAudioWarning, iter_audio_blocks, load_audio
-from soundnet_cli.runtime.engine import Engine
+from soundnet_cli.runtime import Engine
 from soundnet_cli.errors import AudioError, LayerError, MemoryBudgetError
-from soundnet_cli.files.npyio import NpyStreamWriter
+from soundnet_cli.files import NpyStreamWriter
 from soundnet_cli.runtime.stream import (
     collect_activations,
     is_long,
@@ -394,8 +394,8 @@ def test_chunk_seconds_must_be_positive(model, write_audio) -> None:
 def test_long_files_report_progress_as_they_stream(tiny_model, write_audio, tmp_path):
     """A single long file used to show nothing until it ended: chunks report their seconds."""
     from soundnet_cli.extract import extract_files
-    from soundnet_cli.runtime.options import RunOptions
-    from soundnet_cli.tagging.scoring import tag_files
+    from soundnet_cli.runtime import RunOptions
+    from soundnet_cli.tagging import tag_files
 
     path = write_audio("long.wav", 31.0)
     for run in ("tag", "extract"):
@@ -435,7 +435,7 @@ def test_audio_progress_shows_a_long_file(tmp_path, write_audio):
 def skipping_model():
     from dataclasses import replace
 
-    from conftest import tiny_config
+    from helpers import tiny_config
 
     heads = tuple(replace(h, skip_last=1) for h in tiny_config().heads)
     return make_tiny_model(heads=heads)

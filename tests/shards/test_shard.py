@@ -393,7 +393,7 @@ def test_a_shard_looks_at_no_other_shards_input(cli, write_audio, tiny_checkpoin
 
 
 def test_plan_shard_partitions_strings_and_drops_spelled_duplicates(tmp_path, monkeypatch):
-    from soundnet_cli.shards.partition import plan_shard
+    from soundnet_cli.shards import plan_shard
 
     monkeypatch.chdir(tmp_path)
     items = [Path("b.wav"), Path("a.wav"), tmp_path / "b.wav", Path("./a.wav"), Path("c.wav")]

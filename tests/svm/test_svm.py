@@ -19,15 +19,15 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from soundnet_cli.weights.checkpoint import save_checkpoint, weights_fingerprint
+from soundnet_cli.weights import save_checkpoint, weights_fingerprint
 from soundnet_cli.cli import app
 from soundnet_cli.datasets import cv_splits, load_dataset
 from soundnet_cli.errors import DatasetError, SvmError
 from soundnet_cli.model import SoundNet, make_config
-from soundnet_cli.svm.features import extract_features
+from soundnet_cli.svm import extract_features
 from soundnet_cli.svm.fit import cross_validate, fit_svm, inner_splits
 from soundnet_cli.svm.model import SvmModel, paper_windows, window_frames
-from soundnet_cli.svm.protocol import SvmProtocol
+from soundnet_cli.svm import SvmProtocol
 from soundnet_cli.tagging import SvmScorer, result_to_json, tag_files
 
 RATE = 22_050

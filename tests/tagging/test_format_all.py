@@ -6,7 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-from conftest import synth
+from helpers import synth
 
 
 def test_format_all_says_what_it_left_out(run, tiny_checkpoint: Path, tmp_path: Path,

@@ -12,7 +12,6 @@ copied); the test is skipped where that folder is absent.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,10 +19,11 @@ import soundfile as sf
 
 from soundnet_cli.audio import load_audio
 from soundnet_cli.audio import loop_to
-from soundnet_cli.tagging.scoring import tag_files
+from soundnet_cli.tagging import tag_files
 from soundnet_cli.weights.registry import default_weights_path, load_model
+from helpers import ROOT
 
-ESC50 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "esc50" / "audio"
+ESC50 = ROOT.parent / "shared" / "data" / "esc50" / "audio"
 #: Recordings (ESC-50 class in the name's last field) and the second taken from each.
 RECORDINGS = ("1-101296-B-19.ogg", "1-137296-A-16.ogg", "1-12653-A-15.ogg", "1-115521-A-19.ogg")
 LENGTHS = range(1, 41)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from conftest import synth
+from helpers import synth
 from soundnet_cli.files.fsutil import mirrored_output, same_stem_names
 
 

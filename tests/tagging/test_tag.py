@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import itertools
 import json
 from dataclasses import dataclass
@@ -12,10 +14,10 @@ import torch
 
 from soundnet_cli.audio import load_audio
 from soundnet_cli.model import Geometry
-from soundnet_cli.runtime.options import RunOptions
+from soundnet_cli.runtime import RunOptions
 from soundnet_cli.tagging import (CSV_COLUMNS, TAG_SCHEMA_VERSION, HeadScores, head_scorers,
                                   result_csv_rows, result_to_json, tag_files)
-from soundnet_cli.tagging.scoring import softmax, step_timing
+from soundnet_cli.tagging.scoring import softmax
 
 
 def _logits(model, path, head):
@@ -126,7 +128,7 @@ class CentroidScorer:
         energy = activations.mean(axis=1, keepdims=True)
         scores = np.concatenate([-energy, energy], axis=1).astype(np.float32)
         return HeadScores(self.name, self.labels, scores, False,
-                          **step_timing(geometry, sample_rate))
+                          **dataclasses.asdict(geometry.seconds(sample_rate)))
 
 
 def test_plug_in_scorers_become_extra_heads(tiny_model, write_audio):

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from soundnet_cli.tagging.events import DetectOptions
+from soundnet_cli.tagging import DetectOptions
 from soundnet_cli.errors import SoundNetError
 from soundnet_cli.tagging import CSV_COLUMNS, TagRun, head_scorers, tag_to_files
 from soundnet_cli.tagging.layout import RECORD_SUFFIX, parse_formats
-from soundnet_cli.tagging.outputs import provenance
+from soundnet_cli.tagging import provenance
 from soundnet_cli.tagging.views import RAVEN_COLUMNS
 
 TEXT = ("jsonl", "csv", "raven", "audacity")

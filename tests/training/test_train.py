@@ -12,40 +12,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
 from soundnet_cli.provenance import clip_fingerprint, seen_mask
-from soundnet_cli.weights.checkpoint import load_checkpoint
+from soundnet_cli.weights import load_checkpoint
 from soundnet_cli.cli import app
 from soundnet_cli.datasets import load_dataset
 from soundnet_cli.errors import DatasetError, SoundNetError
 from soundnet_cli.audio import tile
 from soundnet_cli.training.augment import AugmentConfig, bc_mix, circular, crop
 from soundnet_cli.training.supervised import SupervisedTask, TrainConfig, split, train_supervised
-from soundnet_cli.training.loop import LoopConfig
+from soundnet_cli.training import LoopConfig
+from helpers import RATE, ROOT
+from helpers import make_dataset
 
-RATE = 22_050
-FREQS = (220.0, 1100.0, 4400.0)
-
-
-def make_dataset(root: Path, per_class: int = 6, seconds: float = 1.5, folds: int = 3) -> Path:
-    """Three tone classes with jitter and noise, ESC-50 layout with ``folds`` folds."""
-    rng = np.random.default_rng(0)
-    (root / "audio").mkdir(parents=True)
-    (root / "meta").mkdir()
-    rows = ["filename,fold,target,category,esc10,src_file,take"]
-    for c, f in enumerate(FREQS):
-        for i in range(per_class):
-            t = np.arange(int(seconds * RATE)) / RATE
-            x = 0.3 * np.sin(2 * np.pi * f * (1 + 0.03 * rng.standard_normal()) * t)
-            x += 0.02 * rng.standard_normal(t.size)
-            name = f"{i % folds + 1}-{c}{i}-A-{c}.wav"
-            sf.write(str(root / "audio" / name), x.astype(np.float32), RATE)
-            rows.append(f"{name},{i % folds + 1},{c},class_{c},False,{c}{i},A")
-    (root / "meta" / "esc50.csv").write_text("\n".join(rows) + "\n")
-    return root
 
 
 def tiny_cfg(epochs: int = 3, width: float = 1 / 16, mix: float = 0.5, **loop) -> TrainConfig:
@@ -214,7 +195,7 @@ def _free_port() -> int:
 def test_two_process_gloo_run(dataset_dir: Path, tmp_path: Path):
     """torchrun with two CPU processes on loopback trains and writes one checkpoint."""
     env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"),
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"),
                                           os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
            "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),

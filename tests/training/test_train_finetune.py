@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from soundnet_cli.cli import app
 from soundnet_cli.datasets import load_dataset
 from soundnet_cli.training.validation import resolve_val_fraction, stratified_split
-from soundnet_cli.weights.checkpoint import load_checkpoint
+from soundnet_cli.weights import load_checkpoint
 
 RATE = 22_050
 FREQS = (220.0, 1100.0, 4400.0)

@@ -14,10 +14,10 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from conftest import make_tiny_model, synth
+from helpers import make_tiny_model, synth
 from soundnet_cli.cli import app
 from soundnet_cli.errors import OutputError, SoundNetError
-from soundnet_cli.runtime.options import RunOptions
+from soundnet_cli.runtime import RunOptions
 from soundnet_cli.units import (
     RecordingPeaks,
     UnitTops,
@@ -27,9 +27,9 @@ from soundnet_cli.units import (
     scan_files,
     select_peaks,
 )
-from soundnet_cli.units.peaks import Peaks
+from soundnet_cli.units import Peaks
 from soundnet_cli.units.scan import valid_range
-from soundnet_cli.weights.checkpoint import save_checkpoint
+from soundnet_cli.weights import save_checkpoint
 
 runner = CliRunner()
 

@@ -17,7 +17,7 @@ from soundnet_cli.weights.checkpoint import (FORMAT_VERSION, file_sha256, load_c
                                      load_model_file, save_checkpoint, weights_fingerprint)
 from soundnet_cli.errors import WeightsError
 
-from conftest import make_tiny_model, synth
+from helpers import synth
 
 
 def _outputs(model, seconds: float = 10.0) -> dict[str, torch.Tensor]:

@@ -10,10 +10,10 @@ import soundfile as sf
 import torch
 
 import soundnet_cli
-from conftest import synth
+from helpers import synth
 from soundnet_cli.errors import SoundNetError
 from soundnet_cli.weights import export as export_mod
-from soundnet_cli.weights.export import export_network
+from soundnet_cli.weights import export_network
 
 WINDOW = 10.0
 SAMPLES = int(WINDOW * 22_050)

@@ -23,15 +23,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import make_tiny_model, tiny_config
-from torch7_writer import original_params, soundnet_module, write_t7
+from helpers import make_tiny_model, tiny_config
+from helpers.torch7_writer import original_params, soundnet_module, write_t7
 
-from soundnet_cli.weights.checkpoint import load_checkpoint
+from soundnet_cli.weights import load_checkpoint
 from soundnet_cli.errors import SoundNetWarning, WeightsError
 from soundnet_cli.weights.convert import (build_network, detect_format, import_network, label_files,
                                     read_labels)
 from soundnet_cli.audio import tile
 from soundnet_cli.model import ORIGINAL_HEAD_SKIP_LAST, SoundNet, make_config, min_tag_samples, original_heads
+from helpers.torch7_writer import flat_state_dict
 
 TOL = 1e-5
 SECONDS = 12.0  # long enough for the heads of both architectures (SoundNet-8 skipping the last frame: 10.98 s)
@@ -357,33 +358,6 @@ def test_npy_pickle_cannot_run_code(tmp_path, monkeypatch):
 
 def blocks_state_dict(params, config) -> dict[str, torch.Tensor]:
     return PortBlocks(config).load_original(params).state_dict()
-
-
-def flat_state_dict(params, config, bn: str = "real") -> dict[str, torch.Tensor]:
-    """Another port's naming: convN/batchnormN modules, heads conv8_objs/conv8_scns.
-    ``bn``: "real", "default" (the port that drops the statistics) or "none"."""
-    sd = {}
-    for i, c in enumerate(config.convs, 1):
-        p = params[c.name]
-        sd[f"conv{i}.weight"] = torch.from_numpy(p["weight"])
-        sd[f"conv{i}.bias"] = torch.from_numpy(p["bias"])
-        if bn == "none":
-            continue
-        n = c.out_channels
-        real = bn == "real"
-        sd[f"batchnorm{i}.weight"] = torch.from_numpy(p["bn_weight"]) if real else torch.ones(n)
-        sd[f"batchnorm{i}.bias"] = torch.from_numpy(p["bn_bias"]) if real else torch.zeros(n)
-        sd[f"batchnorm{i}.running_mean"] = \
-            torch.from_numpy(p["running_mean"]) if real else torch.zeros(n)
-        sd[f"batchnorm{i}.running_var"] = \
-            torch.from_numpy(p["running_var"]) if real else torch.ones(n)
-        sd[f"batchnorm{i}.num_batches_tracked"] = torch.tensor(0)
-    objs, scns = config.heads
-    sd["conv8_objs.weight"] = torch.from_numpy(params[objs.name]["weight"])
-    sd["conv8_objs.bias"] = torch.from_numpy(params[objs.name]["bias"])
-    sd["conv8_scns.weight"] = torch.from_numpy(params[scns.name]["weight"])
-    sd["conv8_scns.bias"] = torch.from_numpy(params[scns.name]["bias"])
-    return sd
 
 
 @pytest.mark.parametrize("style", ["blocks", "flat", "conv1d", "wrapped", "transposed", "legacy"])

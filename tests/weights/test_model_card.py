@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from soundnet_cli.weights.registry import embedded_weights_dir
+from soundnet_cli.weights import embedded_weights_dir
 
 yaml = pytest.importorskip("yaml")
 

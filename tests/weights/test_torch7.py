@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from torch7_writer import Module, Storage, Tensor, tensor, write_t7
+from helpers.torch7_writer import Module, Storage, Tensor, tensor, write_t7
 
 from soundnet_cli.errors import WeightsError
 from soundnet_cli.weights.formats.torch7 import LuaFunction, T7Object, read_t7, walk_modules
