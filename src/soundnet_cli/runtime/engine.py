@@ -205,7 +205,7 @@ def conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     about 1e-6 of the activations). A clip alone in its batch (the only one of its length, or the
     last of a shard) would then get other features than in a batch: sharded and single runs would
     differ. Here a batch of one goes through oneDNN as well; every batch size gives the same
-    numbers for a clip (``tests/test_engine.py``). Elsewhere (CUDA, oneDNN unavailable or
+    numbers for a clip (``tests/runtime/test_engine.py``). Elsewhere (CUDA, oneDNN unavailable or
     disabled) this is ``F.conv1d``.
     """
     if (x.shape[0] == 1 and x.device.type == "cpu" and x.dtype == torch.float32
