@@ -96,6 +96,26 @@ def test_summary_mode_is_one_line_per_file(run, tiny_checkpoint, tmp_path, write
     assert len(one.stdout.splitlines()) == 1
 
 
+def test_looped_short_clips_are_summed_up_after_three(run, tiny_checkpoint, tmp_path,
+                                                      write_audio):
+    """One looping note per 5-s clip drowned the other warnings: the first three are shown, the
+    rest counted in one line; each record still carries its own note."""
+    for i in range(5):
+        write_audio(f"short/{i}.wav", 2.0, kind="noise", seed=i)
+    write_audio("short/tiny.wav", 0.06, kind="noise")  # another kind of warning: always shown
+    for out in ([], ["--out", str(tmp_path / "o")]):
+        result = run("tag", tmp_path / "short", "-w", tiny_checkpoint, "--min-conf", "0", *out)
+        assert result.exit_code == 0
+        err = " ".join(result.stderr.split())
+        assert err.count("tiled (looped) to") == 3, result.stderr
+        assert "3 more input(s) were shorter than tagging needs and were looped likewise (6 in " \
+               "all; each record notes it)" in err
+        assert "only 0.060 s of audio" in err
+    records = [json.loads(p.read_text()) for p in (tmp_path / "o").rglob("*.json")
+               if p.name != "run.json" and p.name != "tag.json"]
+    assert sum(any("tiled (looped) to" in w for w in r["warnings"]) for r in records) == 6
+
+
 def test_no_confident_label_on_stdout(run, tiny_checkpoint, write_audio):
     path = write_audio("x.wav", 6.0, kind="noise")
     base = ("tag", path, "-w", tiny_checkpoint, "-q", "--min-conf", "0.99")

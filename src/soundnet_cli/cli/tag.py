@@ -18,6 +18,7 @@ from .common import (
     OptionalInputsArg,
     QuietOpt,
     RecursiveOpt,
+    RunWarnings,
     ShardOpt,
     WeightsOpt,
     WorkersOpt,
@@ -251,6 +252,7 @@ def _tag_to_stdout(model: Any, files: list[Path], scorers: list, options: "RunOp
     from ..tagging.scoring import tag_files
 
     failures = []
+    notes = RunWarnings(quiet)
     with AudioProgress("tagging", len(files), quiet) as progress:
         for result in tag_files(model, files, scorers=scorers,
                                 options=options.replace(on_audio=progress.audio)):
@@ -258,8 +260,9 @@ def _tag_to_stdout(model: Any, files: list[Path], scorers: list, options: "RunOp
             if not result.ok:
                 failures.append((str(result.path), result.error or "failed"))
             for message in result.warnings:
-                warn(names.text(message), quiet)
+                notes(names.text(message))
             emit(result)
+    notes.summary()
     return failures
 
 
@@ -280,9 +283,11 @@ def _tag_to_dir(run: "FileRun", scorers: list, emit: Callable[["TagResult"], Non
     with status or contextlib.nullcontext():
         if status is not None:
             status.record_failures(failures)
+        notes = RunWarnings(quiet)
         with AudioProgress("tagging", len(run.files), quiet) as progress:
             for outcome in job.tag(run.options.replace(on_audio=progress.audio)):
-                _tagged(outcome, progress, status, job.book.shown, emit, quiet)
+                _tagged(outcome, progress, status, job.book.shown, emit, notes)
+        notes.summary()
         if "html" in formats and run.shard is None and not quiet:
             err.print(f"writing the review page ({out_dir / 'review.html'}); new spectrograms "
                       "decode their input once", highlight=False, soft_wrap=True)
@@ -300,7 +305,7 @@ def _tag_to_dir(run: "FileRun", scorers: list, emit: Callable[["TagResult"], Non
 
 
 def _tagged(outcome: Any, progress: AudioProgress, status: Any, shown: Callable[[Path], Path],
-            emit: Callable[["TagResult"], None], quiet: bool) -> None:
+            emit: Callable[["TagResult"], None], notes: RunWarnings) -> None:
     """Show one input's outcome: progress, its status line, warnings, the result."""
     result = outcome.result
     progress.advance(result.duration if result is not None else 0.0)
@@ -311,7 +316,7 @@ def _tagged(outcome: Any, progress: AudioProgress, status: Any, shown: Callable[
         return
     where = str(shown(result.path))  # standard input's copy: its name
     for message in result.warnings:
-        warn(message.replace(str(result.path), where), quiet)
+        notes(message.replace(str(result.path), where))
     emit(result)
 
 
