@@ -119,21 +119,6 @@ def choose_shard(option: Optional[str]) -> Any:
     return resolve_shard(parse_shard(option) if option is not None else None)
 
 
-def discover_inputs(inputs: list[Path], roots: list[Path], recursive: bool, shard: Any,
-                    quiet: bool) -> tuple[list[Path], list[tuple[Path, str]], int, list[Path]]:
-    """``(files, problems, total, everyone)`` of
-    :func:`~soundnet_cli.runtime.run.find_inputs`, saying on stderr which share a shard takes
-    (for commands that start their runs their own way; ``tag`` and ``extract`` call
-    :func:`~soundnet_cli.runtime.run.start_run`)."""
-    from ..runtime.run import find_inputs
-
-    found = find_inputs(inputs, roots=roots, recursive=recursive, shard=shard)
-    say = notes(quiet)
-    if shard is not None and say is not None:
-        say(found.note)
-    return found.files, found.problems, found.total, found.everyone
-
-
 def notes(quiet: bool) -> Callable[[str], None] | None:
     """A function printing a line to stderr as it is (``None`` with ``quiet``)."""
     if quiet:

@@ -20,9 +20,9 @@ from .common import (
     WeightsOpt,
     WorkersOpt,
     choose_shard,
-    discover_inputs,
     err,
     gather_inputs,
+    notes,
     out,
     report_failures,
     user_errors,
@@ -96,30 +96,34 @@ def _collection(inputs: Any, files_from: Any, layer: str, which: str, top: int,
     import numpy as np
 
     from ..errors import SoundNetError
-    from ..runtime.options import RunOptions
-    from ..shards.partition import device_for_rank
+    from ..runtime.run import RunInputs, start_run
     from ..units import find_units, gather, parse_units
-    from ..weights.registry import load_model
 
     part = choose_shard(shard)
     inputs, roots = gather_inputs(inputs, files_from)
-    files, problems, _total, found = discover_inputs(inputs, roots, recursive, part, quiet)
-    # The output folder holds audio too (the segments): never take it for recordings.
     own = out_dir.resolve()
-    files = [f for f in files if own not in f.resolve().parents]
-    found = [f for f in found if own not in f.resolve().parents]
-    failures = [(str(p), m) for p, m in problems]
-    if not found and not problems:
+
+    def recordings(found: RunInputs) -> list[Path]:
+        """The output folder holds audio too (the segments): never take it for recordings."""
+        return [f for f in found.files if own not in f.resolve().parents]
+
+    started = start_run(inputs, roots=roots, recursive=recursive, shard=part, weights=weights,
+                        device=device, workers=workers, batch_size=batch_size, todo=recordings,
+                        say=notes(quiet), option="--weights")
+    files = recordings(started)
+    failures = [(str(p), m) for p, m in started.problems]
+    if not any(own not in f.resolve().parents for f in started.everyone) and not started.problems:
         return report_failures([("", "no audio files found in " +
                                  ", ".join(map(str, inputs)))], quiet)
-    model = load_model(weights, device_for_rank(device))
+    model = started.network
     name = model.resolve_layers([layer])[0]
     try:
         parse_units(which, model.channels(name), np.zeros(model.channels(name)))
     except SoundNetError as e:
+        if started.decoder is not None:  # started early on the recordings: stop it
+            started.decoder.close()
         raise typer.BadParameter(str(e), param_hint="--units") from None
-    options = RunOptions.plan(next(model.parameters()).device, len(files), workers=workers,
-                              batch_size=batch_size)
+    options = started.options
     with AudioProgress("scanning", len(files), quiet) as progress:
         def seen(outcome: Any) -> None:
             progress.advance(outcome.duration)
