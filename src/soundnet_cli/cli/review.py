@@ -47,7 +47,8 @@ def review(
         placement = None
         if time_from_name is not None or meta is not None or tz is not None:
             placement = Placement.from_options(time_from_name, tz, meta)
-        with make_progress(quiet) as progress:
+        # a bar on a terminal; elsewhere the summary line below says it all
+        with make_progress(quiet or not err.is_terminal) as progress:
             task = progress.add_task("review page", total=None, audio="", rate="")
             report = write_page(out_dir, margin=margin, spectrograms=spectrograms,
                                 copy_audio=copy_audio, placement=placement,
