@@ -39,7 +39,8 @@ def _lazy_exports(package: str, exports: Mapping[str, str]
 
 
 _EXPORTS = {
-    "api": "load Network tag_files TaggedFiles",
+    "api": "load Network tag_files",
+    "tagging.folder": "TaggedFiles",
     "tagging.table": "TagResults",
     "audio": "load_audio audio_info SAMPLE_RATE",
     "model": "SoundNet SoundNetConfig make_config",

@@ -22,21 +22,19 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
-from .errors import AudioError, OutputError, UsageError
+from .errors import AudioError, UsageError
 from .runtime.options import BATCH_SIZE, RunOptions
+from .tagging.folder import DirTagging, TaggedFiles
 
 if TYPE_CHECKING:
     import torch
 
     from .model import SoundNet
-    from .runtime.run import FileRun
-    from .shards.status import ShardStatus
     from .tagging.events import DetectOptions
-    from .tagging.outputs import TagOutcome
     from .tagging.scoring import Scorer
     from .tagging.table import TagResults
 
@@ -302,25 +300,6 @@ def _inputs(audio_or_paths: Any) -> tuple[list[Any], bool]:
 # Files in, files out: `soundnet tag --out`
 
 
-@dataclass
-class TaggedFiles:
-    """What :func:`tag_files` did: counts, failures, and where the tables are.
-
-    ``failures`` holds ``(path, message)`` of every input that failed or was missing (the CLI
-    lists the same on stderr and exits 1); ``tables`` maps formats to the combined tables.
-    """
-
-    out: Path
-    tagged: int
-    skipped: int
-    failures: list[tuple[str, str]]
-    tables: dict[str, Path]
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures
-
-
 def tag_files(paths: Any, out: str | os.PathLike | None = None, *,
               weights: str | os.PathLike | None = None, device: str = "auto",
               formats: str | Sequence[str] = "jsonl,csv", top_k: int = 5,
@@ -389,92 +368,6 @@ def _tag_to_dir(paths: Any, out: Path, *, weights: Any, device: str, formats: An
     return job.finish()
 
 
-class DirTagging:
-    """``soundnet tag --out``'s steps on a started run (:func:`~.runtime.run.start_run`), for
-    :func:`tag_files` and the command alike: :meth:`start` claims ``out`` and writes ``run.json``
-    (a shard: nothing), :meth:`tag` tags the files (skipping those done), :meth:`combine` writes
-    the combined tables (a shard: its own table), :meth:`finish` completes ``run.json``.
-
-    ``failures`` (``(path, message)``: inputs that failed before the work) gets every failure
-    added, tables and ``run.json`` that cannot be written (:class:`~.errors.OutputError`)
-    included, so one full disk still lists every failed input. ``shown`` gives the path results
-    show for an input (the CLI's standard input: its name).
-    """
-
-    def __init__(self, run: "FileRun", out: str | os.PathLike, formats: Sequence[str],
-                 scorers: Sequence["Scorer"], *, top_k: int, segments: bool,
-                 detect: "DetectOptions", settings: dict[str, Any],
-                 failures: list[tuple[str, str]],
-                 shown: Callable[[Path], Path] | None = None) -> None:
-        from .tagging.outputs import TagRun, provenance
-
-        self.run, self.out, self.formats = run, Path(out), tuple(formats)
-        self.scorers, self.settings, self.failures = list(scorers), settings, failures
-        self.provenance = provenance(run.network, scorers, top_k=top_k, segments=segments,
-                                     detect=detect)
-        self.book = TagRun(self.out, self.formats, roots=run.roots, provenance=self.provenance,
-                           top_k=top_k, segments=segments, detect=detect,
-                           overwrite=settings["overwrite"], shard=run.shard)
-        if shown is not None:
-            self.book.shown = shown
-        if run.shard is not None:
-            self.book.run_inputs = run.everyone
-        self.tagged = self.skipped = 0
-        self.tables: dict[str, Path] = {}
-
-    def start(self) -> None:
-        """Claim ``out`` (:class:`~.errors.OutputError` when it holds results of other settings)
-        and, without a shard, write ``run.json`` as unfinished."""
-        self.book.claim()
-        if self.run.shard is None:
-            self._noted(lambda: self.book.write_settings(self.run.inputs, self.settings,
-                                                         finished=False))
-
-    def shard_status(self) -> "ShardStatus":
-        """The status file of this shard of the run (enter it to write it)."""
-        from .shards.status import ShardStatus
-
-        assert self.run.shard is not None
-        shared = {**self.provenance, "formats": list(self.formats),
-                  "roots": [str(r.resolve()) for r in self.run.roots]}
-        inputs = [*self.run.files, *(Path(p) for p, _ in self.failures if p)]
-        return ShardStatus(self.out, self.run.shard, "tag", shared, inputs, self.run.total)
-
-    def tag(self, options: RunOptions) -> Iterator["TagOutcome"]:
-        """Tag the run's files (done ones skipped), counting and collecting failures."""
-        from .tagging.outputs import tag_to_files
-
-        for outcome in tag_to_files(self.run.network, self.run.files, self.book,
-                                    scorers=self.scorers, options=options):
-            self.skipped += outcome.skipped
-            if not outcome.ok:
-                self.failures.append((str(outcome.path), outcome.error or "failed"))
-            if outcome.result is not None:
-                self.tagged += outcome.ok
-            yield outcome
-
-    def combine(self) -> dict[str, Path]:
-        """Write the combined tables (a shard: its own table); ``{format: path}``."""
-        self.tables = self._noted(lambda: self.book.combine(self.run.files)) or {}
-        return self.tables
-
-    def finish(self) -> TaggedFiles:
-        """Complete ``run.json`` (without a shard) and say what was done."""
-        if self.run.shard is None:
-            self._noted(lambda: self.book.write_settings(
-                self.run.inputs, self.settings, finished=True, tagged=self.tagged,
-                skipped=self.skipped, failed=len(self.failures)))
-        return TaggedFiles(self.out, self.tagged, self.skipped, self.failures, self.tables)
-
-    def _noted(self, action: Callable[[], Any]) -> Any:
-        """``action()``, or ``None`` with its :class:`OutputError` added to the failures."""
-        try:
-            return action()
-        except OutputError as e:
-            self.failures.append(("", str(e)))
-            return None
-
-
 def _svm_scorers(path: str | os.PathLike, model: "SoundNet") -> list:
     from .svm.model import SvmModel
     from .tagging.scoring import SvmScorer
@@ -482,5 +375,4 @@ def _svm_scorers(path: str | os.PathLike, model: "SoundNet") -> list:
     return [SvmScorer(SvmModel.load(Path(path), expected_fingerprint=model.fingerprint))]
 
 
-__all__ = ["DEFAULT_LAYER", "DirTagging", "Network", "TaggedFiles", "detect_options", "load",
-           "tag_files"]
+__all__ = ["DEFAULT_LAYER", "Network", "TaggedFiles", "detect_options", "load", "tag_files"]

@@ -271,10 +271,10 @@ def _tag_to_dir(run: "FileRun", scorers: list, emit: Callable[["TagResult"], Non
                 detect: "DetectOptions", settings: dict[str, Any],
                 failures: list[tuple[str, str]], names: StdinNames = NO_STDIN
                 ) -> list[tuple[str, str]]:
-    """Tag ``run``'s files into ``out_dir`` (:class:`~soundnet_cli.api.DirTagging`);
+    """Tag ``run``'s files into ``out_dir`` (:class:`~soundnet_cli.tagging.folder.DirTagging`);
     ``failures`` (found before) come back with this run's added. A shard of the run keeps a
     status file and writes its table instead of run.json and the combined tables."""
-    from ..api import DirTagging
+    from ..tagging.folder import DirTagging
 
     job = DirTagging(run, out_dir, formats, scorers, top_k=top_k, segments=segments,
                      detect=detect, settings=settings, failures=failures, shown=names.path)

@@ -28,6 +28,7 @@ _EXPORTS = {
     "events": "DetectOptions Event HeadDetections detect MIN_AUDIO_SECONDS",
     "outputs": "TagRun tag_to_files provenance",
     "views": "write_combined",
+    "folder": "DirTagging TaggedFiles",
     "table": "TagResults",
     "scorefile": "ScoreFile read_scores",
 }
