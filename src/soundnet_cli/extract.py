@@ -63,6 +63,8 @@ from .runtime.options import RunOptions
 
 if TYPE_CHECKING:
     from .model import SoundNet
+    from .runtime.run import FileRun
+    from .shards.status import ShardStatus
 
 POOLS = ("none", "mean", "max", "meanmax")
 #: The record of what made the outputs, in the output directory (see "What made them").
@@ -554,3 +556,21 @@ def _write_layers(model: SoundNet, clip: Any, layers: list[str], plan: _Plan, po
             str(clip.path), str(out), name, pool, int(array.shape[0]), int(array.shape[1]),
             **_timing(model, name), duration_seconds=clip.duration,
             tiled_to_seconds=clip.tiled_to))
+
+
+def shard_status(run: "FileRun", layers: list[str], pool: str, out_dir: Path,
+                  manifest: Path) -> "ShardStatus":
+    """The status file of one shard of an extract run into ``out_dir``, ``manifest`` its
+    manifest (entering it writes every input as pending; see :mod:`soundnet_cli.shards.status`)."""
+    from .shards.status import ShardStatus
+
+    try:  # relative to OUT when inside it, so a merge from any directory finds it
+        where = str(manifest.resolve().relative_to(out_dir.resolve()))
+    except ValueError:
+        where = str(manifest.resolve())
+    settings = {"layers": layers, "pool": pool, "manifest": where,
+                "roots": [str(r.resolve()) for r in run.roots],
+                "made_by": {n: made_by(run.network, n) for n in layers}}
+    assert run.shard is not None
+    return ShardStatus(out_dir, run.shard, "extract", settings,
+                       [*run.files, *(p for p, _ in run.problems)], run.total)

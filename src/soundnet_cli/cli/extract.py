@@ -33,7 +33,6 @@ from .stdin import NO_STDIN, StdinNameOpt, StdinNames, spooled_stdin
 
 if TYPE_CHECKING:
     from ..runtime.run import FileRun
-    from ..shards.status import ShardStatus
 
 
 class Pool(str, Enum):
@@ -105,6 +104,7 @@ def extract(
     failures: list[tuple[str, str]] = []
     with user_errors(), spooled_stdin(inputs, stdin_name) as (inputs, names):
         from ..errors import OutputError
+        from ..extract import shard_status
         from ..files.manifest import Manifest, manifest_format
         from ..runtime.run import start_run
 
@@ -125,7 +125,7 @@ def extract(
         if part is not None:
             from ..shards.status import shard_path
 
-            status = _shard_status(run, layers, pool.value, out_dir, manifest_path)
+            status = shard_status(run, layers, pool.value, out_dir, manifest_path)
             manifest_path = shard_path(manifest_path, part)
         with status:
             book = Manifest(manifest_path, out_dir)
@@ -144,24 +144,6 @@ def extract(
                       highlight=False, soft_wrap=True)
         failures = [(names.text(p), names.text(m)) for p, m in failures]
     raise typer.Exit(report_failures(failures, quiet))
-
-
-def _shard_status(run: "FileRun", layers: list[str], pool: str, out_dir: Path,
-                  manifest: Path) -> "ShardStatus":
-    """The status file of a sharded run (entering it writes every input as pending)."""
-    from ..extract import made_by
-    from ..shards.status import ShardStatus
-
-    try:  # relative to OUT when inside it, so a merge from any directory finds it
-        where = str(manifest.resolve().relative_to(out_dir.resolve()))
-    except ValueError:
-        where = str(manifest.resolve())
-    settings = {"layers": layers, "pool": pool, "manifest": where,
-                "roots": [str(r.resolve()) for r in run.roots],
-                "made_by": {n: made_by(run.network, n) for n in layers}}
-    assert run.shard is not None
-    return ShardStatus(out_dir, run.shard, "extract", settings,
-                       [*run.files, *(p for p, _ in run.problems)], run.total)
 
 
 def _run(run: "FileRun", layers: list[str], out_dir: Path, pool: str, overwrite: bool,
