@@ -52,85 +52,107 @@ class Layout(str, Enum):
     csv = "csv"
 
 
+DatasetArg = Annotated[Optional[Path], typer.Argument(
+    help="Dataset directory (ESC-50 style or one folder per class).", show_default=False)]
+LayoutOpt = Annotated[Layout, typer.Option("--layout", help="Dataset layout.")]
+LabelsOpt = Annotated[Optional[Path], typer.Option(
+    "--labels", help="CSV with columns path,label[,fold] (paths relative to it or DATASET).",
+    show_default=False)]
+LayerOpt = Annotated[str, typer.Option("--layer", "-l", help="Feature layer: name or original "
+                                   "module number.")]
+ProtocolOpt = Annotated[ProtocolName, typer.Option(
+    "--protocol", "-p", help="paper: the original ESC-50 evaluation; pooled: mean+max "
+    "per clip, C by inner CV.")]
+COpt = Annotated[float, typer.Option("--C", "-C",
+                                 help="SVM C of the paper protocol.")]
+CGridOpt = Annotated[str, typer.Option(
+    "--c-grid", help="Comma-separated C candidates of the pooled protocol.")]
+SolverOpt = Annotated[Solver, typer.Option(
+    "--solver", help="newton: all classes at once in dense products (fast, any core "
+    "count); liblinear: sklearn's LinearSVC. Same objective, same solution.")]
+MaxIterOpt = Annotated[Optional[int], typer.Option(
+    "--max-iter", min=1, help="Solver iteration limit (default: 50 Newton or 2000 "
+    "liblinear iterations).", show_default=False)]
+FoldsOpt = Annotated[Optional[int], typer.Option(
+    "--folds", "-k", min=2, help="Stratified k-fold when the dataset has no folds "
+    "(default 5).", show_default=False)]
+TestFoldOpt = Annotated[Optional[list[int]], typer.Option(
+    "--test-fold", help="Only hold out these predefined folds (repeatable), each trained on "
+    "all the others: e.g. the folds the network was not trained on.",
+    show_default=False)]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of k-fold shuffling and liblinear.")]
+JobsOpt = Annotated[int, typer.Option("--jobs", help="Folds fitted in parallel (-1: all cores).")]
+JsonOutOpt = Annotated[bool, typer.Option("--json", help="Print the report as JSON.")]
+OutPathOpt = Annotated[Optional[Path], typer.Option(
+    "--out", "-o", help="Fit on all clips and save the SVM here (.npz).",
+    show_default=False)]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")]
+PlotOpt = Annotated[Optional[Path], typer.Option(
+    "--plot", help="Write the cross-validation's confusion matrix to this PNG (needs "
+    "matplotlib).", dir_okay=False, show_default=False)]
+CacheDirOpt = Annotated[Optional[Path], typer.Option(
+    "--cache-dir", help="Feature cache (default: <soundnet cache>/features).",
+    show_default=False)]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the "
+                                       "feature cache.")]
+InputScaleOpt = Annotated[Optional[float], typer.Option(
+    "--input-scale", help="Scale of [-1, 1] audio (default: the "
+    "network's, 256); the original ESC-50 evaluation used 512.", show_default=False)]
+AllowMissingOpt = Annotated[bool, typer.Option(
+    "--allow-missing", help="Go on without files the metadata lists but that are absent.")]
+AllowSeenOpt = Annotated[bool, typer.Option(
+    "--allow-seen", help="Keep test clips the network was trained on (its checkpoint's "
+    "training-data record) instead of excluding them; every affected figure is then "
+    "reported as contaminated.")]
+ShardOpt = Annotated[Optional[str], typer.Option(
+    "--shard", metavar="I/N", show_default=False,
+    help="Feature pass only: compute and cache the features of shard I of N of the clips "
+    "(sorted by path, every N-th from the I-th) and exit without fitting; once every shard "
+    "is done, fit-svm without --shard finds all features cached. Default: from SLURM "
+    "(SLURM_ARRAY_TASK_ID/COUNT) or torchrun (RANK/WORLD_SIZE); --shard wins.")]
+FilesFromOpt = Annotated[Optional[str], typer.Option(
+    "--files-from", metavar="LIST", show_default=False,
+    help="Use only the dataset's clips listed in LIST, one path per line ('-': standard "
+    "input; relative to the current directory); a listed file the dataset lacks is an "
+    "error.")]
+
+
 def fit_svm_command(
-    dataset: Annotated[Optional[Path], typer.Argument(
-        help="Dataset directory (ESC-50 style or one folder per class).", show_default=False)] = None,
-    layout: Annotated[Layout, typer.Option("--layout", help="Dataset layout.")] = Layout.auto,
-    labels: Annotated[Optional[Path], typer.Option(
-        "--labels", help="CSV with columns path,label[,fold] (paths relative to it or DATASET).",
-        show_default=False)] = None,
-    layer: Annotated[str, typer.Option("--layer", "-l", help="Feature layer: name or original "
-                                       "module number.")] = "pool5",
-    protocol: Annotated[ProtocolName, typer.Option(
-        "--protocol", "-p", help="paper: the original ESC-50 evaluation; pooled: mean+max "
-        "per clip, C by inner CV.")] = ProtocolName.pooled,
-    c: Annotated[float, typer.Option("--C", "-C",
-                                     help="SVM C of the paper protocol.")] = 0.01,
-    c_grid: Annotated[str, typer.Option(
-        "--c-grid", help="Comma-separated C candidates of the pooled protocol.")]
-        = "0.0001,0.001,0.01,0.1",
-    solver: Annotated[Solver, typer.Option(
-        "--solver", help="newton: all classes at once in dense products (fast, any core "
-        "count); liblinear: sklearn's LinearSVC. Same objective, same solution.")]
-        = Solver.newton,
-    max_iter: Annotated[Optional[int], typer.Option(
-        "--max-iter", min=1, help="Solver iteration limit (default: 50 Newton or 2000 "
-        "liblinear iterations).", show_default=False)] = None,
-    folds: Annotated[Optional[int], typer.Option(
-        "--folds", "-k", min=2, help="Stratified k-fold when the dataset has no folds "
-        "(default 5).", show_default=False)] = None,
-    test_fold: Annotated[Optional[list[int]], typer.Option(
-        "--test-fold", help="Only hold out these predefined folds (repeatable), each trained on "
-        "all the others: e.g. the folds the network was not trained on.",
-        show_default=False)] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of k-fold shuffling and liblinear.")] = 0,
-    jobs: Annotated[int, typer.Option("--jobs", help="Folds fitted in parallel (-1: all cores).")]
-        = 1,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    out_path: Annotated[Optional[Path], typer.Option(
-        "--out", "-o", help="Fit on all clips and save the SVM here (.npz).",
-        show_default=False)] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")]
-        = False,
-    plot: Annotated[Optional[Path], typer.Option(
-        "--plot", help="Write the cross-validation's confusion matrix to this PNG (needs "
-        "matplotlib).", dir_okay=False, show_default=False)] = None,
+    dataset: DatasetArg = None,
+    layout: LayoutOpt = Layout.auto,
+    labels: LabelsOpt = None,
+    layer: LayerOpt = "pool5",
+    protocol: ProtocolOpt = ProtocolName.pooled,
+    c: COpt = 0.01,
+    c_grid: CGridOpt = "0.0001,0.001,0.01,0.1",
+    solver: SolverOpt = Solver.newton,
+    max_iter: MaxIterOpt = None,
+    folds: FoldsOpt = None,
+    test_fold: TestFoldOpt = None,
+    seed: SeedOpt = 0,
+    jobs: JobsOpt = 1,
+    json_out: JsonOutOpt = False,
+    out_path: OutPathOpt = None,
+    overwrite: OverwriteOpt = False,
+    plot: PlotOpt = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     batch_size: BatchOpt = BATCH_SIZE,
     workers: WorkersOpt = None,
-    cache_dir: Annotated[Optional[Path], typer.Option(
-        "--cache-dir", help="Feature cache (default: <soundnet cache>/features).",
-        show_default=False)] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the "
-                                           "feature cache.")] = False,
-    input_scale: Annotated[Optional[float], typer.Option(
-        "--input-scale", help="Scale of [-1, 1] audio (default: the "
-        "network's, 256); the original ESC-50 evaluation used 512.", show_default=False)] = None,
-    allow_missing: Annotated[bool, typer.Option(
-        "--allow-missing", help="Go on without files the metadata lists but that are absent.")]
-        = False,
-    allow_seen: Annotated[bool, typer.Option(
-        "--allow-seen", help="Keep test clips the network was trained on (its checkpoint's "
-        "training-data record) instead of excluding them; every affected figure is then "
-        "reported as contaminated.")] = False,
-    shard: Annotated[Optional[str], typer.Option(
-        "--shard", metavar="I/N", show_default=False,
-        help="Feature pass only: compute and cache the features of shard I of N of the clips "
-        "(sorted by path, every N-th from the I-th) and exit without fitting; once every shard "
-        "is done, fit-svm without --shard finds all features cached. Default: from SLURM "
-        "(SLURM_ARRAY_TASK_ID/COUNT) or torchrun (RANK/WORLD_SIZE); --shard wins.")] = None,
-    files_from: Annotated[Optional[str], typer.Option(
-        "--files-from", metavar="LIST", show_default=False,
-        help="Use only the dataset's clips listed in LIST, one path per line ('-': standard "
-        "input; relative to the current directory); a listed file the dataset lacks is an "
-        "error.")] = None,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    input_scale: InputScaleOpt = None,
+    allow_missing: AllowMissingOpt = False,
+    allow_seen: AllowSeenOpt = False,
+    shard: ShardOpt = None,
+    files_from: FilesFromOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Cross-validate a linear SVM on a SoundNet layer and optionally save it fit on all data.
 
     With --shard (or under a SLURM job array or torchrun) only the features of that shard's clips are computed into the cache, and nothing is fitted.
     """
+    from ..datasets import cv_splits
     from ..svm.protocol import SvmProtocol
 
     if out_path is not None and out_path.exists() and not overwrite:
@@ -146,16 +168,8 @@ def fit_svm_command(
         ds = _load(dataset, layout.value, labels, allow_missing, folds, quiet)
         if files_from is not None:
             ds = _only_listed(ds, files_from, quiet)
-        from ..datasets import cv_splits
-        from ..provenance import exclude_seen, seen_mask
-        from ..weights.registry import load_model
-
         splits = cv_splits(ds, folds or 5, seed=seed, test_folds=test_fold)  # bad folds fail early
-        from ..shards.partition import device_for_rank
-
-        model = load_model(weights, device_for_rank(device), option="--weights")
-        # A network that has seen every test clip fails here, before any feature is computed.
-        exclude_seen(splits, seen_mask(model.provenance, ds), allow_seen=allow_seen, dataset=ds)
+        model = _network(weights, device, ds, splits, allow_seen)
         if part is not None:
             raise typer.Exit(_feature_shard(model, ds, part, layer, proto, cache_dir, workers,
                                             batch_size, quiet))
@@ -179,6 +193,18 @@ def fit_svm_command(
     else:
         _print_report(summary, report)
     raise typer.Exit(report_failures([(str(p), m) for p, m in features.failures], quiet))
+
+
+def _network(weights: Any, device: str, ds: Any, splits: Any, allow_seen: bool) -> Any:
+    """The network, checked against the test clips: one that has seen every test clip fails
+    here, before any feature is computed."""
+    from ..provenance import exclude_seen, seen_mask
+    from ..shards.partition import device_for_rank
+    from ..weights.registry import load_model
+
+    model = load_model(weights, device_for_rank(device), option="--weights")
+    exclude_seen(splits, seen_mask(model.provenance, ds), allow_seen=allow_seen, dataset=ds)
+    return model
 
 
 def _plot_confusion(report: "CVReport", path: Path, ds: Any, layer: str, model: Any,
