@@ -85,6 +85,11 @@ OverwriteOpt = Annotated[bool, typer.Option(
     "--overwrite", help="With --out: recompute inputs that are already done.")]
 
 
+SvmOpt = Annotated[Optional[Path], typer.Option(
+    "--svm", help="Tag with the classes of an SVM saved by `soundnet fit-svm --out` "
+    "(decision values, not probabilities) instead of the network's heads.")]
+
+
 def tag(
     inputs: OptionalInputsArg = None,
     weights: WeightsOpt = None,
@@ -102,9 +107,7 @@ def tag(
     merge: MergeOpt = True,
     min_gap: GapOpt = 0.0,
     overwrite: OverwriteOpt = False,
-    svm: Annotated[Optional[Path], typer.Option(
-        "--svm", help="Tag with the classes of an SVM saved by `soundnet fit-svm --out` "
-        "(decision values, not probabilities) instead of the network's heads.")] = None,
+    svm: SvmOpt = None,
     recursive: RecursiveOpt = False,
     batch_size: BatchOpt = BATCH_SIZE,
     workers: WorkersOpt = None,
@@ -156,13 +159,7 @@ def tag(
         if out_dir is None:
             failures += _tag_to_stdout(model, files, scorers, options, emit, quiet, names)
         else:
-            settings = {"batch_size": batch_size, "workers": options.workers,
-                        "device": str(options.device), "recursive": recursive,
-                        "overwrite": overwrite}
-            if part is not None:
-                settings["shard"] = part.to_dict()
-            if left_out:
-                settings["formats_left_out"] = sorted(left_out)
+            settings = _run_settings(run, batch_size, recursive, overwrite, left_out)
             failures = _tag_to_dir(run, scorers, emit, quiet, out_dir, chosen, top_k, segments,
                                    detect, settings, failures, names)
         failures = [(names.text(p), names.text(m)) for p, m in failures]
@@ -229,6 +226,19 @@ def _not_done(files: list[Path], roots: list[Path], out_dir: Optional[Path],
     from ..tagging.layout import record_path
 
     return [f for f in files if not record_path(f, roots, out_dir).exists()]
+
+
+def _run_settings(run: "FileRun", batch_size: int, recursive: bool, overwrite: bool,
+                  left_out: Any) -> dict[str, Any]:
+    """What ``run.json`` records of how the run was asked for (beside the provenance)."""
+    settings: dict[str, Any] = {"batch_size": batch_size, "workers": run.options.workers,
+                                "device": str(run.options.device), "recursive": recursive,
+                                "overwrite": overwrite}
+    if run.shard is not None:
+        settings["shard"] = run.shard.to_dict()
+    if left_out:
+        settings["formats_left_out"] = sorted(left_out)
+    return settings
 
 
 def _renamed(emit: Callable[["TagResult"], None],
