@@ -344,12 +344,10 @@ def extract_files(
     if pool not in POOLS:
         raise ValueError(f"unknown pool {pool!r}; choose from {', '.join(POOLS)}")
     opts = options if options is not None else RunOptions()
-    decoder = opts.decoder
     names = model.resolve_layers(layers)
     files = [Path(p) for p in paths]
     plan = _Plan(files, [Path(r) for r in roots], Path(out_dir), names, pool, overwrite,
-                 None if run_inputs is None else
-                 [p if isinstance(p, Path) else Path(p) for p in run_inputs])
+                 None if run_inputs is None else [Path(p) for p in run_inputs])
     if plan.outputs:
         claim_outputs(model, out_dir, names, plan.existing(), overwrite)
     run: list[Path] = []
@@ -363,13 +361,19 @@ def extract_files(
     for path, message in plan.collisions.items():
         yield FileOutcome(path, error=message)
     if not run:
-        if decoder is not None:
-            decoder.close()
+        if opts.decoder is not None:  # started on these files: none needs decoding
+            opts.decoder.close()
         return
     # The decoding workers read each header and hand long files back undecoded (deferred);
     # they are streamed after the short ones.
     deferred: list[Path] = []
     yield from _compute(model, run, plan, pool, deferred, opts)
+    yield from _stream_deferred(model, deferred, plan, pool, opts)
+
+
+def _stream_deferred(model: SoundNet, deferred: list[Path], plan: "_Plan", pool: str,
+                     opts: RunOptions) -> Iterator[FileOutcome]:
+    """The long files the decoding workers handed back undecoded, streamed one after another."""
     engines: dict[tuple[str, ...], Any] = {}  # the runtime's engines, one per set of layers
     for path in deferred:
         try:
