@@ -82,7 +82,8 @@ def synth(seconds: float, rate: int = 22_050, kind: str = "tone", channels: int 
     return x.astype(np.float32)
 
 
-__all__ = ["FREQS", "RATE", "ROOT", "SRC", "TINY_WIDTH", "make_dataset", "make_tiny_model",
+__all__ = ["FREQS", "RATE", "ROOT", "SRC", "TINY_WIDTH", "interrupt_epoch", "make_dataset",
+           "make_tiny_model",
            "original_heads", "synth", "tiny_config", "tiny_svm", "tiny_targets"]
 
 
@@ -119,3 +120,19 @@ def make_dataset(root: Path, per_class: int = 6, seconds: float = 1.5, folds: in
             rows.append(f"{name},{i % folds + 1},{c},class_{c},False,{c}{i},A")
     (root / "meta" / "esc50.csv").write_text("\n".join(rows) + "\n")
     return root
+
+
+def interrupt_epoch(monkeypatch, at: int = 2) -> None:
+    """Make the training loop's ``at``-th epoch raise KeyboardInterrupt (Ctrl-C), as a person
+    stopping a run would; undo with ``monkeypatch.undo()``."""
+    from soundnet_cli.training import loop
+
+    real, calls = loop._train_epoch, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == at:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_train_epoch", interrupted)

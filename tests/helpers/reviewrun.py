@@ -16,9 +16,7 @@ import numpy as np
 import soundfile as sf
 
 from helpers import synth
-from soundnet_cli.tagging import HeadScores, TagResult
-from soundnet_cli.tagging import DetectOptions
-from soundnet_cli.tagging import TagRun
+from soundnet_cli.tagging import DetectOptions, HeadScores, TagResult, TagRun
 
 LABELS = ("dog", "rain", "bird")
 RATE = 22_050
@@ -58,3 +56,12 @@ def make_run(root: Path, files: Mapping[str, np.ndarray], *, formats: Sequence[s
     run.combine(paths)
     run.write_settings([rec], {})
     return out
+
+
+def tag_in_two_shards(run, inputs: Path, checkpoint: Path, out: Path, *options: object) -> None:
+    """``soundnet tag INPUTS --out OUT OPTIONS`` as shards 0/2 and 1/2 (``run``: the CLI
+    fixture), each of which must succeed."""
+    for shard in ("0/2", "1/2"):
+        done = run("tag", inputs, "-w", checkpoint, "--out", out, "--shard", shard, *options,
+                   "-j", "0", "-q")
+        assert done.exit_code == 0, done.output

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from helpers.reviewrun import RATE, make_run, scores_with
-from soundnet_cli.review import choose, detections
-from soundnet_cli.review import open_run
+from helpers.reviewrun import RATE, make_run, scores_with, tag_in_two_shards
+from soundnet_cli.review import choose, detections, open_run
 
 
 def _rows(path: Path) -> list[dict]:
@@ -93,10 +92,7 @@ def test_clips_of_a_merged_sharded_run(tmp_path: Path, write_audio, tiny_checkpo
     for i in range(4):
         write_audio(f"rec/{i}.wav", 6.0, kind="noise", seed=i)
     res = tmp_path / "res"
-    for shard in ("0/2", "1/2"):
-        done = run("tag", tmp_path / "rec", "-w", tiny_checkpoint, "--out", res, "--shard",
-                   shard, "--min-conf", "0.1", "-j", "0", "-q")
-        assert done.exit_code == 0, done.output
+    tag_in_two_shards(run, tmp_path / "rec", tiny_checkpoint, res, "--min-conf", "0.1")
     assert run("merge", res).exit_code == 0
     result = run("clips", res, "--class", "obj1", "--per-class", "10", "--out",
                  tmp_path / "clips", "-q")

@@ -11,6 +11,7 @@ import pytest
 
 from helpers.reviewrun import make_run, scores_with
 from soundnet_cli.errors import SoundNetError
+from soundnet_cli.review import open_run, read_truth
 from soundnet_cli.review.evaluate import (
     EvalOptions,
     evaluate_run,
@@ -18,8 +19,6 @@ from soundnet_cli.review.evaluate import (
     segment_activity,
     write_report,
 )
-from soundnet_cli.review import open_run
-from soundnet_cli.review import read_truth
 from soundnet_cli.tagging.events import parse_min_conf
 
 TRUTH_CSV = "file,onset,offset,label\na.wav,2.0,5.0,dog\nb.wav,6.0,7.0,dog\nb.wav,1.0,3.0,rain\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers.reviewrun import make_run, scores_with
+from helpers.reviewrun import make_run, scores_with, tag_in_two_shards
 from soundnet_cli.review.images import png_bytes, spectrogram_image
 from soundnet_cli.review.page import render, write_page
 
@@ -123,10 +123,7 @@ def test_merge_of_a_sharded_run_writes_the_page(tmp_path: Path, write_audio, tin
     for i in range(3):
         write_audio(f"rec/{i}.wav", 6.0, kind="noise", seed=i)
     res = tmp_path / "res"
-    for shard in ("0/2", "1/2"):
-        done = run("tag", tmp_path / "rec", "-w", tiny_checkpoint, "--out", res, "--shard",
-                   shard, "--format", "jsonl,html", "-j", "0", "-q")
-        assert done.exit_code == 0, done.output
+    tag_in_two_shards(run, tmp_path / "rec", tiny_checkpoint, res, "--format", "jsonl,html")
     assert not (res / "review.html").exists()  # a shard alone does not write it
     assert run("merge", res).exit_code == 0
     assert len(_data(res / "review.html")["items"]) == 3

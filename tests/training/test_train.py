@@ -15,18 +15,16 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from soundnet_cli.provenance import clip_fingerprint, seen_mask
-from soundnet_cli.weights import load_checkpoint
+from helpers import RATE, ROOT, interrupt_epoch, make_dataset
+from soundnet_cli.audio import tile
 from soundnet_cli.cli import app
 from soundnet_cli.datasets import load_dataset
 from soundnet_cli.errors import DatasetError, SoundNetError
-from soundnet_cli.audio import tile
+from soundnet_cli.provenance import clip_fingerprint, seen_mask
+from soundnet_cli.training import LoopConfig
 from soundnet_cli.training.augment import AugmentConfig, bc_mix, circular, crop
 from soundnet_cli.training.supervised import SupervisedTask, TrainConfig, split, train_supervised
-from soundnet_cli.training import LoopConfig
-from helpers import RATE, ROOT
-from helpers import make_dataset
-
+from soundnet_cli.weights import load_checkpoint
 
 
 def tiny_cfg(epochs: int = 3, width: float = 1 / 16, mix: float = 0.5, **loop) -> TrainConfig:
@@ -253,19 +251,8 @@ def test_overwrite_starts_a_run_again(dataset_dir: Path, tmp_path: Path):
 def test_resume_alone_continues_an_interrupted_run(dataset_dir: Path, tmp_path: Path,
                                                     monkeypatch):
     """After Ctrl-C the message says exactly what to type, and that alone continues the run."""
-    from soundnet_cli.training import loop
-
     run_dir = tmp_path / "run"
-    real_epoch = loop._train_epoch
-    calls = []
-
-    def interrupted_epoch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "_train_epoch", interrupted_epoch)
+    interrupt_epoch(monkeypatch, at=2)
     stopped = CliRunner().invoke(app, _cli_args(dataset_dir, run_dir))
     monkeypatch.undo()
     assert stopped.exit_code == 130

@@ -14,6 +14,7 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
+from helpers import interrupt_epoch
 from soundnet_cli.cli import app
 from soundnet_cli.datasets import load_dataset
 from soundnet_cli.training.validation import resolve_val_fraction, stratified_split
@@ -227,18 +228,8 @@ def test_a_run_started_before_val_fraction_resumes_as_it_started(folders: Path, 
                                                                 monkeypatch):
     """A folder-dataset run from an older version had no validation; resumed now, it must not
     get the automatic split (its state was written with other loop settings)."""
-    from soundnet_cli.training import loop
-
     run_dir = tmp_path / "run"
-    real_epoch, calls = loop._train_epoch, []
-
-    def interrupted_epoch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "_train_epoch", interrupted_epoch)
+    interrupt_epoch(monkeypatch, at=2)
     stopped = CliRunner().invoke(app, train_args(folders, run_dir, "--val-fraction", "0"))
     monkeypatch.undo()
     assert stopped.exit_code == 130

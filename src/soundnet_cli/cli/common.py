@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterator, NoReturn, Optional
+from typing import Annotated, Any, Callable, Iterator, NoReturn, Optional, Sequence
 
 import typer
 from rich.console import Console
@@ -175,9 +175,9 @@ def user_errors(interrupted: Callable[[], str] | None = None) -> Iterator[None]:
             from None
 
 
-def make_progress(quiet: bool):
-    """A Rich progress display on stderr (disabled with ``quiet`` or when stderr is not a TTY and
-    nothing would be shown)."""
+def make_progress(quiet: bool, fields: Sequence[str] = ("audio", "rate")):
+    """A Rich progress display on stderr (disabled with ``quiet``): description, bar, done/total,
+    then a text column per task field in ``fields``, elapsed and remaining time."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -189,7 +189,7 @@ def make_progress(quiet: bool):
 
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[audio]}"), TextColumn("{task.fields[rate]}"),
+        *(TextColumn(f"{{task.fields[{name}]}}") for name in fields),
         TimeElapsedColumn(), TimeRemainingColumn(),
         console=err, disable=quiet, transient=False,
     )

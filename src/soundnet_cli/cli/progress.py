@@ -4,16 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-
-from .common import err
+from .common import err, make_progress
 
 
 class TrainingProgress:
@@ -27,11 +18,7 @@ class TrainingProgress:
     def __init__(self, quiet: bool, epochs: int, metric: str = "accuracy", short: str = "acc") -> None:
         self.quiet = quiet
         self.metric, self.short = metric, short
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=err, disable=quiet,
-        )
+        self.progress = make_progress(quiet, fields=("info",))
         self.epochs_task = self.progress.add_task("epochs", total=epochs, info="")
         self.batch_task = self.progress.add_task("batches", total=None, info="", visible=False)
         self.started = False
