@@ -1,4 +1,4 @@
-"""``soundnet merge`` (shardmerge.py): sharded tag and extract runs merged into exactly what one
+"""``soundnet merge`` (shards/merge.py): sharded tag and extract runs merged into exactly what one
 run writes; missing, incomplete and failed shards reported, with a rerun list that works."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""runtime/shard.py: the partition every command shares, shards from SLURM and torchrun
+"""shards/partition.py: the partition every command shares, shards from SLURM and torchrun
 environments, --files-from, and the CLI options on tag, extract, fit-svm and teach."""
 
 from __future__ import annotations

@@ -173,7 +173,7 @@ def _pending(paths: Sequence[Path], roots: Sequence[Path], out_dir: str | os.Pat
     from ..shards.partition import Shard, select
 
     chosen = list(paths)
-    if cfg.shard is not None:  # the partition every command shares (runtime/shard.py)
+    if cfg.shard is not None:  # the partition every command shares (shards/partition.py)
         chosen = select(chosen, Shard(*cfg.shard))
     indexed = {e.key for e in read_index(out_dir)}
     seen: dict[str, Path] = {}

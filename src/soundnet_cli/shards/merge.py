@@ -1,7 +1,7 @@
 """``soundnet merge OUT``: join the per-shard outputs of a many-shard run into the files one run
 would have written, and say what is missing, unfinished or failed.
 
-What a directory holds is read from its status files (:mod:`.shardstatus`,
+What a directory holds is read from its status files (:mod:`.status`,
 ``status.shard-I-of-N.jsonl``): their ``command`` (``tag`` or ``extract``), the number of shards
 ``N`` (all files must agree on it, and on the settings that change results: network, layers,
 formats, ...). Then:
