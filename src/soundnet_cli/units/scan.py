@@ -22,10 +22,9 @@ length.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
@@ -219,38 +218,45 @@ def _compute(model: SoundNet, paths: list[Path], layer: str, per_recording: int,
         acc.add(0, acts)
         yield ScanOutcome(clip.path, acc.result(), duration=clip.duration,
                           warnings=list(clip.warnings))
-    from ..runtime.batch import thread_limit
-
-    device = opts.device if opts.device is not None else next(model.parameters()).device
+    engines: dict = {}  # the runtime's engine for this layer, kept across the long files
     for path in deferred:
-        with thread_limit(opts.thread_count(device)):
-            outcome = _stream(model, path, layer, per_recording, opts)
-        yield outcome
+        yield _stream(model, path, layer, per_recording, opts, engines)
 
 
-def _stream(model: SoundNet, path: Path, layer: str, per_recording: int,
-            opts: RunOptions) -> ScanOutcome:
-    """Scan one long file chunk by chunk (memory bounded by the chunk)."""
+class _PeaksSink:
+    """A long recording's frames into its per-unit peaks, as the runtime streams them (a
+    :class:`~soundnet_cli.runtime.batch.FrameSink`)."""
+
+    def __init__(self, peaks: RecordingPeaks) -> None:
+        self.peaks = peaks
+
+    def __enter__(self) -> "_PeaksSink":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add(self, chunk: Any) -> None:
+        self.peaks.add(chunk.start, chunk.data)
+
+
+def _stream(model: SoundNet, path: Path, layer: str, per_recording: int, opts: RunOptions,
+            engines: dict) -> ScanOutcome:
+    """Scan one long file chunk by chunk (memory bounded by the chunk), streamed by the runtime
+    (:func:`~soundnet_cli.runtime.batch.stream_into`: threads, warnings, errors)."""
     from ..audio import audio_info
-    from ..runtime.stream import expected_samples, stream_activations
+    from ..runtime.batch import stream_into
+    from ..runtime.stream import expected_samples
 
     rate = model.config.sample_rate
-    report = opts.on_audio
-    on_block = None if report is None else (lambda n: report(path, n / rate))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            samples = expected_samples(audio_info(path), rate)
-            frames = model.geometry(layer).frames(samples)
-            acc = RecordingPeaks(model.channels(layer), per_recording,
-                                 min_gap_frames(model, layer),
-                                 valid_range(model, layer, samples, frames), samples)
-            for chunk in stream_activations(model, path, [layer], device=opts.device,
-                                            chunk_seconds=opts.chunk_seconds,
-                                            on_block=on_block):
-                acc.add(chunk.start, chunk.data)
-        except SoundNetError as e:
-            return ScanOutcome(path, error=str(e))
-    return ScanOutcome(path, acc.result(), duration=samples / rate,
-                       warnings=[str(w.message) for w in caught])
-
+    try:
+        samples = expected_samples(audio_info(path), rate)
+    except SoundNetError as e:
+        return ScanOutcome(path, error=str(e))
+    frames = model.geometry(layer).frames(samples)
+    peaks = RecordingPeaks(model.channels(layer), per_recording, min_gap_frames(model, layer),
+                           valid_range(model, layer, samples, frames), samples)
+    report = stream_into(model, path, [layer], _PeaksSink(peaks), options=opts, engines=engines)
+    if report.error is not None:
+        return ScanOutcome(path, error=report.error)
+    return ScanOutcome(path, peaks.result(), duration=samples / rate, warnings=report.warnings)
