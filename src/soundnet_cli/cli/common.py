@@ -220,20 +220,17 @@ def warn(message: str, quiet: bool) -> None:
         err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
-#: What the per-input note of a clip looped to the length tagging needs contains.
-LOOPED_NOTE = "; tiled (looped) to "
-
-
 class RunWarnings:
-    """Per-input warnings of a run, on stderr: every one, except that of the notes that a short
-    clip was looped (routine for 5-s clips, one per input) only the first ``shown`` appear, and
-    :meth:`summary` says how many more there were (each input's record keeps its own note)."""
+    """Per-input warnings of a run, on stderr: every one, except that of the messages containing
+    ``routine`` (tagging's note that a short clip was looped, one per 5-s clip) only the first
+    ``shown`` appear, and :meth:`summary` says how many more there were (each input's record
+    keeps its own note)."""
 
-    def __init__(self, quiet: bool, shown: int = 3) -> None:
-        self.quiet, self.shown, self.looped = quiet, shown, 0
+    def __init__(self, quiet: bool, routine: str, shown: int = 3) -> None:
+        self.quiet, self.routine, self.shown, self.looped = quiet, routine, shown, 0
 
     def __call__(self, message: str) -> None:
-        if LOOPED_NOTE in message:
+        if self.routine in message:
             self.looped += 1
             if self.looped > self.shown:
                 return

@@ -259,10 +259,10 @@ def _renamed(emit: Callable[["TagResult"], None],
 def _tag_to_stdout(model: Any, files: list[Path], scorers: list, options: "RunOptions",
                    emit: Callable[["TagResult"], None], quiet: bool,
                    names: StdinNames = NO_STDIN) -> list[tuple[str, str]]:
-    from ..tagging.scoring import tag_files
+    from ..tagging.scoring import LOOPED_NOTE, tag_files
 
     failures = []
-    notes = RunWarnings(quiet)
+    notes = RunWarnings(quiet, LOOPED_NOTE)
     with AudioProgress("tagging", len(files), quiet) as progress:
         for result in tag_files(model, files, scorers=scorers,
                                 options=options.replace(on_audio=progress.audio)):
@@ -285,6 +285,7 @@ def _tag_to_dir(run: "FileRun", scorers: list, emit: Callable[["TagResult"], Non
     ``failures`` (found before) come back with this run's added. A shard of the run keeps a
     status file and writes its table instead of run.json and the combined tables."""
     from ..tagging.folder import DirTagging
+    from ..tagging.scoring import LOOPED_NOTE
 
     job = DirTagging(run, out_dir, formats, scorers, top_k=top_k, segments=segments,
                      detect=detect, settings=settings, failures=failures, shown=names.path)
@@ -293,7 +294,7 @@ def _tag_to_dir(run: "FileRun", scorers: list, emit: Callable[["TagResult"], Non
     with status or contextlib.nullcontext():
         if status is not None:
             status.record_failures(failures)
-        notes = RunWarnings(quiet)
+        notes = RunWarnings(quiet, LOOPED_NOTE)
         with AudioProgress("tagging", len(run.files), quiet) as progress:
             for outcome in job.tag(run.options.replace(on_audio=progress.audio)):
                 _tagged(outcome, progress, status, job.book.shown, emit, notes)

@@ -71,6 +71,11 @@ class Scorer(Protocol):
         ...
 
 
+#: What the note of a clip looped to the length tagging needs says (the CLI counts these notes
+#: instead of showing one per clip).
+LOOPED_NOTE = "; tiled (looped) to "
+
+
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     """Numerically stable softmax (float32 out, float64 inside)."""
     z = np.asarray(logits, dtype=np.float64)
@@ -251,7 +256,7 @@ def score_clip(model: SoundNet, clip: ClipResult, scorers: Sequence[Scorer],
     notes = list(clip.warnings)
     if clip.tiled_to:
         notes.append(f"{clip.path}: {clip.duration:.2f} s is shorter than the "
-                     f"{tile_to / rate:.2f} s tagging needs; tiled (looped) to "
+                     f"{tile_to / rate:.2f} s tagging needs{LOOPED_NOTE}"
                      f"{clip.tiled_to:.2f} s")
     if clip.duration < MIN_AUDIO_SECONDS:
         notes.append(f"{clip.path}: only {clip.duration:.3f} s of audio decoded (truncated "
